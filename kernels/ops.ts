@@ -1,0 +1,590 @@
+/**
+ * Launchers: each records the dispatches of one kernel family for one call, picking the
+ * specialization (vec4, kernel width, ...) and packing the shape into the uniform block. They take
+ * raw GPU buffers and sizes; temporaries come from the pool and go back to it before returning
+ * (reuse waits for the submit, so that is safe).
+ */
+
+import type { Backend } from "./backend.ts";
+import { grid1d, Uniforms, WORKGROUP_SIZE } from "./wgsl/common.ts";
+import {
+  affineKernel,
+  binaryKernel,
+  type BinaryOp,
+  copyRowsKernel,
+  expandKernel,
+  fillKernel,
+  unaryBackwardKernel,
+  unaryKernel,
+  type UnaryOp,
+} from "./wgsl/elementwise.ts";
+import { reduceAxisKernel, reduceMiddleKernel } from "./wgsl/reduce.ts";
+import {
+  conv2dBackwardInputKernel,
+  conv2dBackwardWeightKernel,
+  conv2dForwardKernel,
+} from "./wgsl/conv.ts";
+import {
+  batchNormApplyKernel,
+  batchNormBackwardInputKernel,
+  batchNormBackwardSumsKernel,
+  batchNormStatsKernel,
+} from "./wgsl/batchnorm.ts";
+import {
+  maxPool2dBackwardKernel,
+  maxPool2dForwardKernel,
+  resizeBackwardKernel,
+  resizeForwardKernel,
+  type ResizeMode,
+} from "./wgsl/spatial.ts";
+import { matmulKernel } from "./wgsl/matmul.ts";
+import { adamKernel, mseBackwardKernel } from "./wgsl/optim.ts";
+
+export type { BinaryOp, ResizeMode, UnaryOp };
+
+const F32 = 4;
+
+/** Grid for one workgroup per item (reductions), folded into 2-D past 65535. */
+function gridPerItem(items: number): [number, number] {
+  return grid1d(items, 1);
+}
+
+/** y = op(x) over n elements. */
+export function unary(b: Backend, op: UnaryOp, x: GPUBuffer, y: GPUBuffer, n: number): void {
+  const vec4 = n % 4 === 0;
+  const count = vec4 ? n / 4 : n;
+  b.dispatch(unaryKernel(op, vec4), [x, y], new Uniforms(1).u32(count).bytes, grid1d(count));
+}
+
+/** dx = g * op'(x), computed from the forward output y. */
+export function unaryBackward(
+  b: Backend,
+  op: UnaryOp,
+  g: GPUBuffer,
+  y: GPUBuffer,
+  dx: GPUBuffer,
+  n: number,
+): void {
+  const vec4 = n % 4 === 0;
+  const count = vec4 ? n / 4 : n;
+  b.dispatch(
+    unaryBackwardKernel(op, vec4),
+    [g, y, dx],
+    new Uniforms(1).u32(count).bytes,
+    grid1d(count),
+  );
+}
+
+/** out = a op c element-wise over n elements. */
+export function binary(
+  b: Backend,
+  op: BinaryOp,
+  a: GPUBuffer,
+  c: GPUBuffer,
+  out: GPUBuffer,
+  n: number,
+): void {
+  const vec4 = n % 4 === 0;
+  const count = vec4 ? n / 4 : n;
+  b.dispatch(binaryKernel(op, vec4), [a, c, out], new Uniforms(1).u32(count).bytes, grid1d(count));
+}
+
+/** y = x * scale + shift. */
+export function affine(
+  b: Backend,
+  x: GPUBuffer,
+  y: GPUBuffer,
+  n: number,
+  scale: number,
+  shift: number,
+): void {
+  const vec4 = n % 4 === 0;
+  const count = vec4 ? n / 4 : n;
+  b.dispatch(
+    affineKernel(vec4),
+    [x, y],
+    new Uniforms(3).u32(count).f32(scale).f32(shift).bytes,
+    grid1d(count),
+  );
+}
+
+/** out[0..n) = value. */
+export function fill(b: Backend, out: GPUBuffer, n: number, value: number): void {
+  b.dispatch(fillKernel(), [out], new Uniforms(2).u32(n).f32(value).bytes, grid1d(n));
+}
+
+/** out[i] = g[floor(i / inner)] * scale for i < n (inner = n broadcasts a scalar). */
+export function expand(
+  b: Backend,
+  g: GPUBuffer,
+  out: GPUBuffer,
+  n: number,
+  inner: number,
+  scale: number,
+): void {
+  b.dispatch(
+    expandKernel(),
+    [g, out],
+    new Uniforms(3).u32(n).u32(Math.max(inner, 1)).f32(scale).bytes,
+    grid1d(n),
+  );
+}
+
+/** Layout of a row copy (all in elements). */
+export interface RowCopy {
+  outer: number;
+  rowLength: number;
+  srcStride: number;
+  srcOffset: number;
+  dstStride: number;
+  dstOffset: number;
+}
+
+/** dst rows (+)= src rows; see {@link RowCopy}. */
+export function copyRows(
+  b: Backend,
+  src: GPUBuffer,
+  dst: GPUBuffer,
+  layout: RowCopy,
+  accumulate = false,
+): void {
+  const u = new Uniforms(6).u32(layout.outer).u32(layout.rowLength).u32(layout.srcStride)
+    .u32(layout.srcOffset).u32(layout.dstStride).u32(layout.dstOffset);
+  b.dispatch(
+    copyRowsKernel(accumulate),
+    [src, dst],
+    u.bytes,
+    grid1d(layout.outer * layout.rowLength),
+  );
+}
+
+/**
+ * out[m] = scale * sum over outer and inner of x viewed as [outer, mid, inner] (or of
+ * (x - y)^2 when y is given).
+ */
+export function reduceMiddle(
+  b: Backend,
+  x: GPUBuffer,
+  out: GPUBuffer,
+  outer: number,
+  mid: number,
+  inner: number,
+  scale = 1,
+  y: GPUBuffer | null = null,
+  total = outer * mid * inner,
+): void {
+  const u = new Uniforms(5).u32(outer).u32(mid).u32(inner).u32(total).f32(scale);
+  b.dispatch(reduceMiddleKernel(y !== null), y ? [x, y, out] : [x, out], u.bytes, gridPerItem(mid));
+}
+
+/** out = scale * sum along the middle axis of x viewed as [outer, length, inner]. */
+export function reduceAxis(
+  b: Backend,
+  x: GPUBuffer,
+  out: GPUBuffer,
+  outer: number,
+  length: number,
+  inner: number,
+  scale = 1,
+): void {
+  const u = new Uniforms(4).u32(outer).u32(length).u32(inner).f32(scale);
+  b.dispatch(reduceAxisKernel(), [x, out], u.bytes, grid1d(outer * inner));
+}
+
+/** Elements summed by one workgroup in each stage of a full reduction. */
+const SUM_CHUNK = 4096;
+
+/**
+ * out[0] = scale * sum of x[0..n) (or of (x - y)^2), in stages of one workgroup per chunk, so a
+ * large array keeps every core busy instead of one workgroup walking it all.
+ */
+export function sumAll(
+  b: Backend,
+  x: GPUBuffer,
+  out: GPUBuffer,
+  n: number,
+  scale = 1,
+  y: GPUBuffer | null = null,
+): void {
+  if (n <= SUM_CHUNK) {
+    reduceMiddle(b, x, out, 1, 1, Math.max(n, 1), scale, y, n);
+    return;
+  }
+  const chunk = Math.max(SUM_CHUNK, Math.ceil(n / 65535));
+  const rows = Math.ceil(n / chunk);
+  const partial = b.pool.acquire(rows * F32);
+  reduceMiddle(b, x, partial, 1, rows, chunk, 1, y, n);
+  sumAll(b, partial, out, rows, scale);
+  b.pool.release(partial);
+}
+
+/** Geometry of a 2-D convolution (square stride and padding). */
+export interface Conv2dGeometry {
+  batch: number;
+  inC: number;
+  inH: number;
+  inW: number;
+  outC: number;
+  outH: number;
+  outW: number;
+  kH: number;
+  kW: number;
+  stride: number;
+  pad: number;
+}
+
+function convUniforms(
+  g: Conv2dGeometry,
+  blocksC: number,
+  blocksW: number,
+  samplesPerSplit = 0,
+  splits = 0,
+): Uint8Array {
+  return new Uniforms(15).u32(g.batch).u32(g.inC).u32(g.inH).u32(g.inW).u32(g.outC).u32(g.outH)
+    .u32(g.outW).u32(g.kH).u32(g.kW).u32(g.stride).u32(g.pad).u32(blocksC).u32(blocksW)
+    .u32(samplesPerSplit).u32(splits).bytes;
+}
+
+/** y = conv2d(x, w) + bias. */
+export function conv2dForward(
+  b: Backend,
+  x: GPUBuffer,
+  w: GPUBuffer,
+  bias: GPUBuffer | null,
+  y: GPUBuffer,
+  g: Conv2dGeometry,
+): void {
+  const blocksC = Math.ceil(g.outC / 4);
+  const blocksW = Math.ceil(g.outW / 4);
+  const threads = g.batch * blocksC * g.outH * blocksW;
+  b.dispatch(
+    conv2dForwardKernel(bias !== null),
+    bias ? [x, w, bias, y] : [x, w, y],
+    convUniforms(g, blocksC, blocksW),
+    grid1d(threads),
+  );
+}
+
+/** dx = conv2d backward to the input. */
+export function conv2dBackwardInput(
+  b: Backend,
+  dy: GPUBuffer,
+  w: GPUBuffer,
+  dx: GPUBuffer,
+  g: Conv2dGeometry,
+): void {
+  const blocksC = Math.ceil(g.inC / 4);
+  const blocksW = Math.ceil(g.inW / 4);
+  const threads = g.batch * blocksC * g.inH * blocksW;
+  b.dispatch(
+    conv2dBackwardInputKernel(),
+    [dy, w, dx],
+    convUniforms(g, blocksC, blocksW),
+    grid1d(threads),
+  );
+}
+
+/** Threads the weight-gradient kernel aims for before splitting the batch further. */
+const WEIGHT_GRAD_TARGET_THREADS = 8192;
+
+/** dw = conv2d backward to the weight (split over the batch, then summed). */
+export function conv2dBackwardWeight(
+  b: Backend,
+  dy: GPUBuffer,
+  x: GPUBuffer,
+  dw: GPUBuffer,
+  g: Conv2dGeometry,
+): void {
+  const blocksC = Math.ceil(g.outC / 4);
+  const threadsPerSplit = blocksC * g.inC * g.kH;
+  const wantedSplits = Math.ceil(WEIGHT_GRAD_TARGET_THREADS / threadsPerSplit);
+  const samplesPerSplit = Math.ceil(g.batch / Math.min(g.batch, Math.max(1, wantedSplits)));
+  const splits = Math.ceil(g.batch / samplesPerSplit);
+  const weightSize = g.outC * g.inC * g.kH * g.kW;
+  const target = splits === 1 ? dw : b.pool.acquire(splits * weightSize * F32);
+  b.dispatch(
+    conv2dBackwardWeightKernel(g.kW),
+    [dy, x, target],
+    convUniforms(g, blocksC, 0, samplesPerSplit, splits),
+    grid1d(splits * threadsPerSplit),
+  );
+  if (splits > 1) {
+    reduceAxis(b, target, dw, 1, splits, weightSize);
+    b.pool.release(target);
+  }
+}
+
+/** Batch-norm statistics of x [batch, channels, spatial]; running stats updated when given. */
+export function batchNormStats(
+  b: Backend,
+  x: GPUBuffer,
+  mean: GPUBuffer,
+  invStd: GPUBuffer,
+  running: { mean: GPUBuffer; var: GPUBuffer } | null,
+  batch: number,
+  channels: number,
+  spatial: number,
+  eps: number,
+  momentum: number,
+): void {
+  const u = new Uniforms(5).u32(batch).u32(channels).u32(spatial).f32(eps).f32(momentum);
+  b.dispatch(
+    batchNormStatsKernel(running !== null),
+    running ? [x, mean, invStd, running.mean, running.var] : [x, mean, invStd],
+    u.bytes,
+    gridPerItem(channels),
+  );
+}
+
+/** Statistics for the normalize pass: batch (mean, invStd) or running (mean, var). */
+export interface BatchNormStatBuffers {
+  mean: GPUBuffer;
+  stat: GPUBuffer;
+  fromVariance: boolean;
+}
+
+/** y = batchnorm(x) with the given statistics and optional affine parameters. */
+export function batchNormApply(
+  b: Backend,
+  x: GPUBuffer,
+  stats: BatchNormStatBuffers,
+  affineParams: { weight: GPUBuffer; bias: GPUBuffer } | null,
+  y: GPUBuffer,
+  n: number,
+  channels: number,
+  spatial: number,
+  eps: number,
+): void {
+  const u = new Uniforms(5).u32(n).u32(channels).u32(spatial).f32(eps).f32(0);
+  const buffers = [x, stats.mean, stats.stat];
+  if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
+  buffers.push(y);
+  b.dispatch(
+    batchNormApplyKernel(affineParams !== null, stats.fromVariance),
+    buffers,
+    u.bytes,
+    grid1d(n),
+  );
+}
+
+/** sums[c] = sum(dy), sums[channels + c] = sum(dy * xhat). */
+export function batchNormBackwardSums(
+  b: Backend,
+  dy: GPUBuffer,
+  x: GPUBuffer,
+  stats: BatchNormStatBuffers,
+  sums: GPUBuffer,
+  batch: number,
+  channels: number,
+  spatial: number,
+  eps: number,
+): void {
+  const u = new Uniforms(5).u32(batch).u32(channels).u32(spatial).f32(eps).f32(0);
+  b.dispatch(
+    batchNormBackwardSumsKernel(stats.fromVariance),
+    [dy, x, stats.mean, stats.stat, sums],
+    u.bytes,
+    gridPerItem(channels),
+  );
+}
+
+/** dx of batch norm (training: through the batch statistics; eval: a per-channel scale). */
+export function batchNormBackwardInput(
+  b: Backend,
+  dy: GPUBuffer,
+  x: GPUBuffer,
+  stats: BatchNormStatBuffers,
+  weight: GPUBuffer | null,
+  sums: GPUBuffer | null,
+  dx: GPUBuffer,
+  batch: number,
+  channels: number,
+  spatial: number,
+  eps: number,
+): void {
+  const n = batch * channels * spatial;
+  const u = new Uniforms(5).u32(n).u32(channels).u32(spatial).f32(eps).f32(batch * spatial);
+  const buffers = [dy, x, stats.mean, stats.stat];
+  if (weight) buffers.push(weight);
+  if (sums) buffers.push(sums);
+  buffers.push(dx);
+  b.dispatch(
+    batchNormBackwardInputKernel(sums !== null, weight !== null, stats.fromVariance),
+    buffers,
+    u.bytes,
+    grid1d(n),
+  );
+}
+
+/** Geometry of a 2-D pooling window over [planes, inH, inW]. */
+export interface Pool2dGeometry {
+  planes: number;
+  inH: number;
+  inW: number;
+  outH: number;
+  outW: number;
+  kH: number;
+  kW: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+}
+
+function poolUniforms(g: Pool2dGeometry): Uint8Array {
+  return new Uniforms(11).u32(g.planes).u32(g.inH).u32(g.inW).u32(g.outH).u32(g.outW).u32(g.kH)
+    .u32(g.kW).u32(g.strideH).u32(g.strideW).u32(g.padH).u32(g.padW).bytes;
+}
+
+/** y = max-pool(x); argmax (u32) records the winning input position per output. */
+export function maxPool2dForward(
+  b: Backend,
+  x: GPUBuffer,
+  y: GPUBuffer,
+  argmax: GPUBuffer,
+  g: Pool2dGeometry,
+): void {
+  b.dispatch(
+    maxPool2dForwardKernel(),
+    [x, y, argmax],
+    poolUniforms(g),
+    grid1d(g.planes * g.outH * g.outW),
+  );
+}
+
+/** dx of max-pool from dy and the saved argmax. */
+export function maxPool2dBackward(
+  b: Backend,
+  dy: GPUBuffer,
+  argmax: GPUBuffer,
+  dx: GPUBuffer,
+  g: Pool2dGeometry,
+): void {
+  b.dispatch(
+    maxPool2dBackwardKernel(),
+    [dy, argmax, dx],
+    poolUniforms(g),
+    grid1d(g.planes * g.inH * g.inW),
+  );
+}
+
+/** Geometry of a resize over [planes, inH, inW] -> [planes, outH, outW]. */
+export interface ResizeGeometry {
+  planes: number;
+  inH: number;
+  inW: number;
+  outH: number;
+  outW: number;
+  /** Source step per output pixel (in/out, or 1/scaleFactor when a factor was given). */
+  scaleH: number;
+  scaleW: number;
+}
+
+function resizeUniforms(g: ResizeGeometry): Uint8Array {
+  return new Uniforms(7).u32(g.planes).u32(g.inH).u32(g.inW).u32(g.outH).u32(g.outW).f32(g.scaleH)
+    .f32(g.scaleW).bytes;
+}
+
+/** y = resize(x). */
+export function resizeForward(
+  b: Backend,
+  mode: ResizeMode,
+  x: GPUBuffer,
+  y: GPUBuffer,
+  g: ResizeGeometry,
+): void {
+  b.dispatch(
+    resizeForwardKernel(mode),
+    [x, y],
+    resizeUniforms(g),
+    grid1d(g.planes * g.outH * g.outW),
+  );
+}
+
+/** dx of resize. */
+export function resizeBackward(
+  b: Backend,
+  mode: ResizeMode,
+  dy: GPUBuffer,
+  dx: GPUBuffer,
+  g: ResizeGeometry,
+): void {
+  b.dispatch(
+    resizeBackwardKernel(mode),
+    [dy, dx],
+    resizeUniforms(g),
+    grid1d(g.planes * g.inH * g.inW),
+  );
+}
+
+/** c[M, N] = op(a) op(b) (+ bias[N]); see matmulKernel for the stored layouts. */
+export function matmul(
+  b: Backend,
+  a: GPUBuffer,
+  bMatrix: GPUBuffer,
+  bias: GPUBuffer | null,
+  c: GPUBuffer,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+): void {
+  const blocksN = Math.ceil(n / 4);
+  b.dispatch(
+    matmulKernel(transA, transB, bias !== null),
+    bias ? [a, bMatrix, bias, c] : [a, bMatrix, c],
+    new Uniforms(4).u32(m).u32(n).u32(k).u32(blocksN).bytes,
+    grid1d(Math.ceil(m / 4) * blocksN),
+  );
+}
+
+/** Hyper-parameters of one Adam step (step counts from 1). */
+export interface AdamStep {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
+}
+
+/** One fused Adam update of a parameter tensor of n elements. */
+export function adam(
+  b: Backend,
+  param: GPUBuffer,
+  grad: GPUBuffer,
+  m: GPUBuffer,
+  v: GPUBuffer,
+  n: number,
+  h: AdamStep,
+): void {
+  const vec4 = n % 4 === 0;
+  const count = vec4 ? n / 4 : n;
+  // Bias corrections in f64 on the CPU, as torch computes them in Python floats.
+  const biasCorrection1 = 1 - h.beta1 ** h.step;
+  const biasCorrection2 = 1 - h.beta2 ** h.step;
+  const u = new Uniforms(7).u32(count).f32(h.beta1).f32(h.beta2).f32(h.eps).f32(h.weightDecay)
+    .f32(h.lr / biasCorrection1).f32(Math.sqrt(biasCorrection2));
+  b.dispatch(adamKernel(vec4), [param, grad, m, v], u.bytes, grid1d(count));
+}
+
+/** out = g[0] * scale * (input - target). */
+export function mseBackward(
+  b: Backend,
+  input: GPUBuffer,
+  target: GPUBuffer,
+  g: GPUBuffer,
+  out: GPUBuffer,
+  n: number,
+  scale: number,
+): void {
+  b.dispatch(
+    mseBackwardKernel(),
+    [input, target, g, out],
+    new Uniforms(2).u32(n).f32(scale).bytes,
+    grid1d(n),
+  );
+}
+
+export { WORKGROUP_SIZE };

@@ -1,0 +1,61 @@
+/** Optimizer and loss kernels: the fused Adam update and the MSE backward. */
+
+import type { KernelSource } from "../backend.ts";
+import { declareBindings, kernel, linearMain } from "./common.ts";
+
+/**
+ * One fused Adam step, in torch.optim.Adam's order of operations (L2 weight decay added to the
+ * gradient, m via lerp, step size lr / (1 - beta1^t), denominator sqrt(v) / sqrt(1 - beta2^t) + eps).
+ * Uniforms: n, beta1, beta2, eps, weightDecay, stepSize, biasCorrection2Sqrt.
+ */
+export function adamKernel(vec4: boolean): KernelSource {
+  const type = vec4 ? "vec4<f32>" : "f32";
+  return kernel(
+    "adam",
+    { vec4 },
+    ["readWrite", "read", "readWrite", "readWrite"],
+    `alias T = ${type};
+${
+      declareBindings(
+        [["param", "readWrite", "T"], ["grad", "read", "T"], ["m", "readWrite", "T"], [
+          "v",
+          "readWrite",
+          "T",
+        ]],
+        "n: u32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, stepSize: f32, " +
+          "biasCorrection2Sqrt: f32,",
+      )
+    }
+${linearMain()}
+  if (index >= params.n) { return; }
+  var p = param[index];
+  var g = grad[index];
+  if (params.weightDecay != 0.0) { g = g + params.weightDecay * p; }
+  let mNew = m[index] + (T(1.0) - params.beta1) * (g - m[index]);
+  let vNew = v[index] * params.beta2 + (T(1.0) - params.beta2) * g * g;
+  m[index] = mNew;
+  v[index] = vNew;
+  let denom = sqrt(vNew) / params.biasCorrection2Sqrt + T(params.eps);
+  param[index] = p - params.stepSize * mNew / denom;
+}`,
+  );
+}
+
+/** d input = g[0] * scale * (input - target): the backward of a mean squared error. */
+export function mseBackwardKernel(): KernelSource {
+  return kernel(
+    "mseBackward",
+    {},
+    ["read", "read", "read", "readWrite"],
+    `${
+      declareBindings(
+        [["input", "read"], ["expected", "read"], ["g", "read"], ["out", "readWrite"]],
+        "n: u32, scale: f32,",
+      )
+    }
+${linearMain()}
+  if (index >= params.n) { return; }
+  out[index] = g[0] * params.scale * (input[index] - expected[index]);
+}`,
+  );
+}

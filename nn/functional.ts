@@ -1,0 +1,778 @@
+/**
+ * Functional ops with torch.nn.functional's meaning (argument order, weight layouts, defaults).
+ * Each op validates its inputs, records its forward kernels, and, when an input requires grad,
+ * records a tape node whose backward records the backward kernels.
+ */
+
+import * as ops from "../kernels/ops.ts";
+import { isGradEnabled, record, type Tensor } from "./tensor.ts";
+
+// ---- validation helpers ----------------------------------------------------------------------
+
+function shapeText(t: Tensor | readonly number[]): string {
+  const shape = Array.isArray(t) ? t : (t as Tensor).shape;
+  return `[${shape.join(", ")}]`;
+}
+
+function needsGrad(...inputs: (Tensor | null | undefined)[]): boolean {
+  return isGradEnabled() && inputs.some((t) => t?.requiresGrad);
+}
+
+function assertRank(op: string, name: string, t: Tensor, ranks: number[]): void {
+  if (!ranks.includes(t.rank)) {
+    throw new Error(
+      `${op}: ${name} must have rank ${ranks.join(" or ")}, got shape ${shapeText(t)}`,
+    );
+  }
+}
+
+function assertSameShape(op: string, a: Tensor, b: Tensor): void {
+  if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
+    throw new Error(`${op}: shapes ${shapeText(a)} and ${shapeText(b)} differ`);
+  }
+  if (a.device !== b.device) throw new Error(`${op}: tensors live on different devices`);
+}
+
+function pair(
+  value: number | readonly [number, number],
+  op: string,
+  name: string,
+): [number, number] {
+  const [h, w] = typeof value === "number" ? [value, value] : value;
+  if (!Number.isInteger(h) || !Number.isInteger(w) || h < 0 || w < 0) {
+    throw new Error(`${op}: ${name} must be a non-negative integer or a pair, got ${value}`);
+  }
+  return [h, w];
+}
+
+function normalizeDim(op: string, dim: number, rank: number): number {
+  const d = dim < 0 ? dim + rank : dim;
+  if (!Number.isInteger(d) || d < 0 || d >= rank) {
+    throw new Error(`${op}: dim ${dim} out of range for rank ${rank}`);
+  }
+  return d;
+}
+
+function product(values: readonly number[]): number {
+  return values.reduce((a, b) => a * b, 1);
+}
+
+// ---- activations -----------------------------------------------------------------------------
+
+function activation(op: ops.UnaryOp, x: Tensor): Tensor {
+  const y = x.device.empty(x.shape);
+  ops.unary(x.device.backend, op, x.buffer, y.buffer, x.size);
+  if (!needsGrad(x)) return y;
+  const saved = y.share();
+  return record(y, op, [x], [saved], (g) => {
+    const dx = x.device.empty(x.shape);
+    ops.unaryBackward(x.device.backend, op, g.buffer, saved.buffer, dx.buffer, x.size);
+    return [dx];
+  });
+}
+
+/** max(x, 0). */
+export function relu(x: Tensor): Tensor {
+  return activation("relu", x);
+}
+
+/** 1 / (1 + exp(-x)). */
+export function sigmoid(x: Tensor): Tensor {
+  return activation("sigmoid", x);
+}
+
+/** Hyperbolic tangent. */
+export function tanh(x: Tensor): Tensor {
+  return activation("tanh", x);
+}
+
+// ---- arithmetic ------------------------------------------------------------------------------
+
+function scaled(x: Tensor, scale: number, shift = 0): Tensor {
+  const y = x.device.empty(x.shape);
+  ops.affine(x.device.backend, x.buffer, y.buffer, x.size, scale, shift);
+  return y;
+}
+
+function binaryOp(op: ops.BinaryOp, a: Tensor, b: Tensor): Tensor {
+  const y = a.device.empty(a.shape);
+  ops.binary(a.device.backend, op, a.buffer, b.buffer, y.buffer, a.size);
+  return y;
+}
+
+function checkScalar(op: string, value: number): void {
+  if (!Number.isFinite(value)) throw new Error(`${op}: scalar operand ${value} is not finite`);
+}
+
+/** a + b for same-shape tensors, or a tensor plus a number. */
+export function add(a: Tensor, b: Tensor | number): Tensor {
+  if (typeof b === "number") {
+    checkScalar("add", b);
+    const y = scaled(a, 1, b);
+    return needsGrad(a) ? record(y, "add", [a], [], (g) => [g.share()]) : y;
+  }
+  assertSameShape("add", a, b);
+  const y = binaryOp("add", a, b);
+  return needsGrad(a, b) ? record(y, "add", [a, b], [], (g) => [g.share(), g.share()]) : y;
+}
+
+/** a - b for same-shape tensors, or a tensor minus a number. */
+export function sub(a: Tensor, b: Tensor | number): Tensor {
+  if (typeof b === "number") {
+    checkScalar("sub", b);
+    const y = scaled(a, 1, -b);
+    return needsGrad(a) ? record(y, "sub", [a], [], (g) => [g.share()]) : y;
+  }
+  assertSameShape("sub", a, b);
+  const y = binaryOp("sub", a, b);
+  if (!needsGrad(a, b)) return y;
+  return record(y, "sub", [a, b], [], (g) => [g.share(), b.requiresGrad ? scaled(g, -1) : null]);
+}
+
+/** a * b element-wise for same-shape tensors, or a tensor times a number. */
+export function mul(a: Tensor, b: Tensor | number): Tensor {
+  if (typeof b === "number") {
+    checkScalar("mul", b);
+    const y = scaled(a, b);
+    return needsGrad(a) ? record(y, "mul", [a], [], (g) => [scaled(g, b)]) : y;
+  }
+  assertSameShape("mul", a, b);
+  const y = binaryOp("mul", a, b);
+  if (!needsGrad(a, b)) return y;
+  const savedA = a.share();
+  const savedB = b.share();
+  return record(y, "mul", [a, b], [savedA, savedB], (g) => [
+    a.requiresGrad ? binaryOp("mul", g, savedB) : null,
+    b.requiresGrad ? binaryOp("mul", g, savedA) : null,
+  ]);
+}
+
+// ---- reductions ------------------------------------------------------------------------------
+
+function fullReduction(op: "sum" | "mean", x: Tensor): Tensor {
+  const scale = op === "mean" ? 1 / Math.max(x.size, 1) : 1;
+  const y = x.device.empty([]);
+  if (x.size === 0) ops.fill(x.device.backend, y.buffer, 1, op === "mean" ? NaN : 0);
+  else ops.sumAll(x.device.backend, x.buffer, y.buffer, x.size, scale);
+  if (!needsGrad(x)) return y;
+  return record(y, op, [x], [], (g) => {
+    const dx = x.device.empty(x.shape);
+    ops.expand(x.device.backend, g.buffer, dx.buffer, x.size, x.size, scale);
+    return [dx];
+  });
+}
+
+/** Sum of all elements, as a 0-d tensor. */
+export function sum(x: Tensor): Tensor {
+  return fullReduction("sum", x);
+}
+
+/** Mean of all elements, as a 0-d tensor. */
+export function mean(x: Tensor): Tensor {
+  return fullReduction("mean", x);
+}
+
+/** Mean squared error with mean reduction, as a 0-d tensor. */
+export function mseLoss(input: Tensor, target: Tensor): Tensor {
+  assertSameShape("mseLoss", input, target);
+  if (input.size === 0) throw new Error("mseLoss: empty tensors");
+  const backend = input.device.backend;
+  const y = input.device.empty([]);
+  ops.sumAll(backend, input.buffer, y.buffer, input.size, 1 / input.size, target.buffer);
+  if (!needsGrad(input, target)) return y;
+  const savedInput = input.share();
+  const savedTarget = target.share();
+  return record(y, "mseLoss", [input, target], [savedInput, savedTarget], (g) => {
+    const dInput = input.device.empty(input.shape);
+    ops.mseBackward(
+      backend,
+      savedInput.buffer,
+      savedTarget.buffer,
+      g.buffer,
+      dInput.buffer,
+      input.size,
+      2 / input.size,
+    );
+    if (!target.requiresGrad) return [dInput, null];
+    const dTarget = scaled(dInput, -1);
+    if (!input.requiresGrad) {
+      dInput.dispose();
+      return [null, dTarget];
+    }
+    return [dInput, dTarget];
+  });
+}
+
+// ---- shape ops -------------------------------------------------------------------------------
+
+/** The same data with a new shape (one entry may be -1). Shares storage, like torch's view. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  const inferred = shape.indexOf(-1);
+  const resolved = [...shape];
+  if (inferred >= 0) {
+    if (shape.indexOf(-1, inferred + 1) >= 0) throw new Error("reshape: only one -1 allowed");
+    const known = product(shape.filter((_, i) => i !== inferred));
+    if (known === 0 || x.size % known !== 0) {
+      throw new Error(`reshape: cannot infer -1 in ${shapeText(shape)} for ${x.size} elements`);
+    }
+    resolved[inferred] = x.size / known;
+  }
+  if (resolved.some((d) => !Number.isInteger(d) || d < 0) || product(resolved) !== x.size) {
+    throw new Error(
+      `reshape: ${shapeText(x)} (${x.size} elements) cannot become ${shapeText(shape)}`,
+    );
+  }
+  const y = x.share(resolved);
+  if (!needsGrad(x)) return y;
+  return record(y, "reshape", [x], [], (g) => [g.share(x.shape)]);
+}
+
+/** Merge dimensions startDim..endDim into one (torch.flatten). */
+export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
+  if (x.rank === 0) return reshape(x, [1]);
+  const start = normalizeDim("flatten", startDim, x.rank);
+  const end = normalizeDim("flatten", endDim, x.rank);
+  if (start > end) throw new Error(`flatten: startDim ${startDim} after endDim ${endDim}`);
+  const shape = [
+    ...x.shape.slice(0, start),
+    product(x.shape.slice(start, end + 1)),
+    ...x.shape.slice(end + 1),
+  ];
+  return reshape(x, shape);
+}
+
+/** Concatenate along `dim`; all other dimensions must match. */
+export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
+  if (tensors.length === 0) throw new Error("cat: no tensors");
+  const first = tensors[0];
+  const d = normalizeDim("cat", dim, first.rank);
+  for (const t of tensors) {
+    if (
+      t.rank !== first.rank || t.device !== first.device ||
+      t.shape.some((s, i) => i !== d && s !== first.shape[i])
+    ) {
+      throw new Error(
+        `cat: shapes ${tensors.map(shapeText).join(", ")} differ outside dim ${dim}`,
+      );
+    }
+  }
+  const total = tensors.reduce((acc, t) => acc + t.shape[d], 0);
+  const outShape = first.shape.map((s, i) => (i === d ? total : s));
+  const outer = product(first.shape.slice(0, d));
+  const inner = product(first.shape.slice(d + 1));
+  const y = first.device.empty(outShape);
+  const backend = first.device.backend;
+  let offset = 0;
+  const offsets: number[] = [];
+  for (const t of tensors) {
+    offsets.push(offset);
+    const rowLength = t.shape[d] * inner;
+    ops.copyRows(backend, t.buffer, y.buffer, {
+      outer,
+      rowLength,
+      srcStride: rowLength,
+      srcOffset: 0,
+      dstStride: total * inner,
+      dstOffset: offset * inner,
+    });
+    offset += t.shape[d];
+  }
+  if (!needsGrad(...tensors)) return y;
+  return record(y, "cat", tensors, [], (g) =>
+    tensors.map((t, k) => {
+      if (!t.requiresGrad) return null;
+      const dt = t.device.empty(t.shape);
+      const rowLength = t.shape[d] * inner;
+      ops.copyRows(backend, g.buffer, dt.buffer, {
+        outer,
+        rowLength,
+        srcStride: total * inner,
+        srcOffset: offsets[k] * inner,
+        dstStride: rowLength,
+        dstOffset: 0,
+      });
+      return dt;
+    }));
+}
+
+/** The slice start..start+length along `dim` (a copy, unlike torch's view). */
+export function narrow(x: Tensor, dim: number, start: number, length: number): Tensor {
+  const d = normalizeDim("narrow", dim, x.rank);
+  const size = x.shape[d];
+  if (
+    !Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 ||
+    start + length > size
+  ) {
+    throw new Error(`narrow: [${start}, ${start + length}) outside dim ${dim} of size ${size}`);
+  }
+  const outer = product(x.shape.slice(0, d));
+  const inner = product(x.shape.slice(d + 1));
+  const outShape = x.shape.map((s, i) => (i === d ? length : s));
+  const y = x.device.empty(outShape);
+  const backend = x.device.backend;
+  const layout = {
+    outer,
+    rowLength: length * inner,
+    srcStride: size * inner,
+    srcOffset: start * inner,
+    dstStride: length * inner,
+    dstOffset: 0,
+  };
+  ops.copyRows(backend, x.buffer, y.buffer, layout);
+  if (!needsGrad(x)) return y;
+  return record(y, "narrow", [x], [], (g) => {
+    const dx = x.device.zeros(x.shape);
+    ops.copyRows(backend, g.buffer, dx.buffer, {
+      outer,
+      rowLength: length * inner,
+      srcStride: length * inner,
+      srcOffset: 0,
+      dstStride: size * inner,
+      dstOffset: start * inner,
+    });
+    return [dx];
+  });
+}
+
+// ---- linear and convolution ------------------------------------------------------------------
+
+/** y = x W^T + b with weight [out, in] (torch layout); x is [..., in]. */
+export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): Tensor {
+  assertRank("linear", "weight", weight, [2]);
+  if (x.rank < 1) throw new Error("linear: input must have at least one dimension");
+  const [outFeatures, inFeatures] = weight.shape;
+  if (x.shape[x.rank - 1] !== inFeatures) {
+    throw new Error(
+      `linear: input ${shapeText(x)} has ${x.shape[x.rank - 1]} features, weight ${
+        shapeText(weight)
+      } expects ${inFeatures}`,
+    );
+  }
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== outFeatures)) {
+    throw new Error(`linear: bias ${shapeText(bias)} must be [${outFeatures}]`);
+  }
+  const rows = x.size / inFeatures;
+  const backend = x.device.backend;
+  const y = x.device.empty([...x.shape.slice(0, -1), outFeatures]);
+  ops.matmul(
+    backend,
+    x.buffer,
+    weight.buffer,
+    bias?.buffer ?? null,
+    y.buffer,
+    rows,
+    outFeatures,
+    inFeatures,
+    false,
+    true,
+  );
+  if (!needsGrad(x, weight, bias)) return y;
+  const savedX = x.share();
+  const savedW = weight.share();
+  return record(y, "linear", [x, weight, bias], [savedX, savedW], (g) => {
+    let dx: Tensor | null = null;
+    let dw: Tensor | null = null;
+    let db: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = x.device.empty(x.shape);
+      ops.matmul(
+        backend,
+        g.buffer,
+        savedW.buffer,
+        null,
+        dx.buffer,
+        rows,
+        inFeatures,
+        outFeatures,
+        false,
+        false,
+      );
+    }
+    if (weight.requiresGrad) {
+      dw = x.device.empty(weight.shape);
+      ops.matmul(
+        backend,
+        g.buffer,
+        savedX.buffer,
+        null,
+        dw.buffer,
+        outFeatures,
+        inFeatures,
+        rows,
+        true,
+        false,
+      );
+    }
+    if (bias?.requiresGrad) {
+      db = x.device.empty(bias.shape);
+      ops.reduceMiddle(backend, g.buffer, db.buffer, rows, outFeatures, 1);
+    }
+    return [dx, dw, db];
+  });
+}
+
+/** Options of {@link conv2d}. */
+export interface Conv2dOptions {
+  /** Stride (square), default 1. */
+  stride?: number | readonly [number, number];
+  /** Zero padding on each side (square), default 0. */
+  padding?: number | readonly [number, number];
+}
+
+/** 2-D convolution: x [N, C, H, W], weight [O, C, kH, kW], bias [O] or null. */
+export function conv2d(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null = null,
+  options: Conv2dOptions = {},
+): Tensor {
+  assertRank("conv2d", "input", x, [4]);
+  assertRank("conv2d", "weight", weight, [4]);
+  const [stride, strideW] = pair(options.stride ?? 1, "conv2d", "stride");
+  const [pad, padW] = pair(options.padding ?? 0, "conv2d", "padding");
+  if (stride !== strideW || pad !== padW) {
+    throw new Error("conv2d: only equal stride and padding in both dimensions are supported");
+  }
+  if (stride < 1) throw new Error("conv2d: stride must be >= 1");
+  const [batch, inC, inH, inW] = x.shape;
+  const [outC, weightInC, kH, kW] = weight.shape;
+  if (weightInC !== inC) {
+    throw new Error(
+      `conv2d: input ${shapeText(x)} has ${inC} channels, weight ${
+        shapeText(weight)
+      } expects ${weightInC}`,
+    );
+  }
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== outC)) {
+    throw new Error(`conv2d: bias ${shapeText(bias)} must be [${outC}]`);
+  }
+  const outH = Math.floor((inH + 2 * pad - kH) / stride) + 1;
+  const outW = Math.floor((inW + 2 * pad - kW) / stride) + 1;
+  if (outH < 1 || outW < 1) {
+    throw new Error(
+      `conv2d: kernel ${kH}x${kW} larger than the padded input ${inH + 2 * pad}x${inW + 2 * pad}`,
+    );
+  }
+  const geometry = { batch, inC, inH, inW, outC, outH, outW, kH, kW, stride, pad };
+  const backend = x.device.backend;
+  const y = x.device.empty([batch, outC, outH, outW]);
+  ops.conv2dForward(backend, x.buffer, weight.buffer, bias?.buffer ?? null, y.buffer, geometry);
+  if (!needsGrad(x, weight, bias)) return y;
+  const savedX = x.share();
+  const savedW = weight.share();
+  return record(y, "conv2d", [x, weight, bias], [savedX, savedW], (g) => {
+    let dx: Tensor | null = null;
+    let dw: Tensor | null = null;
+    let db: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = x.device.empty(x.shape);
+      ops.conv2dBackwardInput(backend, g.buffer, savedW.buffer, dx.buffer, geometry);
+    }
+    if (weight.requiresGrad) {
+      dw = x.device.empty(weight.shape);
+      ops.conv2dBackwardWeight(backend, g.buffer, savedX.buffer, dw.buffer, geometry);
+    }
+    if (bias?.requiresGrad) {
+      db = x.device.empty(bias.shape);
+      ops.reduceMiddle(backend, g.buffer, db.buffer, batch, outC, outH * outW);
+    }
+    return [dx, dw, db];
+  });
+}
+
+// ---- normalization ---------------------------------------------------------------------------
+
+/** Options of {@link batchNorm2d}. */
+export interface BatchNormOptions {
+  /** Batch statistics (true) or running statistics (false). Default false, as in torch. */
+  training?: boolean;
+  /** Running-average factor, default 0.1. */
+  momentum?: number;
+  /** Added to the variance, default 1e-5. */
+  eps?: number;
+}
+
+/**
+ * Batch normalization of x [N, C, H, W] (or [N, C]). Training mode normalizes with the batch
+ * statistics (biased variance) and updates runningMean/runningVar in place (unbiased variance);
+ * eval mode uses the running statistics.
+ */
+export function batchNorm2d(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null = null,
+  bias: Tensor | null = null,
+  options: BatchNormOptions = {},
+): Tensor {
+  assertRank("batchNorm2d", "input", x, [2, 4]);
+  const training = options.training ?? false;
+  const momentum = options.momentum ?? 0.1;
+  const eps = options.eps ?? 1e-5;
+  const [batch, channels] = x.shape;
+  const spatial = x.rank === 4 ? x.shape[2] * x.shape[3] : 1;
+  for (
+    const [name, t] of [["runningMean", runningMean], ["runningVar", runningVar], [
+      "weight",
+      weight,
+    ], ["bias", bias]] as const
+  ) {
+    if (t && (t.rank !== 1 || t.shape[0] !== channels)) {
+      throw new Error(`batchNorm2d: ${name} ${shapeText(t)} must be [${channels}]`);
+    }
+  }
+  if ((weight === null) !== (bias === null)) {
+    throw new Error("batchNorm2d: give both weight and bias, or neither");
+  }
+  if ((runningMean === null) !== (runningVar === null)) {
+    throw new Error("batchNorm2d: give both runningMean and runningVar, or neither");
+  }
+  if (!training && !runningMean) {
+    throw new Error("batchNorm2d: eval mode needs runningMean and runningVar");
+  }
+  if (training && batch * spatial <= 1) {
+    throw new Error(
+      `batchNorm2d: expected more than 1 value per channel when training, got input ${
+        shapeText(x)
+      }`,
+    );
+  }
+  const device = x.device;
+  const backend = device.backend;
+  let stats: { mean: Tensor; stat: Tensor; fromVariance: boolean };
+  if (training) {
+    const mean = device.empty([channels]);
+    const invStd = device.empty([channels]);
+    ops.batchNormStats(
+      backend,
+      x.buffer,
+      mean.buffer,
+      invStd.buffer,
+      runningMean ? { mean: runningMean.buffer, var: runningVar!.buffer } : null,
+      batch,
+      channels,
+      spatial,
+      eps,
+      momentum,
+    );
+    stats = { mean, stat: invStd, fromVariance: false };
+  } else {
+    stats = { mean: runningMean!.share(), stat: runningVar!.share(), fromVariance: true };
+  }
+  const statBuffers = () => ({
+    mean: stats.mean.buffer,
+    stat: stats.stat.buffer,
+    fromVariance: stats.fromVariance,
+  });
+  const y = device.empty(x.shape);
+  ops.batchNormApply(
+    backend,
+    x.buffer,
+    statBuffers(),
+    weight ? { weight: weight.buffer, bias: bias!.buffer } : null,
+    y.buffer,
+    x.size,
+    channels,
+    spatial,
+    eps,
+  );
+  if (!needsGrad(x, weight, bias)) {
+    stats.mean.dispose();
+    stats.stat.dispose();
+    return y;
+  }
+  const savedX = x.share();
+  const savedWeight = weight?.share() ?? null;
+  const saved = [savedX, stats.mean, stats.stat];
+  if (savedWeight) saved.push(savedWeight);
+  return record(y, "batchNorm2d", [x, weight, bias], saved, (g) => {
+    const sums = device.empty([2 * channels]);
+    ops.batchNormBackwardSums(
+      backend,
+      g.buffer,
+      savedX.buffer,
+      statBuffers(),
+      sums.buffer,
+      batch,
+      channels,
+      spatial,
+      eps,
+    );
+    let dx: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = device.empty(x.shape);
+      ops.batchNormBackwardInput(
+        backend,
+        g.buffer,
+        savedX.buffer,
+        statBuffers(),
+        savedWeight?.buffer ?? null,
+        training ? sums.buffer : null,
+        dx.buffer,
+        batch,
+        channels,
+        spatial,
+        eps,
+      );
+    }
+    let dWeight: Tensor | null = null;
+    let dBias: Tensor | null = null;
+    if (weight?.requiresGrad) {
+      dWeight = device.empty([channels]);
+      backend.copy(sums.buffer, channels * 4, dWeight.buffer, 0, channels * 4);
+    }
+    if (bias?.requiresGrad) {
+      dBias = device.empty([channels]);
+      backend.copy(sums.buffer, 0, dBias.buffer, 0, channels * 4);
+    }
+    sums.dispose();
+    return [dx, dWeight, dBias];
+  });
+}
+
+// ---- pooling and resizing --------------------------------------------------------------------
+
+/** Options of {@link maxPool2d}. */
+export interface MaxPool2dOptions {
+  kernelSize: number | readonly [number, number];
+  /** Default: kernelSize. */
+  stride?: number | readonly [number, number];
+  /** Implicit -inf padding, at most half the kernel. Default 0. */
+  padding?: number | readonly [number, number];
+}
+
+/** Max pooling over x [N, C, H, W] (floor mode, dilation 1). */
+export function maxPool2d(x: Tensor, options: MaxPool2dOptions): Tensor {
+  assertRank("maxPool2d", "input", x, [4]);
+  const [kH, kW] = pair(options.kernelSize, "maxPool2d", "kernelSize");
+  const [strideH, strideW] = pair(options.stride ?? options.kernelSize, "maxPool2d", "stride");
+  const [padH, padW] = pair(options.padding ?? 0, "maxPool2d", "padding");
+  if (kH < 1 || kW < 1 || strideH < 1 || strideW < 1) {
+    throw new Error("maxPool2d: kernelSize and stride must be >= 1");
+  }
+  if (padH * 2 > kH || padW * 2 > kW) {
+    throw new Error("maxPool2d: padding must be at most half the kernel size");
+  }
+  const [batch, channels, inH, inW] = x.shape;
+  const outH = Math.floor((inH + 2 * padH - kH) / strideH) + 1;
+  const outW = Math.floor((inW + 2 * padW - kW) / strideW) + 1;
+  if (outH < 1 || outW < 1) {
+    throw new Error(`maxPool2d: window ${kH}x${kW} larger than the input ${shapeText(x)}`);
+  }
+  const geometry = {
+    planes: batch * channels,
+    inH,
+    inW,
+    outH,
+    outW,
+    kH,
+    kW,
+    strideH,
+    strideW,
+    padH,
+    padW,
+  };
+  const backend = x.device.backend;
+  const y = x.device.empty([batch, channels, outH, outW]);
+  // The arg-max indices are u32 in a tensor-sized buffer; only kernels read them.
+  const argmax = x.device.empty([batch, channels, outH, outW]);
+  ops.maxPool2dForward(backend, x.buffer, y.buffer, argmax.buffer, geometry);
+  if (!needsGrad(x)) {
+    argmax.dispose();
+    return y;
+  }
+  return record(y, "maxPool2d", [x], [argmax], (g) => {
+    const dx = x.device.empty(x.shape);
+    ops.maxPool2dBackward(backend, g.buffer, argmax.buffer, dx.buffer, geometry);
+    return [dx];
+  });
+}
+
+/** Options of {@link interpolate}: exactly one of size and scaleFactor. */
+export interface InterpolateOptions {
+  /** Output [height, width]. */
+  size?: readonly [number, number];
+  /** Output = floor(input * factor); one factor or [h, w]. */
+  scaleFactor?: number | readonly [number, number];
+  /** Default "nearest", as torch. */
+  mode?: ops.ResizeMode;
+}
+
+/** Resize x [N, C, H, W] (torch.nn.functional.interpolate with align_corners=false). */
+export function interpolate(x: Tensor, options: InterpolateOptions): Tensor {
+  assertRank("interpolate", "input", x, [4]);
+  const mode = options.mode ?? "nearest";
+  if (mode !== "nearest" && mode !== "bilinear") {
+    throw new Error(`interpolate: mode "${mode}" not supported (nearest, bilinear)`);
+  }
+  const [batch, channels, inH, inW] = x.shape;
+  let outH: number, outW: number, scaleH: number, scaleW: number;
+  if (options.size && options.scaleFactor === undefined) {
+    [outH, outW] = options.size;
+    if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH < 1 || outW < 1) {
+      throw new Error(`interpolate: size ${options.size} must be positive integers`);
+    }
+    scaleH = inH / outH;
+    scaleW = inW / outW;
+  } else if (options.scaleFactor !== undefined && !options.size) {
+    const [fh, fw] = typeof options.scaleFactor === "number"
+      ? [options.scaleFactor, options.scaleFactor]
+      : options.scaleFactor;
+    if (!(fh > 0) || !(fw > 0) || !Number.isFinite(fh) || !Number.isFinite(fw)) {
+      throw new Error(`interpolate: scaleFactor ${options.scaleFactor} must be positive`);
+    }
+    outH = Math.floor(inH * fh);
+    outW = Math.floor(inW * fw);
+    if (outH < 1 || outW < 1) throw new Error("interpolate: output would be empty");
+    // torch uses 1/scaleFactor as the source step when a factor is given.
+    scaleH = 1 / fh;
+    scaleW = 1 / fw;
+  } else {
+    throw new Error("interpolate: give exactly one of size and scaleFactor");
+  }
+  const geometry = { planes: batch * channels, inH, inW, outH, outW, scaleH, scaleW };
+  const backend = x.device.backend;
+  const y = x.device.empty([batch, channels, outH, outW]);
+  ops.resizeForward(backend, mode, x.buffer, y.buffer, geometry);
+  if (!needsGrad(x)) return y;
+  return record(y, `interpolate(${mode})`, [x], [], (g) => {
+    const dx = x.device.empty(x.shape);
+    ops.resizeBackward(backend, mode, g.buffer, dx.buffer, geometry);
+    return [dx];
+  });
+}
+
+/** Options of {@link upsample}. */
+export interface UpsampleOptions {
+  scaleFactor?: number | readonly [number, number];
+  size?: readonly [number, number];
+  /** Default "nearest", as torch.nn.Upsample. */
+  mode?: ops.ResizeMode;
+}
+
+/** torch.nn.Upsample's forward: interpolate by a factor (or to a size). */
+export function upsample(x: Tensor, options: UpsampleOptions): Tensor {
+  return interpolate(x, options);
+}
+
+/** Adaptive average pooling to 1x1: [N, C, H, W] -> [N, C, 1, 1]. */
+export function adaptiveAvgPool2d(
+  x: Tensor,
+  outputSize: number | readonly [number, number] = 1,
+): Tensor {
+  assertRank("adaptiveAvgPool2d", "input", x, [4]);
+  const [oh, ow] = pair(outputSize, "adaptiveAvgPool2d", "outputSize");
+  if (oh !== 1 || ow !== 1) throw new Error("adaptiveAvgPool2d: only output size 1 is supported");
+  const [batch, channels, h, w] = x.shape;
+  const spatial = h * w;
+  if (spatial === 0) throw new Error("adaptiveAvgPool2d: empty spatial size");
+  const backend = x.device.backend;
+  const y = x.device.empty([batch, channels, 1, 1]);
+  ops.reduceAxis(backend, x.buffer, y.buffer, batch * channels, spatial, 1, 1 / spatial);
+  if (!needsGrad(x)) return y;
+  return record(y, "adaptiveAvgPool2d", [x], [], (g) => {
+    const dx = x.device.empty(x.shape);
+    ops.expand(backend, g.buffer, dx.buffer, x.size, spatial, 1 / spatial);
+    return [dx];
+  });
+}

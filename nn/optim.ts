@@ -1,0 +1,98 @@
+/** Optimizers. */
+
+import * as ops from "../kernels/ops.ts";
+import type { Tensor } from "./tensor.ts";
+
+/** Options of {@link Adam}, with torch.optim.Adam's defaults. */
+export interface AdamOptions {
+  /** Learning rate, default 1e-3. */
+  lr?: number;
+  /** Decay of the first and second moment estimates, default [0.9, 0.999]. */
+  betas?: readonly [number, number];
+  /** Added to the denominator, default 1e-8. */
+  eps?: number;
+  /** L2 penalty added to the gradient (not decoupled, as torch's Adam), default 0. */
+  weightDecay?: number;
+}
+
+interface AdamState {
+  m: Tensor;
+  v: Tensor;
+  step: number;
+}
+
+/**
+ * Adam (Kingma & Ba), numerically as torch.optim.Adam (amsgrad off): one fused WGSL kernel per
+ * parameter updates the moments and the parameter in place.
+ */
+export class Adam {
+  /** The parameters being optimized. */
+  readonly params: readonly Tensor[];
+  /** Learning rate; may be changed between steps (schedules). */
+  lr: number;
+  readonly betas: readonly [number, number];
+  readonly eps: number;
+  readonly weightDecay: number;
+  readonly #state = new Map<Tensor, AdamState>();
+
+  constructor(params: Iterable<Tensor>, options: AdamOptions = {}) {
+    this.params = [...params];
+    this.lr = options.lr ?? 1e-3;
+    this.betas = options.betas ?? [0.9, 0.999];
+    this.eps = options.eps ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0;
+    const [beta1, beta2] = this.betas;
+    if (!(this.lr >= 0)) throw new Error(`Adam: invalid learning rate ${this.lr}`);
+    if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) {
+      throw new Error(`Adam: betas must be in [0, 1), got [${this.betas}]`);
+    }
+    if (!(this.eps >= 0)) throw new Error(`Adam: invalid eps ${this.eps}`);
+    if (!(this.weightDecay >= 0)) throw new Error(`Adam: invalid weightDecay ${this.weightDecay}`);
+    for (const p of this.params) {
+      if (!p.requiresGrad) throw new Error(`Adam: parameter ${p} does not require grad`);
+    }
+  }
+
+  /** Apply one update to every parameter that has a gradient. */
+  step(): void {
+    for (const p of this.params) {
+      if (!p.grad) continue;
+      let state = this.#state.get(p);
+      if (!state) {
+        state = { m: p.device.zeros(p.shape), v: p.device.zeros(p.shape), step: 0 };
+        this.#state.set(p, state);
+      }
+      state.step++;
+      ops.adam(p.device.backend, p.buffer, p.grad.buffer, state.m.buffer, state.v.buffer, p.size, {
+        lr: this.lr,
+        beta1: this.betas[0],
+        beta2: this.betas[1],
+        eps: this.eps,
+        weightDecay: this.weightDecay,
+        step: state.step,
+      });
+    }
+  }
+
+  /** Drop all gradients (torch's zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  /** Moment estimates and step count of a parameter (for checkpoints), if it has stepped. */
+  stateOf(param: Tensor): { m: Tensor; v: Tensor; step: number } | undefined {
+    return this.#state.get(param);
+  }
+
+  /** Free the moment buffers. */
+  dispose(): void {
+    for (const s of this.#state.values()) {
+      s.m.dispose();
+      s.v.dispose();
+    }
+    this.#state.clear();
+  }
+}

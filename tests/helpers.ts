@@ -1,0 +1,106 @@
+/** Shared test utilities: one device for the whole run, seeded data, tolerant comparisons. */
+
+import { Device } from "../mod.ts";
+
+let shared: Promise<Device> | null = null;
+
+/** The test device (created once; the same adapter for every test file in a run). */
+export function testDevice(): Promise<Device> {
+  shared ??= Device.create();
+  return shared;
+}
+
+/** Seeded uniform values in [low, high). */
+export function randomArray(n: number, seed: number, low = -1, high = 1): Float32Array {
+  let state = (seed * 2654435761) >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    out[i] = low + (high - low) * (state / 4294967296);
+  }
+  return out;
+}
+
+/** Throw unless |actual - expected| <= atol + rtol * |expected| everywhere. */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  what: string,
+  { atol = 1e-4, rtol = 1e-3 }: { atol?: number; rtol?: number } = {},
+): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${what}: length ${actual.length}, expected ${expected.length}`);
+  }
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const limit = atol + rtol * Math.abs(expected[i]);
+    const excess = Math.abs(actual[i] - expected[i]) - limit;
+    if (!(excess <= 0) && (worst < 0 || excess > worstExcess || Number.isNaN(excess))) {
+      worst = i;
+      worstExcess = excess;
+    }
+  }
+  if (worst >= 0) {
+    throw new Error(
+      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
+        `(atol ${atol}, rtol ${rtol})`,
+    );
+  }
+}
+
+/**
+ * Central finite differences of L(inputs) = sum(upstream * f(inputs)) with respect to the
+ * elements of input `which`, in float64. Large inputs are probed at `maxProbes` evenly spread
+ * elements (the others are NaN and skipped by assertClose's caller via `probedIndices`).
+ */
+export function numericGradient(
+  f: (inputs: Float64Array[]) => ArrayLike<number>,
+  inputs: ArrayLike<number>[],
+  which: number,
+  upstream: ArrayLike<number>,
+  eps = 1e-6,
+  maxProbes = 400,
+): Float64Array {
+  const values = inputs.map((x) => Float64Array.from(x));
+  const loss = () => {
+    const out = f(values);
+    let s = 0;
+    for (let i = 0; i < out.length; i++) s += upstream[i] * out[i];
+    return s;
+  };
+  const grad = new Float64Array(values[which].length).fill(NaN);
+  for (const i of probedIndices(grad.length, maxProbes)) {
+    const original = values[which][i];
+    values[which][i] = original + eps;
+    const plus = loss();
+    values[which][i] = original - eps;
+    const minus = loss();
+    values[which][i] = original;
+    grad[i] = (plus - minus) / (2 * eps);
+  }
+  return grad;
+}
+
+/** The element indices a finite-difference check probes: all, or `maxProbes` spread evenly. */
+export function probedIndices(length: number, maxProbes = 400): number[] {
+  if (length <= maxProbes) return Array.from({ length }, (_, i) => i);
+  const step = length / maxProbes;
+  return Array.from({ length: maxProbes }, (_, k) => Math.floor(k * step + step / 2));
+}
+
+/** Keep only the probed elements (where `expected` is not NaN) of both arrays. */
+export function probed(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+): [number[], number[]] {
+  const a: number[] = [];
+  const e: number[] = [];
+  for (let i = 0; i < expected.length; i++) {
+    if (!Number.isNaN(expected[i])) {
+      a.push(actual[i]);
+      e.push(expected[i]);
+    }
+  }
+  return [a, e];
+}

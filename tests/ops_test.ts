@@ -1,0 +1,323 @@
+/**
+ * Every functional op against its float64 reference: the GPU forward on random inputs with odd
+ * shapes (sizes and channel counts that are not multiples of 4 or of any tile), and the GPU
+ * backward against central finite differences of the reference forward.
+ */
+
+import { F, type Tensor } from "../mod.ts";
+import * as ref from "./reference.ts";
+import { assertClose, numericGradient, probed, randomArray, testDevice } from "./helpers.ts";
+
+const device = await testDevice();
+
+interface OpInput {
+  shape: number[];
+  grad?: boolean;
+  low?: number;
+  high?: number;
+}
+
+/**
+ * Run `gpu` on random inputs, compare its output with `reference`, then backpropagate a random
+ * upstream gradient and compare every input gradient with finite differences of `reference`.
+ */
+async function checkOp(
+  name: string,
+  inputs: OpInput[],
+  gpu: (t: Tensor[]) => Tensor,
+  reference: (x: Float64Array[]) => ArrayLike<number>,
+  tolerance: { atol?: number; rtol?: number } = {},
+  seed = 1,
+): Promise<void> {
+  const data = inputs.map((input, i) =>
+    randomArray(input.shape.reduce((a, b) => a * b, 1), seed * 31 + i, input.low, input.high)
+  );
+  const tensors = inputs.map((input, i) =>
+    device.tensor(data[i], input.shape, { requiresGrad: input.grad ?? true })
+  );
+  const y = gpu(tensors);
+  const expected = reference(data.map((d) => Float64Array.from(d)));
+  assertClose(await y.toArray(), expected, `${name} forward`, tolerance);
+  const upstream = randomArray(y.size, seed * 97 + 5);
+  await y.backward(device.tensor(upstream, y.shape));
+  for (let i = 0; i < inputs.length; i++) {
+    if (!(inputs[i].grad ?? true)) continue;
+    const numeric = numericGradient(reference, data, i, upstream);
+    const grad = tensors[i].grad;
+    if (!grad) throw new Error(`${name}: input ${i} got no gradient`);
+    const [actual, expected] = probed(await grad.toArray(), numeric);
+    assertClose(actual, expected, `${name} backward (input ${i})`, {
+      atol: 2e-3,
+      rtol: 2e-3,
+      ...tolerance,
+    });
+  }
+  y.dispose();
+  for (const t of tensors) t.dispose();
+}
+
+const convCases = [
+  { name: "3x3 s1 p1", x: [2, 3, 7, 9], w: [5, 3, 3, 3], stride: 1, pad: 1 },
+  { name: "3x3 s2 p1", x: [2, 5, 9, 7], w: [6, 5, 3, 3], stride: 2, pad: 1 },
+  { name: "7x7 s2 p3", x: [2, 3, 11, 13], w: [5, 3, 7, 7], stride: 2, pad: 3 },
+  { name: "1x1 s2 p0", x: [3, 6, 9, 7], w: [5, 6, 1, 1], stride: 2, pad: 0 },
+  { name: "3x3 s1 p0 wide", x: [1, 2, 5, 19], w: [9, 2, 3, 3], stride: 1, pad: 0 },
+];
+
+for (const c of convCases) {
+  for (const withBias of [true, false]) {
+    Deno.test(`conv2d ${c.name}${withBias ? " + bias" : ""}`, async () => {
+      const inputs: OpInput[] = [{ shape: c.x }, { shape: c.w }];
+      if (withBias) inputs.push({ shape: [c.w[0]] });
+      await checkOp(
+        `conv2d ${c.name}`,
+        inputs,
+        ([x, w, b]) => F.conv2d(x, w, b ?? null, { stride: c.stride, padding: c.pad }),
+        ([x, w, b]) => ref.conv2d(x, c.x, w, c.w, b ?? null, c.stride, c.pad).out,
+      );
+    });
+  }
+}
+
+Deno.test("conv2d weight gradient split over a larger batch", async () => {
+  // A batch large enough for the weight-gradient kernel to split it and sum the partials.
+  const xShape = [37, 3, 6, 5];
+  const wShape = [3, 3, 3, 3];
+  await checkOp(
+    "conv2d split",
+    [{ shape: xShape, grad: false }, { shape: wShape }],
+    ([x, w]) => F.conv2d(x, w, null, { padding: 1 }),
+    ([x, w]) => ref.conv2d(x, xShape, w, wShape, null, 1, 1).out,
+  );
+});
+
+for (const training of [true, false]) {
+  for (const shape of [[3, 5, 7, 9], [4, 3, 1, 1], [6, 7]]) {
+    Deno.test(`batchNorm2d ${training ? "training" : "eval"} [${shape}]`, async () => {
+      const c = shape[1];
+      const runningMean = randomArray(c, 7, -0.5, 0.5);
+      const runningVar = randomArray(c, 8, 0.5, 1.5);
+      const m = device.tensor(runningMean, [c]);
+      const v = device.tensor(runningVar, [c]);
+      let input: Float32Array | null = null;
+      await checkOp(
+        "batchNorm2d",
+        [{ shape, low: -2, high: 3 }, { shape: [c], low: 0.5, high: 1.5 }, { shape: [c] }],
+        ([x, w, b]) => {
+          x.toArray().then((data) => input = data);
+          return F.batchNorm2d(x, m, v, w, b, { training, momentum: 0.1, eps: 1e-5 });
+        },
+        ([x, w, b]) =>
+          ref.batchNorm(x, shape, w, b, training, runningMean, runningVar, 0.1, 1e-5).out,
+        { atol: 5e-4, rtol: 2e-3 },
+      );
+      // Running statistics: updated once, with the unbiased variance, only in training.
+      const expected = ref.batchNorm(
+        input!,
+        shape,
+        null,
+        null,
+        training,
+        runningMean,
+        runningVar,
+        0.1,
+        1e-5,
+      );
+      assertClose(await m.toArray(), expected.newRunningMean, "running mean");
+      assertClose(await v.toArray(), expected.newRunningVar, "running var");
+      m.dispose();
+      v.dispose();
+    });
+  }
+}
+
+Deno.test("batchNorm2d without affine parameters", async () => {
+  const shape = [2, 3, 5, 5];
+  await checkOp(
+    "batchNorm2d no affine",
+    [{ shape }],
+    ([x]) => F.batchNorm2d(x, null, null, null, null, { training: true }),
+    ([x]) => ref.batchNorm(x, shape, null, null, true, [0, 0, 0], [1, 1, 1], 0.1, 1e-5).out,
+    { atol: 5e-4, rtol: 2e-3 },
+  );
+});
+
+for (
+  const [k, stride, pad, shape] of [
+    [2, 2, 0, [2, 3, 9, 7]],
+    [3, 2, 1, [2, 5, 11, 9]],
+    [3, 1, 1, [1, 3, 5, 6]],
+  ] as const
+) {
+  Deno.test(`maxPool2d k${k} s${stride} p${pad} [${shape}]`, async () => {
+    await checkOp(
+      "maxPool2d",
+      [{ shape: [...shape] }],
+      ([x]) => F.maxPool2d(x, { kernelSize: k, stride, padding: pad }),
+      ([x]) => ref.maxPool2d(x, shape, k, stride, pad).out,
+    );
+  });
+}
+
+for (const mode of ["nearest", "bilinear"] as const) {
+  for (
+    const c of [
+      { name: "x2", shape: [2, 3, 5, 7], factor: 2 },
+      { name: "x3", shape: [1, 2, 4, 3], factor: 3 },
+      { name: "to 11x13", shape: [2, 3, 5, 7], size: [11, 13] as [number, number] },
+      { name: "down to 3x5", shape: [1, 3, 7, 11], size: [3, 5] as [number, number] },
+      {
+        name: "64 -> 224 bilinear-style",
+        shape: [1, 1, 16, 16],
+        size: [56, 56] as [number, number],
+      },
+    ]
+  ) {
+    Deno.test(`interpolate ${mode} ${c.name}`, async () => {
+      const [, , h, w] = c.shape;
+      const outH = c.size ? c.size[0] : Math.floor(h * c.factor!);
+      const outW = c.size ? c.size[1] : Math.floor(w * c.factor!);
+      const scaleH = c.size ? h / outH : 1 / c.factor!;
+      const scaleW = c.size ? w / outW : 1 / c.factor!;
+      await checkOp(
+        `interpolate ${mode} ${c.name}`,
+        [{ shape: c.shape }],
+        ([x]) =>
+          c.size
+            ? F.interpolate(x, { size: c.size, mode })
+            : F.upsample(x, { scaleFactor: c.factor!, mode }),
+        ([x]) => ref.resize(x, c.shape, outH, outW, scaleH, scaleW, mode),
+      );
+    });
+  }
+}
+
+for (const op of ["relu", "sigmoid", "tanh"] as const) {
+  for (const shape of [[3, 5, 7], [8]]) {
+    Deno.test(`${op} [${shape}]`, async () => {
+      await checkOp(
+        op,
+        [{ shape, low: -3, high: 3 }],
+        ([x]) => F[op](x),
+        ([x]) => ref.activation(op, x),
+      );
+    });
+  }
+}
+
+Deno.test("linear with bias, batched leading dims", async () => {
+  await checkOp(
+    "linear",
+    [{ shape: [2, 3, 7] }, { shape: [5, 7] }, { shape: [5] }],
+    ([x, w, b]) => F.linear(x, w, b),
+    ([x, w, b]) => ref.linear(x, 6, 7, w, 5, b),
+  );
+});
+
+Deno.test("linear without bias, odd sizes", async () => {
+  await checkOp(
+    "linear",
+    [{ shape: [9, 34] }, { shape: [11, 34] }],
+    ([x, w]) => F.linear(x, w),
+    ([x, w]) => ref.linear(x, 9, 34, w, 11, null),
+  );
+});
+
+Deno.test("adaptiveAvgPool2d to 1x1", async () => {
+  await checkOp(
+    "adaptiveAvgPool2d",
+    [{ shape: [3, 5, 7, 3] }],
+    ([x]) => F.adaptiveAvgPool2d(x, 1),
+    ([x]) => ref.adaptiveAvgPool1(x, 15, 21),
+  );
+});
+
+for (const op of ["add", "sub", "mul"] as const) {
+  Deno.test(`${op} tensors and scalars`, async () => {
+    const f = {
+      add: (a: number, b: number) => a + b,
+      sub: (a: number, b: number) => a - b,
+      mul: (a: number, b: number) => a * b,
+    }[op];
+    await checkOp(
+      op,
+      [{ shape: [3, 7] }, { shape: [3, 7] }],
+      ([a, b]) => F[op](a, b),
+      ([a, b]) => Float64Array.from(a, (v, i) => f(v, b[i])),
+    );
+    await checkOp(
+      `${op} scalar`,
+      [{ shape: [5, 3] }],
+      ([a]) => F[op](a, 0.75),
+      ([a]) => Float64Array.from(a, (v) => f(v, 0.75)),
+    );
+  });
+}
+
+for (const n of [1, 7, 4099, 70001]) {
+  Deno.test(`sum and mean of ${n} elements`, async () => {
+    const tolerance = { atol: 1e-3, rtol: 1e-4 };
+    await checkOp(
+      "sum",
+      [{ shape: [n] }],
+      ([x]) => F.sum(x),
+      ([x]) => [x.reduce((a, b) => a + b, 0)],
+      tolerance,
+    );
+    await checkOp(
+      "mean",
+      [{ shape: [n] }],
+      ([x]) => F.mean(x),
+      ([x]) => [x.reduce((a, b) => a + b, 0) / n],
+      tolerance,
+    );
+  });
+}
+
+Deno.test("mseLoss against both arguments", async () => {
+  await checkOp(
+    "mseLoss",
+    [{ shape: [3, 5, 7] }, { shape: [3, 5, 7] }],
+    ([a, b]) => F.mseLoss(a, b),
+    ([a, b]) => [ref.mse(a, b)],
+  );
+});
+
+Deno.test("reshape and flatten keep data and route gradients", async () => {
+  await checkOp(
+    "reshape",
+    [{ shape: [2, 3, 5] }],
+    ([x]) => F.mul(F.reshape(x, [5, -1]), 2),
+    ([x]) => Float64Array.from(x, (v) => 2 * v),
+  );
+  await checkOp(
+    "flatten",
+    [{ shape: [2, 3, 5, 1] }],
+    ([x]) => F.mul(F.flatten(x, 1), 3),
+    ([x]) => Float64Array.from(x, (v) => 3 * v),
+  );
+});
+
+for (const dim of [0, 1, 3]) {
+  Deno.test(`cat and narrow along dim ${dim}`, async () => {
+    const shapes = [[2, 3, 5, 3], [2, 3, 5, 3], [2, 3, 5, 3]].map((s) => {
+      const copy = [...s];
+      copy[dim] += 1 + copy.length % 2;
+      return copy;
+    });
+    shapes[1][dim] = 1;
+    await checkOp(
+      "cat",
+      shapes.map((shape) => ({ shape })),
+      (ts) => F.cat(ts, dim),
+      (xs) => ref.cat(xs.map((data, i) => ({ data, shape: shapes[i] })), dim),
+    );
+    const shape = shapes[0];
+    await checkOp(
+      "narrow",
+      [{ shape }],
+      ([x]) => F.narrow(x, dim, 1, shape[dim] - 2),
+      ([x]) => ref.narrow(x, shape, dim, 1, shape[dim] - 2),
+    );
+  });
+}

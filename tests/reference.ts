@@ -1,0 +1,284 @@
+/**
+ * Plain-TypeScript float64 references for every kernel, written for clarity, not speed: the
+ * definitions the GPU kernels are tested against (forward directly, backward through central
+ * finite differences of these functions).
+ */
+
+export type Shape = readonly number[];
+
+function size(shape: Shape): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** conv2d with zero padding; x [N, C, H, W], w [O, C, kH, kW]. */
+export function conv2d(
+  x: ArrayLike<number>,
+  xShape: Shape,
+  w: ArrayLike<number>,
+  wShape: Shape,
+  bias: ArrayLike<number> | null,
+  stride: number,
+  pad: number,
+): { out: Float64Array; shape: number[] } {
+  const [n, c, h, wid] = xShape;
+  const [o, , kh, kw] = wShape;
+  const oh = Math.floor((h + 2 * pad - kh) / stride) + 1;
+  const ow = Math.floor((wid + 2 * pad - kw) / stride) + 1;
+  const out = new Float64Array(n * o * oh * ow);
+  for (let b = 0; b < n; b++) {
+    for (let oc = 0; oc < o; oc++) {
+      for (let y = 0; y < oh; y++) {
+        for (let xo = 0; xo < ow; xo++) {
+          let acc = bias ? bias[oc] : 0;
+          for (let ic = 0; ic < c; ic++) {
+            for (let i = 0; i < kh; i++) {
+              const iy = y * stride - pad + i;
+              if (iy < 0 || iy >= h) continue;
+              for (let j = 0; j < kw; j++) {
+                const ix = xo * stride - pad + j;
+                if (ix < 0 || ix >= wid) continue;
+                acc += x[((b * c + ic) * h + iy) * wid + ix] * w[((oc * c + ic) * kh + i) * kw + j];
+              }
+            }
+          }
+          out[((b * o + oc) * oh + y) * ow + xo] = acc;
+        }
+      }
+    }
+  }
+  return { out, shape: [n, o, oh, ow] };
+}
+
+/** Batch norm over [N, C, spatial]; training uses batch stats, else the running ones. */
+export function batchNorm(
+  x: ArrayLike<number>,
+  shape: Shape,
+  weight: ArrayLike<number> | null,
+  bias: ArrayLike<number> | null,
+  training: boolean,
+  runningMean: ArrayLike<number>,
+  runningVar: ArrayLike<number>,
+  momentum: number,
+  eps: number,
+): { out: Float64Array; newRunningMean: Float64Array; newRunningVar: Float64Array } {
+  const [n, c] = shape;
+  const spatial = shape.length === 4 ? shape[2] * shape[3] : 1;
+  const count = n * spatial;
+  const out = new Float64Array(size(shape));
+  const newRunningMean = Float64Array.from(runningMean);
+  const newRunningVar = Float64Array.from(runningVar);
+  for (let ch = 0; ch < c; ch++) {
+    let mean = runningMean[ch];
+    let variance = runningVar[ch];
+    if (training) {
+      let s = 0;
+      for (let b = 0; b < n; b++) {
+        for (let k = 0; k < spatial; k++) s += x[(b * c + ch) * spatial + k];
+      }
+      mean = s / count;
+      let v = 0;
+      for (let b = 0; b < n; b++) {
+        for (let k = 0; k < spatial; k++) v += (x[(b * c + ch) * spatial + k] - mean) ** 2;
+      }
+      variance = v / count;
+      newRunningMean[ch] = (1 - momentum) * runningMean[ch] + momentum * mean;
+      newRunningVar[ch] = (1 - momentum) * runningVar[ch] +
+        momentum * variance * count / (count - 1);
+    }
+    const inv = 1 / Math.sqrt(variance + eps);
+    for (let b = 0; b < n; b++) {
+      for (let k = 0; k < spatial; k++) {
+        const i = (b * c + ch) * spatial + k;
+        const xhat = (x[i] - mean) * inv;
+        out[i] = weight ? xhat * weight[ch] + bias![ch] : xhat;
+      }
+    }
+  }
+  return { out, newRunningMean, newRunningVar };
+}
+
+/** Max pooling with -inf padding (floor mode). */
+export function maxPool2d(
+  x: ArrayLike<number>,
+  shape: Shape,
+  k: number,
+  stride: number,
+  pad: number,
+): { out: Float64Array; shape: number[] } {
+  const [n, c, h, w] = shape;
+  const oh = Math.floor((h + 2 * pad - k) / stride) + 1;
+  const ow = Math.floor((w + 2 * pad - k) / stride) + 1;
+  const out = new Float64Array(n * c * oh * ow);
+  for (let p = 0; p < n * c; p++) {
+    for (let y = 0; y < oh; y++) {
+      for (let xo = 0; xo < ow; xo++) {
+        let best = -Infinity;
+        for (let i = 0; i < k; i++) {
+          for (let j = 0; j < k; j++) {
+            const iy = y * stride - pad + i;
+            const ix = xo * stride - pad + j;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+            best = Math.max(best, x[(p * h + iy) * w + ix]);
+          }
+        }
+        out[(p * oh + y) * ow + xo] = best;
+      }
+    }
+  }
+  return { out, shape: [n, c, oh, ow] };
+}
+
+/** Source taps of one output coordinate (align_corners=false), as PyTorch computes them. */
+function taps(
+  mode: "nearest" | "bilinear",
+  dst: number,
+  scale: number,
+  inSize: number,
+): [number, number][] {
+  if (mode === "nearest") return [[Math.min(Math.floor(dst * scale), inSize - 1), 1]];
+  const src = Math.max(scale * (dst + 0.5) - 0.5, 0);
+  const i0 = Math.min(Math.floor(src), inSize - 1);
+  const i1 = i0 + 1 < inSize ? i0 + 1 : i0;
+  const l1 = src - i0;
+  return [[i0, 1 - l1], [i1, l1]];
+}
+
+/** Nearest or bilinear resize; scale = source step per output pixel. */
+export function resize(
+  x: ArrayLike<number>,
+  shape: Shape,
+  outH: number,
+  outW: number,
+  scaleH: number,
+  scaleW: number,
+  mode: "nearest" | "bilinear",
+): Float64Array {
+  const [n, c, h, w] = shape;
+  const out = new Float64Array(n * c * outH * outW);
+  for (let p = 0; p < n * c; p++) {
+    for (let y = 0; y < outH; y++) {
+      for (let xo = 0; xo < outW; xo++) {
+        let acc = 0;
+        for (const [iy, wy] of taps(mode, y, scaleH, h)) {
+          for (const [ix, wx] of taps(mode, xo, scaleW, w)) {
+            acc += wy * wx * x[(p * h + iy) * w + ix];
+          }
+        }
+        out[(p * outH + y) * outW + xo] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+/** y = x W^T + b, x [rows, in], W [out, in]. */
+export function linear(
+  x: ArrayLike<number>,
+  rows: number,
+  inF: number,
+  w: ArrayLike<number>,
+  outF: number,
+  b: ArrayLike<number> | null,
+): Float64Array {
+  const out = new Float64Array(rows * outF);
+  for (let r = 0; r < rows; r++) {
+    for (let o = 0; o < outF; o++) {
+      let acc = b ? b[o] : 0;
+      for (let i = 0; i < inF; i++) acc += x[r * inF + i] * w[o * inF + i];
+      out[r * outF + o] = acc;
+    }
+  }
+  return out;
+}
+
+/** Mean over each [H, W] plane. */
+export function adaptiveAvgPool1(
+  x: ArrayLike<number>,
+  planes: number,
+  spatial: number,
+): Float64Array {
+  const out = new Float64Array(planes);
+  for (let p = 0; p < planes; p++) {
+    let s = 0;
+    for (let k = 0; k < spatial; k++) s += x[p * spatial + k];
+    out[p] = s / spatial;
+  }
+  return out;
+}
+
+/** Element-wise activation. */
+export function activation(op: "relu" | "sigmoid" | "tanh", x: ArrayLike<number>): Float64Array {
+  const f = op === "relu"
+    ? (v: number) => Math.max(v, 0)
+    : op === "sigmoid"
+    ? (v: number) => 1 / (1 + Math.exp(-v))
+    : Math.tanh;
+  return Float64Array.from(x, f);
+}
+
+/** Concatenate along dim. */
+export function cat(parts: { data: ArrayLike<number>; shape: Shape }[], dim: number): Float64Array {
+  const outer = size(parts[0].shape.slice(0, dim));
+  const out: number[] = [];
+  for (let o = 0; o < outer; o++) {
+    for (const p of parts) {
+      const row = p.shape[dim] * size(p.shape.slice(dim + 1));
+      for (let j = 0; j < row; j++) out.push(p.data[o * row + j]);
+    }
+  }
+  return Float64Array.from(out);
+}
+
+/** Slice start..start+length along dim. */
+export function narrow(
+  x: ArrayLike<number>,
+  shape: Shape,
+  dim: number,
+  start: number,
+  length: number,
+): Float64Array {
+  const outer = size(shape.slice(0, dim));
+  const inner = size(shape.slice(dim + 1));
+  const out: number[] = [];
+  for (let o = 0; o < outer; o++) {
+    for (let j = start * inner; j < (start + length) * inner; j++) {
+      out.push(x[o * shape[dim] * inner + j]);
+    }
+  }
+  return Float64Array.from(out);
+}
+
+/** Mean squared error. */
+export function mse(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2;
+  return s / a.length;
+}
+
+/** One torch.optim.Adam step in float64; returns the new parameter and moments. */
+export function adamStep(
+  p: ArrayLike<number>,
+  g: ArrayLike<number>,
+  m: ArrayLike<number>,
+  v: ArrayLike<number>,
+  step: number,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+): { p: Float64Array; m: Float64Array; v: Float64Array } {
+  const outP = new Float64Array(p.length);
+  const outM = new Float64Array(p.length);
+  const outV = new Float64Array(p.length);
+  const bc1 = 1 - beta1 ** step;
+  const bc2 = 1 - beta2 ** step;
+  for (let i = 0; i < p.length; i++) {
+    const grad = g[i] + weightDecay * p[i];
+    outM[i] = beta1 * m[i] + (1 - beta1) * grad;
+    outV[i] = beta2 * v[i] + (1 - beta2) * grad * grad;
+    const denom = Math.sqrt(outV[i]) / Math.sqrt(bc2) + eps;
+    outP[i] = p[i] - (lr / bc1) * outM[i] / denom;
+  }
+  return { p: outP, m: outM, v: outV };
+}

@@ -53,7 +53,10 @@ export class Adam {
     }
   }
 
-  /** Apply one update to every parameter that has a gradient. */
+  /**
+   * Apply one update to every parameter that has a gradient, then submit the step's recorded
+   * work (forward, backward, update) as one command buffer, so its temporaries can be reused.
+   */
   step(): void {
     for (const p of this.params) {
       if (!p.grad) continue;
@@ -72,6 +75,7 @@ export class Adam {
         step: state.step,
       });
     }
+    this.params[0]?.device.flush();
   }
 
   /** Drop all gradients (torch's zero_grad(set_to_none=True)). */

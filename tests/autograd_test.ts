@@ -1,0 +1,160 @@
+/** The tape: shared subgraphs, accumulation, grad modes, scopes, and the errors users hit. */
+
+import assert from "node:assert/strict";
+import { F, keep, noGrad, tidy } from "../mod.ts";
+import { assertClose, randomArray, testDevice } from "./helpers.ts";
+
+const device = await testDevice();
+
+Deno.test("a tensor used twice gets the sum of both gradients", async () => {
+  const data = randomArray(7, 3);
+  const x = device.tensor(data, [7], { requiresGrad: true });
+  // y = sum(x * x + x)  =>  dy/dx = 2x + 1
+  const y = F.sum(F.add(F.mul(x, x), x));
+  await y.backward();
+  assertClose(await x.grad!.toArray(), Array.from(data, (v) => 2 * v + 1), "grad");
+  x.dispose();
+  y.dispose();
+});
+
+Deno.test("a diamond graph walks the shared node once", async () => {
+  // h = 3x is used by two branches that meet again: d/dx sum(h*h + 2h) = 3 * (2h + 2).
+  const data = randomArray(5, 4);
+  const x = device.tensor(data, [5], { requiresGrad: true });
+  const h = F.mul(x, 3);
+  const y = F.sum(F.add(F.mul(h, h), F.mul(h, 2)));
+  await y.backward();
+  assertClose(await x.grad!.toArray(), Array.from(data, (v) => 3 * (2 * 3 * v + 2)), "grad");
+  for (const t of [x, h, y]) t.dispose();
+});
+
+Deno.test("leaf gradients accumulate across backward calls until zeroed", async () => {
+  const x = device.tensor([1, 2, 3], [3], { requiresGrad: true });
+  for (let i = 0; i < 2; i++) {
+    const y = F.sum(F.mul(x, 2));
+    await y.backward();
+    y.dispose();
+  }
+  assert.deepEqual(Array.from(await x.grad!.toArray()), [4, 4, 4]);
+  x.dispose();
+});
+
+Deno.test("backward through the same graph twice is an error", async () => {
+  const x = device.tensor([1, 2], [2], { requiresGrad: true });
+  const y = F.sum(F.relu(x));
+  await y.backward();
+  await assert.rejects(async () => await y.backward(), /second time/);
+  x.dispose();
+  y.dispose();
+});
+
+Deno.test("noGrad records nothing, and backward then says why it cannot run", async () => {
+  const x = device.tensor([1, 2], [2], { requiresGrad: true });
+  const y = noGrad(() => F.sum(F.mul(x, x)));
+  assert.equal(y.node, null);
+  assert.equal(y.requiresGrad, false);
+  assert.throws(() => y.backward(), /does not require grad/);
+  // Async functions keep grad off until they settle.
+  const z = await noGrad(async () => {
+    await Promise.resolve();
+    return F.mul(x, 2);
+  });
+  assert.equal(z.node, null);
+  assert.ok(F.mul(x, 2).node, "recording resumes after noGrad");
+  for (const t of [x, y, z]) t.dispose();
+});
+
+Deno.test("backward needs a scalar or an explicit gradient of the same shape", async () => {
+  const x = device.tensor([1, 2, 3], [3], { requiresGrad: true });
+  const y = F.mul(x, 2);
+  assert.throws(() => y.backward(), /one-element \(scalar\) tensor, got shape \[3\]/);
+  assert.throws(() => y.backward(device.ones([2])), /grad shape \[2\] differs from \[3\]/);
+  await y.backward(device.tensor([1, 10, 100], [3]));
+  assert.deepEqual(Array.from(await x.grad!.toArray()), [2, 20, 200]);
+  x.dispose();
+  y.dispose();
+});
+
+Deno.test("tidy frees intermediates and keeps the result", async () => {
+  const x = device.rand([4, 3, 9, 9], 1);
+  const w = device.rand([5, 3, 3, 3], 2, -1, 1, { requiresGrad: true });
+  await device.sync();
+  const before = device.stats().bytesInUse;
+  const result = tidy(() => {
+    const h = F.relu(F.conv2d(x, w, null, { padding: 1 }));
+    return { pooled: F.maxPool2d(h, { kernelSize: 2 }), scalar: 3 };
+  });
+  assert.equal(result.pooled.isDisposed, false);
+  assert.deepEqual([...result.pooled.shape], [4, 5, 4, 4]);
+  // Only the result (and the graph it needs for backward) is left.
+  const loss = tidy(() => F.mean(result.pooled));
+  await loss.backward();
+  assert.ok(w.grad);
+  w.grad!.dispose();
+  w.grad = null;
+  loss.dispose();
+  result.pooled.dispose();
+  await device.sync();
+  assert.equal(device.stats().bytesInUse, before);
+  x.dispose();
+  w.dispose();
+});
+
+Deno.test("tidy frees the saved tensors of graphs nobody can reach", async () => {
+  const w = device.rand([3, 3], 5, -1, 1, { requiresGrad: true });
+  await device.sync();
+  const before = device.stats().bytesInUse;
+  tidy(() => {
+    // A forward pass whose loss is dropped: its nodes saved inputs for a backward never run.
+    F.sum(F.relu(F.linear(device.rand([2, 3], 6), w)));
+  });
+  await device.sync();
+  assert.equal(device.stats().bytesInUse, before);
+  w.dispose();
+});
+
+Deno.test("keep exempts a tensor from tidy", () => {
+  const kept = tidy(() => {
+    const a = keep(device.zeros([2]));
+    device.zeros([3]);
+    return a;
+  });
+  assert.equal(kept.isDisposed, false);
+  kept.dispose();
+});
+
+Deno.test("bad input gives clear errors", () => {
+  const a = device.zeros([2, 3]);
+  const b = device.zeros([3, 2]);
+  assert.throws(() => F.add(a, b), /add: shapes \[2, 3\] and \[3, 2\] differ/);
+  assert.throws(() => F.mseLoss(a, b), /mseLoss: shapes/);
+  assert.throws(() => F.conv2d(a, device.zeros([1, 2, 3, 3])), /conv2d: input must have rank 4/);
+  const img = device.zeros([1, 3, 8, 8]);
+  assert.throws(
+    () => F.conv2d(img, device.zeros([4, 2, 3, 3])),
+    /input \[1, 3, 8, 8\] has 3 channels, weight \[4, 2, 3, 3\] expects 2/,
+  );
+  assert.throws(() => F.conv2d(img, device.zeros([4, 3, 9, 9])), /larger than the padded input/);
+  assert.throws(
+    () => F.linear(a, device.zeros([4, 5])),
+    /has 3 features, weight \[4, 5\] expects 5/,
+  );
+  assert.throws(
+    () => F.batchNorm2d(device.zeros([1, 3, 1, 1]), null, null, null, null, { training: true }),
+    /more than 1 value per channel/,
+  );
+  assert.throws(() => F.maxPool2d(img, { kernelSize: 3, padding: 2 }), /at most half/);
+  assert.throws(() => F.interpolate(img, { mode: "bilinear" }), /exactly one of size/);
+  assert.throws(() => F.reshape(a, [4, 2]), /\[2, 3\] \(6 elements\) cannot become \[4, 2\]/);
+  assert.throws(() => F.cat([a, b], 0), /cat: shapes/);
+  assert.throws(() => F.narrow(a, 1, 2, 2), /outside dim 1 of size 3/);
+  assert.throws(() => F.mul(a, NaN), /not finite/);
+  assert.throws(() => device.tensor([1, NaN, 3], [3]), /value 1 is NaN/);
+  assert.throws(() => device.tensor([1, Infinity], [2]), /value 1 is Infinity/);
+  assert.throws(() => device.tensor([1, 2, 3], [2, 2]), /3 values do not fill shape \[2, 2\]/);
+  assert.throws(() => device.zeros([2, -1]), /non-negative integers/);
+  const gone = device.zeros([2]);
+  gone.dispose();
+  assert.throws(() => F.relu(gone), /used after dispose/);
+  for (const t of [a, b, img]) t.dispose();
+});

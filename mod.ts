@@ -30,6 +30,10 @@ export { keep } from "./nn/tensor.ts";
 export * as F from "./nn/functional.ts";
 /** Optimizers (Adam). */
 export * as optim from "./nn/optim.ts";
+/** Modules, layers and models: Conv2d, BatchNorm2d, ..., FaceAutoencoder, ResNet34. */
+export * as nn from "./nn/mod.ts";
+/** Safetensors I/O for state dicts: readSafetensors(device, path), writeSafetensors(path, dict). */
+export * as io from "./nn/io.ts";
 /** Low-level WebGPU backend (pool, pipeline cache, recorder) for benchmarks and kernel work. */
 export { Backend, GpuError } from "./kernels/backend.ts";
 /** Datasets (AFEW-VA, AffectNet, synthetic faces), image I/O, samplers and pictures. */

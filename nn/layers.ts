@@ -1,0 +1,228 @@
+/**
+ * Layers with PyTorch's parameter names, shapes and default initialization
+ * (kaiming-uniform with a = sqrt(5) for conv/linear weights, which is U(-1/sqrt(fan_in),
+ * 1/sqrt(fan_in)); the same bound for biases; BatchNorm weight 1, bias 0), drawn from a seeded
+ * generator so runs are reproducible.
+ */
+
+import type { Device } from "./device.ts";
+import { seededRandom } from "./device.ts";
+import * as F from "./functional.ts";
+import { type HostTensor, Module } from "./module.ts";
+import type { Tensor } from "./tensor.ts";
+
+/** A seeded stream of random numbers shared by the layers of one model. */
+export class Rng {
+  readonly #random: { uniform(): number; normal(): number };
+  constructor(seed: number) {
+    this.#random = seededRandom(seed);
+  }
+  /** Uniform in [low, high). */
+  uniform(low = 0, high = 1): number {
+    return low + (high - low) * this.#random.uniform();
+  }
+  /** Standard normal. */
+  normal(): number {
+    return this.#random.normal();
+  }
+  /** n uniform values in [-bound, bound). */
+  uniformArray(n: number, bound: number): Float32Array {
+    return Float32Array.from({ length: n }, () => this.uniform(-bound, bound));
+  }
+  /** n normal values with standard deviation std. */
+  normalArray(n: number, std: number): Float32Array {
+    return Float32Array.from({ length: n }, () => this.normal() * std);
+  }
+}
+
+/** Options common to layers with random initialization. */
+export interface InitOptions {
+  /** Generator for the initial weights; a fresh one seeded with 0 when absent. */
+  rng?: Rng;
+}
+
+/** An abstract layer taking one tensor. */
+export abstract class Layer extends Module {
+  /** Apply the layer. */
+  abstract forward(x: Tensor): Tensor;
+}
+
+/** 2-D convolution, torch.nn.Conv2d (groups 1, dilation 1, zero padding). */
+export class Conv2d extends Layer {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  readonly stride: number;
+  readonly padding: number;
+
+  constructor(
+    device: Device,
+    inChannels: number,
+    outChannels: number,
+    kernelSize: number,
+    options: InitOptions & { stride?: number; padding?: number; bias?: boolean } = {},
+  ) {
+    super();
+    const rng = options.rng ?? new Rng(0);
+    this.stride = options.stride ?? 1;
+    this.padding = options.padding ?? 0;
+    const fanIn = inChannels * kernelSize * kernelSize;
+    const bound = 1 / Math.sqrt(fanIn);
+    const shape = [outChannels, inChannels, kernelSize, kernelSize];
+    this.weight = this.registerParameter(
+      "weight",
+      device.tensor(rng.uniformArray(outChannels * fanIn, bound), shape),
+    );
+    this.bias = options.bias ?? true
+      ? this.registerParameter(
+        "bias",
+        device.tensor(rng.uniformArray(outChannels, bound), [outChannels]),
+      )
+      : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    return F.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
+  }
+}
+
+/** Fully connected layer, torch.nn.Linear: weight [out, in]. */
+export class Linear extends Layer {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(
+    device: Device,
+    inFeatures: number,
+    outFeatures: number,
+    options: InitOptions & { bias?: boolean } = {},
+  ) {
+    super();
+    const rng = options.rng ?? new Rng(0);
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = this.registerParameter(
+      "weight",
+      device.tensor(rng.uniformArray(outFeatures * inFeatures, bound), [outFeatures, inFeatures]),
+    );
+    this.bias = options.bias ?? true
+      ? this.registerParameter(
+        "bias",
+        device.tensor(rng.uniformArray(outFeatures, bound), [outFeatures]),
+      )
+      : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
+}
+
+/** torch.nn.BatchNorm2d with affine parameters and running statistics. */
+export class BatchNorm2d extends Layer {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+  readonly eps: number;
+  readonly momentum: number;
+  /** Forward passes in training mode (torch's num_batches_tracked, an int64 buffer). */
+  numBatchesTracked = 0;
+
+  constructor(device: Device, channels: number, options: { eps?: number; momentum?: number } = {}) {
+    super();
+    this.eps = options.eps ?? 1e-5;
+    this.momentum = options.momentum ?? 0.1;
+    this.weight = this.registerParameter("weight", device.ones([channels]));
+    this.bias = this.registerParameter("bias", device.zeros([channels]));
+    this.runningMean = this.registerBuffer("running_mean", device.zeros([channels]));
+    this.runningVar = this.registerBuffer("running_var", device.ones([channels]));
+    this.registerHostState("num_batches_tracked", {
+      get: (): HostTensor => ({
+        dtype: "I64",
+        shape: [],
+        data: BigInt64Array.of(BigInt(this.numBatchesTracked)),
+      }),
+      set: (value: HostTensor) => {
+        this.numBatchesTracked = Number(value.data[0] ?? 0);
+      },
+    });
+  }
+
+  forward(x: Tensor): Tensor {
+    if (this.training) this.numBatchesTracked++;
+    return F.batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, {
+      training: this.training,
+      momentum: this.momentum,
+      eps: this.eps,
+    });
+  }
+}
+
+/** max(x, 0). */
+export class ReLU extends Layer {
+  forward(x: Tensor): Tensor {
+    return F.relu(x);
+  }
+}
+
+/** Logistic sigmoid. */
+export class Sigmoid extends Layer {
+  forward(x: Tensor): Tensor {
+    return F.sigmoid(x);
+  }
+}
+
+/** torch.nn.MaxPool2d. */
+export class MaxPool2d extends Layer {
+  readonly options: F.MaxPool2dOptions;
+  constructor(kernelSize: number, stride?: number, padding = 0) {
+    super();
+    this.options = { kernelSize, stride: stride ?? kernelSize, padding };
+  }
+  forward(x: Tensor): Tensor {
+    return F.maxPool2d(x, this.options);
+  }
+}
+
+/** torch.nn.Upsample (nearest by default). */
+export class Upsample extends Layer {
+  readonly options: F.UpsampleOptions;
+  constructor(options: F.UpsampleOptions) {
+    super();
+    this.options = options;
+  }
+  forward(x: Tensor): Tensor {
+    return F.upsample(x, this.options);
+  }
+}
+
+/** torch.nn.AdaptiveAvgPool2d((1, 1)). */
+export class AdaptiveAvgPool2d extends Layer {
+  forward(x: Tensor): Tensor {
+    return F.adaptiveAvgPool2d(x, 1);
+  }
+}
+
+/** torch.nn.Flatten (from dim 1 by default). */
+export class Flatten extends Layer {
+  constructor(readonly startDim = 1) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.flatten(x, this.startDim);
+  }
+}
+
+/** torch.nn.Sequential: children named "0", "1", ... applied in order. */
+export class Sequential extends Layer {
+  readonly layers: Layer[];
+  constructor(...layers: Layer[]) {
+    super();
+    this.layers = layers;
+    layers.forEach((layer, i) => this.registerModule(String(i), layer));
+  }
+  forward(x: Tensor): Tensor {
+    let h = x;
+    for (const layer of this.layers) h = layer.forward(h);
+    return h;
+  }
+}

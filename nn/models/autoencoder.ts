@@ -1,0 +1,193 @@
+/**
+ * The paper's face-generating autoencoder. Encoder E: repeated [3x3 conv, BatchNorm, ReLU, 2x2
+ * max-pool] on a 3x64x64 face, then a linear head to (z, v, a). Decoder D: a linear layer from
+ * (z, v, a) to a small feature map, repeated [2x upsample, 3x3 conv, BatchNorm, ReLU], a last
+ * 3x3 conv and a sigmoid. Widths are configuration; the paper gives only the block types.
+ */
+
+import type { Device } from "../device.ts";
+import * as F from "../functional.ts";
+import {
+  BatchNorm2d,
+  Conv2d,
+  Layer,
+  Linear,
+  MaxPool2d,
+  ReLU,
+  Rng,
+  Sequential,
+  Sigmoid,
+  Upsample,
+} from "../layers.ts";
+import type { Tensor } from "../tensor.ts";
+
+/** Named sizes: `paper` (64-128-256-512), `demo` (CPU-friendly), `tiny` (smoke tests). */
+export const AUTOENCODER_SIZES = {
+  paper: [64, 128, 256, 512],
+  demo: [16, 32, 64, 128],
+  tiny: [8, 16, 16, 32],
+} as const;
+
+/** Options of {@link FaceAutoencoder}. */
+export interface FaceAutoencoderOptions {
+  /** A named size, or explicit encoder widths (the decoder mirrors them). Default "demo". */
+  size?: keyof typeof AUTOENCODER_SIZES | readonly number[];
+  /** Length of the appearance code z. Default 32, as in the paper. */
+  codeSize?: number;
+  /** Side of the square input image; must be divisible by 2^blocks. Default 64. */
+  imageSize?: number;
+  /** Seed of the initialization. Default 0. */
+  seed?: number;
+}
+
+/** Weights of the paper's loss. */
+export interface AutoencoderLossWeights {
+  /** lambda_v, default 0.5. */
+  valence?: number;
+  /** lambda_a, default 0.5. */
+  arousal?: number;
+}
+
+/** The loss and its parts (0-d tensors). */
+export interface AutoencoderLoss {
+  total: Tensor;
+  valence: Tensor;
+  arousal: Tensor;
+  reconstruction: Tensor;
+  /** The generated image D(z_i, v_j, a_j). */
+  generated: Tensor;
+}
+
+/** The face-generating autoencoder of Kim, Park and Chang (2020). */
+export class FaceAutoencoder extends Layer {
+  readonly encoder: Sequential;
+  readonly encoderHead: Linear;
+  readonly decoderInput: Linear;
+  readonly decoder: Sequential;
+  readonly widths: readonly number[];
+  readonly codeSize: number;
+  readonly imageSize: number;
+  /** Side of the feature map between the linear layers and the conv stacks. */
+  readonly bottleneckSize: number;
+
+  constructor(device: Device, options: FaceAutoencoderOptions = {}) {
+    super();
+    const size = options.size ?? "demo";
+    this.widths = typeof size === "string" ? AUTOENCODER_SIZES[size] : [...size];
+    if (!this.widths || this.widths.length === 0 || this.widths.some((w) => !(w >= 1))) {
+      throw new Error(`FaceAutoencoder: bad size ${JSON.stringify(size)}`);
+    }
+    this.codeSize = options.codeSize ?? 32;
+    this.imageSize = options.imageSize ?? 64;
+    const blocks = this.widths.length;
+    this.bottleneckSize = this.imageSize / 2 ** blocks;
+    if (!Number.isInteger(this.bottleneckSize) || this.bottleneckSize < 1) {
+      throw new Error(
+        `FaceAutoencoder: image size ${this.imageSize} is not divisible by 2^${blocks}`,
+      );
+    }
+    const rng = new Rng(options.seed ?? 0);
+    const encoderLayers: Layer[] = [];
+    let channels = 3;
+    for (const w of this.widths) {
+      encoderLayers.push(
+        new Conv2d(device, channels, w, 3, { padding: 1, rng }),
+        new BatchNorm2d(device, w),
+        new ReLU(),
+        new MaxPool2d(2),
+      );
+      channels = w;
+    }
+    this.encoder = this.registerModule("encoder", new Sequential(...encoderLayers));
+    const last = this.widths[blocks - 1];
+    const flat = last * this.bottleneckSize ** 2;
+    this.encoderHead = this.registerModule(
+      "encoder_head",
+      new Linear(device, flat, this.codeSize + 2, { rng }),
+    );
+    this.decoderInput = this.registerModule(
+      "decoder_input",
+      new Linear(device, this.codeSize + 2, flat, { rng }),
+    );
+    const decoderLayers: Layer[] = [];
+    channels = last;
+    for (const w of [...this.widths].reverse()) {
+      decoderLayers.push(
+        new Upsample({ scaleFactor: 2, mode: "nearest" }),
+        new Conv2d(device, channels, w, 3, { padding: 1, rng }),
+        new BatchNorm2d(device, w),
+        new ReLU(),
+      );
+      channels = w;
+    }
+    decoderLayers.push(new Conv2d(device, channels, 3, 3, { padding: 1, rng }), new Sigmoid());
+    this.decoder = this.registerModule("decoder", new Sequential(...decoderLayers));
+  }
+
+  /** x: [N, 3, S, S] in [0, 1] -> z [N, codeSize], v [N], a [N]. */
+  encode(x: Tensor): { z: Tensor; v: Tensor; a: Tensor } {
+    if (
+      x.rank !== 4 || x.shape[1] !== 3 || x.shape[2] !== this.imageSize ||
+      x.shape[3] !== this.imageSize
+    ) {
+      throw new Error(
+        `FaceAutoencoder.encode: expected [N, 3, ${this.imageSize}, ${this.imageSize}], got [${
+          x.shape.join(", ")
+        }]`,
+      );
+    }
+    const head = this.encoderHead.forward(F.flatten(this.encoder.forward(x), 1));
+    const n = x.shape[0];
+    return {
+      z: F.narrow(head, 1, 0, this.codeSize),
+      v: F.reshape(F.narrow(head, 1, this.codeSize, 1), [n]),
+      a: F.reshape(F.narrow(head, 1, this.codeSize + 1, 1), [n]),
+    };
+  }
+
+  /** (z [N, codeSize], v [N], a [N]) -> image [N, 3, S, S] in (0, 1). */
+  decode(z: Tensor, v: Tensor, a: Tensor): Tensor {
+    const n = z.shape[0];
+    if (z.rank !== 2 || z.shape[1] !== this.codeSize || v.size !== n || a.size !== n) {
+      throw new Error(
+        `FaceAutoencoder.decode: expected z [N, ${this.codeSize}], v [N], a [N]; got z [${z.shape}], ` +
+          `v [${v.shape}], a [${a.shape}]`,
+      );
+    }
+    const input = F.cat([z, F.reshape(v, [n, 1]), F.reshape(a, [n, 1])], 1);
+    const h = F.relu(this.decoderInput.forward(input));
+    const last = this.widths[this.widths.length - 1];
+    return this.decoder.forward(F.reshape(h, [n, last, this.bottleneckSize, this.bottleneckSize]));
+  }
+
+  /** Reconstruct with the encoder's own (v, a). */
+  forward(x: Tensor): Tensor {
+    const { z, v, a } = this.encode(x);
+    return this.decode(z, v, a);
+  }
+
+  /**
+   * The paper's loss for a pair (I_i, I_j) of the same person:
+   * lambda_v MSE(v_hat_i, v_i) + lambda_a MSE(a_hat_i, a_i) + MSE(D(z_i, v_j, a_j), I_j).
+   */
+  loss(
+    imageI: Tensor,
+    valenceI: Tensor,
+    arousalI: Tensor,
+    imageJ: Tensor,
+    valenceJ: Tensor,
+    arousalJ: Tensor,
+    weights: AutoencoderLossWeights = {},
+  ): AutoencoderLoss {
+    const { z, v, a } = this.encode(imageI);
+    const valence = F.mseLoss(v, valenceI);
+    const arousal = F.mseLoss(a, arousalI);
+    const generated = this.decode(z, valenceJ, arousalJ);
+    const reconstruction = F.mseLoss(generated, imageJ);
+    const total = F.add(
+      F.add(F.mul(valence, weights.valence ?? 0.5), F.mul(arousal, weights.arousal ?? 0.5)),
+      reconstruction,
+    );
+    return { total, valence, arousal, reconstruction, generated };
+  }
+}

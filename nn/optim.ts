@@ -1,6 +1,7 @@
 /** Optimizers. */
 
 import * as ops from "../kernels/ops.ts";
+import type { StateValue } from "./module.ts";
 import type { Tensor } from "./tensor.ts";
 
 /** Options of {@link Adam}, with torch.optim.Adam's defaults. */
@@ -89,6 +90,48 @@ export class Adam {
   /** Moment estimates and step count of a parameter (for checkpoints), if it has stepped. */
   stateOf(param: Tensor): { m: Tensor; v: Tensor; step: number } | undefined {
     return this.#state.get(param);
+  }
+
+  /**
+   * The optimizer state keyed by parameter names (`<name>.exp_avg`, `<name>.exp_avg_sq`,
+   * `<name>.step`), for checkpoints; `named` maps the names to this optimizer's parameters.
+   */
+  stateDict(named: readonly [string, Tensor][]): Map<string, StateValue> {
+    const out = new Map<string, StateValue>();
+    for (const [name, p] of named) {
+      const s = this.#state.get(p);
+      if (!s) continue;
+      out.set(`${name}.exp_avg`, s.m);
+      out.set(`${name}.exp_avg_sq`, s.v);
+      out.set(`${name}.step`, { dtype: "I64", shape: [], data: BigInt64Array.of(BigInt(s.step)) });
+    }
+    return out;
+  }
+
+  /** Restore state written by {@link stateDict} (moments are copied; shapes must match). */
+  loadStateDict(named: readonly [string, Tensor][], dict: ReadonlyMap<string, StateValue>): void {
+    for (const [name, p] of named) {
+      const m = dict.get(`${name}.exp_avg`);
+      const v = dict.get(`${name}.exp_avg_sq`);
+      const step = dict.get(`${name}.step`);
+      if (!m || !v || !step) continue;
+      for (const [key, t] of [["exp_avg", m], ["exp_avg_sq", v]] as const) {
+        if (!("device" in t) || t.shape.join() !== p.shape.join()) {
+          throw new Error(
+            `Adam.loadStateDict: "${name}.${key}" does not match parameter [${p.shape}]`,
+          );
+        }
+      }
+      let state = this.#state.get(p);
+      if (!state) {
+        state = { m: p.device.zeros(p.shape), v: p.device.zeros(p.shape), step: 0 };
+        this.#state.set(p, state);
+      }
+      const backend = p.device.backend;
+      backend.copy((m as Tensor).buffer, 0, state.m.buffer, 0, p.byteLength);
+      backend.copy((v as Tensor).buffer, 0, state.v.buffer, 0, p.byteLength);
+      state.step = Number((step as { data: ArrayLike<bigint | number> }).data[0]);
+    }
   }
 
   /** Free the moment buffers. */

@@ -7,7 +7,8 @@ import { encodePngRgba, type RgbaImage } from "./image.ts";
 import { binCounts, cellsPerAxis } from "./samplers.ts";
 import type { VaLabel } from "./types.ts";
 
-type Rgb = [number, number, number];
+/** An RGB colour, each channel 0-255. */
+export type Rgb = [number, number, number];
 
 // 3x5 glyphs: five rows, each a 3-bit mask (4 = left column, 2 = middle, 1 = right).
 const GLYPHS: Record<string, string> = {
@@ -65,7 +66,7 @@ const GLYPHS: Record<string, string> = {
 };
 
 /** A mutable RGBA canvas with the few drawing operations the pictures need. */
-class Canvas implements RgbaImage {
+export class Canvas implements RgbaImage {
   readonly data: Uint8Array;
   constructor(readonly width: number, readonly height: number, fill: Rgb = [255, 255, 255]) {
     this.data = new Uint8Array(width * height * 4);
@@ -129,7 +130,7 @@ class Canvas implements RgbaImage {
 }
 
 /** Pixel width of `text` in the built-in font at `scale`. */
-function textWidth(text: string, scale = 1): number {
+export function textWidth(text: string, scale = 1): number {
   return text.length * 4 * scale - scale;
 }
 

@@ -1,0 +1,191 @@
+/** `generate` and `eval`: stages that work on a finished (or partly finished) run folder. */
+
+import { Device } from "../nn/device.ts";
+import { disposeStateDict, readSafetensors } from "../nn/io.ts";
+import { FaceAutoencoder } from "../nn/models/autoencoder.ts";
+import { ResNet34 } from "../nn/models/resnet.ts";
+import { type ExperimentConfig, resolveConfig, strategyNames } from "../pipelines/config.ts";
+import * as data from "../pipelines/data/mod.ts";
+import { loadExperimentData, writeFigure2, writeFileAtomic } from "../pipelines/experiment.ts";
+import { vaMetrics } from "../pipelines/metrics.ts";
+import { metricsTable } from "../pipelines/report.ts";
+import { decodeFaces, encodeFaces, generateFaces, predictVa } from "../pipelines/training.ts";
+import { intFlag, parseFlags, UsageError } from "./args.ts";
+
+export const GENERATE_HELP = `Usage: deno task train generate --run RUN_DIR [--out DIR] [--count N]
+                                [--image PATH --valence V --arousal A]
+
+Faces from a run's trained autoencoder:
+  - DIR/figure2.png: the paper's Figure 2 grid for three test identities
+  - DIR/generated.png: N faces (default 32) with V/A drawn uniformly from the unit disk
+  - with --image: that photo's face re-generated at the requested --valence/--arousal
+    (DIR/edited.png, next to the reconstruction with its own predicted V/A)
+
+  --run RUN_DIR   a run folder with config.json and autoencoder.safetensors
+  --out DIR       output folder (default RUN_DIR/generated)
+  --seed N        seed of the drawn V/A (default 0)
+`;
+
+export const EVAL_HELP = `Usage: deno task train eval --run RUN_DIR [--json]
+
+Evaluates every regressor-<strategy>.safetensors of a run on the run's test set and prints
+RMSE, CORR, CCC and SAGR for valence and arousal.
+`;
+
+async function loadRunConfig(run: string): Promise<ExperimentConfig> {
+  try {
+    return resolveConfig(JSON.parse(await Deno.readTextFile(`${run}/config.json`)));
+  } catch (error) {
+    throw new UsageError(`--run ${run}: no valid config.json (${(error as Error).message})`);
+  }
+}
+
+async function loadAutoencoder(device: Device, run: string, config: ExperimentConfig) {
+  const model = new FaceAutoencoder(device, {
+    size: config.autoencoder.size,
+    codeSize: config.autoencoder.codeSize,
+  });
+  const path = `${run}/autoencoder.safetensors`;
+  let state;
+  try {
+    state = await readSafetensors(device, path);
+  } catch (error) {
+    throw new UsageError(
+      `${path}: ${(error as Error).message} (train it: deno task train train-ae)`,
+    );
+  }
+  model.loadStateDict(state, { strict: true });
+  disposeStateDict(state);
+  return model;
+}
+
+/** The generate command; returns the exit code. */
+export async function generateCommand(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, {
+    run: { type: "string" },
+    out: { type: "string" },
+    count: { type: "string" },
+    seed: { type: "string" },
+    image: { type: "string" },
+    valence: { type: "string" },
+    arousal: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    console.log(GENERATE_HELP);
+    return 0;
+  }
+  const run = values.run as string | undefined;
+  if (!run) throw new UsageError("generate needs --run RUN_DIR");
+  const out = (values.out as string | undefined) ?? `${run}/generated`;
+  const count = intFlag("count", values.count) ?? 32;
+  const seed = intFlag("seed", values.seed) ?? 0;
+  const config = await loadRunConfig(run);
+  const device = await Device.create();
+  const autoencoder = await loadAutoencoder(device, run, config);
+  await Deno.mkdir(out, { recursive: true });
+  const { train, test } = await loadExperimentData(config);
+  await writeFigure2(autoencoder, test, `${out}/figure2.png`);
+  const generated = await generateFaces(
+    autoencoder,
+    train.images,
+    train.samples.length,
+    count,
+    seed,
+  );
+  await writeFileAtomic(
+    `${out}/generated.png`,
+    await data.contactSheetPng(generated.images, generated.labels, { columns: 8, maxCount: count }),
+  );
+  if (values.image) {
+    const target = {
+      valence: Number(values.valence ?? 0),
+      arousal: Number(values.arousal ?? 0),
+    };
+    for (const [k, v] of Object.entries(target)) {
+      if (!(v >= -1 && v <= 1)) throw new UsageError(`--${k} must be in [-1, 1], got ${v}`);
+    }
+    const image = await data.readImageFile(values.image as string);
+    const face = data.cropResize(image, [0, 0, image.width, image.height], { size: 64 });
+    const encoded = await encodeFaces(autoencoder, face, 1);
+    const own = { valence: encoded.valence[0], arousal: encoded.arousal[0] };
+    const twoCodes = new Float32Array([...encoded.z, ...encoded.z]);
+    const faces = await decodeFaces(autoencoder, twoCodes, [own, target]);
+    await writeFileAtomic(
+      `${out}/edited.png`,
+      await data.contactSheetPng(new Float32Array([...face, ...faces]), [own, own, target], {
+        columns: 3,
+        scale: 3,
+      }),
+    );
+  }
+  autoencoder.dispose();
+  console.log(
+    `wrote ${out}/figure2.png, ${out}/generated.png${values.image ? `, ${out}/edited.png` : ""}`,
+  );
+  return 0;
+}
+
+/** The eval command; returns the exit code. */
+export async function evalCommand(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, {
+    run: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    console.log(EVAL_HELP);
+    return 0;
+  }
+  const run = values.run as string | undefined;
+  if (!run) throw new UsageError("eval needs --run RUN_DIR");
+  const config = await loadRunConfig(run);
+  const device = await Device.create();
+  const { test } = await loadExperimentData(config);
+  const rows = [];
+  const results: Record<string, ReturnType<typeof vaMetrics>> = {};
+  for (const strategy of strategyNames(config)) {
+    const path = `${run}/regressor-${strategy}.safetensors`;
+    let state;
+    try {
+      state = await readSafetensors(device, path);
+    } catch {
+      continue;
+    }
+    const model = new ResNet34(device, {
+      width: config.regressor.width,
+      inputSize: config.regressor.inputSize,
+    });
+    model.loadStateDict(state, { strict: true });
+    disposeStateDict(state);
+    const predictions = await predictVa(
+      model,
+      test.images,
+      test.samples.length,
+      config.regressor.inputSize,
+    );
+    model.dispose();
+    const m = vaMetrics(
+      Float64Array.from(test.samples, (_, i) => predictions[2 * i]),
+      Float64Array.from(test.samples, (_, i) => predictions[2 * i + 1]),
+      test.samples.map((s) => s.valence),
+      test.samples.map((s) => s.arousal),
+    );
+    results[strategy] = m;
+    const one = (x: number) => ({ mean: x, std: 0, runs: [x] });
+    const scores = (d: "valence" | "arousal") => ({
+      rmse: one(m[d].rmse),
+      corr: one(m[d].corr),
+      ccc: one(m[d].ccc),
+      sagr: one(m[d].sagr),
+    });
+    rows.push({
+      name: strategy,
+      metrics: { valence: scores("valence"), arousal: scores("arousal") },
+    });
+  }
+  if (rows.length === 0) throw new UsageError(`${run}: no regressor-*.safetensors to evaluate`);
+  if (values.json) console.log(JSON.stringify(results));
+  else console.log(metricsTable(rows, { boldBest: false }));
+  return 0;
+}

@@ -1,0 +1,393 @@
+/**
+ * Training and inference loops on the GPU: the face-generating autoencoder on same-person pairs,
+ * face generation with requested (v, a), and the V/A regressor. Batches are uploaded once per
+ * step; the loss is read back only every `logEvery` steps, so the CPU prepares the next batch
+ * while the GPU works.
+ */
+
+import type { Device } from "../nn/device.ts";
+import * as F from "../nn/functional.ts";
+import type { FaceAutoencoder } from "../nn/models/autoencoder.ts";
+import { normalizeImagenet, type ResNet34 } from "../nn/models/resnet.ts";
+import { Adam } from "../nn/optim.ts";
+import { noGrad, type Tensor, tidy } from "../nn/tensor.ts";
+import { mulberry32, shuffleInPlace } from "./data/rng.ts";
+import { samePersonPairs, sampleUnitDisk } from "./data/samplers.ts";
+import type { FaceSample, VaLabel } from "./data/types.ts";
+
+/** A stop request (Ctrl-C): loops finish their step, save, and return. */
+export interface StopSignal {
+  readonly requested: boolean;
+}
+
+/** One logged point of a loss curve. */
+export interface LossPoint {
+  step: number;
+  loss: number;
+  /** Named parts of the loss, when it has parts. */
+  parts?: Record<string, number>;
+}
+
+/** What a long loop reports after each step (for progress lines). */
+export interface StepReport {
+  step: number;
+  totalSteps: number;
+  epoch?: number;
+  epochs?: number;
+  /** Step within the current epoch (from 1) and steps per epoch, for epoch-based loops. */
+  stepInEpoch?: number;
+  stepsPerEpoch?: number;
+  /** Images processed by this step. */
+  items: number;
+  /** The loss, on steps where it was read back. */
+  loss?: number;
+}
+
+/** Copy the CHW images at `indices` into one contiguous batch. */
+export function gatherImages(
+  images: Float32Array,
+  imageValues: number,
+  indices: readonly number[],
+): Float32Array {
+  const out = new Float32Array(indices.length * imageValues);
+  indices.forEach((index, k) => {
+    out.set(images.subarray(index * imageValues, (index + 1) * imageValues), k * imageValues);
+  });
+  return out;
+}
+
+/** Side of square 3-channel images stored N x 3 x S x S. */
+export function imageSide(images: Float32Array, count: number): number {
+  const side = Math.round(Math.sqrt(images.length / count / 3));
+  if (count === 0 || 3 * side * side * count !== images.length) {
+    throw new Error(`expected ${count} square RGB images, got ${images.length} values`);
+  }
+  return side;
+}
+
+// ---- the autoencoder ------------------------------------------------------------------------
+
+/** Autoencoder training settings (from the experiment config). */
+export interface AutoencoderTraining {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  lambdaValence: number;
+  lambdaArousal: number;
+  pairsPerSample: number;
+  seed: number;
+  logEvery: number;
+}
+
+/** Where an interrupted or finished autoencoder training stands. */
+export interface AutoencoderProgress {
+  /** Epochs completed. */
+  epochsDone: number;
+  /** Steps completed. */
+  step: number;
+  losses: LossPoint[];
+}
+
+/** The same-person pairs of one epoch, shuffled (deterministic in seed and epoch). */
+export function epochPairs(
+  samples: readonly FaceSample[],
+  seed: number,
+  epoch: number,
+  pairsPerSample: number,
+): { i: number; j: number }[] {
+  const pairs = samePersonPairs(samples, { seed: seed * 7919 + epoch, pairsPerSample });
+  return shuffleInPlace(pairs, mulberry32(seed * 104729 + epoch + 1));
+}
+
+/**
+ * Train the autoencoder with the paper's loss. Resumes from `progress.epochsDone` (the model and
+ * optimizer must hold that epoch's state). `onEpoch` runs after every epoch (checkpoints); the
+ * loop stops after the current step when `stop.requested`, returning the progress so far.
+ */
+export async function trainAutoencoder(
+  device: Device,
+  model: FaceAutoencoder,
+  optimizer: Adam,
+  faces: Float32Array,
+  samples: readonly FaceSample[],
+  settings: AutoencoderTraining,
+  options: {
+    progress?: AutoencoderProgress;
+    onStep?: (report: StepReport) => void;
+    onEpoch?: (progress: AutoencoderProgress) => Promise<void>;
+    stop?: StopSignal;
+  } = {},
+): Promise<AutoencoderProgress & { interrupted: boolean }> {
+  const side = imageSide(faces, samples.length);
+  if (side !== model.imageSize) {
+    throw new Error(`faces are ${side}x${side}, the autoencoder expects ${model.imageSize}`);
+  }
+  const imageValues = 3 * side * side;
+  const progress: AutoencoderProgress = options.progress
+    ? { ...options.progress, losses: [...options.progress.losses] }
+    : { epochsDone: 0, step: 0, losses: [] };
+  const firstPairs = epochPairs(samples, settings.seed, 0, settings.pairsPerSample);
+  if (firstPairs.length === 0) {
+    throw new Error("no same-person pairs with different V/A: the autoencoder cannot be trained");
+  }
+  const stepsPerEpoch = Math.ceil(firstPairs.length / settings.batchSize);
+  const totalSteps = stepsPerEpoch * settings.epochs;
+  model.train();
+  for (let epoch = progress.epochsDone; epoch < settings.epochs; epoch++) {
+    const pairs = epoch === 0
+      ? firstPairs
+      : epochPairs(samples, settings.seed, epoch, settings.pairsPerSample);
+    for (let start = 0; start < pairs.length; start += settings.batchSize) {
+      const batch = pairs.slice(start, start + settings.batchSize);
+      // Batch norm needs more than one value per channel.
+      if (batch.length < 2) continue;
+      const n = batch.length;
+      const iIdx = batch.map((p) => p.i);
+      const jIdx = batch.map((p) => p.j);
+      const label = (idx: number[], key: "valence" | "arousal") =>
+        device.tensor(idx.map((k) => samples[k][key]), [n]);
+      const loss = tidy(() => {
+        const imageI = device.tensor(gatherImages(faces, imageValues, iIdx), [n, 3, side, side]);
+        const imageJ = device.tensor(gatherImages(faces, imageValues, jIdx), [n, 3, side, side]);
+        const parts = model.loss(
+          imageI,
+          label(iIdx, "valence"),
+          label(iIdx, "arousal"),
+          imageJ,
+          label(jIdx, "valence"),
+          label(jIdx, "arousal"),
+          { valence: settings.lambdaValence, arousal: settings.lambdaArousal },
+        );
+        return [parts.total, parts.reconstruction, parts.valence, parts.arousal];
+      });
+      optimizer.zeroGrad();
+      await loss[0].backward();
+      optimizer.step();
+      progress.step++;
+      const report: StepReport = {
+        step: progress.step,
+        totalSteps,
+        epoch: epoch + 1,
+        epochs: settings.epochs,
+        stepInEpoch: Math.floor(start / settings.batchSize) + 1,
+        stepsPerEpoch,
+        items: n,
+      };
+      const last = start + settings.batchSize >= pairs.length;
+      if (progress.step % settings.logEvery === 0 || last) {
+        const [total, reconstruction, valence, arousal] = await Promise.all(
+          loss.map((t) => t.item()),
+        );
+        progress.losses.push({
+          step: progress.step,
+          loss: total,
+          parts: { reconstruction, valence, arousal },
+        });
+        report.loss = total;
+      }
+      for (const t of loss) t.dispose();
+      options.onStep?.(report);
+      if (options.stop?.requested) {
+        // An interrupted epoch is redone from its start on resume (its state is not saved).
+        return { ...progress, interrupted: true };
+      }
+    }
+    progress.epochsDone = epoch + 1;
+    await options.onEpoch?.(progress);
+  }
+  return { ...progress, interrupted: false };
+}
+
+/** Encode faces in batches (eval mode): z codes [N, codeSize] and predicted (v, a). */
+export async function encodeFaces(
+  model: FaceAutoencoder,
+  faces: Float32Array,
+  count: number,
+  batchSize = 64,
+): Promise<{ z: Float32Array; valence: Float32Array; arousal: Float32Array }> {
+  const device = model.encoderHead.weight.device;
+  const side = imageSide(faces, count);
+  const imageValues = 3 * side * side;
+  model.eval();
+  const z = new Float32Array(count * model.codeSize);
+  const valence = new Float32Array(count);
+  const arousal = new Float32Array(count);
+  for (let start = 0; start < count; start += batchSize) {
+    const n = Math.min(batchSize, count - start);
+    const out = noGrad(() =>
+      tidy(() => {
+        const x = device.tensor(
+          faces.subarray(start * imageValues, (start + n) * imageValues),
+          [n, 3, side, side],
+        );
+        const { z, v, a } = model.encode(x);
+        return [z, v, a];
+      })
+    );
+    const [zData, vData, aData] = await Promise.all(out.map((t) => t.toArray()));
+    z.set(zData, start * model.codeSize);
+    valence.set(vData, start);
+    arousal.set(aData, start);
+    for (const t of out) t.dispose();
+  }
+  return { z, valence, arousal };
+}
+
+/** Decode (z, v, a) triples in batches (eval mode) into N x 3 x S x S images. */
+export async function decodeFaces(
+  model: FaceAutoencoder,
+  z: Float32Array,
+  targets: readonly VaLabel[],
+  batchSize = 64,
+): Promise<Float32Array> {
+  const device = model.encoderHead.weight.device;
+  const count = targets.length;
+  const side = model.imageSize;
+  const imageValues = 3 * side * side;
+  const code = model.codeSize;
+  model.eval();
+  const images = new Float32Array(count * imageValues);
+  for (let start = 0; start < count; start += batchSize) {
+    const n = Math.min(batchSize, count - start);
+    const part = targets.slice(start, start + n);
+    const out = noGrad(() =>
+      tidy(() =>
+        model.decode(
+          device.tensor(z.subarray(start * code, (start + n) * code), [n, code]),
+          device.tensor(part.map((t) => t.valence), [n]),
+          device.tensor(part.map((t) => t.arousal), [n]),
+        )
+      )
+    );
+    images.set(await out.toArray(), start * imageValues);
+    out.dispose();
+  }
+  return images;
+}
+
+/**
+ * The paper's generated training set: appearance codes of random training faces combined with
+ * (v, a) drawn uniformly from the unit disk, decoded by D.
+ */
+export async function generateFaces(
+  model: FaceAutoencoder,
+  trainFaces: Float32Array,
+  trainCount: number,
+  count: number,
+  seed: number,
+): Promise<{ images: Float32Array; labels: VaLabel[]; sources: number[] }> {
+  const targets = sampleUnitDisk(count, seed);
+  const rng = mulberry32(seed ^ 0x5eed);
+  const sources = Array.from({ length: count }, () => Math.floor(rng() * trainCount));
+  const side = imageSide(trainFaces, trainCount);
+  const picked = gatherImages(trainFaces, 3 * side * side, sources);
+  const { z } = await encodeFaces(model, picked, count);
+  const images = await decodeFaces(model, z, targets);
+  return { images, labels: targets, sources };
+}
+
+// ---- the regressor --------------------------------------------------------------------------
+
+/** Regressor training settings. */
+export interface RegressorTraining {
+  steps: number;
+  batchSize: number;
+  lr: number;
+  inputSize: number;
+  seed: number;
+  logEvery: number;
+}
+
+/** 64x64 faces on the GPU -> the network's input: resized (bilinear) and ImageNet-normalized. */
+export function regressorInput(x: Tensor, inputSize: number): Tensor {
+  const resized = x.shape[2] === inputSize && x.shape[3] === inputSize
+    ? x
+    : F.interpolate(x, { size: [inputSize, inputSize], mode: "bilinear" });
+  return normalizeImagenet(resized);
+}
+
+/**
+ * Train a regressor for `steps` Adam steps on the faces at `order` (indices into images/labels,
+ * repeats allowed), reshuffled every pass. Returns the loss curve.
+ */
+export async function trainRegressor(
+  device: Device,
+  model: ResNet34,
+  images: Float32Array,
+  labels: readonly VaLabel[],
+  order: readonly number[],
+  settings: RegressorTraining,
+  options: { onStep?: (report: StepReport) => void; stop?: StopSignal } = {},
+): Promise<{ losses: LossPoint[]; interrupted: boolean }> {
+  if (order.length === 0) throw new Error("trainRegressor: the training set is empty");
+  const side = imageSide(images, labels.length);
+  const imageValues = 3 * side * side;
+  const optimizer = new Adam(model.parameters(), { lr: settings.lr });
+  const rng = mulberry32(settings.seed * 7 + 3);
+  const losses: LossPoint[] = [];
+  let queue: number[] = [];
+  model.train();
+  try {
+    for (let step = 1; step <= settings.steps; step++) {
+      const batch: number[] = [];
+      while (batch.length < Math.min(settings.batchSize, Math.max(order.length, 2))) {
+        if (queue.length === 0) queue = shuffleInPlace([...order], rng);
+        batch.push(queue.pop()!);
+      }
+      const n = batch.length;
+      const loss = tidy(() => {
+        const x = device.tensor(gatherImages(images, imageValues, batch), [n, 3, side, side]);
+        const y = device.tensor(batch.flatMap((k) => [labels[k].valence, labels[k].arousal]), [
+          n,
+          2,
+        ]);
+        return F.mseLoss(model.forward(regressorInput(x, settings.inputSize)), y);
+      });
+      optimizer.zeroGrad();
+      await loss.backward();
+      optimizer.step();
+      const report: StepReport = { step, totalSteps: settings.steps, items: n };
+      if (step % settings.logEvery === 0 || step === settings.steps) {
+        report.loss = await loss.item();
+        losses.push({ step, loss: report.loss });
+      }
+      loss.dispose();
+      options.onStep?.(report);
+      if (options.stop?.requested) return { losses, interrupted: true };
+    }
+  } finally {
+    optimizer.zeroGrad();
+    optimizer.dispose();
+  }
+  return { losses, interrupted: false };
+}
+
+/** Predict (v, a) for N faces (eval mode); returns [v0, a0, v1, a1, ...]. */
+export async function predictVa(
+  model: ResNet34,
+  images: Float32Array,
+  count: number,
+  inputSize: number,
+  batchSize = 64,
+): Promise<Float32Array> {
+  const device = model.fc.weight.device;
+  const side = imageSide(images, count);
+  const imageValues = 3 * side * side;
+  model.eval();
+  const out = new Float32Array(count * 2);
+  for (let start = 0; start < count; start += batchSize) {
+    const n = Math.min(batchSize, count - start);
+    const y = noGrad(() =>
+      tidy(() => {
+        const x = device.tensor(
+          images.subarray(start * imageValues, (start + n) * imageValues),
+          [n, 3, side, side],
+        );
+        return model.forward(regressorInput(x, inputSize));
+      })
+    );
+    out.set(await y.toArray(), start * 2);
+    y.dispose();
+  }
+  return out;
+}

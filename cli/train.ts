@@ -8,6 +8,8 @@
  * Flags are parsed with node:util's parseArgs (JSR's @std/cli is not reachable here).
  */
 
+import { DataError } from "../pipelines/data/errors.ts";
+import { SafetensorsError } from "../nn/safetensors.ts";
 import { intFlag, parseFlags, UsageError } from "./args.ts";
 import { ConfigError, type ExperimentConfigInput, resolveConfig } from "../pipelines/config.ts";
 import { runExperiment } from "../pipelines/experiment.ts";
@@ -223,6 +225,14 @@ export async function main(args: string[]): Promise<number> {
     if (error instanceof UsageError || error instanceof ConfigError) {
       console.error(`error: ${error.message}`);
       return 2;
+    }
+    // Bad input files (images, datasets, checkpoints): a clear message, no stack trace.
+    if (
+      error instanceof DataError || error instanceof SafetensorsError ||
+      error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied
+    ) {
+      console.error(`error: ${(error as Error).message}`);
+      return 1;
     }
     throw error;
   }

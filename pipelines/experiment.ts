@@ -536,11 +536,16 @@ function summarizeRuns(
     const runs = Object.values(state.runs).filter((r) => r.strategy === strategy)
       .sort((a, b) => a.seed - b.seed);
     if (runs.length === 0) continue;
+    // metrics.json keeps every run's value next to the mean and (sample) std over seeds.
+    const over = (values: number[]) => {
+      const { mean, std } = summarize(values);
+      return { mean, std, runs: values };
+    };
     const dimension = (d: "valence" | "arousal") => ({
-      rmse: summarize(runs.map((r) => r.metrics[d].rmse)),
-      corr: summarize(runs.map((r) => r.metrics[d].corr)),
-      ccc: summarize(runs.map((r) => r.metrics[d].ccc)),
-      sagr: summarize(runs.map((r) => r.metrics[d].sagr)),
+      rmse: over(runs.map((r) => r.metrics[d].rmse)),
+      corr: over(runs.map((r) => r.metrics[d].corr)),
+      ccc: over(runs.map((r) => r.metrics[d].ccc)),
+      sagr: over(runs.map((r) => r.metrics[d].sagr)),
     });
     strategies[strategy] = { valence: dimension("valence"), arousal: dimension("arousal") };
   }

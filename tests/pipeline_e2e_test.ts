@@ -1,0 +1,210 @@
+/**
+ * The whole experiment end to end on a miniature configuration: every output file exists and is
+ * well-formed, an interrupted run resumed from its checkpoints ends with exactly the metrics of an
+ * uninterrupted one, and the CLI reports bad flags and predicts from a finished run.
+ */
+
+import assert from "node:assert/strict";
+import { Image } from "imagescript";
+import { type ExperimentConfigInput, resolveConfig } from "../pipelines/config.ts";
+import { runExperiment } from "../pipelines/experiment.ts";
+import * as data from "../pipelines/data/mod.ts";
+import { main } from "../cli/train.ts";
+import { testDevice } from "./helpers.ts";
+
+const device = await testDevice();
+
+const MINI: ExperimentConfigInput = {
+  preset: "tiny",
+  seeds: 2,
+  data: { trainPersons: 6, framesPerPerson: 8, testPersons: 2, testFramesPerPerson: 8 },
+  autoencoder: { size: [4, 8, 8, 8], epochs: 2, batchSize: 16, lr: 1e-3 },
+  regressor: { width: 1 / 16, inputSize: 32, steps: 4, batchSize: 16, lr: 1e-3 },
+  strategies: { under: [3], over: [4], binSize: 0.25 },
+  logEvery: 2,
+  quiet: true,
+};
+
+const quietLog = () => {};
+
+async function assertPng(path: string): Promise<void> {
+  const image = await Image.decode(await Deno.readFile(path));
+  assert.ok(image.width > 10 && image.height > 10, `${path} has a real size`);
+}
+
+Deno.test("the whole experiment runs on a miniature configuration and resumes exactly", async () => {
+  const root = await Deno.makeTempDir({ prefix: "va-e2e-" });
+  try {
+    const config = resolveConfig(MINI);
+    const full = await runExperiment(config, { runDir: `${root}/full`, log: quietLog, device });
+    assert.equal(full.interrupted, false);
+    const dir = `${root}/full`;
+    for (
+      const file of [
+        "config.json",
+        "state.json",
+        "metrics.json",
+        "report.md",
+        "regressor.json",
+        "autoencoder.safetensors",
+        "checkpoints/autoencoder-train.safetensors",
+        "regressor-original.safetensors",
+        "regressor-under-3.safetensors",
+        "regressor-over-4.safetensors",
+        "regressor-generated.safetensors",
+      ]
+    ) await Deno.stat(`${dir}/${file}`);
+    for (
+      const png of [
+        "figure2.png",
+        "loss-autoencoder.png",
+        "loss-regressor.png",
+        "ccc.png",
+        "samples-train.png",
+        "samples-generated.png",
+        "histogram-original.png",
+        "histogram-under-3.png",
+        "histogram-over-4.png",
+        "histogram-generated.png",
+      ]
+    ) await assertPng(`${dir}/${png}`);
+    const metrics = JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`));
+    assert.deepEqual(Object.keys(metrics.strategies), [
+      "original",
+      "under-3",
+      "over-4",
+      "generated",
+    ]);
+    for (const strategy of Object.values(metrics.strategies) as Record<string, unknown>[]) {
+      for (const dimension of ["valence", "arousal"]) {
+        for (const metric of ["rmse", "corr", "ccc", "sagr"]) {
+          const s =
+            (strategy[dimension] as Record<string, { mean: number; std: number; runs: number[] }>)[
+              metric
+            ];
+          assert.equal(s.runs.length, 2, `${dimension}.${metric} has one value per seed`);
+          assert.equal(typeof s.mean, "number");
+          assert.equal(typeof s.std, "number");
+        }
+      }
+    }
+    const report = await Deno.readTextFile(`${dir}/report.md`);
+    assert.match(report, /Table 1: Under-sampling/);
+    assert.match(report, /\| generated \|/);
+
+    // Interrupt during the second autoencoder epoch, then resume.
+    let checks = 0;
+    const stop = {
+      get requested() {
+        return ++checks === 4;
+      },
+    };
+    const partial = await runExperiment(config, {
+      runDir: `${root}/resumed`,
+      log: quietLog,
+      device,
+      stop,
+    });
+    assert.equal(partial.interrupted, true);
+    const state = JSON.parse(await Deno.readTextFile(`${root}/resumed/state.json`));
+    assert.equal(state.autoencoder.epochsDone, 1, "the checkpoint of epoch 1 was written");
+    const resumed = await runExperiment(config, {
+      runDir: `${root}/resumed`,
+      resume: true,
+      log: quietLog,
+      device,
+    });
+    assert.equal(resumed.interrupted, false);
+    assert.deepEqual(
+      JSON.parse(await Deno.readTextFile(`${root}/resumed/metrics.json`)).strategies,
+      metrics.strategies,
+      "same seed, same numbers, interrupted or not",
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+async function runCli(args: string[]): Promise<{ code: number; output: string }> {
+  const lines: string[] = [];
+  const original = { log: console.log, error: console.error };
+  console.log = (...a: unknown[]) => lines.push(a.join(" "));
+  console.error = (...a: unknown[]) => lines.push(a.join(" "));
+  try {
+    return { code: await main(args), output: lines.join("\n") };
+  } finally {
+    console.log = original.log;
+    console.error = original.error;
+  }
+}
+
+Deno.test("the CLI names bad flags and values", async () => {
+  let r = await runCli(["--bogus"]);
+  assert.equal(r.code, 2);
+  assert.match(r.output, /unknown flag '--bogus'/);
+  r = await runCli(["--preset", "huge"]);
+  assert.equal(r.code, 2);
+  assert.match(r.output, /preset "huge" is not one of tiny, demo, paper/);
+  r = await runCli(["--seeds", "two"]);
+  assert.match(r.output, /--seeds must be a non-negative integer, got "two"/);
+  r = await runCli(["--data", "imagenet"]);
+  assert.match(r.output, /--data must be synthetic, afew-va:PATH or affectnet:PATH/);
+  r = await runCli(["train-va"]);
+  assert.match(r.output, /train-va needs --strategy/);
+  r = await runCli(["predict"]);
+  assert.match(r.output, /predict needs --image PATH/);
+  r = await runCli(["frobnicate"]);
+  assert.match(r.output, /unknown command "frobnicate"/);
+  r = await runCli(["--help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.output, /--preset NAME/);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/bad.json`, JSON.stringify({ autoencoder: { epochs: -1 } }));
+    r = await runCli(["--config", `${dir}/bad.json`]);
+    assert.equal(r.code, 2);
+    assert.match(r.output, /config "autoencoder\.epochs": Too small/);
+    await Deno.writeTextFile(`${dir}/typo.json`, JSON.stringify({ regresor: {} }));
+    r = await runCli(["--config", `${dir}/typo.json`]);
+    assert.match(r.output, /Unrecognized key.*regresor/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("predict reads a photo with a run's regressor and prints clipped V/A as JSON", async () => {
+  const root = await Deno.makeTempDir({ prefix: "va-predict-" });
+  try {
+    const config = resolveConfig({
+      ...MINI,
+      seeds: 1,
+      strategies: { under: [], over: [], generated: false, binSize: 0.25 },
+    });
+    await runExperiment(config, { runDir: `${root}/run`, log: quietLog, device });
+    const face = data.synthetic({ seed: 5, persons: 1, framesPerPerson: 1, size: 96 });
+    await Deno.writeFile(`${root}/face.png`, await data.encodePngChw(face.images, 96));
+    const r = await runCli([
+      "predict",
+      "--image",
+      `${root}/face.png`,
+      "--run",
+      `${root}/run`,
+      "--box",
+      "8,8,80,80",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.output);
+    const last = JSON.parse(r.output.trim().split("\n").pop()!);
+    assert.ok(last.valence >= -1 && last.valence <= 1 && last.arousal >= -1 && last.arousal <= 1);
+    const missing = await runCli([
+      "predict",
+      "--image",
+      `${root}/nope.png`,
+      "--run",
+      `${root}/run`,
+    ]);
+    assert.notEqual(missing.code, 0);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

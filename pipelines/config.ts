@@ -78,6 +78,17 @@ export const StrategiesConfig = z.object({
   binSize: z.number().positive().max(2).default(0.1),
 }).strict();
 
+/** The fidelity judge: a regressor that never sees generated faces reads them. */
+export const FidelityConfig = z.object({
+  /** Train a judge and report how well generated faces carry their requested V/A. */
+  enabled: z.boolean().default(true),
+  /** Synthetic data: identities (disjoint from train and test) rendered with uniform V/A. */
+  judgePersons: positiveInt.default(30),
+  judgeFramesPerPerson: positiveInt.default(30),
+  /** Adam steps of the judge; 0 = the regressor's steps. */
+  judgeSteps: z.number().int().min(0).default(0),
+}).strict();
+
 /** The whole experiment. */
 export const ExperimentConfig = z.object({
   preset: z.enum(["tiny", "demo", "paper"]).default("demo"),
@@ -89,6 +100,7 @@ export const ExperimentConfig = z.object({
   autoencoder: AutoencoderConfig.default(AutoencoderConfig.parse({})),
   regressor: RegressorConfig.default(RegressorConfig.parse({})),
   strategies: StrategiesConfig.default(StrategiesConfig.parse({})),
+  fidelity: FidelityConfig.default(FidelityConfig.parse({})),
   /** Read the loss back every this many steps (each readback waits for the GPU). */
   logEvery: positiveInt.default(10),
   quiet: z.boolean().default(false),
@@ -109,6 +121,7 @@ export const PRESETS: Record<ExperimentConfig["preset"], ExperimentConfigInput> 
     autoencoder: { size: "tiny", epochs: 2, batchSize: 32, lr: 1e-3 },
     regressor: { width: 1 / 16, inputSize: 32, steps: 20, batchSize: 32, lr: 1e-3 },
     strategies: { under: [4], over: [6], binSize: 0.25 },
+    fidelity: { judgePersons: 8, judgeFramesPerPerson: 16 },
     logEvery: 5,
   },
   // The default: the paper's experiment scaled to two CPU cores (about 15 minutes).

@@ -20,6 +20,7 @@ import * as data from "./data/mod.ts";
 import { summarize, vaMetrics } from "./metrics.ts";
 import { type ExperimentConfig, strategyNames } from "./config.ts";
 import { Progress } from "./progress.ts";
+import { fidelityMarkdown, type FidelityReport, measureFidelity } from "./fidelity.ts";
 import { barChartPng, lineChartPng } from "./plots.ts";
 import { metricsTable, paperTables, type StrategyMetrics } from "./report.ts";
 import {
@@ -62,6 +63,7 @@ interface RunRecord {
 /** What state.json holds. */
 interface RunState {
   autoencoder: AutoencoderProgress & { done: boolean; seconds: number };
+  fidelity?: FidelityReport;
   runs: Record<string, RunRecord>;
   finished: boolean;
 }
@@ -202,6 +204,8 @@ export interface MetricsFile {
   strategies: Record<string, StrategyMetrics>;
   trainingFaces: Record<string, number>;
   autoencoder: { finalLoss: number | null; epochs: number; seconds: number };
+  /** How well generated faces carry their requested V/A, read by the judge. */
+  fidelity?: FidelityReport;
   config: ExperimentConfig;
 }
 
@@ -354,6 +358,34 @@ export async function runExperiment(
       await data.contactSheetPng(generated.images, generated.labels, { columns: 8, maxCount: 32 }),
     );
   }
+  // 3b. Fidelity: a judge that never saw a generated face reads them.
+  if (config.fidelity.enabled && !state.fidelity) {
+    const judgeStarted = performance.now();
+    const judge = await trainJudge(device, config, experimentData, runDir, options.stop);
+    if (!judge) return { runDir, interrupted: true };
+    const forFidelity = generated ?? await generateFaces(
+      autoencoder,
+      train.images,
+      train.samples.length,
+      config.strategies.generatedCount || train.samples.length,
+      config.seed + 1,
+    );
+    state.fidelity = await measureFidelity(
+      judge,
+      autoencoder,
+      forFidelity,
+      { images: test.images, labels: test.samples },
+      config.regressor.inputSize,
+      config.seed,
+    );
+    judge.dispose();
+    await saveState();
+    const g = state.fidelity.generated.overall;
+    log(
+      `fidelity: the judge reads generated faces at CCC V ${g.valence.ccc.toFixed(3)} ` +
+        `A ${g.arousal.ccc.toFixed(3)} against the requested labels (${seconds(judgeStarted)} s)`,
+    );
+  }
   await writeFileAtomic(
     `${runDir}/samples-train.png`,
     await data.contactSheetPng(train.images, trainLabels, { columns: 8, maxCount: 32 }),
@@ -388,11 +420,7 @@ export async function runExperiment(
         inputSize: config.regressor.inputSize,
         seed,
       });
-      if (config.regressor.pretrained) {
-        const dict = await readSafetensors(device, config.regressor.pretrained);
-        model.loadStateDict(dict, { strict: false });
-        disposeStateDict(dict);
-      }
+      if (config.regressor.pretrained) await loadPretrained(model, config.regressor.pretrained);
       const progress = new Progress({
         label: `${strategy} seed ${seed}`,
         total: config.regressor.steps,
@@ -478,6 +506,107 @@ export async function runExperiment(
   return { runDir, interrupted: false, metrics };
 }
 
+/**
+ * ImageNet weights into a regressor: everything but the head, whose 1000 outputs do not fit the
+ * 2-output (valence, arousal) layer; a head of the right shape is loaded too.
+ */
+async function loadPretrained(model: ResNet34, path: string): Promise<void> {
+  const dict = await readSafetensors(model.fc.weight.device, path);
+  for (const [key, own] of [["fc.weight", model.fc.weight], ["fc.bias", model.fc.bias]] as const) {
+    const value = dict.get(key);
+    if (value && own && value.shape.join() !== own.shape.join()) {
+      if ("device" in value) value.dispose();
+      dict.delete(key);
+    }
+  }
+  const { missingKeys } = model.loadStateDict(dict, { strict: false });
+  disposeStateDict(dict);
+  const unexpectedMissing = missingKeys.filter((k) => !k.startsWith("fc."));
+  if (unexpectedMissing.length) {
+    throw new Error(`${path}: not a ResNet34 of this width ("${unexpectedMissing[0]}" is missing)`);
+  }
+}
+
+function judgeDescription(config: ExperimentConfig): string {
+  return config.data.source === "synthetic"
+    ? `a ResNet34 like the regressors, trained on freshly rendered faces of ${config.fidelity.judgePersons} ` +
+      `persons seen by neither the autoencoder nor the test set, with V/A uniform over the disk`
+    : "a ResNet34 trained on the original real training faces";
+}
+
+/**
+ * The judge: a regressor trained only on faces the autoencoder never produced (synthetic: new
+ * identities with uniform V/A; real data: the original training faces). Saved as judge.safetensors
+ * and reloaded on resume.
+ */
+async function trainJudge(
+  device: Device,
+  config: ExperimentConfig,
+  experimentData: ExperimentData,
+  runDir: string,
+  stop: StopSignal | undefined,
+): Promise<ResNet34 | null> {
+  const judge = new ResNet34(device, {
+    width: config.regressor.width,
+    inputSize: config.regressor.inputSize,
+    seed: config.seed + 1000,
+  });
+  const path = `${runDir}/judge.safetensors`;
+  try {
+    const dict = await readSafetensors(device, path);
+    judge.loadStateDict(dict, { strict: true });
+    disposeStateDict(dict);
+    return judge;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  let images = experimentData.train.images;
+  let labels: data.VaLabel[] = experimentData.train.samples;
+  if (config.data.source === "synthetic") {
+    const d = config.data;
+    const set = data.synthetic({
+      seed: config.seed + 7,
+      persons: config.fidelity.judgePersons,
+      framesPerPerson: config.fidelity.judgeFramesPerPerson,
+      firstPerson: d.trainPersons + d.testPersons,
+      skew: "uniform",
+      expressionStrength: d.expressionStrength,
+      labelNoise: d.labelNoise,
+    });
+    images = set.images;
+    labels = set.samples;
+  }
+  const steps = config.fidelity.judgeSteps || config.regressor.steps;
+  const progress = new Progress({ label: "judge", total: steps, unit: "img", quiet: config.quiet });
+  const result = await trainRegressor(
+    device,
+    judge,
+    images,
+    labels,
+    labels.map((_, i) => i),
+    {
+      steps,
+      batchSize: config.regressor.batchSize,
+      lr: config.regressor.lr,
+      inputSize: config.regressor.inputSize,
+      seed: config.seed + 1000,
+      logEvery: config.logEvery,
+    },
+    { onStep: (r) => progress.update({ step: r.step, items: r.items, loss: r.loss }), stop },
+  );
+  progress.done(result.interrupted ? "judge interrupted" : "judge trained");
+  if (result.interrupted) {
+    judge.dispose();
+    return null;
+  }
+  await writeSafetensors(path, judge.stateDict(), {
+    model: "judge",
+    width: String(config.regressor.width),
+    inputSize: String(config.regressor.inputSize),
+  });
+  return judge;
+}
+
 /** The paper's Figure 2: per test identity, a grid of faces over valence (columns) and arousal. */
 export async function writeFigure2(
   autoencoder: FaceAutoencoder,
@@ -558,6 +687,7 @@ function summarizeRuns(
       epochs: state.autoencoder.epochsDone,
       seconds: state.autoencoder.seconds,
     },
+    fidelity: state.fidelity,
     config,
   };
 }
@@ -660,7 +790,7 @@ prediction of exactly 0): higher is better.
 ${metricsTable(rows, { boldBest: true })}
 
 ${paperTables(metrics.strategies)}
-
+${metrics.fidelity ? "\n" + fidelityMarkdown(metrics.fidelity, judgeDescription(config)) : ""}
 ## Pictures
 
 - Figure 2 (generated faces; columns: valence -0.4..0.4 per identity, rows: arousal 0.3..-0.3):

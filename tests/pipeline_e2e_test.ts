@@ -21,6 +21,7 @@ const MINI: ExperimentConfigInput = {
   autoencoder: { size: [4, 8, 8, 8], epochs: 2, batchSize: 16, lr: 1e-3 },
   regressor: { width: 1 / 16, inputSize: 32, steps: 4, batchSize: 16, lr: 1e-3 },
   strategies: { under: [3], over: [4], binSize: 0.25 },
+  fidelity: { judgePersons: 3, judgeFramesPerPerson: 8 },
   logEvery: 2,
   quiet: true,
 };
@@ -52,6 +53,7 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
         "regressor-under-3.safetensors",
         "regressor-over-4.safetensors",
         "regressor-generated.safetensors",
+        "judge.safetensors",
       ]
     ) await Deno.stat(`${dir}/${file}`);
     for (
@@ -88,7 +90,13 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
         }
       }
     }
+    for (const part of ["generated", "control"]) {
+      assert.ok(metrics.fidelity[part], `fidelity.${part}`);
+    }
+    assert.equal(typeof metrics.fidelity.generated.overall.valence.ccc, "number");
+    assert.ok("v-a+" in metrics.fidelity.generated.quadrants);
     const report = await Deno.readTextFile(`${dir}/report.md`);
+    assert.match(report, /## Generation fidelity/);
     assert.match(report, /Table 1: Under-sampling/);
     assert.match(report, /\| generated \|/);
 

@@ -4,9 +4,19 @@ import { Device } from "../nn/device.ts";
 import { disposeStateDict, readSafetensors } from "../nn/io.ts";
 import { FaceAutoencoder } from "../nn/models/autoencoder.ts";
 import { ResNet34 } from "../nn/models/resnet.ts";
-import { type ExperimentConfig, resolveConfig, strategyNames } from "../pipelines/config.ts";
+import {
+  autoencoderVariants,
+  type ExperimentConfig,
+  resolveConfig,
+  strategyNames,
+} from "../pipelines/config.ts";
 import * as data from "../pipelines/data/mod.ts";
-import { loadExperimentData, writeFigure2, writeFileAtomic } from "../pipelines/experiment.ts";
+import {
+  loadExperimentData,
+  variantFile,
+  writeFigure2,
+  writeFileAtomic,
+} from "../pipelines/experiment.ts";
 import { vaMetrics } from "../pipelines/metrics.ts";
 import { metricsTable } from "../pipelines/report.ts";
 import { decodeFaces, encodeFaces, generateFaces, predictVa } from "../pipelines/training.ts";
@@ -24,6 +34,7 @@ Faces from a run's trained autoencoder:
   --run RUN_DIR   a run folder with config.json and autoencoder.safetensors
   --out DIR       output folder (default RUN_DIR/generated)
   --seed N        seed of the drawn V/A (default 0)
+  --variant NAME  paper (default) or improved: which of the run's autoencoders
 `;
 
 export const EVAL_HELP = `Usage: deno task train eval --run RUN_DIR [--json]
@@ -40,12 +51,26 @@ async function loadRunConfig(run: string): Promise<ExperimentConfig> {
   }
 }
 
-async function loadAutoencoder(device: Device, run: string, config: ExperimentConfig) {
+async function loadAutoencoder(
+  device: Device,
+  run: string,
+  config: ExperimentConfig,
+  variant: string,
+) {
+  const found = autoencoderVariants(config).find((v) => v.name === variant);
+  if (!found) {
+    throw new UsageError(
+      `--variant ${variant}: this run has ${
+        autoencoderVariants(config).map((v) => v.name).join(", ")
+      }`,
+    );
+  }
   const model = new FaceAutoencoder(device, {
     size: config.autoencoder.size,
     codeSize: config.autoencoder.codeSize,
+    conditioning: found.conditioning,
   });
-  const path = `${run}/autoencoder.safetensors`;
+  const path = `${run}/${variantFile("autoencoder", variant)}.safetensors`;
   let state;
   try {
     state = await readSafetensors(device, path);
@@ -69,6 +94,7 @@ export async function generateCommand(args: string[]): Promise<number> {
     image: { type: "string" },
     valence: { type: "string" },
     arousal: { type: "string" },
+    variant: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.help) {
@@ -82,7 +108,12 @@ export async function generateCommand(args: string[]): Promise<number> {
   const seed = intFlag("seed", values.seed) ?? 0;
   const config = await loadRunConfig(run);
   const device = await Device.create();
-  const autoencoder = await loadAutoencoder(device, run, config);
+  const autoencoder = await loadAutoencoder(
+    device,
+    run,
+    config,
+    (values.variant as string | undefined) ?? "paper",
+  );
   await Deno.mkdir(out, { recursive: true });
   const { train, test } = await loadExperimentData(config);
   await writeFigure2(autoencoder, test, `${out}/figure2.png`);

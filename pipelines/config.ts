@@ -47,6 +47,26 @@ export const AutoencoderConfig = z.object({
   lambdaArousal: z.number().min(0).default(0.5),
   /** Same-person partners drawn per face for each epoch. */
   pairsPerSample: positiveInt.default(1),
+  /** How (v, a) reach the decoder: "input" (the paper) or also as maps into every block. */
+  conditioning: z.enum(["input", "maps"]).default("input"),
+  /** Extra reconstruction weight on brows, eyes and mouth; 0 = the paper's plain MSE. */
+  regionEmphasis: z.number().min(0).default(0),
+  /** Weight of the expression-consistency term (a frozen reader reads D's output); 0 = off. */
+  consistencyWeight: z.number().min(0).default(0),
+  /** Epochs before the consistency term starts. */
+  consistencyWarmup: z.number().int().min(0).default(1),
+}).strict();
+
+/**
+ * A second autoencoder with conditioning beyond the paper's, trained in the same run so both
+ * are measured side by side (fidelity and the regressors trained on their faces).
+ */
+export const ImprovedConfig = z.object({
+  enabled: z.boolean().default(false),
+  conditioning: z.enum(["input", "maps"]).default("maps"),
+  regionEmphasis: z.number().min(0).default(4),
+  consistencyWeight: z.number().min(0).default(0.05),
+  consistencyWarmup: z.number().int().min(0).default(1),
 }).strict();
 
 /** The V/A regressor and its training, one run per strategy and seed. */
@@ -76,6 +96,12 @@ export const StrategiesConfig = z.object({
   generatedCount: z.number().int().min(0).default(0),
   /** Side of the square V/A cells of the samplers. */
   binSize: z.number().positive().max(2).default(0.1),
+  /**
+   * How generated faces are used: "all" (only generated faces, the paper), "real" (real +
+   * generated 1:1), "fill" (real faces, plus generated faces only in under-populated V/A cells
+   * up to the median non-empty cell count, within the generatedCount budget).
+   */
+  mixing: z.array(z.enum(["all", "real", "fill"])).min(1).default(["all"]),
 }).strict();
 
 /** The fidelity judge: a regressor that never sees generated faces reads them. */
@@ -98,6 +124,7 @@ export const ExperimentConfig = z.object({
   seeds: positiveInt.default(3),
   data: DataConfig.default(DataConfig.parse({})),
   autoencoder: AutoencoderConfig.default(AutoencoderConfig.parse({})),
+  improved: ImprovedConfig.default(ImprovedConfig.parse({})),
   regressor: RegressorConfig.default(RegressorConfig.parse({})),
   strategies: StrategiesConfig.default(StrategiesConfig.parse({})),
   fidelity: FidelityConfig.default(FidelityConfig.parse({})),
@@ -194,12 +221,64 @@ export function resolveConfig(...layers: ExperimentConfigInput[]): ExperimentCon
   return config;
 }
 
+/** One autoencoder of a run: the paper's, or the improved one. */
+export interface AutoencoderVariant {
+  name: "paper" | "improved";
+  conditioning: "input" | "maps";
+  regionEmphasis: number;
+  consistencyWeight: number;
+  consistencyWarmup: number;
+}
+
+/** The autoencoders a configuration trains. */
+export function autoencoderVariants(config: ExperimentConfig): AutoencoderVariant[] {
+  const ae = config.autoencoder;
+  const variants: AutoencoderVariant[] = [{
+    name: "paper",
+    conditioning: ae.conditioning,
+    regionEmphasis: ae.regionEmphasis,
+    consistencyWeight: ae.consistencyWeight,
+    consistencyWarmup: ae.consistencyWarmup,
+  }];
+  if (config.improved.enabled) {
+    variants.push({ name: "improved", ...stripEnabled(config.improved) });
+  }
+  return variants;
+}
+
+function stripEnabled(c: ExperimentConfig["improved"]): Omit<AutoencoderVariant, "name"> {
+  const { enabled: _, ...rest } = c;
+  return rest;
+}
+
+/** A generated strategy: which autoencoder, and how its faces are mixed with real ones. */
+export interface GeneratedStrategy {
+  variant: AutoencoderVariant["name"];
+  mixing: "all" | "real" | "fill";
+}
+
+/** `generated`, `generated+real`, `generated-fill`, `generated-improved`, ... */
+export function generatedStrategyName(s: GeneratedStrategy): string {
+  const suffix = s.mixing === "all" ? "" : s.mixing === "real" ? "+real" : "-fill";
+  return `generated${s.variant === "paper" ? "" : "-improved"}${suffix}`;
+}
+
+/** The generated strategies of a configuration. */
+export function generatedStrategies(config: ExperimentConfig): GeneratedStrategy[] {
+  if (!config.strategies.generated) return [];
+  const out: GeneratedStrategy[] = [];
+  for (const variant of autoencoderVariants(config)) {
+    for (const mixing of config.strategies.mixing) out.push({ variant: variant.name, mixing });
+  }
+  return out;
+}
+
 /** Names of the strategies a configuration trains, in report order. */
 export function strategyNames(config: ExperimentConfig): string[] {
   const names: string[] = [];
   if (config.strategies.original) names.push("original");
   for (const t of config.strategies.under) names.push(`under-${t}`);
   for (const t of config.strategies.over) names.push(`over-${t}`);
-  if (config.strategies.generated) names.push("generated");
+  for (const g of generatedStrategies(config)) names.push(generatedStrategyName(g));
   return names;
 }

@@ -18,7 +18,14 @@ import { Adam } from "../nn/optim.ts";
 import { disposeStateDict, readSafetensors, writeSafetensors } from "../nn/io.ts";
 import * as data from "./data/mod.ts";
 import { summarize, vaMetrics } from "./metrics.ts";
-import { type ExperimentConfig, strategyNames } from "./config.ts";
+import {
+  type AutoencoderVariant,
+  autoencoderVariants,
+  type ExperimentConfig,
+  generatedStrategies,
+  generatedStrategyName,
+  strategyNames,
+} from "./config.ts";
 import { Progress } from "./progress.ts";
 import { fidelityMarkdown, type FidelityReport, measureFidelity } from "./fidelity.ts";
 import { barChartPng, lineChartPng } from "./plots.ts";
@@ -28,6 +35,7 @@ import {
   decodeFaces,
   encodeFaces,
   generateFaces,
+  generateFacesFor,
   type LossPoint,
   predictVa,
   type StepReport,
@@ -61,9 +69,14 @@ interface RunRecord {
 }
 
 /** What state.json holds. */
+/** Training state of one autoencoder. */
+type AutoencoderState = AutoencoderProgress & { done: boolean; seconds: number };
+
 interface RunState {
-  autoencoder: AutoencoderProgress & { done: boolean; seconds: number };
-  fidelity?: FidelityReport;
+  /** By variant name ("paper", "improved"). */
+  autoencoders: Record<string, AutoencoderState>;
+  /** Fidelity by autoencoder variant. */
+  fidelity?: Record<string, FidelityReport>;
   runs: Record<string, RunRecord>;
   finished: boolean;
 }
@@ -203,9 +216,10 @@ export interface ExperimentResult {
 export interface MetricsFile {
   strategies: Record<string, StrategyMetrics>;
   trainingFaces: Record<string, number>;
-  autoencoder: { finalLoss: number | null; epochs: number; seconds: number };
-  /** How well generated faces carry their requested V/A, read by the judge. */
-  fidelity?: FidelityReport;
+  /** Per autoencoder variant ("paper", "improved"). */
+  autoencoders: Record<string, { finalLoss: number | null; epochs: number; seconds: number }>;
+  /** How well generated faces carry their requested V/A, read by the judge, per variant. */
+  fidelity?: Record<string, FidelityReport>;
   config: ExperimentConfig;
 }
 
@@ -219,7 +233,7 @@ export async function runExperiment(
   await Deno.mkdir(`${runDir}/checkpoints`, { recursive: true });
   const statePath = `${runDir}/state.json`;
   let state: RunState = {
-    autoencoder: { epochsDone: 0, step: 0, losses: [], done: false, seconds: 0 },
+    autoencoders: {},
     runs: {},
     finished: false,
   };
@@ -243,163 +257,132 @@ export async function runExperiment(
   log(`data: ${experimentData.description} (${seconds(started)} s)`);
   const trainLabels = train.samples;
 
-  // 1. The face-generating autoencoder.
-  const aeConfig = config.autoencoder;
-  const autoencoder = new FaceAutoencoder(device, {
-    size: aeConfig.size,
-    codeSize: aeConfig.codeSize,
-    seed: config.seed,
-  });
-  const aePath = `${runDir}/autoencoder.safetensors`;
-  const aeCheckpoint = `${runDir}/checkpoints/autoencoder-train.safetensors`;
-  const optimizer = new Adam(autoencoder.parameters(), { lr: aeConfig.lr });
+  // 1. The face-generating autoencoders: the paper's, and the improved one when configured. The
+  // improved one's consistency term needs a frozen V/A reader (never the judge).
+  const variants = autoencoderVariants(config);
+  let reader: ResNet34 | null = null;
+  if (variants.some((v) => v.consistencyWeight > 0)) {
+    reader = await trainAuxiliaryRegressor(device, config, {
+      name: "reader",
+      path: `${runDir}/reader.safetensors`,
+      images: train.images,
+      labels: trainLabels,
+      seed: config.seed + 2000,
+      stop: options.stop,
+    });
+    if (!reader) return { runDir, interrupted: true };
+  }
+  const autoencoders = new Map<string, FaceAutoencoder>();
   try {
-    if (state.autoencoder.done) {
-      const dict = await readSafetensors(device, aePath);
-      autoencoder.loadStateDict(dict, { strict: true });
-      disposeStateDict(dict);
-      log(`autoencoder: loaded from ${aePath}`);
-    } else {
-      if (state.autoencoder.epochsDone > 0) {
-        await loadTrainingCheckpoint(device, aeCheckpoint, autoencoder, optimizer);
-        log(`autoencoder: resuming after epoch ${state.autoencoder.epochsDone}`);
-      }
-      const aeStarted = performance.now() - state.autoencoder.seconds * 1000;
-      let progress = null as Progress | null;
-      const result = await trainAutoencoder(
+    for (const variant of variants) {
+      const ae = await trainOrLoadAutoencoder(
         device,
-        autoencoder,
-        optimizer,
-        train.images,
-        train.samples,
-        {
-          epochs: aeConfig.epochs,
-          batchSize: aeConfig.batchSize,
-          lr: aeConfig.lr,
-          lambdaValence: aeConfig.lambdaValence,
-          lambdaArousal: aeConfig.lambdaArousal,
-          pairsPerSample: aeConfig.pairsPerSample,
-          seed: config.seed,
-          logEvery: config.logEvery,
-        },
-        {
-          progress: state.autoencoder,
-          onStep: (r: StepReport) => {
-            progress ??= new Progress({
-              label: "autoencoder",
-              total: r.stepsPerEpoch,
-              unit: "pairs",
-              quiet: config.quiet,
-            });
-            progress.update({
-              step: r.stepInEpoch ?? r.step,
-              items: r.items,
-              loss: r.loss,
-              epoch: r.epoch,
-              epochs: r.epochs,
-            });
-          },
-          onEpoch: async (p) => {
-            await saveTrainingCheckpoint(aeCheckpoint, autoencoder, optimizer, p);
-            state.autoencoder = { ...p, done: false, seconds: seconds(aeStarted) };
-            await saveState();
-          },
-          stop: options.stop,
-        },
+        config,
+        variant,
+        experimentData,
+        runDir,
+        state,
+        saveState,
+        reader,
+        options.stop,
+        log,
       );
-      if (result.interrupted) {
-        progress?.done("autoencoder interrupted");
-        return { runDir, interrupted: true };
-      }
-      await writeSafetensors(aePath, autoencoder.stateDict(), { model: "FaceAutoencoder" });
-      state.autoencoder = { ...result, done: true, seconds: seconds(aeStarted) };
-      await saveState();
-      const finalLoss = result.losses[result.losses.length - 1]?.loss;
-      const summary =
-        `autoencoder: ${result.epochsDone} epochs, final loss ${finalLoss?.toFixed(4)} ` +
-        `(${state.autoencoder.seconds} s)`;
-      if (progress) progress.done(summary);
-      else log(summary);
+      if (!ae) return { runDir, interrupted: true };
+      autoencoders.set(variant.name, ae);
+      // 2. Figure 2: faces generated over a V/A grid for a few test identities.
+      await writeFigure2(ae, test, `${runDir}/${variantFile("figure2", variant.name)}.png`);
     }
   } finally {
-    optimizer.dispose();
+    reader?.dispose();
   }
-  await writeFileAtomic(
-    `${runDir}/loss-autoencoder.png`,
-    await lineChartPng(
-      ["loss", "reconstruction", "valence", "arousal"].map((name) => ({
-        name,
-        points: state.autoencoder.losses.map((p) => ({
-          x: p.step,
-          y: name === "loss" ? p.loss : p.parts?.[name] ?? NaN,
-        })),
-      })),
-      { title: "AUTOENCODER LOSS", xLabel: "step", logY: true },
-    ),
-  );
+  await writeAutoencoderLossPng(runDir, state);
 
-  // 2. Figure 2: faces generated over a V/A grid for a few test identities.
-  await writeFigure2(autoencoder, test, `${runDir}/figure2.png`);
-
-  // 3. The generated training set.
-  const strategies = strategyNames(config);
-  let generated: { images: Float32Array; labels: data.VaLabel[] } | null = null;
-  if (strategies.includes("generated")) {
-    const count = config.strategies.generatedCount || train.samples.length;
-    generated = await generateFaces(
-      autoencoder,
+  // 3. Generated faces: the paper's uniform set per autoencoder, and the "fill" sets.
+  const generatedSets = new Map<string, { images: Float32Array; labels: data.VaLabel[] }>();
+  const generatedCount = config.strategies.generatedCount || train.samples.length;
+  for (const [name, ae] of autoencoders) {
+    const set = await generateFaces(
+      ae,
       train.images,
       train.samples.length,
-      count,
+      generatedCount,
       config.seed + 1,
     );
+    generatedSets.set(name, set);
     await writeFileAtomic(
-      `${runDir}/samples-generated.png`,
-      await data.contactSheetPng(generated.images, generated.labels, { columns: 8, maxCount: 32 }),
+      `${runDir}/${variantFile("samples-generated", name)}.png`,
+      await data.contactSheetPng(set.images, set.labels, { columns: 8, maxCount: 32 }),
     );
   }
   // 3b. Fidelity: a judge that never saw a generated face reads them.
-  if (config.fidelity.enabled && !state.fidelity) {
+  state.fidelity ??= {};
+  const pendingFidelity = config.fidelity.enabled
+    ? [...autoencoders.keys()].filter((name) => !state.fidelity![name])
+    : [];
+  if (pendingFidelity.length) {
     const judgeStarted = performance.now();
     const judge = await trainJudge(device, config, experimentData, runDir, options.stop);
     if (!judge) return { runDir, interrupted: true };
-    const forFidelity = generated ?? await generateFaces(
-      autoencoder,
-      train.images,
-      train.samples.length,
-      config.strategies.generatedCount || train.samples.length,
-      config.seed + 1,
-    );
-    state.fidelity = await measureFidelity(
-      judge,
-      autoencoder,
-      forFidelity,
-      { images: test.images, labels: test.samples },
-      config.regressor.inputSize,
-      config.seed,
-    );
+    for (const name of pendingFidelity) {
+      const report = await measureFidelity(
+        judge,
+        autoencoders.get(name)!,
+        generatedSets.get(name)!,
+        { images: test.images, labels: test.samples },
+        config.regressor.inputSize,
+        config.seed,
+      );
+      state.fidelity[name] = report;
+      const g = report.generated.overall;
+      log(
+        `fidelity (${name} autoencoder): the judge reads generated faces at CCC V ` +
+          `${g.valence.ccc.toFixed(3)} A ${g.arousal.ccc.toFixed(3)} against the requested labels`,
+      );
+    }
     judge.dispose();
     await saveState();
-    const g = state.fidelity.generated.overall;
-    log(
-      `fidelity: the judge reads generated faces at CCC V ${g.valence.ccc.toFixed(3)} ` +
-        `A ${g.arousal.ccc.toFixed(3)} against the requested labels (${seconds(judgeStarted)} s)`,
-    );
+    log(`fidelity measured in ${seconds(judgeStarted)} s`);
   }
   await writeFileAtomic(
     `${runDir}/samples-train.png`,
     await data.contactSheetPng(train.images, trainLabels, { columns: 8, maxCount: 32 }),
   );
 
+  // Training sets of the generated strategies.
+  const sources = new Map<string, { images: Float32Array; labels: data.VaLabel[] }>();
+  const real = { images: train.images, labels: trainLabels as data.VaLabel[] };
+  for (const g of generatedStrategies(config)) {
+    const set = generatedSets.get(g.variant)!;
+    let source = set;
+    if (g.mixing === "real") source = concatSets(real, set);
+    if (g.mixing === "fill") {
+      const targets = fillTargets(
+        trainLabels,
+        config.strategies.binSize,
+        generatedCount,
+        config.seed + 3,
+      );
+      const filled = await generateFacesFor(
+        autoencoders.get(g.variant)!,
+        train.images,
+        train.samples.length,
+        targets,
+        config.seed + 3,
+      );
+      source = concatSets(real, filled);
+    }
+    sources.set(generatedStrategyName(g), source);
+  }
+  for (const ae of autoencoders.values()) ae.dispose();
+
   // 4. Every strategy, every seed.
+  const strategies = strategyNames(config);
   const trainingFaces: Record<string, number> = {};
   for (const strategy of strategies) {
-    const source = strategy === "generated"
-      ? generated!
-      : { images: train.images, labels: trainLabels as data.VaLabel[] };
+    const source = sources.get(strategy) ?? real;
     for (let k = 0; k < config.seeds; k++) {
       const seed = config.seed + k;
-      const order = strategy === "generated"
+      const order = sources.has(strategy)
         ? source.labels.map((_, i) => i)
         : strategyOrder(strategy, trainLabels, config.strategies.binSize, seed);
       trainingFaces[strategy] = order.length;
@@ -489,7 +472,6 @@ export async function runExperiment(
       );
     }
   }
-  autoencoder.dispose();
 
   // 5. Metrics, report and pictures.
   const metrics = summarizeRuns(config, state, trainingFaces);
@@ -536,8 +518,7 @@ function judgeDescription(config: ExperimentConfig): string {
 
 /**
  * The judge: a regressor trained only on faces the autoencoder never produced (synthetic: new
- * identities with uniform V/A; real data: the original training faces). Saved as judge.safetensors
- * and reloaded on resume.
+ * identities with uniform V/A; real data: the original training faces).
  */
 async function trainJudge(
   device: Device,
@@ -546,20 +527,6 @@ async function trainJudge(
   runDir: string,
   stop: StopSignal | undefined,
 ): Promise<ResNet34 | null> {
-  const judge = new ResNet34(device, {
-    width: config.regressor.width,
-    inputSize: config.regressor.inputSize,
-    seed: config.seed + 1000,
-  });
-  const path = `${runDir}/judge.safetensors`;
-  try {
-    const dict = await readSafetensors(device, path);
-    judge.loadStateDict(dict, { strict: true });
-    disposeStateDict(dict);
-    return judge;
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
   let images = experimentData.train.images;
   let labels: data.VaLabel[] = experimentData.train.samples;
   if (config.data.source === "synthetic") {
@@ -576,35 +543,287 @@ async function trainJudge(
     images = set.images;
     labels = set.samples;
   }
-  const steps = config.fidelity.judgeSteps || config.regressor.steps;
-  const progress = new Progress({ label: "judge", total: steps, unit: "img", quiet: config.quiet });
-  const result = await trainRegressor(
-    device,
-    judge,
+  return await trainAuxiliaryRegressor(device, config, {
+    name: "judge",
+    path: `${runDir}/judge.safetensors`,
     images,
     labels,
-    labels.map((_, i) => i),
+    seed: config.seed + 1000,
+    steps: config.fidelity.judgeSteps || config.regressor.steps,
+    stop,
+  });
+}
+
+/**
+ * A regressor that serves the experiment (the judge, the consistency reader): trained once with
+ * the regressor settings, saved to `path`, and loaded from there on resume. Null if interrupted.
+ */
+async function trainAuxiliaryRegressor(
+  device: Device,
+  config: ExperimentConfig,
+  spec: {
+    name: string;
+    path: string;
+    images: Float32Array;
+    labels: readonly data.VaLabel[];
+    seed: number;
+    steps?: number;
+    stop?: StopSignal;
+  },
+): Promise<ResNet34 | null> {
+  const model = new ResNet34(device, {
+    width: config.regressor.width,
+    inputSize: config.regressor.inputSize,
+    seed: spec.seed,
+  });
+  try {
+    const dict = await readSafetensors(device, spec.path);
+    model.loadStateDict(dict, { strict: true });
+    disposeStateDict(dict);
+    return model;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  const steps = spec.steps ?? config.regressor.steps;
+  const progress = new Progress({
+    label: spec.name,
+    total: steps,
+    unit: "img",
+    quiet: config.quiet,
+  });
+  const result = await trainRegressor(
+    device,
+    model,
+    spec.images,
+    spec.labels,
+    spec.labels.map((_, i) => i),
     {
       steps,
       batchSize: config.regressor.batchSize,
       lr: config.regressor.lr,
       inputSize: config.regressor.inputSize,
-      seed: config.seed + 1000,
+      seed: spec.seed,
       logEvery: config.logEvery,
     },
-    { onStep: (r) => progress.update({ step: r.step, items: r.items, loss: r.loss }), stop },
+    {
+      onStep: (r) => progress.update({ step: r.step, items: r.items, loss: r.loss }),
+      stop: spec.stop,
+    },
   );
-  progress.done(result.interrupted ? "judge interrupted" : "judge trained");
+  progress.done(result.interrupted ? `${spec.name} interrupted` : `${spec.name} trained`);
   if (result.interrupted) {
-    judge.dispose();
+    model.dispose();
     return null;
   }
-  await writeSafetensors(path, judge.stateDict(), {
-    model: "judge",
+  await writeSafetensors(spec.path, model.stateDict(), {
+    model: spec.name,
     width: String(config.regressor.width),
     inputSize: String(config.regressor.inputSize),
   });
-  return judge;
+  return model;
+}
+
+/** File stem of a per-autoencoder output: the paper's keeps the plain name. */
+export function variantFile(stem: string, variant: string): string {
+  return variant === "paper" ? stem : `${stem}-${variant}`;
+}
+
+/**
+ * Train one autoencoder (resuming from its per-epoch checkpoint), or load it when its state says
+ * it is done. Null when interrupted.
+ */
+async function trainOrLoadAutoencoder(
+  device: Device,
+  config: ExperimentConfig,
+  variant: AutoencoderVariant,
+  experimentData: ExperimentData,
+  runDir: string,
+  state: RunState,
+  saveState: () => Promise<void>,
+  reader: ResNet34 | null,
+  stop: StopSignal | undefined,
+  log: (line: string) => void,
+): Promise<FaceAutoencoder | null> {
+  const aeConfig = config.autoencoder;
+  const { train } = experimentData;
+  const autoencoder = new FaceAutoencoder(device, {
+    size: aeConfig.size,
+    codeSize: aeConfig.codeSize,
+    conditioning: variant.conditioning,
+    seed: config.seed,
+  });
+  const label = variant.name === "paper" ? "autoencoder" : `autoencoder (${variant.name})`;
+  const aePath = `${runDir}/${variantFile("autoencoder", variant.name)}.safetensors`;
+  const checkpoint = `${runDir}/checkpoints/${
+    variantFile("autoencoder", variant.name)
+  }-train.safetensors`;
+  const aeState: AutoencoderState = state.autoencoders[variant.name] ??
+    { epochsDone: 0, step: 0, losses: [], done: false, seconds: 0 };
+  if (aeState.done) {
+    const dict = await readSafetensors(device, aePath);
+    autoencoder.loadStateDict(dict, { strict: true });
+    disposeStateDict(dict);
+    log(`${label}: loaded from ${aePath}`);
+    return autoencoder;
+  }
+  const optimizer = new Adam(autoencoder.parameters(), { lr: aeConfig.lr });
+  try {
+    if (aeState.epochsDone > 0) {
+      await loadTrainingCheckpoint(device, checkpoint, autoencoder, optimizer);
+      log(`${label}: resuming after epoch ${aeState.epochsDone}`);
+    }
+    const started = performance.now() - aeState.seconds * 1000;
+    let progress = null as Progress | null;
+    const result = await trainAutoencoder(
+      device,
+      autoencoder,
+      optimizer,
+      train.images,
+      train.samples,
+      {
+        epochs: aeConfig.epochs,
+        batchSize: aeConfig.batchSize,
+        lr: aeConfig.lr,
+        lambdaValence: aeConfig.lambdaValence,
+        lambdaArousal: aeConfig.lambdaArousal,
+        pairsPerSample: aeConfig.pairsPerSample,
+        seed: config.seed,
+        logEvery: config.logEvery,
+        regionEmphasis: variant.regionEmphasis,
+        consistency: reader && variant.consistencyWeight > 0
+          ? {
+            reader,
+            weight: variant.consistencyWeight,
+            warmupEpochs: variant.consistencyWarmup,
+            inputSize: config.regressor.inputSize,
+          }
+          : undefined,
+      },
+      {
+        progress: aeState,
+        onStep: (r: StepReport) => {
+          progress ??= new Progress({
+            label,
+            total: r.stepsPerEpoch,
+            unit: "pairs",
+            quiet: config.quiet,
+          });
+          progress.update({
+            step: r.stepInEpoch ?? r.step,
+            items: r.items,
+            loss: r.loss,
+            epoch: r.epoch,
+            epochs: r.epochs,
+          });
+        },
+        onEpoch: async (p) => {
+          await saveTrainingCheckpoint(checkpoint, autoencoder, optimizer, p);
+          state.autoencoders[variant.name] = { ...p, done: false, seconds: seconds(started) };
+          await saveState();
+        },
+        stop,
+      },
+    );
+    if (result.interrupted) {
+      progress?.done(`${label} interrupted`);
+      autoencoder.dispose();
+      return null;
+    }
+    await writeSafetensors(aePath, autoencoder.stateDict(), {
+      model: "FaceAutoencoder",
+      variant: variant.name,
+      conditioning: variant.conditioning,
+    });
+    state.autoencoders[variant.name] = { ...result, done: true, seconds: seconds(started) };
+    await saveState();
+    const finalLoss = result.losses[result.losses.length - 1]?.loss;
+    const summary = `${label}: ${result.epochsDone} epochs, final loss ${finalLoss?.toFixed(4)} ` +
+      `(${state.autoencoders[variant.name].seconds} s)`;
+    if (progress) progress.done(summary);
+    else log(summary);
+    return autoencoder;
+  } finally {
+    optimizer.dispose();
+  }
+}
+
+/** Loss curves of every autoencoder (total and parts) on one chart. */
+async function writeAutoencoderLossPng(runDir: string, state: RunState): Promise<void> {
+  const series = [];
+  for (const [name, ae] of Object.entries(state.autoencoders)) {
+    const parts = ["loss", "reconstruction", "valence", "arousal", "consistency"];
+    for (const part of parts) {
+      const points = ae.losses.map((p) => ({
+        x: p.step,
+        y: part === "loss" ? p.loss : p.parts?.[part] ?? NaN,
+      }));
+      if (points.some((p) => Number.isFinite(p.y))) {
+        series.push({ name: name === "paper" ? part : `${name} ${part}`, points });
+      }
+    }
+  }
+  await writeFileAtomic(
+    `${runDir}/loss-autoencoder.png`,
+    await lineChartPng(series, { title: "AUTOENCODER LOSS", xLabel: "step", logY: true }),
+  );
+}
+
+/** Two labelled face sets as one. */
+function concatSets(
+  a: { images: Float32Array; labels: readonly data.VaLabel[] },
+  b: { images: Float32Array; labels: readonly data.VaLabel[] },
+): { images: Float32Array; labels: data.VaLabel[] } {
+  const images = new Float32Array(a.images.length + b.images.length);
+  images.set(a.images);
+  images.set(b.images, a.images.length);
+  return { images, labels: [...a.labels, ...b.labels] };
+}
+
+/**
+ * Target labels for the "fill" mixing: every V/A cell inside the unit disk with fewer real faces
+ * than the median non-empty cell gets generated faces up to that count, drawn uniformly inside
+ * the cell (and the disk), within `budget` faces in all (sparsest cells first).
+ */
+export function fillTargets(
+  labels: readonly data.VaLabel[],
+  binSize: number,
+  budget: number,
+  seed: number,
+): data.VaLabel[] {
+  const n = data.cellsPerAxis(binSize);
+  const counts = data.binCounts(labels, { binSize });
+  const nonEmpty = [...counts].filter((c) => c > 0).sort((a, b) => a - b);
+  const target = nonEmpty.length ? nonEmpty[Math.floor(nonEmpty.length / 2)] : 0;
+  const rng = data.mulberry32(seed);
+  const cells: { cell: number; missing: number }[] = [];
+  for (let cell = 0; cell < n * n; cell++) {
+    const row = Math.floor(cell / n), col = cell % n;
+    const cx = -1 + (col + 0.5) * binSize, cy = -1 + (row + 0.5) * binSize;
+    if (cx * cx + cy * cy > 1) continue;
+    if (counts[cell] < target) cells.push({ cell, missing: target - counts[cell] });
+  }
+  cells.sort((a, b) => b.missing - a.missing);
+  const out: data.VaLabel[] = [];
+  for (const { cell, missing } of cells) {
+    const row = Math.floor(cell / n), col = cell % n;
+    for (let k = 0; k < missing && out.length < budget; k++) {
+      // Rejection-sample a point of the cell that lies in the disk (the cell centre does).
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const v = Math.min(1, -1 + (col + rng()) * binSize);
+        const a = Math.min(1, -1 + (row + rng()) * binSize);
+        if (v * v + a * a <= 1 || attempt === 19) {
+          out.push(
+            v * v + a * a <= 1 ? { valence: v, arousal: a } : {
+              valence: -1 + (col + 0.5) * binSize,
+              arousal: -1 + (row + 0.5) * binSize,
+            },
+          );
+          break;
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /** The paper's Figure 2: per test identity, a grid of faces over valence (columns) and arousal. */
@@ -678,15 +897,18 @@ function summarizeRuns(
     });
     strategies[strategy] = { valence: dimension("valence"), arousal: dimension("arousal") };
   }
-  const last = state.autoencoder.losses[state.autoencoder.losses.length - 1];
+  const autoencoders: MetricsFile["autoencoders"] = {};
+  for (const [name, ae] of Object.entries(state.autoencoders)) {
+    autoencoders[name] = {
+      finalLoss: ae.losses[ae.losses.length - 1]?.loss ?? null,
+      epochs: ae.epochsDone,
+      seconds: ae.seconds,
+    };
+  }
   return {
     strategies,
     trainingFaces,
-    autoencoder: {
-      finalLoss: last?.loss ?? null,
-      epochs: state.autoencoder.epochsDone,
-      seconds: state.autoencoder.seconds,
-    },
+    autoencoders,
     fidelity: state.fidelity,
     config,
   };
@@ -752,6 +974,65 @@ async function writeRunPictures(runDir: string, state: RunState, metrics: Metric
   );
 }
 
+function describeVariant(config: ExperimentConfig, name: string): string {
+  const v = autoencoderVariants(config).find((x) => x.name === name);
+  if (!v) return name;
+  const parts = [
+    v.conditioning === "maps"
+      ? "(v, a) maps into every decoder block"
+      : "(v, a) at the decoder input",
+  ];
+  if (v.regionEmphasis > 0) parts.push(`expression regions weighted x${1 + v.regionEmphasis}`);
+  if (v.consistencyWeight > 0) {
+    parts.push(`consistency term ${v.consistencyWeight} after ${v.consistencyWarmup} epoch(s)`);
+  }
+  return parts.join(", ");
+}
+
+/** One row per generated option: its autoencoder's fidelity next to its regressors' scores. */
+function optionsTable(config: ExperimentConfig, metrics: MetricsFile): string {
+  const f = (
+    x: number | undefined,
+  ) => (x !== undefined && Number.isFinite(x) ? x.toFixed(3) : "n/a");
+  const header =
+    "| option | fidelity CCC V | fidelity CCC A | RMSE V | RMSE A | CORR V | CORR A | " +
+    "CCC V | CCC A | SAGR V | SAGR A |\n| --- |" + " ---: |".repeat(10);
+  const row = (label: string, strategy: string, variant: string | null) => {
+    const m = metrics.strategies[strategy];
+    if (!m) return null;
+    const fid = variant ? metrics.fidelity?.[variant]?.generated.overall : undefined;
+    const cells = [
+      fid?.valence.ccc,
+      fid?.arousal.ccc,
+      m.valence.rmse.mean,
+      m.arousal.rmse.mean,
+      m.valence.corr.mean,
+      m.arousal.corr.mean,
+      m.valence.ccc.mean,
+      m.arousal.ccc.mean,
+      m.valence.sagr.mean,
+      m.arousal.sagr.mean,
+    ];
+    return `| ${label} | ${cells.map(f).join(" | ")} |`;
+  };
+  const mixingText = {
+    all: "generated faces only",
+    real: "real + generated 1:1",
+    fill: "real + generated in sparse cells",
+  };
+  const rows = [row("`original` (reference, no generation)", "original", null)];
+  for (const g of generatedStrategies(config)) {
+    rows.push(
+      row(
+        `\`${generatedStrategyName(g)}\`: ${g.variant} autoencoder, ${mixingText[g.mixing]}`,
+        generatedStrategyName(g),
+        g.variant,
+      ),
+    );
+  }
+  return [header, ...rows.filter((r): r is string => r !== null)].join("\n");
+}
+
 function renderReport(
   config: ExperimentConfig,
   experimentData: ExperimentData,
@@ -762,24 +1043,36 @@ function renderReport(
   const rows = Object.entries(metrics.strategies).map(([name, m]) => ({ name, metrics: m }));
   const faces = Object.entries(metrics.trainingFaces).map(([k, v]) => `\`${k}\` ${v}`).join(", ");
   const runSeconds = Object.values(state.runs).reduce((s, r) => s + r.seconds, 0);
+  const ae = config.autoencoder;
+  const aeLines = Object.entries(metrics.autoencoders).map(([name, m]) =>
+    `- \`${name}\`: ${describeVariant(config, name)}; ${m.epochs} epochs, final loss ${
+      m.finalLoss?.toFixed(4) ?? "n/a"
+    } (${m.seconds} s)`
+  ).join("\n");
+  const fidelity = Object.entries(metrics.fidelity ?? {}).map(([name, report]) =>
+    fidelityMarkdown(report, judgeDescription(config)).replace(
+      "## Generation fidelity",
+      `### Generation fidelity: the ${name} autoencoder`,
+    )
+  ).join("\n");
+  const generatedOptions = generatedStrategies(config).length > 0;
+  const pictures = Object.keys(metrics.autoencoders).map((name) =>
+    `![figure 2, ${name}](${variantFile("figure2", name)}.png)`
+  ).join(" ");
   return `# Valence/arousal from a face-generating autoencoder: run report
 
 Preset \`${config.preset}\`, ${config.seeds} seed(s) per strategy, base seed ${config.seed}.
 Data: ${experimentData.description}.
 
-Autoencoder: widths ${
-    JSON.stringify(config.autoencoder.size)
-  }, ${state.autoencoder.epochsDone} epochs,
-batch ${config.autoencoder.batchSize}, Adam lr ${config.autoencoder.lr}, lambda_v ${config.autoencoder.lambdaValence},
-lambda_a ${config.autoencoder.lambdaArousal}; final loss ${
-    metrics.autoencoder.finalLoss?.toFixed(4) ?? "n/a"
-  }
-(${state.autoencoder.seconds} s). Regressor: ResNet34 (width ${config.regressor.width}) at
-${config.regressor.inputSize}x${config.regressor.inputSize}, ${config.regressor.steps} Adam steps of batch
-${config.regressor.batchSize}, lr ${config.regressor.lr}, ${
+Autoencoders (widths ${JSON.stringify(ae.size)}, batch ${ae.batchSize}, Adam lr ${ae.lr},
+lambda_v ${ae.lambdaValence}, lambda_a ${ae.lambdaArousal}):
+
+${aeLines}
+
+Regressor: ResNet34 (width ${config.regressor.width}) at ${config.regressor.inputSize}x${config.regressor.inputSize},
+${config.regressor.steps} Adam steps of batch ${config.regressor.batchSize}, lr ${config.regressor.lr}, ${
     config.regressor.pretrained ? `pretrained from ${config.regressor.pretrained}` : "random init"
-  }.
-Training faces per strategy: ${faces}. Total time ${totalSeconds} s (regressors ${
+  }. Training faces per strategy: ${faces}. Total time ${totalSeconds} s (regressors ${
     Math.round(runSeconds)
   } s).
 
@@ -790,12 +1083,28 @@ prediction of exactly 0): higher is better.
 ${metricsTable(rows, { boldBest: true })}
 
 ${paperTables(metrics.strategies)}
-${metrics.fidelity ? "\n" + fidelityMarkdown(metrics.fidelity, judgeDescription(config)) : ""}
+${
+    generatedOptions
+      ? `
+## Generation options side by side
+
+Fidelity is the judge's CCC on the generated faces against their requested labels; the other
+columns are the regressors' test metrics (means over seeds).
+
+${optionsTable(config, metrics)}
+`
+      : ""
+  }
+${fidelity ? "## Generation fidelity\n\n" + fidelity : ""}
 ## Pictures
 
-- Figure 2 (generated faces; columns: valence -0.4..0.4 per identity, rows: arousal 0.3..-0.3):
-  ![figure 2](figure2.png)
-- Training faces and generated faces: ![train](samples-train.png) ![generated](samples-generated.png)
+- Figure 2 (generated faces; for each of three test identities, columns: valence -0.4..0.4,
+  rows: arousal 0.3..-0.3): ${pictures}
+- Training faces and generated faces: ![train](samples-train.png) ${
+    Object.keys(metrics.autoencoders).map((name) =>
+      `![generated, ${name}](${variantFile("samples-generated", name)}.png)`
+    ).join(" ")
+  }
 - V/A histograms of each strategy's training labels: ${
     Object.keys(metrics.strategies).map((s) => `![${s}](histogram-${s}.png)`).join(" ")
   }

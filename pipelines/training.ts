@@ -14,6 +14,7 @@ import { noGrad, type Tensor, tidy } from "../nn/tensor.ts";
 import { mulberry32, shuffleInPlace } from "./data/rng.ts";
 import { samePersonPairs, sampleUnitDisk } from "./data/samplers.ts";
 import type { FaceSample, VaLabel } from "./data/types.ts";
+import { batchWeights, expressionWeightMap } from "./regions.ts";
 
 /** A stop request (Ctrl-C): loops finish their step, save, and return. */
 export interface StopSignal {
@@ -77,6 +78,13 @@ export interface AutoencoderTraining {
   pairsPerSample: number;
   seed: number;
   logEvery: number;
+  /** Extra reconstruction weight on brows, eyes and mouth (0 = the paper's plain MSE). */
+  regionEmphasis?: number;
+  /**
+   * Expression consistency: a frozen V/A reader (eval mode, never the judge) must read the
+   * requested (v_j, a_j) from D's output; weighted, and only after `warmupEpochs`.
+   */
+  consistency?: { reader: ResNet34; weight: number; warmupEpochs: number; inputSize: number };
 }
 
 /** Where an interrupted or finished autoencoder training stands. */
@@ -132,6 +140,16 @@ export async function trainAutoencoder(
   }
   const stepsPerEpoch = Math.ceil(firstPairs.length / settings.batchSize);
   const totalSteps = stepsPerEpoch * settings.epochs;
+  const emphasis = settings.regionEmphasis ?? 0;
+  const regionMaps = emphasis > 0
+    ? samples.map((s) => expressionWeightMap(s.landmarks, s.box, side, { emphasis }))
+    : null;
+  const consistency = settings.consistency;
+  if (consistency) {
+    // The reader is a fixed function: running statistics, no parameter updates.
+    consistency.reader.eval();
+    for (const p of consistency.reader.parameters()) p.requiresGrad = false;
+  }
   model.train();
   for (let epoch = progress.epochsDone; epoch < settings.epochs; epoch++) {
     const pairs = epoch === 0
@@ -149,6 +167,9 @@ export async function trainAutoencoder(
       const loss = tidy(() => {
         const imageI = device.tensor(gatherImages(faces, imageValues, iIdx), [n, 3, side, side]);
         const imageJ = device.tensor(gatherImages(faces, imageValues, jIdx), [n, 3, side, side]);
+        const reconstructionWeights = regionMaps
+          ? device.tensor(batchWeights(jIdx.map((k) => regionMaps[k]), side), [n, 3, side, side])
+          : undefined;
         const parts = model.loss(
           imageI,
           label(iIdx, "valence"),
@@ -156,9 +177,27 @@ export async function trainAutoencoder(
           imageJ,
           label(jIdx, "valence"),
           label(jIdx, "arousal"),
-          { valence: settings.lambdaValence, arousal: settings.lambdaArousal },
+          {
+            valence: settings.lambdaValence,
+            arousal: settings.lambdaArousal,
+            reconstructionWeights,
+          },
         );
-        return [parts.total, parts.reconstruction, parts.valence, parts.arousal];
+        let total = parts.total;
+        const extra: Tensor[] = [];
+        if (consistency && epoch >= consistency.warmupEpochs) {
+          const read = consistency.reader.forward(
+            regressorInput(parts.generated, consistency.inputSize),
+          );
+          const wanted = device.tensor(
+            jIdx.flatMap((k) => [samples[k].valence, samples[k].arousal]),
+            [n, 2],
+          );
+          const term = F.mseLoss(read, wanted);
+          total = F.add(total, F.mul(term, consistency.weight));
+          extra.push(term);
+        }
+        return [total, parts.reconstruction, parts.valence, parts.arousal, ...extra];
       });
       optimizer.zeroGrad();
       await loss[0].backward();
@@ -175,14 +214,12 @@ export async function trainAutoencoder(
       };
       const last = start + settings.batchSize >= pairs.length;
       if (progress.step % settings.logEvery === 0 || last) {
-        const [total, reconstruction, valence, arousal] = await Promise.all(
+        const [total, reconstruction, valence, arousal, consistencyLoss] = await Promise.all(
           loss.map((t) => t.item()),
         );
-        progress.losses.push({
-          step: progress.step,
-          loss: total,
-          parts: { reconstruction, valence, arousal },
-        });
+        const partValues: Record<string, number> = { reconstruction, valence, arousal };
+        if (consistencyLoss !== undefined) partValues.consistency = consistencyLoss;
+        progress.losses.push({ step: progress.step, loss: total, parts: partValues });
         report.loss = total;
       }
       for (const t of loss) t.dispose();
@@ -276,7 +313,18 @@ export async function generateFaces(
   count: number,
   seed: number,
 ): Promise<{ images: Float32Array; labels: VaLabel[]; sources: number[] }> {
-  const targets = sampleUnitDisk(count, seed);
+  return await generateFacesFor(model, trainFaces, trainCount, sampleUnitDisk(count, seed), seed);
+}
+
+/** Faces with the given target labels, each with the appearance of a random training face. */
+export async function generateFacesFor(
+  model: FaceAutoencoder,
+  trainFaces: Float32Array,
+  trainCount: number,
+  targets: VaLabel[],
+  seed: number,
+): Promise<{ images: Float32Array; labels: VaLabel[]; sources: number[] }> {
+  const count = targets.length;
   const rng = mulberry32(seed ^ 0x5eed);
   const sources = Array.from({ length: count }, () => Math.floor(rng() * trainCount));
   const side = imageSide(trainFaces, trainCount);

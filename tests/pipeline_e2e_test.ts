@@ -20,7 +20,8 @@ const MINI: ExperimentConfigInput = {
   data: { trainPersons: 6, framesPerPerson: 8, testPersons: 2, testFramesPerPerson: 8 },
   autoencoder: { size: [4, 8, 8, 8], epochs: 2, batchSize: 16, lr: 1e-3 },
   regressor: { width: 1 / 16, inputSize: 32, steps: 4, batchSize: 16, lr: 1e-3 },
-  strategies: { under: [3], over: [4], binSize: 0.25 },
+  strategies: { under: [3], over: [4], binSize: 0.25, mixing: ["all", "real", "fill"] },
+  improved: { enabled: true, regionEmphasis: 3, consistencyWeight: 0.1, consistencyWarmup: 1 },
   fidelity: { judgePersons: 3, judgeFramesPerPerson: 8 },
   logEvery: 2,
   quiet: true,
@@ -53,12 +54,17 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
         "regressor-under-3.safetensors",
         "regressor-over-4.safetensors",
         "regressor-generated.safetensors",
+        "regressor-generated-improved-fill.safetensors",
+        "autoencoder-improved.safetensors",
+        "reader.safetensors",
         "judge.safetensors",
       ]
     ) await Deno.stat(`${dir}/${file}`);
     for (
       const png of [
         "figure2.png",
+        "figure2-improved.png",
+        "samples-generated-improved.png",
         "loss-autoencoder.png",
         "loss-regressor.png",
         "ccc.png",
@@ -76,7 +82,16 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
       "under-3",
       "over-4",
       "generated",
+      "generated+real",
+      "generated-fill",
+      "generated-improved",
+      "generated-improved+real",
+      "generated-improved-fill",
     ]);
+    assert.equal(
+      metrics.trainingFaces["generated-improved+real"],
+      2 * metrics.trainingFaces.original,
+    );
     for (const strategy of Object.values(metrics.strategies) as Record<string, unknown>[]) {
       for (const dimension of ["valence", "arousal"]) {
         for (const metric of ["rmse", "corr", "ccc", "sagr"]) {
@@ -90,13 +105,17 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
         }
       }
     }
-    for (const part of ["generated", "control"]) {
-      assert.ok(metrics.fidelity[part], `fidelity.${part}`);
+    for (const variant of ["paper", "improved"]) {
+      for (const part of ["generated", "control"]) {
+        assert.ok(metrics.fidelity[variant][part], `fidelity.${variant}.${part}`);
+      }
+      assert.equal(typeof metrics.fidelity[variant].generated.overall.valence.ccc, "number");
+      assert.ok("v-a+" in metrics.fidelity[variant].generated.quadrants);
     }
-    assert.equal(typeof metrics.fidelity.generated.overall.valence.ccc, "number");
-    assert.ok("v-a+" in metrics.fidelity.generated.quadrants);
     const report = await Deno.readTextFile(`${dir}/report.md`);
     assert.match(report, /## Generation fidelity/);
+    assert.match(report, /## Generation options side by side/);
+    assert.match(report, /## Generation options side by side/);
     assert.match(report, /Table 1: Under-sampling/);
     assert.match(report, /\| generated \|/);
 
@@ -104,7 +123,8 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
     let checks = 0;
     const stop = {
       get requested() {
-        return ++checks === 4;
+        // The reader's 4 steps, the first epoch's 3, then one step into epoch 2.
+        return ++checks === 8;
       },
     };
     const partial = await runExperiment(config, {
@@ -115,7 +135,7 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
     });
     assert.equal(partial.interrupted, true);
     const state = JSON.parse(await Deno.readTextFile(`${root}/resumed/state.json`));
-    assert.equal(state.autoencoder.epochsDone, 1, "the checkpoint of epoch 1 was written");
+    assert.equal(state.autoencoders.paper.epochsDone, 1, "the checkpoint of epoch 1 was written");
     const resumed = await runExperiment(config, {
       runDir: `${root}/resumed`,
       resume: true,
@@ -187,6 +207,8 @@ Deno.test("predict reads a photo with a run's regressor and prints clipped V/A a
       ...MINI,
       seeds: 1,
       strategies: { under: [], over: [], generated: false, binSize: 0.25 },
+      improved: { enabled: false },
+      fidelity: { enabled: false },
     });
     await runExperiment(config, { runDir: `${root}/run`, log: quietLog, device });
     const face = data.synthetic({ seed: 5, persons: 1, framesPerPerson: 1, size: 96 });

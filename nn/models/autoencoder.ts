@@ -38,6 +38,12 @@ export interface FaceAutoencoderOptions {
   imageSize?: number;
   /** Seed of the initialization. Default 0. */
   seed?: number;
+  /**
+   * How (v, a) reach the decoder. "input" (the paper): only through the first linear layer.
+   * "maps": also as two constant feature maps concatenated to the input of every decoder conv,
+   * so each block sees the requested expression directly.
+   */
+  conditioning?: "input" | "maps";
 }
 
 /** Weights of the paper's loss. */
@@ -46,6 +52,12 @@ export interface AutoencoderLossWeights {
   valence?: number;
   /** lambda_a, default 0.5. */
   arousal?: number;
+  /**
+   * Per-pixel weights of the reconstruction term, shaped like the images [N, 3, S, S] and
+   * normalized to mean 1 by the caller; e.g. larger on the mouth, eyes and brows so expressions
+   * are not drowned by identity. Default: uniform (the paper's MSE).
+   */
+  reconstructionWeights?: Tensor;
 }
 
 /** The loss and its parts (0-d tensors). */
@@ -69,6 +81,8 @@ export class FaceAutoencoder extends Layer {
   readonly imageSize: number;
   /** Side of the feature map between the linear layers and the conv stacks. */
   readonly bottleneckSize: number;
+  /** How (v, a) enter the decoder (see {@link FaceAutoencoderOptions.conditioning}). */
+  readonly conditioning: "input" | "maps";
 
   constructor(device: Device, options: FaceAutoencoderOptions = {}) {
     super();
@@ -87,6 +101,8 @@ export class FaceAutoencoder extends Layer {
       );
     }
     const rng = new Rng(options.seed ?? 0);
+    this.conditioning = options.conditioning ?? "input";
+    const extra = this.conditioning === "maps" ? 2 : 0;
     const encoderLayers: Layer[] = [];
     let channels = 3;
     for (const w of this.widths) {
@@ -114,13 +130,16 @@ export class FaceAutoencoder extends Layer {
     for (const w of [...this.widths].reverse()) {
       decoderLayers.push(
         new Upsample({ scaleFactor: 2, mode: "nearest" }),
-        new Conv2d(device, channels, w, 3, { padding: 1, rng }),
+        new Conv2d(device, channels + extra, w, 3, { padding: 1, rng }),
         new BatchNorm2d(device, w),
         new ReLU(),
       );
       channels = w;
     }
-    decoderLayers.push(new Conv2d(device, channels, 3, 3, { padding: 1, rng }), new Sigmoid());
+    decoderLayers.push(
+      new Conv2d(device, channels + extra, 3, 3, { padding: 1, rng }),
+      new Sigmoid(),
+    );
     this.decoder = this.registerModule("decoder", new Sequential(...decoderLayers));
   }
 
@@ -157,7 +176,18 @@ export class FaceAutoencoder extends Layer {
     const input = F.cat([z, F.reshape(v, [n, 1]), F.reshape(a, [n, 1])], 1);
     const h = F.relu(this.decoderInput.forward(input));
     const last = this.widths[this.widths.length - 1];
-    return this.decoder.forward(F.reshape(h, [n, last, this.bottleneckSize, this.bottleneckSize]));
+    let x = F.reshape(h, [n, last, this.bottleneckSize, this.bottleneckSize]);
+    if (this.conditioning === "input") return this.decoder.forward(x);
+    const va = F.reshape(F.cat([F.reshape(v, [n, 1]), F.reshape(a, [n, 1])], 1), [n, 2, 1, 1]);
+    for (const layer of this.decoder.layers) {
+      if (layer instanceof Conv2d) {
+        // Constant (v, a) maps: a 1x1 map upsampled (nearest) to the feature map's size.
+        const maps = F.interpolate(va, { size: [x.shape[2], x.shape[3]], mode: "nearest" });
+        x = F.cat([x, maps], 1);
+      }
+      x = layer.forward(x);
+    }
+    return x;
   }
 
   /** Reconstruct with the encoder's own (v, a). */
@@ -183,11 +213,19 @@ export class FaceAutoencoder extends Layer {
     const valence = F.mseLoss(v, valenceI);
     const arousal = F.mseLoss(a, arousalI);
     const generated = this.decode(z, valenceJ, arousalJ);
-    const reconstruction = F.mseLoss(generated, imageJ);
+    const reconstruction = weights.reconstructionWeights
+      ? weightedSquaredError(generated, imageJ, weights.reconstructionWeights)
+      : F.mseLoss(generated, imageJ);
     const total = F.add(
       F.add(F.mul(valence, weights.valence ?? 0.5), F.mul(arousal, weights.arousal ?? 0.5)),
       reconstruction,
     );
     return { total, valence, arousal, reconstruction, generated };
   }
+}
+
+/** mean(w * (a - b)^2): a reconstruction error that weights some pixels more. */
+function weightedSquaredError(a: Tensor, b: Tensor, w: Tensor): Tensor {
+  const diff = F.sub(a, b);
+  return F.mean(F.mul(F.mul(diff, diff), w));
 }

@@ -6,8 +6,13 @@
 
 import { BufferPool, type PoolStats } from "./pool.ts";
 
-/** How a kernel binds one buffer. The uniform block, if any, is always the last binding. */
-export type BindingKind = "read" | "readWrite";
+/**
+ * How a kernel binds one buffer: read-only or read-write storage, or a uniform-buffer operand
+ * (`var<uniform>`, at most maxUniformBufferBindingSize bytes at a 256-byte aligned offset; CPU
+ * rasterizers read uniform operands much faster than storage). The uniform block, if any, is
+ * always the last binding.
+ */
+export type BindingKind = "read" | "readWrite" | "uniform";
 
 /** A compiled-on-demand compute kernel: WGSL plus its binding layout. */
 export interface KernelSource {
@@ -154,6 +159,16 @@ export class Backend {
     }
   }
 
+  /** Largest uniform-buffer binding in bytes (64 KiB on most adapters). */
+  get maxUniformBindingBytes(): number {
+    return this.device.limits.maxUniformBufferBindingSize;
+  }
+
+  /** Alignment of uniform-buffer binding offsets in bytes. */
+  get uniformOffsetAlignment(): number {
+    return this.#uniformAlign;
+  }
+
   /** Largest storage binding in bytes. */
   get maxBindingBytes(): number {
     return this.device.limits.maxStorageBufferBindingSize;
@@ -176,7 +191,9 @@ export class Backend {
     const entries: GPUBindGroupLayoutEntry[] = kernel.bindings.map((kind, binding) => ({
       binding,
       visibility: GPUShaderStage.COMPUTE,
-      buffer: { type: kind === "read" ? "read-only-storage" : "storage" },
+      buffer: {
+        type: kind === "read" ? "read-only-storage" : kind === "uniform" ? "uniform" : "storage",
+      },
     }));
     if (kernel.uniforms) {
       entries.push({

@@ -38,6 +38,8 @@ import {
   type ResizeMode,
 } from "./wgsl/spatial.ts";
 import { matmulKernel } from "./wgsl/matmul.ts";
+import { uboApplicable, uboConv } from "./conv_ubo.ts";
+import { tunedConvVariant } from "./autotune.ts";
 import { adamKernel, mseBackwardKernel } from "./wgsl/optim.ts";
 
 export type { BinaryOp, ResizeMode, UnaryOp };
@@ -245,6 +247,68 @@ function convUniforms(
     .u32(samplesPerSplit).u32(splits).bytes;
 }
 
+/**
+ * Implementations of the conv kernels: "direct" (register-blocked, storage operands, any shape)
+ * and "ubo" (weights in a uniform buffer, 3x3 stride 1 padding 1, width % 4 == 0; forward and
+ * backward-to-input).
+ */
+export type ConvVariant = "direct" | "ubo";
+
+/** Which conv pass a variant query is about. */
+export type ConvPass = "forward" | "backwardInput" | "backwardWeight";
+
+/** Options of the conv launchers. */
+export interface ConvOptions {
+  /** Force an implementation instead of the default / autotuned choice. */
+  variant?: ConvVariant;
+}
+
+/** The variant a conv launcher uses for this pass and geometry. */
+export function conv2dVariant(
+  b: Backend,
+  pass: ConvPass,
+  g: Conv2dGeometry,
+  options: ConvOptions = {},
+): ConvVariant {
+  const wanted = options.variant ?? chooseConvVariant(b, pass, g);
+  if (wanted === "ubo" && pass !== "backwardWeight" && uboApplicable(b, g)) return "ubo";
+  return "direct";
+}
+
+/**
+ * The default variant for a pass and shape: the autotuner's cached choice when there is one
+ * (kernels/autotune.ts), else "ubo" where it applies (measured faster on llvmpipe; correct on
+ * every adapter), else "direct".
+ */
+function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvVariant {
+  const forced = forcedConvVariant();
+  if (forced) return forced;
+  const tuned = tunedConvVariant(b, pass, g);
+  if (tuned) return tuned;
+  return pass !== "backwardWeight" && uboApplicable(b, g) ? "ubo" : "direct";
+}
+
+let forcedVariant: ConvVariant | null | undefined;
+
+/** `VA_CONV_VARIANT=direct|ubo` forces a variant everywhere (debugging, A/B runs). */
+function forcedConvVariant(): ConvVariant | null {
+  if (forcedVariant === undefined) {
+    let value: string | undefined;
+    try {
+      value = Deno.env.get("VA_CONV_VARIANT");
+    } catch {
+      value = undefined;
+    }
+    forcedVariant = value === "direct" || value === "ubo" ? value : null;
+  }
+  return forcedVariant;
+}
+
+/** The batch-norm implementation used for a shape. */
+export function batchNormVariant(_b: Backend, _n: number, _channels: number): string {
+  return "two-pass per channel";
+}
+
 /** y = conv2d(x, w) + bias. */
 export function conv2dForward(
   b: Backend,
@@ -253,7 +317,13 @@ export function conv2dForward(
   bias: GPUBuffer | null,
   y: GPUBuffer,
   g: Conv2dGeometry,
+  options: ConvOptions = {},
 ): void {
+  if (conv2dVariant(b, "forward", g, options) === "ubo") {
+    const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
+    uboConv(b, x, w, bias, y, shape, false);
+    return;
+  }
   const blocksC = Math.ceil(g.outC / 4);
   const blocksW = Math.ceil(g.outW / 4);
   const threads = g.batch * blocksC * g.outH * blocksW;
@@ -272,7 +342,13 @@ export function conv2dBackwardInput(
   w: GPUBuffer,
   dx: GPUBuffer,
   g: Conv2dGeometry,
+  options: ConvOptions = {},
 ): void {
+  if (conv2dVariant(b, "backwardInput", g, options) === "ubo") {
+    const shape = { batch: g.batch, inC: g.outC, outC: g.inC, H: g.inH, W: g.inW };
+    uboConv(b, dy, w, null, dx, shape, true);
+    return;
+  }
   const blocksC = Math.ceil(g.inC / 4);
   const blocksW = Math.ceil(g.inW / 4);
   const threads = g.batch * blocksC * g.inH * blocksW;
@@ -294,6 +370,7 @@ export function conv2dBackwardWeight(
   x: GPUBuffer,
   dw: GPUBuffer,
   g: Conv2dGeometry,
+  _options: ConvOptions = {},
 ): void {
   const blocksC = Math.ceil(g.outC / 4);
   const threadsPerSplit = blocksC * g.inC * g.kH;

@@ -6,9 +6,12 @@
  * so `release` parks a buffer until `recycle()` is called right after the submit.
  */
 
-/** Usage flags of every pooled buffer: bound as storage, copied from and into. */
-export const POOLED_BUFFER_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
-  GPUBufferUsage.COPY_DST;
+/**
+ * Usage flags of every pooled buffer: bound as storage or as a uniform-buffer operand (in windows
+ * of at most 64 KiB), copied from and into.
+ */
+export const POOLED_BUFFER_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM |
+  GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /** Smallest bucket: tiny tensors (scalars, biases) share one size class. */
 const MIN_BUCKET_BYTES = 256;

@@ -16,15 +16,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let index = (wid.y * nwg.x + wid.x) * ${workgroupSize}u + lid;`;
 }
 
-/** WGSL declarations of storage bindings in order, e.g. `["x", "read", "f32"]`. */
+/**
+ * WGSL declarations of storage bindings in order, e.g. `["x", "read", "f32"]` (element type), or
+ * uniform operands, e.g. `["w", "uniform", "array<vec4f, 4096>"]` (whole type).
+ */
 export function declareBindings(
   list: readonly (readonly [name: string, kind: BindingKind, type?: string])[],
   uniformStruct?: string,
 ): string {
   const lines = list.map(([name, kind, type = "f32"], i) =>
-    `@group(0) @binding(${i}) var<storage, ${
-      kind === "read" ? "read" : "read_write"
-    }> ${name}: array<${type}>;`
+    kind === "uniform"
+      // A uniform operand's type is given whole (a sized array such as `array<vec4f, 4096>`).
+      ? `@group(0) @binding(${i}) var<uniform> ${name}: ${type};`
+      : `@group(0) @binding(${i}) var<storage, ${
+        kind === "read" ? "read" : "read_write"
+      }> ${name}: array<${type}>;`
   );
   if (uniformStruct) {
     lines.push(`struct Params { ${uniformStruct} }`);

@@ -1,0 +1,402 @@
+/**
+ * Kernel benchmark (`deno task bench`): conv2d forward / backward-input / backward-weight on the
+ * layer shapes of a 64x64 conv autoencoder, batch norm, max-pool, nearest x2 upsampling, Adam and
+ * a copy kernel (the machine's memory-bandwidth reference), then the autoencoder's training step,
+ * with the peers (TF.js webgpu on the same adapter, PyTorch CPU when installed) in the same run.
+ *
+ * Flags: --quick (batch 8, fewer layers; under a minute), --batch N, --json PATH, --no-peers,
+ * --no-step, --only REGEX (rows whose name matches), --variant NAME (force a conv variant).
+ */
+
+import { parseArgs } from "node:util";
+import { Backend } from "../kernels/backend.ts";
+import * as ops from "../kernels/ops.ts";
+import { autotuneConv, autotuneEnabled, tunedConvTimings } from "../kernels/autotune.ts";
+import { fenceFloorMs, fmt, markdownTable, timeRecorded } from "./harness.ts";
+import { activationShapes, convFlops, convLayers, upsampleShapes } from "./shapes.ts";
+import { type PeerResult, runPeers } from "./peers.ts";
+import { type StepResult, trainStepBench } from "./step.ts";
+
+const F32 = 4;
+
+/** One row of the result table. */
+export interface BenchRow {
+  kernel: string;
+  shape: string;
+  ms: number;
+  gflops: number | null;
+  gbps: number | null;
+  variant: string;
+  reps: number;
+}
+
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: false },
+    batch: { type: "string" },
+    json: { type: "string" },
+    "no-peers": { type: "boolean", default: false },
+    "no-step": { type: "boolean", default: false },
+    only: { type: "string" },
+    variant: { type: "string" },
+  },
+});
+
+const quick = args.quick ?? false;
+const batch = Number(args.batch ?? (quick ? 8 : 64));
+const only = args.only ? new RegExp(args.only) : null;
+const targetMs = quick ? 120 : 400;
+const rounds = quick ? 2 : 3;
+
+const b = await Backend.create();
+const floor = await fenceFloorMs(b);
+const rows: BenchRow[] = [];
+
+function randomBuffer(n: number, seed = 1, low = -1, high = 1): GPUBuffer {
+  const data = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = low + (high - low) * (s / 4294967296);
+  }
+  const buffer = b.pool.acquire(n * F32);
+  b.write(buffer, data);
+  return buffer;
+}
+
+async function time(
+  kernel: string,
+  shape: string,
+  record: () => void,
+  work: { flops?: number; bytes?: number },
+  variant: string,
+): Promise<void> {
+  if (only && !only.test(`${kernel} ${shape}`)) return;
+  const t = await timeRecorded(b, record, floor, { targetMs, rounds });
+  const row: BenchRow = {
+    kernel,
+    shape,
+    ms: t.ms,
+    gflops: work.flops ? work.flops / t.ms / 1e6 : null,
+    gbps: work.bytes ? work.bytes / t.ms / 1e6 : null,
+    variant,
+    reps: t.reps,
+  };
+  rows.push(row);
+  console.error(
+    `  ${kernel.padEnd(14)} ${shape.padEnd(22)} ${fmt(row.ms).padStart(8)} ms  ` +
+      `${row.gflops !== null ? fmt(row.gflops) + " GFLOP/s" : fmt(row.gbps) + " GB/s"}  ${variant}`,
+  );
+}
+
+const convOptions = args.variant ? { variant: args.variant as ops.ConvVariant } : {};
+
+console.error(`adapter: ${b.adapterName}; fence floor ${fmt(floor)} ms; batch ${batch}`);
+
+// ---- memory bandwidth reference -----------------------------------------------------------------
+{
+  const n = 16 * 1024 * 1024;
+  const src = randomBuffer(n);
+  const dst = b.pool.acquire(n * F32);
+  await time(
+    "copy",
+    `${n / 1024 / 1024}M f32`,
+    () => ops.affine(b, src, dst, n, 1, 0),
+    { bytes: 2 * n * F32 },
+    "vec4 y=x*1+0",
+  );
+  await time(
+    "copyBuffer",
+    `${n / 1024 / 1024}M f32`,
+    () => b.copy(src, 0, dst, 0, n * F32),
+    { bytes: 2 * n * F32 },
+    "copyBufferToBuffer",
+  );
+  b.pool.release(src);
+  b.pool.release(dst);
+}
+
+// ---- convolutions -------------------------------------------------------------------------------
+const layers = convLayers(batch).filter((l) =>
+  !quick || ["ref 32->32 @64", "enc 64->128 @16", "dec 32->3 @64"].includes(l.name)
+);
+if (!args.variant && !(only && !only.test("conv"))) {
+  const t0 = performance.now();
+  const tuned = await autotuneConv(b, layers.map((l) => l.geometry));
+  console.error(
+    autotuneEnabled(b)
+      ? `autotune: ${tuned} (pass, shape) entries tuned in ${fmt(performance.now() - t0)} ms ` +
+        `(the rest cached in .cache/)`
+      : "autotune: disabled (VA_AUTOTUNE=0), fixed defaults",
+  );
+}
+/** The variant used, with the autotuner's timings when it chose. */
+function variantNote(pass: ops.ConvPass, g: ops.Conv2dGeometry): string {
+  const v = ops.conv2dVariant(b, pass, g, convOptions);
+  const ms = args.variant ? null : tunedConvTimings(b, pass, g);
+  if (!ms) return v;
+  return `${v} (tuned: ${Object.entries(ms).map(([k, t]) => `${k} ${fmt(t)}`).join(", ")} ms)`;
+}
+for (const { name, geometry: g } of layers) {
+  const x = randomBuffer(g.batch * g.inC * g.inH * g.inW, 2);
+  const w = randomBuffer(g.outC * g.inC * g.kH * g.kW, 3, -0.2, 0.2);
+  const bias = randomBuffer(g.outC, 4);
+  const y = b.pool.acquire(g.batch * g.outC * g.outH * g.outW * F32);
+  const dx = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);
+  const dw = b.pool.acquire(g.outC * g.inC * g.kH * g.kW * F32);
+  const flops = convFlops(g);
+  await time(
+    "conv fwd",
+    name,
+    () => ops.conv2dForward(b, x, w, bias, y, g, convOptions),
+    { flops },
+    variantNote("forward", g),
+  );
+  await time(
+    "conv bwd-in",
+    name,
+    () => ops.conv2dBackwardInput(b, y, w, dx, g, convOptions),
+    { flops },
+    variantNote("backwardInput", g),
+  );
+  await time(
+    "conv bwd-w",
+    name,
+    () => ops.conv2dBackwardWeight(b, y, x, dw, g, convOptions),
+    { flops },
+    variantNote("backwardWeight", g),
+  );
+  for (const buffer of [x, w, bias, y, dx, dw]) b.pool.release(buffer);
+  b.flush();
+}
+
+// ---- batch norm, max-pool ------------------------------------------------------------------------
+for (const [n, c, h, w] of activationShapes(batch)) {
+  const count = n * c * h * w;
+  const shape = `${n}x${c}x${h}x${w}`;
+  const x = randomBuffer(count, 5);
+  const y = b.pool.acquire(count * F32);
+  const dx = b.pool.acquire(count * F32);
+  const mean = b.pool.acquire(c * F32);
+  const invStd = b.pool.acquire(c * F32);
+  const sums = b.pool.acquire(2 * c * F32);
+  const weight = randomBuffer(c, 6);
+  const biasBuf = randomBuffer(c, 7);
+  const stats = { mean, stat: invStd, fromVariance: false };
+  await time(
+    "bn fwd",
+    shape,
+    () => {
+      ops.batchNormStats(b, x, mean, invStd, null, n, c, h * w, 1e-5, 0.1);
+      ops.batchNormApply(b, x, stats, { weight, bias: biasBuf }, y, count, c, h * w, 1e-5);
+    },
+    { bytes: 3 * count * F32 },
+    ops.batchNormVariant(b, count, c),
+  );
+  await time(
+    "bn bwd",
+    shape,
+    () => {
+      ops.batchNormBackwardSums(b, y, x, stats, sums, n, c, h * w, 1e-5);
+      ops.batchNormBackwardInput(b, y, x, stats, weight, sums, dx, n, c, h * w, 1e-5);
+    },
+    { bytes: 5 * count * F32 },
+    ops.batchNormVariant(b, count, c),
+  );
+  const pool = {
+    planes: n * c,
+    inH: h,
+    inW: w,
+    outH: h / 2,
+    outW: w / 2,
+    kH: 2,
+    kW: 2,
+    strideH: 2,
+    strideW: 2,
+    padH: 0,
+    padW: 0,
+  };
+  const argmax = b.pool.acquire((count / 4) * F32);
+  await time(
+    "maxpool fwd",
+    shape,
+    () => ops.maxPool2dForward(b, x, y, argmax, pool),
+    { bytes: count * F32 + 2 * (count / 4) * F32 },
+    "per output",
+  );
+  await time(
+    "maxpool bwd",
+    shape,
+    () => ops.maxPool2dBackward(b, y, argmax, dx, pool),
+    { bytes: count * F32 + 2 * (count / 4) * F32 },
+    "per input",
+  );
+  for (const buffer of [x, y, dx, mean, invStd, sums, weight, biasBuf, argmax]) {
+    b.pool.release(buffer);
+  }
+  b.flush();
+}
+
+// ---- nearest x2 upsampling ----------------------------------------------------------------------
+for (const [n, c, h, w] of upsampleShapes(batch)) {
+  const count = n * c * h * w;
+  const x = randomBuffer(count, 8);
+  const y = b.pool.acquire(4 * count * F32);
+  const dx = b.pool.acquire(count * F32);
+  const g = { planes: n * c, inH: h, inW: w, outH: 2 * h, outW: 2 * w, scaleH: 0.5, scaleW: 0.5 };
+  const shape = `${n}x${c}x${h}x${w}`;
+  await time(
+    "upsample fwd",
+    shape,
+    () => ops.resizeForward(b, "nearest", x, y, g),
+    { bytes: 5 * count * F32 },
+    "per output",
+  );
+  await time(
+    "upsample bwd",
+    shape,
+    () => ops.resizeBackward(b, "nearest", y, dx, g),
+    { bytes: 5 * count * F32 },
+    "per input",
+  );
+  for (const buffer of [x, y, dx]) b.pool.release(buffer);
+  b.flush();
+}
+
+// ---- Adam -----------------------------------------------------------------------------------------
+{
+  // The autoencoder's conv weights (about 776k parameters), as one tensor and as 8 layers.
+  const sizes = convLayers(1).slice(1).map((l) => l.geometry.outC * l.geometry.inC * 9);
+  const total = sizes.reduce((a, s) => a + s, 0);
+  const p = randomBuffer(total, 9);
+  const gr = randomBuffer(total, 10);
+  const m = randomBuffer(total, 11, 0, 0.1);
+  const v = randomBuffer(total, 12, 0, 0.1);
+  const h = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 10 };
+  await time(
+    "adam",
+    `${total} params`,
+    () => ops.adam(b, p, gr, m, v, total, h),
+    { bytes: 7 * total * F32 },
+    "fused vec4",
+  );
+  for (const buffer of [p, gr, m, v]) b.pool.release(buffer);
+  b.flush();
+}
+
+// ---- training step and peers ----------------------------------------------------------------------
+let step: StepResult | null = null;
+if (!args["no-step"] && !only) step = await trainStepBench(batch, quick);
+b.destroy();
+let peers: PeerResult[] = [];
+if (!args["no-peers"] && !only) peers = await runPeers(batch, quick, step !== null);
+
+// ---- report ---------------------------------------------------------------------------------------
+const header = ["kernel", "shape", "ms", "GFLOP/s", "GB/s", "variant"];
+const table = markdownTable(
+  header,
+  rows.map((r) => [r.kernel, r.shape, fmt(r.ms), fmt(r.gflops), fmt(r.gbps), r.variant]),
+);
+console.log(`\nadapter: ${b.adapterName}; batch ${batch}; fence floor ${fmt(floor)} ms\n`);
+console.log(table);
+if (step) {
+  console.log(
+    `\ntraining step (autoencoder 64x64, batch ${step.batch}): ${fmt(step.msPerStep)} ms/step, ` +
+      `${fmt(step.imagesPerSecond)} images/s; GPU bytes in use ${step.bytesInUseFirst} -> ` +
+      `${step.bytesInUseLast} over ${step.steps} steps`,
+  );
+}
+if (peers.length) {
+  console.log(
+    "\n" + markdownTable(
+      ["peer", "what", "ms", "GFLOP/s", "images/s", "note"],
+      peers.map((p) => [
+        p.peer,
+        p.what,
+        fmt(p.ms),
+        fmt(p.gflops),
+        fmt(p.imagesPerSecond),
+        p.note ?? "",
+      ]),
+    ),
+  );
+}
+const ratios = summarize(rows, step, peers);
+if (ratios.length) console.log("\n" + ratios.join("\n"));
+if (args.json) {
+  await Deno.writeTextFile(
+    args.json,
+    JSON.stringify(
+      {
+        adapter: b.adapterName,
+        batch,
+        quick,
+        fenceFloorMs: floor,
+        cpu: await cpuName(),
+        cores: navigator.hardwareConcurrency,
+        rows,
+        step,
+        peers,
+        summary: ratios,
+      },
+      null,
+      2,
+    ),
+  );
+}
+
+/** The issue-6 targets, as ratios computed from this run. */
+function summarize(rows: BenchRow[], step: StepResult | null, peers: PeerResult[]): string[] {
+  const out: string[] = [];
+  const find = (kernel: string, shape: string) =>
+    rows.find((r) => r.kernel === kernel && r.shape === shape);
+  const fwd = find("conv fwd", "ref 32->32 @64");
+  const bin = find("conv bwd-in", "ref 32->32 @64");
+  const bw = find("conv bwd-w", "ref 32->32 @64");
+  if (fwd) out.push(`conv 32->32 @64 forward: ${fmt(fwd.gflops)} GFLOP/s (target >= 25)`);
+  if (bin && bw && fwd) {
+    const backward = (2 * fwd.gflops! * fwd.ms) / (bin.ms + bw.ms);
+    out.push(`conv 32->32 @64 backward (input + weight): ${fmt(backward)} GFLOP/s (target >= 25)`);
+  }
+  const copy = rows.find((r) => r.kernel === "copy");
+  if (copy?.gbps) {
+    const memory = rows.filter((r) => /^(bn|maxpool|upsample|adam)/.test(r.kernel));
+    const worst = memory.reduce<BenchRow | null>(
+      (w, r) => (!w || r.gbps! < w.gbps! ? r : w),
+      null,
+    );
+    if (worst) {
+      out.push(
+        `memory-bound kernels: worst ${worst.kernel} ${worst.shape} at ` +
+          `${fmt((100 * worst.gbps!) / copy.gbps)}% of the copy kernel (target >= 50%)`,
+      );
+    }
+  }
+  for (const p of peers) {
+    if (p.what === "conv fwd 32->32 @64" && p.ms && fwd) {
+      out.push(`vs ${p.peer} conv forward: ${fmt(p.ms / fwd.ms)}x`);
+    }
+    if (p.what === "conv fwd+bwd 32->32 @64" && p.ms && fwd && bin && bw) {
+      out.push(`vs ${p.peer} conv forward+backward: ${fmt(p.ms / (fwd.ms + bin.ms + bw.ms))}x`);
+    }
+    if (p.what.startsWith("train step") && p.imagesPerSecond && step) {
+      out.push(`vs ${p.peer} training step: ${fmt(step.imagesPerSecond / p.imagesPerSecond)}x`);
+    }
+  }
+  if (step) {
+    out.push(
+      `GPU bytes in use over ${step.steps} steps: ${step.bytesInUseFirst} -> ${step.bytesInUseLast}`,
+    );
+  }
+  return out;
+}
+
+async function cpuName(): Promise<string> {
+  try {
+    const text = await Deno.readTextFile("/proc/cpuinfo");
+    return text.match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}

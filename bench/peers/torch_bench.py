@@ -1,0 +1,87 @@
+"""PyTorch CPU peer of bench/kernels.ts: the same conv (3x3, 32->32, 64x64) forward and
+forward+backward, and the same autoencoder training step (bench/step.ts), on 2 threads.
+Prints one JSON object on stdout."""
+import json
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+batch = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+quick = len(sys.argv) > 2 and sys.argv[2] == "quick"
+threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+results = []
+
+
+def timed(fn, reps):
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps * 1000
+
+
+x = torch.randn(batch, 32, 64, 64)
+w = torch.randn(32, 32, 3, 3, requires_grad=True)
+flops = 2 * batch * 32 * 64 * 64 * 32 * 9
+with torch.no_grad():
+    ms = timed(lambda: F.conv2d(x, w, padding=1), 3 if quick else 5)
+results.append({"what": "conv fwd 32->32 @64", "ms": ms, "gflops": flops / ms / 1e6})
+xg = x.clone().requires_grad_(True)
+
+
+def fwd_bwd():
+    y = F.conv2d(xg, w, padding=1)
+    y.backward(torch.ones_like(y))
+
+
+ms = timed(fwd_bwd, 2 if quick else 4)
+results.append({"what": "conv fwd+bwd 32->32 @64", "ms": ms, "gflops": 3 * flops / ms / 1e6})
+
+ENCODER = [(3, 32), (32, 64), (64, 128), (128, 256)]
+DECODER = [(256, 128), (128, 64), (64, 32), (32, 3)]
+
+
+class AE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(),
+                           nn.MaxPool2d(2)) for i, o in ENCODER])
+        dec = []
+        for k, (i, o) in enumerate(DECODER):
+            last = k == len(DECODER) - 1
+            layers = [nn.Upsample(scale_factor=2, mode="nearest"),
+                      nn.Conv2d(i, o, 3, padding=1, bias=last)]
+            layers += [nn.Sigmoid()] if last else [nn.BatchNorm2d(o), nn.ReLU()]
+            dec.append(nn.Sequential(*layers))
+        self.dec = nn.ModuleList(dec)
+
+    def forward(self, h):
+        for m in self.enc:
+            h = m(h)
+        for m in self.dec:
+            h = m(h)
+        return h
+
+
+model = AE()
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+images = torch.rand(batch, 3, 64, 64)
+
+
+def step():
+    opt.zero_grad(set_to_none=True)
+    loss = F.mse_loss(model(images), images)
+    loss.backward()
+    opt.step()
+
+
+ms = timed(step, 2 if quick else 5)
+results.append({"what": f"train step (batch {batch})", "ms": ms,
+                "imagesPerSecond": batch * 1000 / ms})
+print(json.dumps({"version": torch.__version__, "threads": threads, "results": results}))

@@ -1,0 +1,119 @@
+/**
+ * The training-step benchmark: the 64x64 conv autoencoder (encoder conv3x3-BN-ReLU-maxpool x4,
+ * decoder upsample-conv3x3-BN-ReLU x3 then upsample-conv3x3-sigmoid), MSE reconstruction loss,
+ * Adam. The same model is built in bench/peers/torch_bench.py.
+ */
+
+// Imported from nn/ rather than mod.ts: mod.ts pulls in the image codecs, which need --allow-ffi.
+import { Device } from "../nn/device.ts";
+import * as F from "../nn/functional.ts";
+import * as optim from "../nn/optim.ts";
+import { type Tensor, tidy } from "../nn/tensor.ts";
+import { DECODER, ENCODER } from "./shapes.ts";
+
+/** Result of {@link trainStepBench}. */
+export interface StepResult {
+  batch: number;
+  steps: number;
+  msPerStep: number;
+  imagesPerSecond: number;
+  bytesInUseFirst: number;
+  bytesInUseLast: number;
+}
+
+interface Layer {
+  w: Tensor;
+  b: Tensor | null;
+  bnW: Tensor | null;
+  bnB: Tensor | null;
+  runningMean: Tensor | null;
+  runningVar: Tensor | null;
+}
+
+/** Build the model and time `steps` training steps at `batch`. */
+export async function trainStepBench(batch: number, quick: boolean): Promise<StepResult> {
+  const device = await Device.create();
+  const layers: Layer[] = [];
+  let seed = 100;
+  for (const [i, o] of ENCODER) layers.push(await paramLayer(device, i, o, seed++, true));
+  for (let k = 0; k < DECODER.length; k++) {
+    const [i, o] = DECODER[k];
+    layers.push(await paramLayer(device, i, o, seed++, k < DECODER.length - 1));
+  }
+  const params: Tensor[] = [];
+  for (const l of layers) {
+    for (const t of [l.w, l.b, l.bnW, l.bnB]) if (t) params.push(t);
+  }
+  const opt = new optim.Adam(params, { lr: 1e-3 });
+  const images = device.rand([batch, 3, 64, 64], 7);
+
+  const forward = (x: Tensor): Tensor => {
+    let h = x;
+    for (let k = 0; k < layers.length; k++) {
+      const l = layers[k];
+      if (k >= ENCODER.length) h = F.upsample(h, { scaleFactor: 2, mode: "nearest" });
+      h = F.conv2d(h, l.w, l.b, { padding: 1 });
+      if (l.bnW) {
+        h = F.batchNorm2d(h, l.runningMean, l.runningVar, l.bnW, l.bnB, { training: true });
+        h = F.relu(h);
+      } else {
+        h = F.sigmoid(h);
+      }
+      if (k < ENCODER.length) h = F.maxPool2d(h, { kernelSize: 2 });
+    }
+    return h;
+  };
+  const step = async () => {
+    const loss = tidy(() => F.mseLoss(forward(images), images));
+    opt.zeroGrad();
+    await loss.backward();
+    opt.step();
+    loss.dispose();
+  };
+  await step();
+  await device.sync();
+  const bytesInUseFirst = device.stats().bytesInUse;
+  const steps = quick ? 2 : 5;
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) await step();
+  await device.sync();
+  const msPerStep = (performance.now() - t0) / steps;
+  const bytesInUseLast = device.stats().bytesInUse;
+  opt.dispose();
+  for (const t of [...params, images]) t.dispose();
+  for (const l of layers) {
+    l.runningMean?.dispose();
+    l.runningVar?.dispose();
+  }
+  device.destroy();
+  return {
+    batch,
+    steps,
+    msPerStep,
+    imagesPerSecond: (batch * 1000) / msPerStep,
+    bytesInUseFirst,
+    bytesInUseLast,
+  };
+}
+
+async function paramLayer(
+  device: Device,
+  inC: number,
+  outC: number,
+  seed: number,
+  bn: boolean,
+): Promise<Layer> {
+  const scale = Math.sqrt(2 / (inC * 9));
+  const init = device.randn([outC, inC, 3, 3], seed);
+  const data = await init.toArray();
+  init.dispose();
+  for (let i = 0; i < data.length; i++) data[i] *= scale;
+  return {
+    w: device.tensor(data, [outC, inC, 3, 3], { requiresGrad: true }),
+    b: bn ? null : device.zeros([outC], { requiresGrad: true }),
+    bnW: bn ? device.ones([outC], { requiresGrad: true }) : null,
+    bnB: bn ? device.zeros([outC], { requiresGrad: true }) : null,
+    runningMean: bn ? device.zeros([outC]) : null,
+    runningVar: bn ? device.ones([outC]) : null,
+  };
+}

@@ -1,0 +1,191 @@
+/**
+ * Conv variant autotuner: times the applicable variants of each pass for a shape on this adapter,
+ * keeps the fastest per adapter + pass + shape, and caches the choices on disk in
+ * `.cache/autotune-<adapter>.json` under the project root (gitignored).
+ *
+ * Launchers record synchronously and cannot wait for the GPU, so tuning is an explicit async step:
+ * call {@link autotuneConv} with a model's conv geometries once at set-up (the benchmark does).
+ * Launchers then read the cached choice ({@link tunedConvVariant}); shapes never tuned use the
+ * fixed default of kernels/ops.ts. `VA_AUTOTUNE=0` (or {@link setAutotuneEnabled}) disables
+ * both the tuning and the cache, so every launch uses the fixed default (deterministic runs).
+ */
+
+import type { Backend } from "./backend.ts";
+import * as ops from "./ops.ts";
+
+/** The variants each pass can choose from. */
+const CANDIDATES: Record<ops.ConvPass, ops.ConvVariant[]> = {
+  forward: ["direct", "ubo"],
+  backwardInput: ["direct", "ubo"],
+  backwardWeight: ["direct"],
+};
+
+interface TunerState {
+  enabled: boolean;
+  loaded: boolean;
+  path: string | null;
+  choices: Map<string, { variant: ops.ConvVariant; ms: Record<string, number> }>;
+}
+
+const states = new WeakMap<Backend, TunerState>();
+
+function envEnabled(): boolean {
+  try {
+    return Deno.env.get("VA_AUTOTUNE") !== "0";
+  } catch {
+    return true; // no env permission: the default (enabled)
+  }
+}
+
+function cachePath(b: Backend): string | null {
+  try {
+    const root = new URL("../", import.meta.url);
+    if (root.protocol !== "file:") return null;
+    const name = b.adapterName.replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 80);
+    return `${decodeURIComponent(root.pathname)}.cache/autotune-${name}.json`;
+  } catch {
+    return null;
+  }
+}
+
+function state(b: Backend): TunerState {
+  let s = states.get(b);
+  if (!s) {
+    s = { enabled: envEnabled(), loaded: false, path: cachePath(b), choices: new Map() };
+    states.set(b, s);
+  }
+  if (s.enabled && !s.loaded) {
+    s.loaded = true;
+    try {
+      if (s.path) {
+        const json = JSON.parse(Deno.readTextFileSync(s.path));
+        for (const [key, value] of Object.entries(json.choices ?? {})) {
+          const entry = value as { variant: ops.ConvVariant; ms: Record<string, number> };
+          if (CANDIDATES.forward.includes(entry.variant)) s.choices.set(key, entry);
+        }
+      }
+    } catch { /* no cache yet, or no read permission */ }
+  }
+  return s;
+}
+
+/** Turn the tuner and its cache on or off for one backend (default: on unless VA_AUTOTUNE=0). */
+export function setAutotuneEnabled(b: Backend, enabled: boolean): void {
+  state(b).enabled = enabled;
+}
+
+/** Whether tuned choices are used on this backend. */
+export function autotuneEnabled(b: Backend): boolean {
+  return state(b).enabled;
+}
+
+/** Cache key of a pass and shape. */
+export function convKey(pass: ops.ConvPass, g: ops.Conv2dGeometry): string {
+  return `${pass}:${g.batch}x${g.inC}x${g.inH}x${g.inW}->${g.outC}x${g.outH}x${g.outW}` +
+    `:k${g.kH}x${g.kW}:s${g.stride}:p${g.pad}`;
+}
+
+/** The cached choice for a pass and shape, or null (untuned, or tuning disabled). */
+export function tunedConvVariant(
+  b: Backend,
+  pass: ops.ConvPass,
+  g: ops.Conv2dGeometry,
+): ops.ConvVariant | null {
+  const s = state(b);
+  if (!s.enabled) return null;
+  return s.choices.get(convKey(pass, g))?.variant ?? null;
+}
+
+/** The timings behind a cached choice (ms per call per variant), for reports. */
+export function tunedConvTimings(
+  b: Backend,
+  pass: ops.ConvPass,
+  g: ops.Conv2dGeometry,
+): Record<string, number> | null {
+  return state(b).choices.get(convKey(pass, g))?.ms ?? null;
+}
+
+async function timeOnce(b: Backend, record: () => void, floorMs: number): Promise<number> {
+  record(); // warm-up: compiles the pipeline
+  await b.sync();
+  let t0 = performance.now();
+  record();
+  await b.sync();
+  const once = Math.max(0.05, performance.now() - t0 - floorMs);
+  const reps = Math.max(1, Math.min(20, Math.round(150 / once)));
+  t0 = performance.now();
+  for (let i = 0; i < reps; i++) record();
+  await b.sync();
+  return Math.max(0.001, performance.now() - t0 - floorMs) / reps;
+}
+
+/**
+ * Time every applicable variant of each pass for each geometry not tuned yet, remember the fastest
+ * and save the cache. Returns the number of (pass, shape) entries tuned now. Does nothing when
+ * tuning is disabled.
+ */
+export async function autotuneConv(
+  b: Backend,
+  geometries: readonly ops.Conv2dGeometry[],
+  passes: readonly ops.ConvPass[] = ["forward", "backwardInput", "backwardWeight"],
+): Promise<number> {
+  const s = state(b);
+  if (!s.enabled) return 0;
+  await b.sync();
+  const t0 = performance.now();
+  await b.sync();
+  const floorMs = performance.now() - t0;
+  let tuned = 0;
+  for (const g of geometries) {
+    const todo = passes.filter((pass) => {
+      if (s.choices.has(convKey(pass, g))) return false;
+      const applicable = CANDIDATES[pass].filter((v) =>
+        ops.conv2dVariant(b, pass, g, { variant: v }) === v
+      );
+      return applicable.length > 1;
+    });
+    if (!todo.length) continue;
+    const xSize = g.batch * g.inC * g.inH * g.inW;
+    const wSize = g.outC * g.inC * g.kH * g.kW;
+    const ySize = g.batch * g.outC * g.outH * g.outW;
+    const x = b.pool.acquire(xSize * 4);
+    const w = b.pool.acquire(wSize * 4);
+    const y = b.pool.acquire(ySize * 4);
+    ops.fill(b, x, xSize, 0.5);
+    ops.fill(b, w, wSize, 0.01);
+    ops.fill(b, y, ySize, 0.25);
+    for (const pass of todo) {
+      const ms: Record<string, number> = {};
+      for (const variant of CANDIDATES[pass]) {
+        if (ops.conv2dVariant(b, pass, g, { variant }) !== variant) continue;
+        const options = { variant };
+        const record = pass === "forward"
+          ? () => ops.conv2dForward(b, x, w, null, y, g, options)
+          : pass === "backwardInput"
+          ? () => ops.conv2dBackwardInput(b, y, w, x, g, options)
+          : () => ops.conv2dBackwardWeight(b, y, x, w, g, options);
+        ms[variant] = await timeOnce(b, record, floorMs);
+      }
+      const best = Object.entries(ms).sort((a, c) => a[1] - c[1])[0][0] as ops.ConvVariant;
+      s.choices.set(convKey(pass, g), { variant: best, ms });
+      tuned++;
+    }
+    for (const buffer of [x, w, y]) b.pool.release(buffer);
+    b.flush();
+  }
+  if (tuned) save(s, b);
+  return tuned;
+}
+
+function save(s: TunerState, b: Backend): void {
+  if (!s.path) return;
+  try {
+    const dir = s.path.slice(0, s.path.lastIndexOf("/"));
+    Deno.mkdirSync(dir, { recursive: true });
+    const choices = Object.fromEntries(s.choices);
+    Deno.writeTextFileSync(
+      s.path,
+      JSON.stringify({ adapter: b.adapterName, choices }, null, 1) + "\n",
+    );
+  } catch { /* read-only checkout or no write permission: keep the choices in memory */ }
+}

@@ -33,6 +33,8 @@ Commands:
 Flags:
   --preset NAME     tiny (smoke test), demo (default, ~15 min on 2 cores), paper
   --data SOURCE     synthetic (default), afew-va:PATH or affectnet:PATH
+  --ae-data SOURCE  afew-va:PATH: the autoencoder's faces when --data has no identities
+                    (the paper: AE on AFEW-VA, regressor on AffectNet)
   --out RUN_DIR     run folder (default runs/<time>-<preset>)
   --resume RUN_DIR  continue an interrupted run with its saved configuration
   --config FILE     JSON configuration (see pipelines/config.ts); flags override it
@@ -100,6 +102,7 @@ function installInterrupt(): { requested: boolean; remove(): void } {
 const TRAIN_FLAGS = {
   preset: { type: "string" },
   data: { type: "string" },
+  "ae-data": { type: "string" },
   out: { type: "string" },
   resume: { type: "string" },
   config: { type: "string" },
@@ -137,6 +140,13 @@ async function trainCommand(command: string, args: string[]): Promise<number> {
     if (values.preset) flags.preset = values.preset as ExperimentConfigInput["preset"];
     const dataConfig = dataFlag(values.data as string | undefined);
     if (dataConfig) flags.data = dataConfig;
+    const aeData = values["ae-data"] as string | undefined;
+    if (aeData !== undefined) {
+      if (!aeData.startsWith("afew-va:") || aeData.length <= 8) {
+        throw new UsageError(`--ae-data must be afew-va:PATH, got "${aeData}"`);
+      }
+      flags.data = { ...flags.data, autoencoderPath: aeData.slice(8) };
+    }
     flags.seeds = intFlag("seeds", values.seeds);
     flags.seed = intFlag("seed", values.seed);
     if (values.epochs !== undefined) {

@@ -55,7 +55,29 @@ export interface FaceSplit {
 export interface ExperimentData {
   train: FaceSplit;
   test: FaceSplit;
+  /** Faces the autoencoder trains on when they differ from `train` (AFEW-VA beside AffectNet). */
+  autoencoderTrain?: FaceSplit;
   description: string;
+}
+
+/** Read one split of a real dataset and load its 64x64 faces (cached beside the dataset). */
+async function loadRealSplit(
+  source: "afew-va" | "affectnet",
+  root: string,
+  split: "train" | "test",
+  seed: number,
+): Promise<FaceSplit> {
+  const result = source === "afew-va"
+    ? await data.readAfewVa(root, { split, seed })
+    : await data.readAffectNet(root, { split: split === "train" ? "train" : "validation" });
+  if (result.samples.length === 0) {
+    throw new data.DataError(`${root}: the ${split} split of ${source} has no usable faces`);
+  }
+  const set = await data.loadFaceSet(result.samples, {
+    size: 64,
+    cache: `${root}/.va-cache-${split}.bin`,
+  });
+  return { samples: set.samples, images: set.faces, size: 64 };
 }
 
 /** One regressor run's outcome. */
@@ -122,24 +144,21 @@ export async function loadExperimentData(config: ExperimentConfig): Promise<Expe
     };
   }
   const root = d.path!;
-  const read = d.source === "afew-va"
-    ? async (split: "train" | "test") => await data.readAfewVa(root, { split, seed: config.seed })
-    : async (split: "train" | "test") =>
-      await data.readAffectNet(root, { split: split === "train" ? "train" : "validation" });
-  const splits: FaceSplit[] = [];
-  for (const split of ["train", "test"] as const) {
-    const result = await read(split);
-    const set = await data.loadFaceSet(result.samples, {
-      size: 64,
-      cache: `${root}/.va-cache-${split}.bin`,
-    });
-    splits.push({ samples: set.samples, images: set.faces, size: 64 });
-  }
+  const train = await loadRealSplit(d.source, root, "train", config.seed);
+  const test = await loadRealSplit(d.source, root, "test", config.seed);
+  const autoencoderTrain = d.autoencoderPath
+    ? await loadRealSplit("afew-va", d.autoencoderPath, "train", config.seed)
+    : undefined;
   return {
-    train: splits[0],
-    test: splits[1],
-    description: `${d.source} at ${root}: ${splits[0].samples.length} training and ` +
-      `${splits[1].samples.length} test faces`,
+    train,
+    test,
+    autoencoderTrain,
+    description: `${d.source} at ${root}: ${train.samples.length} training and ` +
+      `${test.samples.length} test faces` +
+      (autoencoderTrain
+        ? `; the autoencoder trains on ${autoencoderTrain.samples.length} AFEW-VA faces at ` +
+          d.autoencoderPath
+        : ""),
   };
 }
 
@@ -645,7 +664,7 @@ async function trainOrLoadAutoencoder(
   log: (line: string) => void,
 ): Promise<FaceAutoencoder | null> {
   const aeConfig = config.autoencoder;
-  const { train } = experimentData;
+  const train = experimentData.autoencoderTrain ?? experimentData.train;
   const autoencoder = new FaceAutoencoder(device, {
     size: aeConfig.size,
     codeSize: aeConfig.codeSize,

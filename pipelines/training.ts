@@ -136,7 +136,10 @@ export async function trainAutoencoder(
     : { epochsDone: 0, step: 0, losses: [] };
   const firstPairs = epochPairs(samples, settings.seed, 0, settings.pairsPerSample);
   if (firstPairs.length === 0) {
-    throw new Error("no same-person pairs with different V/A: the autoencoder cannot be trained");
+    throw new Error(
+      "no same-person pairs with different V/A, so the autoencoder cannot be trained (AffectNet " +
+        "has no identities: train it on AFEW-VA as the paper did, with --ae-data afew-va:PATH)",
+    );
   }
   const stepsPerEpoch = Math.ceil(firstPairs.length / settings.batchSize);
   const totalSteps = stepsPerEpoch * settings.epochs;

@@ -190,8 +190,9 @@ export class Progress {
     }
     const first = this.#samples[0];
     const latest = this.#samples[this.#samples.length - 1];
+    // Under a fifth of a second the rate is noise (the first step would show millions per second).
     const spanSeconds = (latest.timeMs - first.timeMs) / 1000;
-    if (spanSeconds > 0) {
+    if (spanSeconds >= 0.2) {
       // Without item counts the throughput is in steps, so the unit must say so.
       const rate = this.#countsItems
         ? `${formatRate((latest.items - first.items) / spanSeconds)} ${this.#unit}/s`
@@ -220,7 +221,7 @@ export class Progress {
     const epochs = this.#last.epoch !== undefined ? (this.#last.epochs ?? this.#last.epoch) : 1;
     const remaining = Math.max(0, epochs * this.#total - latest.globalStep);
     if (remaining === 0) return 0;
-    const stepRate = spanSeconds > 0 ? (latest.globalStep - first.globalStep) / spanSeconds : 0;
+    const stepRate = spanSeconds >= 0.2 ? (latest.globalStep - first.globalStep) / spanSeconds : 0;
     return stepRate > 0 ? remaining / stepRate : undefined;
   }
 

@@ -5,7 +5,10 @@
  * with the peers (TF.js webgpu on the same adapter, PyTorch CPU when installed) in the same run.
  *
  * Flags: --quick (batch 8, fewer layers; under a minute), --batch N, --json PATH, --no-peers,
- * --no-step, --only REGEX (rows whose name matches), --variant NAME (force a conv variant).
+ * --no-step, --only REGEX (rows whose name matches), --variant NAME (force a conv variant),
+ * --baseline (also time the previous implementation of each kernel that has a newer variant, in
+ * the row right after it: direct conv backward-to-weight, per-channel batch norm, generic
+ * pooling / upsampling), --resnet (also the conv shapes of ResNet34 on 32x32 inputs).
  */
 
 import { parseArgs } from "node:util";
@@ -13,7 +16,7 @@ import { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
 import { autotuneConv, autotuneEnabled, tunedConvTimings } from "../kernels/autotune.ts";
 import { fenceFloorMs, fmt, markdownTable, timeRecorded } from "./harness.ts";
-import { activationShapes, convFlops, convLayers, upsampleShapes } from "./shapes.ts";
+import { activationShapes, convFlops, convLayers, resnetLayers, upsampleShapes } from "./shapes.ts";
 import { type PeerResult, runPeers } from "./peers.ts";
 import { type StepResult, trainStepBench } from "./step.ts";
 
@@ -40,6 +43,8 @@ const { values: args } = parseArgs({
     "no-step": { type: "boolean", default: false },
     only: { type: "string" },
     variant: { type: "string" },
+    baseline: { type: "boolean", default: false },
+    resnet: { type: "boolean", default: false },
   },
 });
 
@@ -91,6 +96,7 @@ async function time(
 }
 
 const convOptions = args.variant ? { variant: args.variant as ops.ConvVariant } : {};
+const baseline = args.baseline ?? false;
 
 console.error(`adapter: ${b.adapterName}; fence floor ${fmt(floor)} ms; batch ${batch}`);
 
@@ -121,6 +127,7 @@ console.error(`adapter: ${b.adapterName}; fence floor ${fmt(floor)} ms; batch ${
 const layers = convLayers(batch).filter((l) =>
   !quick || ["ref 32->32 @64", "enc 64->128 @16", "dec 32->3 @64"].includes(l.name)
 );
+if (args.resnet) layers.push(...resnetLayers(batch));
 if (!args.variant && !(only && !only.test("conv"))) {
   const t0 = performance.now();
   const tuned = await autotuneConv(b, layers.map((l) => l.geometry));
@@ -146,32 +153,31 @@ for (const { name, geometry: g } of layers) {
   const dx = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);
   const dw = b.pool.acquire(g.outC * g.inC * g.kH * g.kW * F32);
   const flops = convFlops(g);
-  await time(
-    "conv fwd",
-    name,
-    () => ops.conv2dForward(b, x, w, bias, y, g, convOptions),
-    { flops },
-    variantNote("forward", g),
-  );
-  await time(
-    "conv bwd-in",
-    name,
-    () => ops.conv2dBackwardInput(b, y, w, dx, g, convOptions),
-    { flops },
-    variantNote("backwardInput", g),
-  );
-  await time(
-    "conv bwd-w",
-    name,
-    () => ops.conv2dBackwardWeight(b, y, x, dw, g, convOptions),
-    { flops },
-    variantNote("backwardWeight", g),
-  );
+  const passes: [string, ops.ConvPass, (options: ops.ConvOptions) => void][] = [
+    ["conv fwd", "forward", (o) => ops.conv2dForward(b, x, w, bias, y, g, o)],
+    ["conv bwd-in", "backwardInput", (o) => ops.conv2dBackwardInput(b, y, w, dx, g, o)],
+    ["conv bwd-w", "backwardWeight", (o) => ops.conv2dBackwardWeight(b, y, x, dw, g, o)],
+  ];
+  for (const [kernel, pass, record] of passes) {
+    await time(kernel, name, () => record(convOptions), { flops }, variantNote(pass, g));
+    // The implementation before this round: ubo for forward / backward-to-input where it
+    // applies, otherwise (and for every backward-to-weight) direct.
+    const old = pass !== "backwardWeight" &&
+        ops.conv2dVariant(b, pass, g, { variant: "ubo" }) === "ubo"
+      ? "ubo"
+      : "direct";
+    if (baseline && ops.conv2dVariant(b, pass, g, convOptions) !== old) {
+      await time(kernel, name, () => record({ variant: old }), { flops }, `${old} (baseline)`);
+    }
+  }
   for (const buffer of [x, w, bias, y, dx, dw]) b.pool.release(buffer);
   b.flush();
 }
 
 // ---- batch norm, max-pool ------------------------------------------------------------------------
+const spatialVariants: (ops.SpatialVariant | undefined)[] = baseline
+  ? [undefined, "generic"]
+  : [undefined];
 for (const [n, c, h, w] of activationShapes(batch)) {
   const count = n * c * h * w;
   const shape = `${n}x${c}x${h}x${w}`;
@@ -184,26 +190,45 @@ for (const [n, c, h, w] of activationShapes(batch)) {
   const weight = randomBuffer(c, 6);
   const biasBuf = randomBuffer(c, 7);
   const stats = { mean, stat: invStd, fromVariance: false };
-  await time(
-    "bn fwd",
-    shape,
-    () => {
-      ops.batchNormStats(b, x, mean, invStd, null, n, c, h * w, 1e-5, 0.1);
-      ops.batchNormApply(b, x, stats, { weight, bias: biasBuf }, y, count, c, h * w, 1e-5);
-    },
-    { bytes: 3 * count * F32 },
-    ops.batchNormVariant(b, count, c),
-  );
-  await time(
-    "bn bwd",
-    shape,
-    () => {
-      ops.batchNormBackwardSums(b, y, x, stats, sums, n, c, h * w, 1e-5);
-      ops.batchNormBackwardInput(b, y, x, stats, weight, sums, dx, n, c, h * w, 1e-5);
-    },
-    { bytes: 5 * count * F32 },
-    ops.batchNormVariant(b, count, c),
-  );
+  const bnVariants: (ops.BatchNormVariant | undefined)[] = baseline
+    ? [undefined, "per-channel"]
+    : [undefined];
+  for (const variant of bnVariants) {
+    const options = { variant };
+    const label = ops.batchNormVariant(b, count, c, h * w, options) +
+      (variant ? " (baseline)" : "");
+    await time(
+      "bn fwd",
+      shape,
+      () => {
+        ops.batchNormStats(b, x, mean, invStd, null, n, c, h * w, 1e-5, 0.1, options);
+        ops.batchNormApply(
+          b,
+          x,
+          stats,
+          { weight, bias: biasBuf },
+          y,
+          count,
+          c,
+          h * w,
+          1e-5,
+          options,
+        );
+      },
+      { bytes: 3 * count * F32 },
+      label,
+    );
+    await time(
+      "bn bwd",
+      shape,
+      () => {
+        ops.batchNormBackwardSums(b, y, x, stats, sums, n, c, h * w, 1e-5, options);
+        ops.batchNormBackwardInput(b, y, x, stats, weight, sums, dx, n, c, h * w, 1e-5, options);
+      },
+      { bytes: 5 * count * F32 },
+      label,
+    );
+  }
   const pool = {
     planes: n * c,
     inH: h,
@@ -218,20 +243,24 @@ for (const [n, c, h, w] of activationShapes(batch)) {
     padW: 0,
   };
   const argmax = b.pool.acquire((count / 4) * F32);
-  await time(
-    "maxpool fwd",
-    shape,
-    () => ops.maxPool2dForward(b, x, y, argmax, pool),
-    { bytes: count * F32 + 2 * (count / 4) * F32 },
-    "per output",
-  );
-  await time(
-    "maxpool bwd",
-    shape,
-    () => ops.maxPool2dBackward(b, y, argmax, dx, pool),
-    { bytes: count * F32 + 2 * (count / 4) * F32 },
-    "per input",
-  );
+  for (const variant of spatialVariants) {
+    const options = { variant };
+    const label = ops.maxPool2dVariant(pool, options) + (variant ? " (baseline)" : "");
+    await time(
+      "maxpool fwd",
+      shape,
+      () => ops.maxPool2dForward(b, x, y, argmax, pool, options),
+      { bytes: count * F32 + 2 * (count / 4) * F32 },
+      label,
+    );
+    await time(
+      "maxpool bwd",
+      shape,
+      () => ops.maxPool2dBackward(b, y, argmax, dx, pool, options),
+      { bytes: count * F32 + 2 * (count / 4) * F32 },
+      label,
+    );
+  }
   for (const buffer of [x, y, dx, mean, invStd, sums, weight, biasBuf, argmax]) {
     b.pool.release(buffer);
   }
@@ -246,20 +275,24 @@ for (const [n, c, h, w] of upsampleShapes(batch)) {
   const dx = b.pool.acquire(count * F32);
   const g = { planes: n * c, inH: h, inW: w, outH: 2 * h, outW: 2 * w, scaleH: 0.5, scaleW: 0.5 };
   const shape = `${n}x${c}x${h}x${w}`;
-  await time(
-    "upsample fwd",
-    shape,
-    () => ops.resizeForward(b, "nearest", x, y, g),
-    { bytes: 5 * count * F32 },
-    "per output",
-  );
-  await time(
-    "upsample bwd",
-    shape,
-    () => ops.resizeBackward(b, "nearest", y, dx, g),
-    { bytes: 5 * count * F32 },
-    "per input",
-  );
+  for (const variant of spatialVariants) {
+    const options = { variant };
+    const label = ops.resizeVariant("nearest", g, options) + (variant ? " (baseline)" : "");
+    await time(
+      "upsample fwd",
+      shape,
+      () => ops.resizeForward(b, "nearest", x, y, g, options),
+      { bytes: 5 * count * F32 },
+      label,
+    );
+    await time(
+      "upsample bwd",
+      shape,
+      () => ops.resizeBackward(b, "nearest", y, dx, g, options),
+      { bytes: 5 * count * F32 },
+      label,
+    );
+  }
   for (const buffer of [x, y, dx]) b.pool.release(buffer);
   b.flush();
 }
@@ -361,7 +394,9 @@ function summarize(rows: BenchRow[], step: StepResult | null, peers: PeerResult[
   }
   const copy = rows.find((r) => r.kernel === "copy");
   if (copy?.gbps) {
-    const memory = rows.filter((r) => /^(bn|maxpool|upsample|adam)/.test(r.kernel));
+    const memory = rows.filter((r) =>
+      /^(bn|maxpool|upsample|adam)/.test(r.kernel) && !r.variant.includes("(baseline)")
+    );
     const worst = memory.reduce<BenchRow | null>(
       (w, r) => (!w || r.gbps! < w.gbps! ? r : w),
       null,

@@ -57,3 +57,45 @@ export function activationShapes(batch: number): [number, number, number, number
 export function upsampleShapes(batch: number): [number, number, number, number][] {
   return DECODER.map(([i, , s]) => [batch, i, s / 2, s / 2]);
 }
+
+function conv(
+  batch: number,
+  inC: number,
+  outC: number,
+  size: number,
+  k: number,
+  stride: number,
+  pad: number,
+): Conv2dGeometry {
+  const out = Math.floor((size + 2 * pad - k) / stride) + 1;
+  return {
+    batch,
+    inC,
+    inH: size,
+    inW: size,
+    outC,
+    outH: out,
+    outW: out,
+    kH: k,
+    kW: k,
+    stride,
+    pad,
+  };
+}
+
+/** The distinct conv shapes of ResNet34 on 32x32 inputs (stem, each stage, the downsamples). */
+export function resnetLayers(batch: number): ConvLayer[] {
+  return [
+    { name: "rn stem 3->64 7x7s2 @32", geometry: conv(batch, 3, 64, 32, 7, 2, 3) },
+    { name: "rn l1 64->64 @8", geometry: conv(batch, 64, 64, 8, 3, 1, 1) },
+    { name: "rn l2 64->128 s2 @8", geometry: conv(batch, 64, 128, 8, 3, 2, 1) },
+    { name: "rn l2 ds 64->128 1x1s2 @8", geometry: conv(batch, 64, 128, 8, 1, 2, 0) },
+    { name: "rn l2 128->128 @4", geometry: conv(batch, 128, 128, 4, 3, 1, 1) },
+    { name: "rn l3 128->256 s2 @4", geometry: conv(batch, 128, 256, 4, 3, 2, 1) },
+    { name: "rn l3 ds 128->256 1x1s2 @4", geometry: conv(batch, 128, 256, 4, 1, 2, 0) },
+    { name: "rn l3 256->256 @2", geometry: conv(batch, 256, 256, 2, 3, 1, 1) },
+    { name: "rn l4 256->512 s2 @2", geometry: conv(batch, 256, 512, 2, 3, 2, 1) },
+    { name: "rn l4 ds 256->512 1x1s2 @2", geometry: conv(batch, 256, 512, 2, 1, 2, 0) },
+    { name: "rn l4 512->512 @1", geometry: conv(batch, 512, 512, 1, 3, 1, 1) },
+  ];
+}

@@ -15,9 +15,9 @@ import * as ops from "./ops.ts";
 
 /** The variants each pass can choose from. */
 const CANDIDATES: Record<ops.ConvPass, ops.ConvVariant[]> = {
-  forward: ["direct", "ubo"],
-  backwardInput: ["direct", "ubo"],
-  backwardWeight: ["direct"],
+  forward: ["direct", "ubo", "ubo-any"],
+  backwardInput: ["direct", "ubo", "ubo-any"],
+  backwardWeight: ["direct", "ubo", "ubo-any"],
 };
 
 interface TunerState {

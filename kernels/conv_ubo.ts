@@ -12,6 +12,13 @@ import {
   UBO_OC_BLOCK,
   UBO_WINDOW_VEC4,
 } from "./wgsl/conv_ubo.ts";
+import {
+  convUboWgradKernel,
+  convUboWgradPackKernel,
+  WGRAD_WINDOW_VEC4,
+  WGRAD_WORKGROUP,
+} from "./wgsl/conv_ubo_wgrad.ts";
+import { reduceAxisKernel } from "./wgsl/reduce.ts";
 
 const F32 = 4;
 const WINDOW_FLOATS = UBO_WINDOW_VEC4 * 4;
@@ -84,6 +91,94 @@ export function uboConv(
       buffers.push(y);
       b.dispatch(kernel, buffers, u.bytes, [foldX, blocks, foldZ]);
     }
+  }
+  b.pool.release(packed);
+}
+
+/** Output channels per workgroup of the ubo weight-gradient kernel (J). */
+export const UBO_WGRAD_OC_BLOCK = 8;
+
+/** Rows of quads per uniform window of the weight-gradient kernel, or 0 when none fits. */
+function wgradRowsPerWindow(b: Backend, quadsW: number, ocBlock: number): number {
+  const quadBytes = ocBlock * 16;
+  const alignQuads = Math.max(1, b.uniformOffsetAlignment / quadBytes);
+  let rows = Math.floor(WGRAD_WINDOW_VEC4 / (quadsW * ocBlock));
+  while (rows > 0 && (rows * quadsW) % alignQuads !== 0) rows--;
+  return rows;
+}
+
+/** Whether the ubo weight-gradient kernel takes this geometry (on top of {@link uboApplicable}). */
+export function uboWgradApplicable(
+  b: Backend,
+  g: { kH: number; kW: number; stride: number; pad: number; inW: number; inH: number },
+): boolean {
+  return uboApplicable(b, g) && b.uniformOffsetAlignment % 16 === 0 &&
+    wgradRowsPerWindow(b, g.inW / 4, UBO_WGRAD_OC_BLOCK) > 0;
+}
+
+/** Target workgroups per dispatch of the weight-gradient kernel (rows are split to reach it). */
+const WGRAD_TARGET_GROUPS = 8;
+
+/**
+ * dw = conv3x3 backward to the weight (stride 1, padding 1, width % 4 == 0), dy read through
+ * uniform windows; see kernels/wgsl/conv_ubo_wgrad.ts.
+ */
+export function uboConvBackwardWeight(
+  b: Backend,
+  dy: GPUBuffer,
+  x: GPUBuffer,
+  dw: GPUBuffer,
+  s: UboConvShape,
+  ocBlock = UBO_WGRAD_OC_BLOCK,
+): void {
+  const quadsW = s.W / 4;
+  const planeQuads = s.H * quadsW;
+  const quads = s.batch * planeQuads;
+  const quadBytes = ocBlock * 16;
+  const alignQuads = Math.max(1, b.uniformOffsetAlignment / quadBytes);
+  const quadsPadded = Math.ceil(quads / alignQuads) * alignQuads;
+  const blocksC = Math.ceil(s.outC / ocBlock);
+  const total = blocksC * quadsPadded * ocBlock;
+  const packed = b.pool.acquire(total * 16 + WGRAD_WINDOW_VEC4 * 16);
+  b.dispatch(
+    convUboWgradPackKernel(ocBlock),
+    [dy, packed],
+    new Uniforms(5).u32(total).u32(s.outC).u32(quads).u32(quadsPadded).u32(planeQuads).bytes,
+    grid1d(total),
+  );
+  const rowsPerWindow = wgradRowsPerWindow(b, quadsW, ocBlock);
+  const totalRows = s.batch * s.H;
+  const lanes = s.inC * 3;
+  const groupsX = Math.ceil(lanes / WGRAD_WORKGROUP);
+  const splits = Math.max(1, Math.min(8, Math.ceil(WGRAD_TARGET_GROUPS / groupsX)));
+  const slotSize = s.outC * s.inC * 9;
+  const target = splits === 1 ? dw : b.pool.acquire(splits * slotSize * F32);
+  const kernel = convUboWgradKernel(ocBlock);
+  for (let block = 0; block < blocksC; block++) {
+    for (let rowStart = 0; rowStart < totalRows; rowStart += rowsPerWindow) {
+      const rows = Math.min(rowsPerWindow, totalRows - rowStart);
+      const rowsPerSplit = Math.ceil(rows / splits);
+      const offset = (block * quadsPadded + rowStart * quadsW) * quadBytes;
+      const u = new Uniforms(10).u32(s.inC).u32(s.H).u32(quadsW).u32(s.outC).u32(rowStart)
+        .u32(rows).u32(rowsPerSplit).u32(block * ocBlock).u32(rowStart > 0 ? 1 : 0)
+        .u32(slotSize);
+      b.dispatch(
+        kernel,
+        [x, { buffer: packed, offset, size: WGRAD_WINDOW_VEC4 * 16 }, target],
+        u.bytes,
+        [groupsX, splits],
+      );
+    }
+  }
+  // Every slot is written by the first window of each block (an empty split stores zeros).
+  if (splits > 1) {
+    b.dispatch(
+      reduceAxisKernel(),
+      [target, dw],
+      new Uniforms(4).u32(1).u32(splits).u32(slotSize).f32(1).bytes,
+      grid1d(slotSize),
+    );
+    b.pool.release(target);
   }
   b.pool.release(packed);
 }

@@ -26,19 +26,35 @@ import {
 } from "./wgsl/conv.ts";
 import {
   batchNormApplyKernel,
+  batchNormApplyVec4Kernel,
+  batchNormBackwardFinalizeKernel,
   batchNormBackwardInputKernel,
+  batchNormBackwardInputVec4Kernel,
+  batchNormBackwardPartialKernel,
   batchNormBackwardSumsKernel,
+  batchNormStatsFinalizeKernel,
   batchNormStatsKernel,
+  batchNormStatsPartialKernel,
 } from "./wgsl/batchnorm.ts";
 import {
   maxPool2dBackwardKernel,
   maxPool2dForwardKernel,
+  maxPool2x2BackwardKernel,
+  maxPool2x2ForwardKernel,
   resizeBackwardKernel,
   resizeForwardKernel,
   type ResizeMode,
+  upsample2xBackwardKernel,
+  upsample2xForwardKernel,
 } from "./wgsl/spatial.ts";
 import { matmulKernel } from "./wgsl/matmul.ts";
-import { uboApplicable, uboConv } from "./conv_ubo.ts";
+import { uboApplicable, uboConv, uboConvBackwardWeight, uboWgradApplicable } from "./conv_ubo.ts";
+import {
+  uboAnyApplicable,
+  uboAnyBackwardInput,
+  uboAnyBackwardWeight,
+  uboAnyForward,
+} from "./conv_ubo_any.ts";
 import { tunedConvVariant } from "./autotune.ts";
 import { adamKernel, mseBackwardKernel } from "./wgsl/optim.ts";
 
@@ -248,11 +264,12 @@ function convUniforms(
 }
 
 /**
- * Implementations of the conv kernels: "direct" (register-blocked, storage operands, any shape)
- * and "ubo" (weights in a uniform buffer, 3x3 stride 1 padding 1, width % 4 == 0; forward and
- * backward-to-input).
+ * Implementations of the conv kernels: "direct" (register-blocked, storage operands, any shape),
+ * "ubo" (a uniform-buffer operand, 3x3 stride 1 padding 1, width % 4 == 0: the weights for
+ * forward and backward-to-input, dy for backward-to-weight) and "ubo-any" (a uniform-buffer
+ * operand, any kernel size, stride and padding; kernels/conv_ubo_any.ts).
  */
-export type ConvVariant = "direct" | "ubo";
+export type ConvVariant = "direct" | "ubo" | "ubo-any";
 
 /** Which conv pass a variant query is about. */
 export type ConvPass = "forward" | "backwardInput" | "backwardWeight";
@@ -271,26 +288,35 @@ export function conv2dVariant(
   options: ConvOptions = {},
 ): ConvVariant {
   const wanted = options.variant ?? chooseConvVariant(b, pass, g);
-  if (wanted === "ubo" && pass !== "backwardWeight" && uboApplicable(b, g)) return "ubo";
+  if (wanted === "ubo" && uboVariantApplicable(b, pass, g)) return "ubo";
+  if (wanted === "ubo-any" && uboAnyApplicable(b, g)) return "ubo-any";
   return "direct";
 }
 
 /**
  * The default variant for a pass and shape: the autotuner's cached choice when there is one
- * (kernels/autotune.ts), else "ubo" where it applies (measured faster on llvmpipe; correct on
- * every adapter), else "direct".
+ * (kernels/autotune.ts), else the rule measured on llvmpipe (correct on every adapter): "ubo"
+ * where it applies (for backward-to-weight only from width 8: narrower maps favour "ubo-any"),
+ * else "ubo-any" when its channel block (outC for forward and backward-to-weight, inC for
+ * backward-to-input; 16 per workgroup) is at least half full, else "direct".
  */
 function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvVariant {
   const forced = forcedConvVariant();
   if (forced) return forced;
   const tuned = tunedConvVariant(b, pass, g);
   if (tuned) return tuned;
-  return pass !== "backwardWeight" && uboApplicable(b, g) ? "ubo" : "direct";
+  if (uboVariantApplicable(b, pass, g) && (pass !== "backwardWeight" || g.inW >= 8)) return "ubo";
+  const blockChannels = pass === "backwardInput" ? g.inC : g.outC;
+  return blockChannels >= 8 && uboAnyApplicable(b, g) ? "ubo-any" : "direct";
+}
+
+function uboVariantApplicable(b: Backend, pass: ConvPass, g: Conv2dGeometry): boolean {
+  return pass === "backwardWeight" ? uboWgradApplicable(b, g) : uboApplicable(b, g);
 }
 
 let forcedVariant: ConvVariant | null | undefined;
 
-/** `VA_CONV_VARIANT=direct|ubo` forces a variant everywhere (debugging, A/B runs). */
+/** `VA_CONV_VARIANT=direct|ubo|ubo-any` forces a variant everywhere (debugging, A/B runs). */
 function forcedConvVariant(): ConvVariant | null {
   if (forcedVariant === undefined) {
     let value: string | undefined;
@@ -299,14 +325,60 @@ function forcedConvVariant(): ConvVariant | null {
     } catch {
       value = undefined;
     }
-    forcedVariant = value === "direct" || value === "ubo" ? value : null;
+    forcedVariant = value === "direct" || value === "ubo" || value === "ubo-any" ? value : null;
   }
   return forcedVariant;
 }
 
-/** The batch-norm implementation used for a shape. */
-export function batchNormVariant(_b: Backend, _n: number, _channels: number): string {
-  return "two-pass per channel";
+/**
+ * Batch-norm implementations: "per-channel" (one workgroup per channel walks the channel twice,
+ * scalar loads; the original) and "chunked" (reductions split over (chunk, channel) workgroups
+ * plus a per-channel finalize pass, vec4 loads when spatial % 4 == 0).
+ */
+export type BatchNormVariant = "per-channel" | "chunked";
+
+/** Options of the batch-norm launchers. */
+export interface BatchNormOptions {
+  /** Force an implementation (tests, benchmarks); default "chunked". */
+  variant?: BatchNormVariant;
+}
+
+function bnVariant(_b: Backend, _channels: number, options: BatchNormOptions): BatchNormVariant {
+  return options.variant ?? "chunked";
+}
+
+/** The batch-norm implementation used for a shape (n elements, `channels`, `spatial`). */
+export function batchNormVariant(
+  b: Backend,
+  _n: number,
+  channels: number,
+  spatial = 1,
+  options: BatchNormOptions = {},
+): string {
+  const v = bnVariant(b, channels, options);
+  if (v === "per-channel") return "two-pass per channel";
+  return `chunked${spatial % 4 === 0 ? " vec4" : ""}`;
+}
+
+/** Threads the chunked batch-norm reductions aim for (channels x chunks). */
+const BN_TARGET_THREADS = 512;
+/** Fewest vectors one chunk thread walks. */
+const BN_MIN_CHUNK = 64;
+
+/** Chunking of a per-channel reduction over [batch, channels, spatial]. */
+function bnChunking(batch: number, channels: number, spatial: number) {
+  const vec4 = spatial % 4 === 0;
+  const spatialV = vec4 ? spatial / 4 : spatial;
+  const total = batch * spatialV;
+  const wanted = Math.ceil(BN_TARGET_THREADS / channels);
+  const chunks0 = Math.max(1, Math.min(wanted, Math.ceil(total / BN_MIN_CHUNK)));
+  const chunkLength = Math.ceil(total / chunks0);
+  return { vec4, spatialV, total, chunks: Math.ceil(total / chunkLength), chunkLength };
+}
+
+function bnChunkUniforms(batch: number, channels: number, k: ReturnType<typeof bnChunking>) {
+  return new Uniforms(6).u32(batch).u32(channels).u32(k.spatialV).u32(k.chunks)
+    .u32(k.chunkLength).u32(k.total).bytes;
 }
 
 /** y = conv2d(x, w) + bias. */
@@ -319,9 +391,14 @@ export function conv2dForward(
   g: Conv2dGeometry,
   options: ConvOptions = {},
 ): void {
-  if (conv2dVariant(b, "forward", g, options) === "ubo") {
+  const variant = conv2dVariant(b, "forward", g, options);
+  if (variant === "ubo") {
     const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
     uboConv(b, x, w, bias, y, shape, false);
+    return;
+  }
+  if (variant === "ubo-any") {
+    uboAnyForward(b, x, w, bias, y, g);
     return;
   }
   const blocksC = Math.ceil(g.outC / 4);
@@ -344,9 +421,14 @@ export function conv2dBackwardInput(
   g: Conv2dGeometry,
   options: ConvOptions = {},
 ): void {
-  if (conv2dVariant(b, "backwardInput", g, options) === "ubo") {
+  const variant = conv2dVariant(b, "backwardInput", g, options);
+  if (variant === "ubo") {
     const shape = { batch: g.batch, inC: g.outC, outC: g.inC, H: g.inH, W: g.inW };
     uboConv(b, dy, w, null, dx, shape, true);
+    return;
+  }
+  if (variant === "ubo-any") {
+    uboAnyBackwardInput(b, dy, w, dx, g);
     return;
   }
   const blocksC = Math.ceil(g.inC / 4);
@@ -370,8 +452,18 @@ export function conv2dBackwardWeight(
   x: GPUBuffer,
   dw: GPUBuffer,
   g: Conv2dGeometry,
-  _options: ConvOptions = {},
+  options: ConvOptions = {},
 ): void {
+  const variant = conv2dVariant(b, "backwardWeight", g, options);
+  if (variant === "ubo") {
+    const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
+    uboConvBackwardWeight(b, dy, x, dw, shape);
+    return;
+  }
+  if (variant === "ubo-any") {
+    uboAnyBackwardWeight(b, dy, x, dw, g);
+    return;
+  }
   const blocksC = Math.ceil(g.outC / 4);
   const threadsPerSplit = blocksC * g.inC * g.kH;
   const wantedSplits = Math.ceil(WEIGHT_GRAD_TARGET_THREADS / threadsPerSplit);
@@ -403,7 +495,25 @@ export function batchNormStats(
   spatial: number,
   eps: number,
   momentum: number,
+  options: BatchNormOptions = {},
 ): void {
+  if (bnVariant(b, channels, options) === "chunked") {
+    const k = bnChunking(batch, channels, spatial);
+    const partial = b.pool.acquire(channels * k.chunks * 2 * F32);
+    b.dispatch(
+      batchNormStatsPartialKernel(k.vec4),
+      [x, partial],
+      bnChunkUniforms(batch, channels, k),
+      grid1d(k.chunks * channels, 64),
+    );
+    const u = new Uniforms(6).u32(channels).u32(k.chunks).u32(spatial).f32(batch * spatial)
+      .f32(eps).f32(momentum);
+    const buffers = [x, partial, mean, invStd];
+    if (running) buffers.push(running.mean, running.var);
+    b.dispatch(batchNormStatsFinalizeKernel(running !== null), buffers, u.bytes, grid1d(channels));
+    b.pool.release(partial);
+    return;
+  }
   const u = new Uniforms(5).u32(batch).u32(channels).u32(spatial).f32(eps).f32(momentum);
   b.dispatch(
     batchNormStatsKernel(running !== null),
@@ -431,17 +541,19 @@ export function batchNormApply(
   channels: number,
   spatial: number,
   eps: number,
+  options: BatchNormOptions = {},
 ): void {
-  const u = new Uniforms(5).u32(n).u32(channels).u32(spatial).f32(eps).f32(0);
+  const vec4 = spatial % 4 === 0 && bnVariant(b, channels, options) === "chunked";
+  const count = vec4 ? n / 4 : n;
+  const u = new Uniforms(5).u32(count).u32(channels).u32(vec4 ? spatial / 4 : spatial).f32(eps)
+    .f32(0);
   const buffers = [x, stats.mean, stats.stat];
   if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
   buffers.push(y);
-  b.dispatch(
-    batchNormApplyKernel(affineParams !== null, stats.fromVariance),
-    buffers,
-    u.bytes,
-    grid1d(n),
-  );
+  const kernel = vec4
+    ? batchNormApplyVec4Kernel(affineParams !== null, stats.fromVariance)
+    : batchNormApplyKernel(affineParams !== null, stats.fromVariance);
+  b.dispatch(kernel, buffers, u.bytes, grid1d(count));
 }
 
 /** sums[c] = sum(dy), sums[channels + c] = sum(dy * xhat). */
@@ -455,7 +567,26 @@ export function batchNormBackwardSums(
   channels: number,
   spatial: number,
   eps: number,
+  options: BatchNormOptions = {},
 ): void {
+  if (bnVariant(b, channels, options) === "chunked") {
+    const k = bnChunking(batch, channels, spatial);
+    const partial = b.pool.acquire(channels * k.chunks * 2 * F32);
+    b.dispatch(
+      batchNormBackwardPartialKernel(k.vec4),
+      [dy, x, stats.mean, partial],
+      bnChunkUniforms(batch, channels, k),
+      grid1d(k.chunks * channels, 64),
+    );
+    b.dispatch(
+      batchNormBackwardFinalizeKernel(stats.fromVariance),
+      [partial, stats.stat, sums],
+      new Uniforms(3).u32(channels).u32(k.chunks).f32(eps).bytes,
+      grid1d(channels),
+    );
+    b.pool.release(partial);
+    return;
+  }
   const u = new Uniforms(5).u32(batch).u32(channels).u32(spatial).f32(eps).f32(0);
   b.dispatch(
     batchNormBackwardSumsKernel(stats.fromVariance),
@@ -478,19 +609,21 @@ export function batchNormBackwardInput(
   channels: number,
   spatial: number,
   eps: number,
+  options: BatchNormOptions = {},
 ): void {
   const n = batch * channels * spatial;
-  const u = new Uniforms(5).u32(n).u32(channels).u32(spatial).f32(eps).f32(batch * spatial);
+  const vec4 = spatial % 4 === 0 && bnVariant(b, channels, options) === "chunked";
+  const count = vec4 ? n / 4 : n;
+  const u = new Uniforms(5).u32(count).u32(channels).u32(vec4 ? spatial / 4 : spatial).f32(eps)
+    .f32(batch * spatial);
   const buffers = [dy, x, stats.mean, stats.stat];
   if (weight) buffers.push(weight);
   if (sums) buffers.push(sums);
   buffers.push(dx);
-  b.dispatch(
-    batchNormBackwardInputKernel(sums !== null, weight !== null, stats.fromVariance),
-    buffers,
-    u.bytes,
-    grid1d(n),
-  );
+  const kernel = vec4
+    ? batchNormBackwardInputVec4Kernel(sums !== null, weight !== null, stats.fromVariance)
+    : batchNormBackwardInputKernel(sums !== null, weight !== null, stats.fromVariance);
+  b.dispatch(kernel, buffers, u.bytes, grid1d(count));
 }
 
 /** Geometry of a 2-D pooling window over [planes, inH, inW]. */
@@ -513,6 +646,29 @@ function poolUniforms(g: Pool2dGeometry): Uint8Array {
     .u32(g.kW).u32(g.strideH).u32(g.strideW).u32(g.padH).u32(g.padW).bytes;
 }
 
+/**
+ * Pooling / resize implementations: "generic" (one thread per element, any window) and "2x2"
+ * (max-pool 2x2 stride 2 without padding, nearest x2 upsampling; width % 4 == 0; vec4 rows).
+ */
+export type SpatialVariant = "generic" | "2x2";
+
+/** Options of the pooling and resize launchers. */
+export interface SpatialOptions {
+  /** Force an implementation (tests, benchmarks); default: "2x2" where it applies. */
+  variant?: SpatialVariant;
+}
+
+/** The max-pool implementation used for a geometry. */
+export function maxPool2dVariant(g: Pool2dGeometry, options: SpatialOptions = {}): SpatialVariant {
+  const fits = g.kH === 2 && g.kW === 2 && g.strideH === 2 && g.strideW === 2 && g.padH === 0 &&
+    g.padW === 0 && g.inW % 4 === 0 && g.outW === g.inW / 2 && g.outH === Math.floor(g.inH / 2);
+  return fits && (options.variant ?? "2x2") === "2x2" ? "2x2" : "generic";
+}
+
+function quadUniforms(total: number, inH: number, outH: number, inW: number): Uint8Array {
+  return new Uniforms(5).u32(total).u32(inH).u32(outH).u32(inW / 4).u32(inW).bytes;
+}
+
 /** y = max-pool(x); argmax (u32) records the winning input position per output. */
 export function maxPool2dForward(
   b: Backend,
@@ -520,7 +676,18 @@ export function maxPool2dForward(
   y: GPUBuffer,
   argmax: GPUBuffer,
   g: Pool2dGeometry,
+  options: SpatialOptions = {},
 ): void {
+  if (maxPool2dVariant(g, options) === "2x2") {
+    const total = g.planes * g.outH * (g.inW / 4);
+    b.dispatch(
+      maxPool2x2ForwardKernel(),
+      [x, y, argmax],
+      quadUniforms(total, g.inH, g.outH, g.inW),
+      grid1d(total),
+    );
+    return;
+  }
   b.dispatch(
     maxPool2dForwardKernel(),
     [x, y, argmax],
@@ -536,7 +703,18 @@ export function maxPool2dBackward(
   argmax: GPUBuffer,
   dx: GPUBuffer,
   g: Pool2dGeometry,
+  options: SpatialOptions = {},
 ): void {
+  if (maxPool2dVariant(g, options) === "2x2") {
+    const total = g.planes * Math.ceil(g.inH / 2) * (g.inW / 4);
+    b.dispatch(
+      maxPool2x2BackwardKernel(),
+      [dy, argmax, dx],
+      quadUniforms(total, g.inH, g.outH, g.inW),
+      grid1d(total),
+    );
+    return;
+  }
   b.dispatch(
     maxPool2dBackwardKernel(),
     [dy, argmax, dx],
@@ -562,6 +740,17 @@ function resizeUniforms(g: ResizeGeometry): Uint8Array {
     .f32(g.scaleW).bytes;
 }
 
+/** The resize implementation used for a mode and geometry. */
+export function resizeVariant(
+  mode: ResizeMode,
+  g: ResizeGeometry,
+  options: SpatialOptions = {},
+): SpatialVariant {
+  const fits = mode === "nearest" && g.scaleH === 0.5 && g.scaleW === 0.5 &&
+    g.outH === 2 * g.inH && g.outW === 2 * g.inW && g.inW % 4 === 0;
+  return fits && (options.variant ?? "2x2") === "2x2" ? "2x2" : "generic";
+}
+
 /** y = resize(x). */
 export function resizeForward(
   b: Backend,
@@ -569,7 +758,18 @@ export function resizeForward(
   x: GPUBuffer,
   y: GPUBuffer,
   g: ResizeGeometry,
+  options: SpatialOptions = {},
 ): void {
+  if (resizeVariant(mode, g, options) === "2x2") {
+    const total = g.planes * g.inH * (g.inW / 4);
+    b.dispatch(
+      upsample2xForwardKernel(),
+      [x, y],
+      quadUniforms(total, g.inH, g.outH, g.inW),
+      grid1d(total),
+    );
+    return;
+  }
   b.dispatch(
     resizeForwardKernel(mode),
     [x, y],
@@ -585,7 +785,18 @@ export function resizeBackward(
   dy: GPUBuffer,
   dx: GPUBuffer,
   g: ResizeGeometry,
+  options: SpatialOptions = {},
 ): void {
+  if (resizeVariant(mode, g, options) === "2x2") {
+    const total = g.planes * g.inH * (g.inW / 4);
+    b.dispatch(
+      upsample2xBackwardKernel(),
+      [dy, dx],
+      quadUniforms(total, g.inH, g.outH, g.inW),
+      grid1d(total),
+    );
+    return;
+  }
   b.dispatch(
     resizeBackwardKernel(mode),
     [dy, dx],

@@ -186,3 +186,234 @@ ${linearMain()}
 }`,
   );
 }
+
+// ---- "chunked" variant: per-channel reductions split over (chunk, channel) threads with vec4
+// loads along the spatial axis, then a small per-channel finalize pass; vec4 element-wise passes.
+
+/** WGSL element type and horizontal sum of the chunked kernels' vector width. */
+function lane(vec4: boolean): { type: string; sum: (e: string) => string; zero: string } {
+  return vec4
+    ? { type: "vec4f", sum: (e) => `dot(${e}, vec4f(1.0))`, zero: "vec4f(0.0)" }
+    : { type: "f32", sum: (e) => e, zero: "0.0" };
+}
+
+const CHUNK_UNIFORMS =
+  "batch: u32, channels: u32, spatialV: u32, chunks: u32, chunkLength: u32, total: u32,";
+
+/**
+ * One thread per (chunk, channel), channel fastest: the thread walks chunk k of its channel's
+ * [batch, spatialV] elements serially (no workgroup reduction: barriers are costly on CPU
+ * rasterizers and the per-channel partials are few) and writes its two sums to
+ * partial[(c * chunks + k) * 2 + {0, 1}].
+ */
+function chunkKernel(prologue: string, body: string): string {
+  return `${linearMain(64)}
+  if (index >= params.channels * params.chunks) { return; }
+  let k = index / params.channels;
+  let c = index - k * params.channels;
+  ${prologue}
+  let first = k * params.chunkLength;
+  let last = min(params.total, first + params.chunkLength);
+  var n = first / params.spatialV;
+  var s = first - n * params.spatialV;
+  var plane = (n * params.channels + c) * params.spatialV;
+  for (var f = first; f < last; f = f + 1u) {
+    let e = plane + s;
+    ${body}
+    s = s + 1u;
+    if (s == params.spatialV) {
+      s = 0u;
+      plane = plane + params.channels * params.spatialV;
+    }
+  }
+  let at = (c * params.chunks + k) * 2u;
+  partial[at] = SUM_A;
+  partial[at + 1u] = SUM_B;
+}`;
+}
+
+/**
+ * Chunk partial sums for the batch statistics, shifted by the channel's first element K for
+ * stability: partial[(c * chunks + k) * 2] = sum(x - K), [.. + 1] = sum((x - K)^2) over chunk k.
+ */
+export function batchNormStatsPartialKernel(vec4: boolean): KernelSource {
+  const l = lane(vec4);
+  const first = vec4 ? "x[c * params.spatialV].x" : "x[c * params.spatialV]";
+  return kernel(
+    "batchNormStatsPartial",
+    { vec4 },
+    ["read", "readWrite"],
+    `${declareBindings([["x", "read", l.type], ["partial", "readWrite"]], CHUNK_UNIFORMS)}
+${
+      chunkKernel(
+        `let shift = ${first};\n  var a = ${l.zero};\n  var q = ${l.zero};`,
+        "let d = x[e] - shift; a = a + d; q = q + d * d;",
+      ).replace("SUM_A", l.sum("a")).replace("SUM_B", l.sum("q"))
+    }`,
+  );
+}
+
+/**
+ * Per-channel finalize of the chunked statistics: mean, invStd (and running stats) from the chunk
+ * partials. Threads: one per channel. Uniforms: channels, chunks, count, eps, momentum.
+ */
+export function batchNormStatsFinalizeKernel(updateRunning: boolean): KernelSource {
+  const bindings: [string, "read" | "readWrite"][] = [
+    ["x", "read"],
+    ["partial", "read"],
+    ["mean", "readWrite"],
+    ["invStd", "readWrite"],
+  ];
+  if (updateRunning) bindings.push(["runningMean", "readWrite"], ["runningVar", "readWrite"]);
+  return kernel(
+    "batchNormStatsFinalize",
+    { updateRunning },
+    bindings.map(([, k]) => k),
+    `${
+      declareBindings(
+        bindings,
+        "channels: u32, chunks: u32, spatial: u32, count: f32, eps: f32, momentum: f32,",
+      )
+    }
+${linearMain()}
+  let c = index;
+  if (c >= params.channels) { return; }
+  var a = 0.0;
+  var q = 0.0;
+  for (var k = 0u; k < params.chunks; k = k + 1u) {
+    let at = (c * params.chunks + k) * 2u;
+    a = a + partial[at];
+    q = q + partial[at + 1u];
+  }
+  let count = params.count;
+  let m1 = a / count;
+  let variance = max(q / count - m1 * m1, 0.0);
+  let m = x[c * params.spatial] + m1;
+  mean[c] = m;
+  invStd[c] = inverseSqrt(variance + params.eps);
+  ${
+      updateRunning
+        ? `let unbiased = variance * count / max(count - 1.0, 1.0);
+  runningMean[c] = (1.0 - params.momentum) * runningMean[c] + params.momentum * m;
+  runningVar[c] = (1.0 - params.momentum) * runningVar[c] + params.momentum * unbiased;`
+        : ""
+    }
+}`,
+  );
+}
+
+/**
+ * Chunk partial sums for the backward: partial[(c * chunks + k) * 2] = sum(dy),
+ * [.. + 1] = sum(dy * (x - mean)).
+ */
+export function batchNormBackwardPartialKernel(vec4: boolean): KernelSource {
+  const l = lane(vec4);
+  return kernel(
+    "batchNormBackwardPartial",
+    { vec4 },
+    ["read", "read", "read", "readWrite"],
+    `${
+      declareBindings(
+        [["dy", "read", l.type], ["x", "read", l.type], ["mean", "read"], ["partial", "readWrite"]],
+        CHUNK_UNIFORMS,
+      )
+    }
+${
+      chunkKernel(
+        `let m = mean[c];\n  var a = ${l.zero};\n  var q = ${l.zero};`,
+        "let g = dy[e]; a = a + g; q = q + g * (x[e] - m);",
+      ).replace("SUM_A", l.sum("a")).replace("SUM_B", l.sum("q"))
+    }`,
+  );
+}
+
+/**
+ * Per-channel finalize of the backward sums: sums[c] = sum(dy), sums[channels + c] =
+ * sum(dy * (x - mean)) * invStd. Threads: one per channel. Uniforms: channels, chunks, eps.
+ */
+export function batchNormBackwardFinalizeKernel(fromVariance: boolean): KernelSource {
+  return kernel(
+    "batchNormBackwardFinalize",
+    { fromVariance },
+    ["read", "read", "readWrite"],
+    `${
+      declareBindings(
+        [["partial", "read"], ["stat", "read"], ["sums", "readWrite"]],
+        "channels: u32, chunks: u32, eps: f32,",
+      )
+    }
+${linearMain()}
+  let c = index;
+  if (c >= params.channels) { return; }
+  var a = 0.0;
+  var q = 0.0;
+  for (var k = 0u; k < params.chunks; k = k + 1u) {
+    let at = (c * params.chunks + k) * 2u;
+    a = a + partial[at];
+    q = q + partial[at + 1u];
+  }
+  sums[c] = a;
+  sums[params.channels + c] = q * ${invStdExpr(fromVariance)};
+}`,
+  );
+}
+
+/** vec4 form of {@link batchNormApplyKernel} (spatial % 4 == 0). Uniforms: n4, channels, spatial4. */
+export function batchNormApplyVec4Kernel(affine: boolean, fromVariance: boolean): KernelSource {
+  const bindings: [string, "read" | "readWrite", string][] = [
+    ["x", "read", "vec4f"],
+    ["mean", "read", "f32"],
+    ["stat", "read", "f32"],
+  ];
+  if (affine) bindings.push(["weight", "read", "f32"], ["bias", "read", "f32"]);
+  bindings.push(["y", "readWrite", "vec4f"]);
+  return kernel(
+    "batchNormApplyVec4",
+    { affine, fromVariance },
+    bindings.map(([, k]) => k),
+    `${declareBindings(bindings, APPLY_UNIFORMS)}
+${linearMain()}
+  if (index >= params.n) { return; }
+  let c = (index / params.spatial) % params.channels;
+  let scale = ${invStdExpr(fromVariance)}${affine ? " * weight[c]" : ""};
+  let shift = ${affine ? "bias[c]" : "0.0"} - mean[c] * scale;
+  y[index] = x[index] * scale + shift;
+}`,
+  );
+}
+
+/** vec4 form of {@link batchNormBackwardInputKernel} (spatial % 4 == 0). */
+export function batchNormBackwardInputVec4Kernel(
+  training: boolean,
+  affine: boolean,
+  fromVariance: boolean,
+): KernelSource {
+  const bindings: [string, "read" | "readWrite", string][] = [
+    ["dy", "read", "vec4f"],
+    ["x", "read", "vec4f"],
+    ["mean", "read", "f32"],
+    ["stat", "read", "f32"],
+  ];
+  if (affine) bindings.push(["weight", "read", "f32"]);
+  if (training) bindings.push(["sums", "read", "f32"]);
+  bindings.push(["dx", "readWrite", "vec4f"]);
+  const gain = affine ? "weight[c] * inv" : "inv";
+  const body = training
+    ? `let k1 = sums[c] / params.count;
+  let k2 = sums[params.channels + c] / params.count * inv;
+  dx[index] = gain * (dy[index] - k1 - (x[index] - mean[c]) * k2);`
+    : `dx[index] = dy[index] * gain;`;
+  return kernel(
+    "batchNormBackwardInputVec4",
+    { training, affine, fromVariance },
+    bindings.map(([, k]) => k),
+    `${declareBindings(bindings, APPLY_UNIFORMS)}
+${linearMain()}
+  if (index >= params.n) { return; }
+  let c = (index / params.spatial) % params.channels;
+  let inv = ${invStdExpr(fromVariance)};
+  let gain = ${gain};
+  ${body}
+}`,
+  );
+}

@@ -195,3 +195,134 @@ ${linearMain()}
 }`,
   );
 }
+
+// ---- Specialized 2x2 kernels: each thread owns a row quad of vec4 loads (width % 4 == 0). ------
+
+const QUAD_UNIFORMS = "total: u32, inH: u32, outH: u32, quadsW: u32, inW: u32,";
+
+/** Decompose a quad index (over planes * rows * quadsW) into plane, row, quad. */
+function quadIndex(rows: string): string {
+  return `if (index >= params.total) { return; }
+  let q = index % params.quadsW;
+  let t = index / params.quadsW;
+  let row = t % ${rows};
+  let plane = t / ${rows};`;
+}
+
+/**
+ * Max-pool 2x2, stride 2, no padding, inW % 4 == 0. Threads: one per pair of outputs (planes *
+ * outH * inW / 4); same first-max rule as {@link maxPool2dForwardKernel} (scan order kh, kw; a
+ * later value wins only if strictly greater). Uniforms: total, inH, outH, quadsW (inW / 4), inW.
+ */
+export function maxPool2x2ForwardKernel(): KernelSource {
+  return kernel(
+    "maxPool2x2Forward",
+    {},
+    ["read", "readWrite", "readWrite"],
+    `${
+      declareBindings(
+        [["x", "read", "vec4f"], ["y", "readWrite", "vec2f"], ["argmax", "readWrite", "vec2u"]],
+        QUAD_UNIFORMS,
+      )
+    }
+struct Best { v: f32, i: u32 }
+fn best4(a: f32, b: f32, c: f32, d: f32, ia: u32, ib: u32, ic: u32, id: u32) -> Best {
+  var r = Best(a, ia);
+  if (b > r.v) { r = Best(b, ib); }
+  if (c > r.v) { r = Best(c, ic); }
+  if (d > r.v) { r = Best(d, id); }
+  return r;
+}
+${linearMain()}
+  ${quadIndex("params.outH")}
+  let oh = row;
+  let top = x[(plane * params.inH + 2u * oh) * params.quadsW + q];
+  let bottom = x[(plane * params.inH + 2u * oh + 1u) * params.quadsW + q];
+  let at = 2u * oh * params.inW + 4u * q;
+  let below = at + params.inW;
+  let left = best4(top.x, top.y, bottom.x, bottom.y, at, at + 1u, below, below + 1u);
+  let right = best4(top.z, top.w, bottom.z, bottom.w, at + 2u, at + 3u, below + 2u, below + 3u);
+  y[index] = vec2f(left.v, right.v);
+  argmax[index] = vec2u(left.i, right.i);
+}`,
+  );
+}
+
+/**
+ * dx of max-pool 2x2 stride 2 (no padding, inW % 4 == 0): windows do not overlap, so each input
+ * gets its window's dy or 0. Threads: one per pair of input rows and column quad (planes *
+ * ceil(inH / 2) * inW / 4); with an odd inH the last row (in no window) gets 0.
+ */
+export function maxPool2x2BackwardKernel(): KernelSource {
+  return kernel(
+    "maxPool2x2Backward",
+    {},
+    ["read", "read", "readWrite"],
+    `${
+      declareBindings(
+        [["dy", "read", "vec2f"], ["argmax", "read", "vec2u"], ["dx", "readWrite", "vec4f"]],
+        QUAD_UNIFORMS,
+      )
+    }
+fn pick(g: vec2f, a: vec2u, at: u32) -> vec4f {
+  return vec4f(select(0.0, g.x, a.x == at), select(0.0, g.x, a.x == at + 1u),
+                select(0.0, g.y, a.y == at + 2u), select(0.0, g.y, a.y == at + 3u));
+}
+${linearMain()}
+  ${quadIndex("((params.inH + 1u) / 2u)")}
+  let oh = row;
+  let top = (plane * params.inH + 2u * oh) * params.quadsW + q;
+  if (oh >= params.outH) {
+    dx[top] = vec4f(0.0);
+    return;
+  }
+  let o = (plane * params.outH + oh) * params.quadsW + q;
+  let g = dy[o];
+  let a = argmax[o];
+  let at = 2u * oh * params.inW + 4u * q;
+  dx[top] = pick(g, a, at);
+  dx[top + params.quadsW] = pick(g, a, at + params.inW);
+}`,
+  );
+}
+
+/**
+ * Nearest x2 upsampling (out = 2 * in in both axes, inW % 4 == 0). Threads: one per input quad
+ * (planes * inH * inW / 4), each writing a 2 x 8 block.
+ */
+export function upsample2xForwardKernel(): KernelSource {
+  return kernel(
+    "upsample2xForward",
+    {},
+    ["read", "readWrite"],
+    `${declareBindings([["x", "read", "vec4f"], ["y", "readWrite", "vec4f"]], QUAD_UNIFORMS)}
+${linearMain()}
+  ${quadIndex("params.inH")}
+  let v = x[index];
+  let a = vec4f(v.x, v.x, v.y, v.y);
+  let b = vec4f(v.z, v.z, v.w, v.w);
+  let o = (plane * params.outH + 2u * row) * 2u * params.quadsW + 2u * q;
+  y[o] = a;
+  y[o + 1u] = b;
+  y[o + 2u * params.quadsW] = a;
+  y[o + 2u * params.quadsW + 1u] = b;
+}`,
+  );
+}
+
+/** dx of nearest x2 upsampling: each input sums its 2x2 block. Threads: one per input quad. */
+export function upsample2xBackwardKernel(): KernelSource {
+  return kernel(
+    "upsample2xBackward",
+    {},
+    ["read", "readWrite"],
+    `${declareBindings([["dy", "read", "vec4f"], ["dx", "readWrite", "vec4f"]], QUAD_UNIFORMS)}
+${linearMain()}
+  ${quadIndex("params.inH")}
+  let o = (plane * params.outH + 2u * row) * 2u * params.quadsW + 2u * q;
+  let a = dy[o] + dy[o + 2u * params.quadsW];
+  let b = dy[o + 1u] + dy[o + 2u * params.quadsW + 1u];
+  dx[index] = vec4f(a.x + a.y, a.z + a.w, b.x + b.y, b.z + b.w);
+}`,
+  );
+}

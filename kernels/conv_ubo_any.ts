@@ -1,0 +1,267 @@
+/**
+ * Launchers of the "ubo-any" conv variant (kernels/wgsl/conv_ubo_any.ts): any kernel size, stride
+ * and padding; forward, backward to the input and backward to the weight.
+ */
+
+import type { Backend } from "./backend.ts";
+import { grid1d, Uniforms } from "./wgsl/common.ts";
+import {
+  ANY_BLOCK,
+  ANY_WINDOW_VEC4,
+  ANY_WORKGROUP,
+  convAnyBackwardInputKernel,
+  convAnyBackwardWeightKernel,
+  convAnyDyPackKernel,
+  convAnyForwardKernel,
+  convAnyPackKernel,
+} from "./wgsl/conv_ubo_any.ts";
+import { reduceAxisKernel } from "./wgsl/reduce.ts";
+
+const F32 = 4;
+const WINDOW_FLOATS = ANY_WINDOW_VEC4 * 4;
+const WINDOW_BYTES = WINDOW_FLOATS * F32;
+
+/** Geometry fields the launchers use (a structural subset of ops.Conv2dGeometry). */
+export interface AnyConvGeometry {
+  batch: number;
+  inC: number;
+  inH: number;
+  inW: number;
+  outC: number;
+  outH: number;
+  outW: number;
+  kH: number;
+  kW: number;
+  stride: number;
+  pad: number;
+}
+
+/** Whether the ubo-any variant can run this geometry on this backend. */
+export function uboAnyApplicable(b: Backend, g: AnyConvGeometry): boolean {
+  return g.kH * g.kW * ANY_BLOCK <= WINDOW_FLOATS && b.maxUniformBindingBytes >= WINDOW_BYTES &&
+    b.uniformOffsetAlignment <= 256 && g.outH > 0 && g.outW > 0;
+}
+
+function geometryUniforms(u: Uniforms, g: AnyConvGeometry): Uniforms {
+  return u.u32(g.batch).u32(g.inC).u32(g.inH).u32(g.inW).u32(g.outC).u32(g.outH).u32(g.outW)
+    .u32(g.kH).u32(g.kW).u32(g.stride).u32(g.pad);
+}
+
+/** Packed filter segments: weights of J "block" channels for a chunk of "loop" channels. */
+function packWeights(
+  b: Backend,
+  w: GPUBuffer,
+  blockC: number,
+  loopC: number,
+  taps: number,
+  transpose: boolean,
+) {
+  const blocks = Math.ceil(blockC / ANY_BLOCK);
+  const maxChunk = Math.floor(WINDOW_FLOATS / (taps * ANY_BLOCK));
+  const chunks = Math.ceil(loopC / maxChunk);
+  const loopChunk = Math.ceil(loopC / chunks);
+  const segFloats = Math.ceil((loopChunk * taps * ANY_BLOCK) / 64) * 64;
+  const total = chunks * blocks * segFloats;
+  const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
+  b.dispatch(
+    convAnyPackKernel(transpose),
+    [w, packed],
+    new Uniforms(7).u32(total).u32(blockC).u32(loopC).u32(taps).u32(loopChunk).u32(blocks)
+      .u32(segFloats).bytes,
+    grid1d(total),
+  );
+  const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
+  return { packed, blocks, chunks, loopChunk, segFloats, perWindow };
+}
+
+/** Grid x (folded over z) for `lanes` threads in workgroups of ANY_WORKGROUP. */
+function foldedGrid(b: Backend, lanes: number): { foldX: number; foldZ: number } {
+  const groups = Math.ceil(lanes / ANY_WORKGROUP);
+  const maxPerDim = b.device.limits.maxComputeWorkgroupsPerDimension;
+  const foldX = Math.min(groups, maxPerDim);
+  return { foldX, foldZ: Math.ceil(groups / foldX) };
+}
+
+/** [start, end) of the kernel taps along one axis that any output position reaches. */
+function forwardTaps(k: number, stride: number, pad: number, inSize: number, outSize: number) {
+  let start = k;
+  let end = 0;
+  for (let t = 0; t < k; t++) {
+    // Reached when some o in [0, outSize) has 0 <= o * stride - pad + t < inSize.
+    const lo = Math.max(0, Math.ceil((pad - t) / stride));
+    const hi = Math.min(outSize - 1, Math.floor((inSize - 1 + pad - t) / stride));
+    if (lo <= hi) {
+      start = Math.min(start, t);
+      end = Math.max(end, t + 1);
+    }
+  }
+  return start < end ? [start, end] : [0, 0];
+}
+
+/** y = conv(x, w) + bias, any geometry. */
+export function uboAnyForward(
+  b: Backend,
+  x: GPUBuffer,
+  w: GPUBuffer,
+  bias: GPUBuffer | null,
+  y: GPUBuffer,
+  g: AnyConvGeometry,
+): void {
+  const taps = g.kH * g.kW;
+  const p = packWeights(b, w, g.outC, g.inC, taps, false);
+  const pixels = g.batch * g.outH * g.outW;
+  const { foldX, foldZ } = foldedGrid(b, pixels);
+  const [khStart, khEnd] = forwardTaps(g.kH, g.stride, g.pad, g.inH, g.outH);
+  const [kwStart, kwEnd] = forwardTaps(g.kW, g.stride, g.pad, g.inW, g.outW);
+  const kernel = convAnyForwardKernel(bias !== null);
+  for (let chunk = 0; chunk < p.chunks; chunk++) {
+    const icStart = chunk * p.loopChunk;
+    const icCount = Math.min(p.loopChunk, g.inC - icStart);
+    for (let base = 0; base < p.blocks; base += p.perWindow) {
+      const blocks = Math.min(p.perWindow, p.blocks - base);
+      const offset = (chunk * p.blocks + base) * p.segFloats * F32;
+      const u = geometryUniforms(new Uniforms(22), g).u32(icStart).u32(icCount)
+        .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(pixels)
+        .u32(khStart).u32(khEnd).u32(kwStart).u32(kwEnd);
+      const buffers = [x, { buffer: p.packed, offset, size: WINDOW_BYTES }];
+      if (bias) buffers.push(bias);
+      buffers.push(y);
+      b.dispatch(kernel, buffers, u.bytes, [foldX, blocks, foldZ]);
+    }
+  }
+  b.pool.release(p.packed);
+}
+
+/** Taps [start, end) (step stride, start in the phase's residue class) reaching phase r. */
+function phaseTaps(
+  k: number,
+  stride: number,
+  pad: number,
+  r: number,
+  inSize: number,
+  outSize: number,
+): [number, number] {
+  let start = -1;
+  let end = 0;
+  for (let t = (r + pad) % stride; t < k; t += stride) {
+    // Reached when some i = r + stride * j < inSize has 0 <= (i + pad - t) / stride < outSize.
+    let reached = false;
+    for (let i = r; i < inSize && !reached; i += stride) {
+      const o = (i + pad - t) / stride;
+      reached = o >= 0 && o < outSize;
+    }
+    if (reached) {
+      if (start < 0) start = t;
+      end = t + 1;
+    }
+  }
+  return start < 0 ? [0, 0] : [start, end];
+}
+
+/** dx = conv backward to the input, any geometry (dx fully written). */
+export function uboAnyBackwardInput(
+  b: Backend,
+  dy: GPUBuffer,
+  w: GPUBuffer,
+  dx: GPUBuffer,
+  g: AnyConvGeometry,
+): void {
+  const taps = g.kH * g.kW;
+  const p = packWeights(b, w, g.inC, g.outC, taps, true);
+  const kernel = convAnyBackwardInputKernel();
+  const s = g.stride;
+  for (let rh = 0; rh < Math.min(s, g.inH); rh++) {
+    for (let rw = 0; rw < Math.min(s, g.inW); rw++) {
+      const phaseH = Math.ceil((g.inH - rh) / s);
+      const phaseW = Math.ceil((g.inW - rw) / s);
+      const pixels = g.batch * phaseH * phaseW;
+      const { foldX, foldZ } = foldedGrid(b, pixels);
+      let [khStart, khEnd] = phaseTaps(g.kH, s, g.pad, rh, g.inH, g.outH);
+      let [kwStart, kwEnd] = phaseTaps(g.kW, s, g.pad, rw, g.inW, g.outW);
+      if (khStart >= khEnd || kwStart >= kwEnd) {
+        // No tap reaches this phase: its dx is zero (one pass with an empty tap loop writes it).
+        [khStart, khEnd, kwStart, kwEnd] = [0, 0, 0, 0];
+      }
+      const chunks = khEnd > khStart && kwEnd > kwStart ? p.chunks : 1;
+      for (let chunk = 0; chunk < chunks; chunk++) {
+        const ocStart = chunk * p.loopChunk;
+        const ocCount = Math.min(p.loopChunk, g.outC - ocStart);
+        for (let base = 0; base < p.blocks; base += p.perWindow) {
+          const blocks = Math.min(p.perWindow, p.blocks - base);
+          const offset = (chunk * p.blocks + base) * p.segFloats * F32;
+          const u = geometryUniforms(new Uniforms(28), g).u32(ocStart).u32(ocCount)
+            .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(pixels)
+            .u32(rh).u32(rw).u32(phaseH).u32(phaseW).u32(khStart).u32(khEnd).u32(kwStart)
+            .u32(kwEnd);
+          b.dispatch(
+            kernel,
+            [dy, { buffer: p.packed, offset, size: WINDOW_BYTES }, dx],
+            u.bytes,
+            [foldX, blocks, foldZ],
+          );
+        }
+      }
+    }
+  }
+  b.pool.release(p.packed);
+}
+
+/** Target workgroups per dispatch of the weight-gradient kernel (pixels are split to reach it). */
+const WGRAD_TARGET_GROUPS = 8;
+
+/** dw = conv backward to the weight, any geometry. */
+export function uboAnyBackwardWeight(
+  b: Backend,
+  dy: GPUBuffer,
+  x: GPUBuffer,
+  dw: GPUBuffer,
+  g: AnyConvGeometry,
+): void {
+  const plane = g.outH * g.outW;
+  const pixels = g.batch * plane;
+  const pixelBytes = ANY_BLOCK * F32;
+  const alignPixels = Math.max(1, b.uniformOffsetAlignment / pixelBytes);
+  const pixelsPadded = Math.ceil(pixels / alignPixels) * alignPixels;
+  const blocks = Math.ceil(g.outC / ANY_BLOCK);
+  const total = blocks * pixelsPadded * ANY_BLOCK;
+  const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
+  b.dispatch(
+    convAnyDyPackKernel(),
+    [dy, packed],
+    new Uniforms(5).u32(total).u32(g.outC).u32(pixels).u32(pixelsPadded).u32(plane).bytes,
+    grid1d(total),
+  );
+  const perWindow = Math.floor(WINDOW_FLOATS / ANY_BLOCK / alignPixels) * alignPixels;
+  const lanes = g.inC * g.kH * g.kW;
+  const groupsX = Math.ceil(lanes / ANY_WORKGROUP);
+  const splits = Math.max(1, Math.min(8, Math.ceil(WGRAD_TARGET_GROUPS / groupsX)));
+  const slotSize = g.outC * lanes;
+  const target = splits === 1 ? dw : b.pool.acquire(splits * slotSize * F32);
+  const kernel = convAnyBackwardWeightKernel();
+  for (let block = 0; block < blocks; block++) {
+    for (let start = 0; start < pixels; start += perWindow) {
+      const count = Math.min(perWindow, pixels - start);
+      const perSplit = Math.ceil(count / splits);
+      const offset = (block * pixelsPadded + start) * pixelBytes;
+      const u = geometryUniforms(new Uniforms(17), g).u32(start).u32(count).u32(perSplit)
+        .u32(block * ANY_BLOCK).u32(start > 0 ? 1 : 0).u32(slotSize);
+      b.dispatch(
+        kernel,
+        [x, { buffer: packed, offset, size: WINDOW_BYTES }, target],
+        u.bytes,
+        [groupsX, splits],
+      );
+    }
+  }
+  // Every slot is written by the first window of each block (an empty split stores zeros).
+  if (splits > 1) {
+    b.dispatch(
+      reduceAxisKernel(),
+      [target, dw],
+      new Uniforms(4).u32(1).u32(splits).u32(slotSize).f32(1).bytes,
+      grid1d(slotSize),
+    );
+    b.pool.release(target);
+  }
+  b.pool.release(packed);
+}

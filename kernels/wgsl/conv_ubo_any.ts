@@ -1,0 +1,341 @@
+/**
+ * The "ubo-any" conv variant: any kernel size, stride and padding (the ResNet stem's 7x7 stride 2,
+ * 1x1 stride-2 downsampling, 3x3 stride 2, and layers whose width is not a multiple of 4), with one
+ * operand read from a uniform buffer so that CPU rasterizers broadcast it instead of running a
+ * per-lane loop (see kernels/wgsl/conv_ubo.ts for the 3x3 stride-1 specialization).
+ *
+ * - Forward: lanes are output pixels, a workgroup owns a block of J output channels whose weights
+ *   (packed [icLocal][kh][kw][j]) are uniform; each lane loads one input value per tap and does J
+ *   multiply-adds with it.
+ * - Backward to the input: the gather form, dispatched once per stride phase (ih % s, iw % s) so
+ *   that the taps that reach a phase are the same for every lane (uniform loops); lanes are input
+ *   pixels of that phase, a workgroup owns J input channels (weights packed [ocLocal][kh][kw][j]).
+ * - Backward to the weight: lanes are (ic, kh, kw) rows of the im2col matrix, a workgroup walks a
+ *   window of pixels whose dy for J output channels is uniform (packed [pixel][j]).
+ *
+ * Windows of packed operands are bound at 256-byte aligned offsets, at most 64 KiB each.
+ */
+
+import type { KernelSource } from "../backend.ts";
+import { declareBindings, kernel, linearMain } from "./common.ts";
+
+/** Channels per workgroup block (J). */
+export const ANY_BLOCK = 16;
+/** vec4s in the declared uniform window (64 KiB). */
+export const ANY_WINDOW_VEC4 = 4096;
+/** Threads per workgroup. */
+export const ANY_WORKGROUP = 64;
+
+const JV = ANY_BLOCK / 4;
+
+/**
+ * Pack weights w [outC, inC, taps] into segments (chunk, block) of [loopLocal][tap][j] floats, each
+ * padded to segFloats. "block" channels are the J-blocked ones, "loop" channels the chunked ones:
+ * forward block = oc, loop = ic; with `transpose` (backward to the input) block = ic, loop = oc.
+ * Threads: one per packed float. Uniforms: total, blockC, loopC, taps, loopChunk, blocks,
+ * segFloats.
+ */
+export function convAnyPackKernel(transpose: boolean): KernelSource {
+  const source = transpose
+    ? "w[(loopCh * params.blockC + blockCh) * params.taps + tap]"
+    : "w[(blockCh * params.loopC + loopCh) * params.taps + tap]";
+  return kernel(
+    "convAnyPack",
+    { transpose },
+    ["read", "readWrite"],
+    `${
+      declareBindings(
+        [["w", "read"], ["packed", "readWrite"]],
+        "total: u32, blockC: u32, loopC: u32, taps: u32, loopChunk: u32, blocks: u32, " +
+          "segFloats: u32,",
+      )
+    }
+${linearMain()}
+  if (index >= params.total) { return; }
+  let segment = index / params.segFloats;
+  let within = index - segment * params.segFloats;
+  let chunk = segment / params.blocks;
+  let block = segment - chunk * params.blocks;
+  let j = within % ${ANY_BLOCK}u;
+  let t = within / ${ANY_BLOCK}u;
+  let tap = t % params.taps;
+  let loopLocal = t / params.taps;
+  let blockCh = block * ${ANY_BLOCK}u + j;
+  let loopCh = chunk * params.loopChunk + loopLocal;
+  var value = 0.0;
+  if (loopLocal < params.loopChunk && loopCh < params.loopC && blockCh < params.blockC) {
+    value = ${source};
+  }
+  packed[index] = value;
+}`,
+  );
+}
+
+const GEOMETRY = "batch: u32, inC: u32, inH: u32, inW: u32, outC: u32, outH: u32, outW: u32, " +
+  "kH: u32, kW: u32, stride: u32, pad: u32,";
+
+function accumulators(): { decl: string; fma: (w: string, v: string) => string } {
+  const decl = Array.from({ length: JV }, (_, i) => `var acc${i} = vec4f(0.0);`).join("\n  ");
+  const fma = (w: string, v: string) =>
+    Array.from({ length: JV }, (_, i) => `acc${i} = acc${i} + ${w}[wBase + ${i}u] * ${v};`)
+      .join("\n          ");
+  return { decl, fma };
+}
+
+function stores(call: (j: string, acc: string) => string): string {
+  const out: string[] = [];
+  for (let i = 0; i < JV; i++) {
+    for (let c = 0; c < 4; c++) out.push(call(`${i * 4 + c}u`, `acc${i}[${c}]`));
+  }
+  return out.join("\n  ");
+}
+
+/**
+ * Forward over one input-channel chunk and a window of output-channel blocks. Threads: x = output
+ * pixels (batch * outH * outW) in groups of 64, folded over z; y = block in the window.
+ * Uniforms: geometry, icStart, icCount, accumulate, blockBase, segVec4, foldX, pixels, khStart,
+ * khEnd, kwStart, kwEnd (the taps any output pixel reaches).
+ */
+export function convAnyForwardKernel(bias: boolean): KernelSource {
+  const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
+    ["x", "read", "f32"],
+    ["w", "uniform", `array<vec4f, ${ANY_WINDOW_VEC4}>`],
+  ];
+  if (bias) bindings.push(["b", "read", "f32"]);
+  bindings.push(["y", "readWrite", "f32"]);
+  const { decl, fma } = accumulators();
+  return kernel(
+    "convAnyForward",
+    { bias },
+    bindings.map(([, k]) => k),
+    `${
+      declareBindings(
+        bindings,
+        GEOMETRY + " icStart: u32, icCount: u32, accumulate: u32, blockBase: u32, segVec4: u32, " +
+          "foldX: u32, pixels: u32, khStart: u32, khEnd: u32, kwStart: u32, kwEnd: u32,",
+      )
+    }
+fn store(n: u32, oc: u32, oh: u32, ow: u32, acc: f32) {
+  if (oc >= params.outC) { return; }
+  let at = ((n * params.outC + oc) * params.outH + oh) * params.outW + ow;
+  if (params.accumulate != 0u) {
+    y[at] = y[at] + acc;
+  } else {
+    y[at] = acc${bias ? " + b[oc]" : ""};
+  }
+}
+@compute @workgroup_size(${ANY_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let p = (wid.z * params.foldX + wid.x) * ${ANY_WORKGROUP}u + lid;
+  // No barriers: lanes past the end leave at once (whole idle SIMD groups then skip the loops).
+  if (p >= params.pixels) { return; }
+  let q = p;
+  let ow = q % params.outW;
+  let t = q / params.outW;
+  let oh = t % params.outH;
+  let n = t / params.outH;
+  let oc0 = (params.blockBase + wid.y) * ${ANY_BLOCK}u;
+  let seg = wid.y * params.segVec4;
+  let ihBase = i32(oh * params.stride) - i32(params.pad);
+  let iwBase = i32(ow * params.stride) - i32(params.pad);
+  ${decl}
+  for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
+    let plane = (n * params.inC + params.icStart + icLocal) * params.inH;
+    for (var kh = params.khStart; kh < params.khEnd; kh = kh + 1u) {
+      let ih = ihBase + i32(kh);
+      let rowOk = ih >= 0 && ih < i32(params.inH);
+      let row = (plane + u32(max(ih, 0))) * params.inW;
+      for (var kw = params.kwStart; kw < params.kwEnd; kw = kw + 1u) {
+        let iw = iwBase + i32(kw);
+        var v = 0.0;
+        if (rowOk && iw >= 0 && iw < i32(params.inW)) { v = x[row + u32(iw)]; }
+        let wBase = seg + ((icLocal * params.kH + kh) * params.kW + kw) * ${JV}u;
+        ${fma("w", "v")}
+      }
+    }
+  }
+  ${stores((j, acc) => `store(n, oc0 + ${j}, oh, ow, ${acc});`)}
+}`,
+  );
+}
+
+/**
+ * Backward to the input for one stride phase (rh, rw), one output-channel chunk and a window of
+ * input-channel blocks: dx[n, ic, ih, iw] = sum over oc, kh, kw of dy[n, oc, oh, ow] *
+ * w[oc, ic, kh, kw] with oh * s = ih + pad - kh. Lanes are the phase's pixels ih = rh + s * i,
+ * iw = rw + s * j; the taps (kh = khStart, khStart + s, ... < khEnd) are those of the phase.
+ * Uniforms: geometry, ocStart, ocCount, accumulate, blockBase, segVec4, foldX, pixels, rh, rw,
+ * phaseH, phaseW, khStart, khEnd, kwStart, kwEnd.
+ */
+export function convAnyBackwardInputKernel(): KernelSource {
+  const { decl, fma } = accumulators();
+  return kernel(
+    "convAnyBackwardInput",
+    {},
+    ["read", "uniform", "readWrite"],
+    `${
+      declareBindings(
+        [["dy", "read", "f32"], ["w", "uniform", `array<vec4f, ${ANY_WINDOW_VEC4}>`], [
+          "dx",
+          "readWrite",
+          "f32",
+        ]],
+        GEOMETRY + " ocStart: u32, ocCount: u32, accumulate: u32, blockBase: u32, segVec4: u32, " +
+          "foldX: u32, pixels: u32, rh: u32, rw: u32, phaseH: u32, phaseW: u32, khStart: u32, " +
+          "khEnd: u32, kwStart: u32, kwEnd: u32,",
+      )
+    }
+fn store(n: u32, ic: u32, ih: u32, iw: u32, acc: f32) {
+  if (ic >= params.inC) { return; }
+  let at = ((n * params.inC + ic) * params.inH + ih) * params.inW + iw;
+  if (params.accumulate != 0u) {
+    dx[at] = dx[at] + acc;
+  } else {
+    dx[at] = acc;
+  }
+}
+@compute @workgroup_size(${ANY_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let p = (wid.z * params.foldX + wid.x) * ${ANY_WORKGROUP}u + lid;
+  // No barriers: lanes past the end leave at once (whole idle SIMD groups then skip the loops).
+  if (p >= params.pixels) { return; }
+  let q = p;
+  let jw = q % params.phaseW;
+  let t = q / params.phaseW;
+  let jh = t % params.phaseH;
+  let n = t / params.phaseH;
+  let ih = params.rh + params.stride * jh;
+  let iw = params.rw + params.stride * jw;
+  let ic0 = (params.blockBase + wid.y) * ${ANY_BLOCK}u;
+  let seg = wid.y * params.segVec4;
+  let s = i32(params.stride);
+  ${decl}
+  for (var ocLocal = 0u; ocLocal < params.ocCount; ocLocal = ocLocal + 1u) {
+    let plane = (n * params.outC + params.ocStart + ocLocal) * params.outH;
+    for (var kh = params.khStart; kh < params.khEnd; kh = kh + params.stride) {
+      let oh = (i32(ih + params.pad) - i32(kh)) / s;
+      let rowOk = oh >= 0 && oh < i32(params.outH);
+      let row = (plane + u32(max(oh, 0))) * params.outW;
+      for (var kw = params.kwStart; kw < params.kwEnd; kw = kw + params.stride) {
+        let ow = (i32(iw + params.pad) - i32(kw)) / s;
+        var v = 0.0;
+        if (rowOk && ow >= 0 && ow < i32(params.outW)) { v = dy[row + u32(ow)]; }
+        let wBase = seg + ((ocLocal * params.kH + kh) * params.kW + kw) * ${JV}u;
+        ${fma("w", "v")}
+      }
+    }
+  }
+  ${stores((j, acc) => `store(n, ic0 + ${j}, ih, iw, ${acc});`)}
+}`,
+  );
+}
+
+/**
+ * Pack dy [batch, outC, outH * outW] into [block][pixelsPadded][J] floats (zero past outC and past
+ * the real pixels). Threads: one per packed float. Uniforms: total, outC, pixels, pixelsPadded,
+ * plane (outH * outW).
+ */
+export function convAnyDyPackKernel(): KernelSource {
+  return kernel(
+    "convAnyDyPack",
+    {},
+    ["read", "readWrite"],
+    `${
+      declareBindings(
+        [["dy", "read"], ["packed", "readWrite"]],
+        "total: u32, outC: u32, pixels: u32, pixelsPadded: u32, plane: u32,",
+      )
+    }
+${linearMain()}
+  if (index >= params.total) { return; }
+  let j = index % ${ANY_BLOCK}u;
+  let t = index / ${ANY_BLOCK}u;
+  let pixel = t % params.pixelsPadded;
+  let block = t / params.pixelsPadded;
+  let oc = block * ${ANY_BLOCK}u + j;
+  var value = 0.0;
+  if (pixel < params.pixels && oc < params.outC) {
+    let n = pixel / params.plane;
+    value = dy[(n * params.outC + oc) * params.plane + (pixel - n * params.plane)];
+  }
+  packed[index] = value;
+}`,
+  );
+}
+
+/**
+ * Backward to the weight over one window of pixels for one block of J output channels. Threads:
+ * x = (ic, kh, kw) lanes in groups of 64; y = split of the window's pixels (partial-sum slot).
+ * Uniforms: geometry, pixelStart (global pixel index n * outH * outW + oh * outW + ow of the
+ * window's first pixel), count (pixels in the window), perSplit, ocBase, accumulate, slotSize.
+ */
+export function convAnyBackwardWeightKernel(): KernelSource {
+  const { decl, fma } = accumulators();
+  return kernel(
+    "convAnyBackwardWeight",
+    {},
+    ["read", "uniform", "readWrite"],
+    `${
+      declareBindings(
+        [["x", "read", "f32"], ["g", "uniform", `array<vec4f, ${ANY_WINDOW_VEC4}>`], [
+          "partial",
+          "readWrite",
+          "f32",
+        ]],
+        GEOMETRY + " pixelStart: u32, count: u32, perSplit: u32, ocBase: u32, accumulate: u32, " +
+          "slotSize: u32,",
+      )
+    }
+fn store(slot: u32, oc: u32, row: u32, acc: f32) {
+  if (oc >= params.outC) { return; }
+  let at = slot * params.slotSize + oc * params.inC * params.kH * params.kW + row;
+  if (params.accumulate != 0u) {
+    partial[at] = partial[at] + acc;
+  } else {
+    partial[at] = acc;
+  }
+}
+@compute @workgroup_size(${ANY_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let lane = wid.x * ${ANY_WORKGROUP}u + lid;
+  let taps = params.kH * params.kW;
+  if (lane >= params.inC * taps) { return; }
+  let ic = lane / taps;
+  let tap = lane - ic * taps;
+  let kh = tap / params.kW;
+  let kw = tap - kh * params.kW;
+  let slot = wid.y;
+  let first = slot * params.perSplit;
+  let last = min(params.count, first + params.perSplit);
+  let plane = params.outH * params.outW;
+  // Walk (n, oh, ow) incrementally from the split's first pixel (uniform counters).
+  let start = params.pixelStart + first;
+  var n = start / plane;
+  var oh = (start - n * plane) / params.outW;
+  var ow = start - n * plane - oh * params.outW;
+  let ihOffset = i32(kh) - i32(params.pad);
+  let iwOffset = i32(kw) - i32(params.pad);
+  ${decl}
+  for (var i = first; i < last; i = i + 1u) {
+    let ih = i32(oh * params.stride) + ihOffset;
+    let iw = i32(ow * params.stride) + iwOffset;
+    var v = 0.0;
+    if (ih >= 0 && ih < i32(params.inH) && iw >= 0 && iw < i32(params.inW)) {
+      v = x[((n * params.inC + ic) * params.inH + u32(ih)) * params.inW + u32(iw)];
+    }
+    let wBase = i * ${JV}u;
+    ${fma("g", "v")}
+    ow = ow + 1u;
+    if (ow == params.outW) {
+      ow = 0u;
+      oh = oh + 1u;
+      if (oh == params.outH) {
+        oh = 0u;
+        n = n + 1u;
+      }
+    }
+  }
+  ${stores((j, acc) => `store(slot, params.ocBase + ${j}, lane, ${acc});`)}
+}`,
+  );
+}

@@ -1,0 +1,151 @@
+/**
+ * The "ubo-any" conv variant (any kernel size, stride and padding; a uniform-buffer operand),
+ * forced through the launchers' `variant` option, against float64 references: forward, backward
+ * to the input and backward to the weight on ResNet-like shapes (7x7 stride 2, 1x1 stride 2,
+ * 3x3 stride 2, 3x3 on 2x2 and 1x1 maps) and odd ones (widths not multiples of 4, channel counts
+ * past one channel block or one uniform window, several pixel windows, batch 1 and 37).
+ */
+
+import type { Backend } from "../kernels/backend.ts";
+import * as ops from "../kernels/ops.ts";
+import * as ref from "./reference.ts";
+import { assertClose, randomArray, testDevice } from "./helpers.ts";
+
+const backend: Backend = (await testDevice()).backend;
+
+function upload(data: Float32Array): GPUBuffer {
+  const buffer = backend.pool.acquire(Math.max(4, data.length * 4));
+  backend.write(buffer, data);
+  return buffer;
+}
+
+async function download(buffer: GPUBuffer, n: number): Promise<Float32Array> {
+  return new Float32Array(await backend.read(buffer, n * 4));
+}
+
+function geometry(
+  batch: number,
+  inC: number,
+  outC: number,
+  h: number,
+  w: number,
+  k: number,
+  stride: number,
+  pad: number,
+): ops.Conv2dGeometry {
+  return {
+    batch,
+    inC,
+    inH: h,
+    inW: w,
+    outC,
+    outH: Math.floor((h + 2 * pad - k) / stride) + 1,
+    outW: Math.floor((w + 2 * pad - k) / stride) + 1,
+    kH: k,
+    kW: k,
+    stride,
+    pad,
+  };
+}
+
+/** dx and dw of a conv for upstream dy, in float64. */
+function backwardReference(
+  x: Float32Array,
+  w: Float32Array,
+  dy: Float32Array,
+  g: ops.Conv2dGeometry,
+): { dx: Float64Array; dw: Float64Array } {
+  const dx = new Float64Array(x.length);
+  const dw = new Float64Array(w.length);
+  for (let n = 0; n < g.batch; n++) {
+    for (let oc = 0; oc < g.outC; oc++) {
+      for (let oh = 0; oh < g.outH; oh++) {
+        for (let ow = 0; ow < g.outW; ow++) {
+          const d = dy[((n * g.outC + oc) * g.outH + oh) * g.outW + ow];
+          for (let ic = 0; ic < g.inC; ic++) {
+            for (let kh = 0; kh < g.kH; kh++) {
+              const ih = oh * g.stride - g.pad + kh;
+              if (ih < 0 || ih >= g.inH) continue;
+              for (let kw = 0; kw < g.kW; kw++) {
+                const iw = ow * g.stride - g.pad + kw;
+                if (iw < 0 || iw >= g.inW) continue;
+                const xi = ((n * g.inC + ic) * g.inH + ih) * g.inW + iw;
+                const wi = ((oc * g.inC + ic) * g.kH + kh) * g.kW + kw;
+                dx[xi] += d * w[wi];
+                dw[wi] += d * x[xi];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return { dx, dw };
+}
+
+const cases: { name: string; g: ops.Conv2dGeometry }[] = [
+  { name: "b1 3->5 3x3 s1 7x9", g: geometry(1, 3, 5, 7, 9, 3, 1, 1) },
+  { name: "b2 5->6 3x3 s2 9x7", g: geometry(2, 5, 6, 9, 7, 3, 2, 1) },
+  { name: "b37 4->3 3x3 s1 5x6 (2 pixel windows)", g: geometry(37, 4, 3, 5, 6, 3, 1, 1) },
+  { name: "b2 3->17 7x7 s2 p3 11x13", g: geometry(2, 3, 17, 11, 13, 7, 2, 3) },
+  { name: "b3 6->5 1x1 s2 9x8", g: geometry(3, 6, 5, 9, 8, 1, 2, 0) },
+  { name: "b2 7->9 1x1 s1 3x5", g: geometry(2, 7, 9, 3, 5, 1, 1, 0) },
+  { name: "b4 20->18 3x3 on 1x1", g: geometry(4, 20, 18, 1, 1, 3, 1, 1) },
+  { name: "b3 9->7 3x3 on 2x2", g: geometry(3, 9, 7, 2, 2, 3, 1, 1) },
+  { name: "b3 9->7 3x3 s2 2x2 -> 1x1", g: geometry(3, 9, 7, 2, 2, 3, 2, 1) },
+  { name: "b1 230->9 3x3 s1 3x3 (3 channel chunks)", g: geometry(1, 230, 9, 3, 3, 3, 1, 1) },
+  { name: "b1 9->230 3x3 s2 5x5 (3 chunks back)", g: geometry(1, 9, 230, 5, 5, 3, 2, 1) },
+  { name: "b1 1->1400 3x3 2x3 (2 block windows)", g: geometry(1, 1, 1400, 2, 3, 3, 1, 1) },
+  { name: "b1 1400->2 3x3 2x3 (2 block windows back)", g: geometry(1, 1400, 2, 2, 3, 3, 1, 1) },
+];
+
+for (const { name, g } of cases) {
+  Deno.test(`conv variant ubo-any ${name}`, async () => {
+    const options = { variant: "ubo-any" as const };
+    for (const pass of ["forward", "backwardInput", "backwardWeight"] as const) {
+      const used = ops.conv2dVariant(backend, pass, g, options);
+      if (used !== "ubo-any") throw new Error(`${pass} ran ${used}`);
+    }
+    const xSize = g.batch * g.inC * g.inH * g.inW;
+    const wSize = g.outC * g.inC * g.kH * g.kW;
+    const ySize = g.batch * g.outC * g.outH * g.outW;
+    const xData = randomArray(xSize, 61);
+    const wData = randomArray(wSize, 62);
+    const bData = randomArray(g.outC, 63);
+    const dyData = randomArray(ySize, 64);
+    const [x, w, bias, dy] = [xData, wData, bData, dyData].map(upload);
+    const y = backend.pool.acquire(ySize * 4);
+    const y2 = backend.pool.acquire(ySize * 4);
+    const dx = backend.pool.acquire(xSize * 4);
+    const dw = backend.pool.acquire(wSize * 4);
+    // Stale data must not leak into any result.
+    ops.fill(backend, y, ySize, 99);
+    ops.fill(backend, dx, xSize, 99);
+    ops.fill(backend, dw, wSize, 99);
+    ops.conv2dForward(backend, x, w, bias, y, g, options);
+    ops.conv2dForward(backend, x, w, null, y2, g, options);
+    ops.conv2dBackwardInput(backend, dy, w, dx, g, options);
+    ops.conv2dBackwardWeight(backend, dy, x, dw, g, options);
+    const [yOut, y2Out, dxOut, dwOut] = await Promise.all([
+      download(y, ySize),
+      download(y2, ySize),
+      download(dx, xSize),
+      download(dw, wSize),
+    ]);
+    const wShape = [g.outC, g.inC, g.kH, g.kW];
+    const xShape = [g.batch, g.inC, g.inH, g.inW];
+    const expected = ref.conv2d(xData, xShape, wData, wShape, bData, g.stride, g.pad).out;
+    const noBias = ref.conv2d(xData, xShape, wData, wShape, null, g.stride, g.pad).out;
+    const taps = g.inC * g.kH * g.kW;
+    const tolerance = { atol: 1e-4 * Math.sqrt(taps), rtol: 1e-3 };
+    assertClose(yOut, expected, `${name} forward`, tolerance);
+    assertClose(y2Out, noBias, `${name} forward without bias`, tolerance);
+    const grads = backwardReference(xData, wData, dyData, g);
+    const dxTolerance = { atol: 1e-4 * Math.sqrt(g.outC * g.kH * g.kW), rtol: 1e-3 };
+    assertClose(dxOut, grads.dx, `${name} backward input`, dxTolerance);
+    const dwTolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC), rtol: 1e-3 };
+    assertClose(dwOut, grads.dw, `${name} backward weight`, dwTolerance);
+    for (const buffer of [x, w, bias, dy, y, y2, dx, dw]) backend.pool.release(buffer);
+    backend.flush();
+  });
+}

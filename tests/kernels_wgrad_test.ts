@@ -1,0 +1,114 @@
+/**
+ * The "ubo" conv backward-to-weight kernel (dy through uniform windows), forced through the
+ * launcher's `variant` option, against a float64 reference on odd shapes: channel counts not
+ * multiples of 4 or 8, widths whose quad count is odd (window rows rounded for the 256-byte
+ * offset alignment), several windows and row splits, batch 1 and 37. The direct kernel runs the
+ * same cases, and shapes the ubo kernel does not take must fall back to it.
+ */
+
+import type { Backend } from "../kernels/backend.ts";
+import * as ops from "../kernels/ops.ts";
+import { assertClose, randomArray, testDevice } from "./helpers.ts";
+
+const backend: Backend = (await testDevice()).backend;
+
+function upload(data: Float32Array): GPUBuffer {
+  const buffer = backend.pool.acquire(Math.max(4, data.length * 4));
+  backend.write(buffer, data);
+  return buffer;
+}
+
+function geometry(
+  batch: number,
+  inC: number,
+  outC: number,
+  h: number,
+  w: number,
+  k = 3,
+  stride = 1,
+  pad = 1,
+): ops.Conv2dGeometry {
+  return {
+    batch,
+    inC,
+    inH: h,
+    inW: w,
+    outC,
+    outH: Math.floor((h + 2 * pad - k) / stride) + 1,
+    outW: Math.floor((w + 2 * pad - k) / stride) + 1,
+    kH: k,
+    kW: k,
+    stride,
+    pad,
+  };
+}
+
+/** dw[oc, ic, kh, kw] = sum of dy * x, in float64. */
+function weightGradReference(x: Float32Array, dy: Float32Array, g: ops.Conv2dGeometry) {
+  const dw = new Float64Array(g.outC * g.inC * g.kH * g.kW);
+  for (let n = 0; n < g.batch; n++) {
+    for (let oc = 0; oc < g.outC; oc++) {
+      for (let ic = 0; ic < g.inC; ic++) {
+        for (let kh = 0; kh < g.kH; kh++) {
+          for (let kw = 0; kw < g.kW; kw++) {
+            let acc = 0;
+            for (let oh = 0; oh < g.outH; oh++) {
+              const ih = oh * g.stride - g.pad + kh;
+              if (ih < 0 || ih >= g.inH) continue;
+              const xRow = ((n * g.inC + ic) * g.inH + ih) * g.inW;
+              const dyRow = ((n * g.outC + oc) * g.outH + oh) * g.outW;
+              for (let ow = 0; ow < g.outW; ow++) {
+                const iw = ow * g.stride - g.pad + kw;
+                if (iw < 0 || iw >= g.inW) continue;
+                acc += dy[dyRow + ow] * x[xRow + iw];
+              }
+            }
+            dw[((oc * g.inC + ic) * g.kH + kh) * g.kW + kw] += acc;
+          }
+        }
+      }
+    }
+  }
+  return dw;
+}
+
+const cases: { name: string; g: ops.Conv2dGeometry; ubo: boolean }[] = [
+  { name: "b1 1->1 4x4", g: geometry(1, 1, 1, 4, 4), ubo: true },
+  { name: "b1 5->3 7x12 (odd quads per row)", g: geometry(1, 5, 3, 7, 12), ubo: true },
+  { name: "b37 3->17 5x28 (3 windows, 3 oc blocks)", g: geometry(37, 3, 17, 5, 28), ubo: true },
+  { name: "b37 6->9 8x8 (2 windows)", g: geometry(37, 6, 9, 8, 8), ubo: true },
+  { name: "b2 70->11 6x8 (4 lane groups, 2 splits)", g: geometry(2, 70, 11, 6, 8), ubo: true },
+  { name: "b3 13->10 3x16", g: geometry(3, 13, 10, 3, 16), ubo: true },
+  // Not taken by the ubo kernel: falls back to direct.
+  { name: "b2 4->5 3x3 s2", g: geometry(2, 4, 5, 9, 8, 3, 2, 1), ubo: false },
+  { name: "b2 3->6 7x7 s2", g: geometry(2, 3, 6, 11, 13, 7, 2, 3), ubo: false },
+  { name: "b3 6->5 1x1 s2", g: geometry(3, 6, 5, 9, 8, 1, 2, 0), ubo: false },
+  { name: "b2 4->5 width 6", g: geometry(2, 4, 5, 6, 6), ubo: false },
+];
+
+for (const variant of ["ubo", "direct"] as const) {
+  for (const { name, g, ubo } of cases) {
+    Deno.test(`conv backward weight ${variant} ${name}`, async () => {
+      const options = { variant };
+      const used = ops.conv2dVariant(backend, "backwardWeight", g, options);
+      const expectedVariant = variant === "ubo" && ubo ? "ubo" : "direct";
+      if (used !== expectedVariant) throw new Error(`ran ${used}, expected ${expectedVariant}`);
+      const xSize = g.batch * g.inC * g.inH * g.inW;
+      const ySize = g.batch * g.outC * g.outH * g.outW;
+      const wSize = g.outC * g.inC * g.kH * g.kW;
+      const xData = randomArray(xSize, 21);
+      const dyData = randomArray(ySize, 22);
+      const x = upload(xData);
+      const dy = upload(dyData);
+      const dw = backend.pool.acquire(wSize * 4);
+      // Stale data in dw must not leak into the result.
+      ops.fill(backend, dw, wSize, 123);
+      ops.conv2dBackwardWeight(backend, dy, x, dw, g, options);
+      const out = new Float32Array(await backend.read(dw, wSize * 4));
+      const tolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC) * g.kH, rtol: 1e-3 };
+      assertClose(out, weightGradReference(xData, dyData, g), `${variant} ${name}`, tolerance);
+      for (const buffer of [x, dy, dw]) backend.pool.release(buffer);
+      backend.flush();
+    });
+  }
+}

@@ -17,9 +17,15 @@ import {
   writeFigure2,
   writeFileAtomic,
 } from "../pipelines/experiment.ts";
-import { vaMetrics } from "../pipelines/metrics.ts";
+import type { vaMetrics } from "../pipelines/metrics.ts";
 import { metricsTable } from "../pipelines/report.ts";
-import { decodeFaces, encodeFaces, generateFaces, predictVa } from "../pipelines/training.ts";
+import {
+  decodeFaces,
+  encodeFaces,
+  generateFaces,
+  predictVa,
+  scorePredictions,
+} from "../pipelines/training.ts";
 import { intFlag, parseFlags, UsageError } from "./args.ts";
 
 export const GENERATE_HELP = `Usage: deno task train generate --run RUN_DIR [--out DIR] [--count N]
@@ -196,12 +202,7 @@ export async function evalCommand(args: string[]): Promise<number> {
       config.regressor.inputSize,
     );
     model.dispose();
-    const m = vaMetrics(
-      Float64Array.from(test.samples, (_, i) => predictions[2 * i]),
-      Float64Array.from(test.samples, (_, i) => predictions[2 * i + 1]),
-      test.samples.map((s) => s.valence),
-      test.samples.map((s) => s.arousal),
-    );
+    const m = scorePredictions(predictions, test.samples);
     results[strategy] = m;
     const one = (x: number) => ({ mean: x, std: 0, runs: [x] });
     const scores = (d: "valence" | "arousal") => ({

@@ -17,7 +17,7 @@ import { ResNet34 } from "../nn/models/resnet.ts";
 import { Adam } from "../nn/optim.ts";
 import { disposeStateDict, readSafetensors, writeSafetensors } from "../nn/io.ts";
 import * as data from "./data/mod.ts";
-import { summarize, vaMetrics } from "./metrics.ts";
+import { summarize, type vaMetrics } from "./metrics.ts";
 import {
   type AutoencoderVariant,
   autoencoderVariants,
@@ -38,6 +38,7 @@ import {
   generateFacesFor,
   type LossPoint,
   predictVa,
+  scorePredictions,
   type StepReport,
   type StopSignal,
   trainAutoencoder,
@@ -459,12 +460,7 @@ export async function runExperiment(
         test.samples.length,
         config.regressor.inputSize,
       );
-      const metrics = vaMetrics(
-        Float64Array.from(test.samples, (_, i) => predictions[2 * i]),
-        Float64Array.from(test.samples, (_, i) => predictions[2 * i + 1]),
-        test.samples.map((s) => s.valence),
-        test.samples.map((s) => s.arousal),
-      );
+      const metrics = scorePredictions(predictions, test.samples);
       if (k === 0) {
         await writeSafetensors(`${runDir}/regressor-${strategy}.safetensors`, model.stateDict(), {
           strategy,

@@ -10,8 +10,8 @@ import type { FaceAutoencoder } from "../nn/models/autoencoder.ts";
 import type { ResNet34 } from "../nn/models/resnet.ts";
 import type { VaLabel } from "./data/types.ts";
 import { sampleUnitDisk } from "./data/samplers.ts";
-import { vaMetrics } from "./metrics.ts";
-import { decodeFaces, encodeFaces, predictVa } from "./training.ts";
+import type { vaMetrics } from "./metrics.ts";
+import { decodeFaces, encodeFaces, predictVa, scorePredictions } from "./training.ts";
 
 /** RMSE, CORR, CCC, SAGR for valence and arousal. */
 export type VaScores = ReturnType<typeof vaMetrics>;
@@ -57,11 +57,9 @@ export function fidelityScores(
   requested: readonly VaLabel[],
 ): FidelityScores {
   const score = (indices: number[]) =>
-    vaMetrics(
-      indices.map((i) => predictions[2 * i]),
-      indices.map((i) => predictions[2 * i + 1]),
-      indices.map((i) => requested[i].valence),
-      indices.map((i) => requested[i].arousal),
+    scorePredictions(
+      Float32Array.from(indices.flatMap((i) => [predictions[2 * i], predictions[2 * i + 1]])),
+      indices.map((i) => requested[i]),
     );
   const all = requested.map((_, i) => i);
   const quadrants = {} as Record<Quadrant, VaScores | null>;

@@ -15,6 +15,7 @@ import { mulberry32, shuffleInPlace } from "./data/rng.ts";
 import { samePersonPairs, sampleUnitDisk } from "./data/samplers.ts";
 import type { FaceSample, VaLabel } from "./data/types.ts";
 import { batchWeights, expressionWeightMap } from "./regions.ts";
+import { vaMetrics } from "./metrics.ts";
 
 /** A stop request (Ctrl-C): loops finish their step, save, and return. */
 export interface StopSignal {
@@ -441,4 +442,17 @@ export async function predictVa(
     y.dispose();
   }
   return out;
+}
+
+/** Metrics of interleaved predictions [v0, a0, v1, a1, ...] against labels. */
+export function scorePredictions(
+  predictions: Float32Array,
+  labels: readonly VaLabel[],
+): ReturnType<typeof vaMetrics> {
+  return vaMetrics(
+    labels.map((_, i) => predictions[2 * i]),
+    labels.map((_, i) => predictions[2 * i + 1]),
+    labels.map((l) => l.valence),
+    labels.map((l) => l.arousal),
+  );
 }

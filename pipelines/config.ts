@@ -60,6 +60,11 @@ export const AutoencoderConfig = z.object({
   consistencyWeight: z.number().min(0).default(0),
   /** Epochs before the consistency term starts. */
   consistencyWarmup: z.number().int().min(0).default(1),
+  /**
+   * The consistency reader: "snapshot" (a frozen copy of the autoencoder's own encoder, taken when
+   * the warm-up ends) or "regressor" (a separately trained ResNet34 V/A reader).
+   */
+  consistencyReader: z.enum(["snapshot", "regressor"]).default("snapshot"),
 }).strict();
 
 /**
@@ -72,6 +77,7 @@ export const ImprovedConfig = z.object({
   regionEmphasis: z.number().min(0).default(4),
   consistencyWeight: z.number().min(0).default(0.05),
   consistencyWarmup: z.number().int().min(0).default(1),
+  consistencyReader: z.enum(["snapshot", "regressor"]).default("snapshot"),
 }).strict();
 
 /** The V/A regressor and its training, one run per strategy and seed. */
@@ -172,7 +178,7 @@ export const PRESETS: Record<ExperimentConfig["preset"], ExperimentConfigInput> 
       consistencyWeight: 0.05,
       consistencyWarmup: 2,
     },
-    regressor: { width: 1 / 16, inputSize: 48, steps: 300, batchSize: 32, lr: 3e-3 },
+    regressor: { width: 1 / 8, inputSize: 64, steps: 150, batchSize: 32, lr: 3e-3 },
     strategies: { under: [12], over: [30], binSize: 0.2, mixing: ["all"] },
     fidelity: { judgePersons: 40, judgeFramesPerPerson: 20 },
     logEvery: 25,
@@ -245,6 +251,7 @@ export interface AutoencoderVariant {
   regionEmphasis: number;
   consistencyWeight: number;
   consistencyWarmup: number;
+  consistencyReader: "snapshot" | "regressor";
 }
 
 /** The autoencoders a configuration trains. */
@@ -256,6 +263,7 @@ export function autoencoderVariants(config: ExperimentConfig): AutoencoderVarian
     regionEmphasis: ae.regionEmphasis,
     consistencyWeight: ae.consistencyWeight,
     consistencyWarmup: ae.consistencyWarmup,
+    consistencyReader: ae.consistencyReader,
   }];
   if (config.improved.enabled) {
     variants.push({ name: "improved", ...stripEnabled(config.improved) });

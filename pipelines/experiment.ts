@@ -281,7 +281,7 @@ export async function runExperiment(
   // improved one's consistency term needs a frozen V/A reader (never the judge).
   const variants = autoencoderVariants(config);
   let reader: ResNet34 | null = null;
-  if (variants.some((v) => v.consistencyWeight > 0)) {
+  if (variants.some((v) => v.consistencyWeight > 0 && v.consistencyReader === "regressor")) {
     reader = await trainAuxiliaryRegressor(device, config, {
       name: "reader",
       path: `${runDir}/reader.safetensors`,
@@ -705,12 +705,15 @@ async function trainOrLoadAutoencoder(
         seed: config.seed,
         logEvery: config.logEvery,
         regionEmphasis: variant.regionEmphasis,
-        consistency: reader && variant.consistencyWeight > 0
+        consistency: variant.consistencyWeight > 0
           ? {
-            reader,
+            reader: variant.consistencyReader === "snapshot" ? "snapshot" : reader!,
             weight: variant.consistencyWeight,
             warmupEpochs: variant.consistencyWarmup,
             inputSize: config.regressor.inputSize,
+            snapshotPath: `${runDir}/checkpoints/${
+              variantFile("autoencoder", variant.name)
+            }-reader.safetensors`,
           }
           : undefined,
       },
@@ -999,7 +1002,12 @@ function describeVariant(config: ExperimentConfig, name: string): string {
   ];
   if (v.regionEmphasis > 0) parts.push(`expression regions weighted x${1 + v.regionEmphasis}`);
   if (v.consistencyWeight > 0) {
-    parts.push(`consistency term ${v.consistencyWeight} after ${v.consistencyWarmup} epoch(s)`);
+    const reader = v.consistencyReader === "snapshot"
+      ? "a frozen snapshot of its own encoder"
+      : "a separately trained ResNet34 reader";
+    parts.push(
+      `consistency term ${v.consistencyWeight} (read by ${reader}) after ${v.consistencyWarmup} epoch(s)`,
+    );
   }
   return parts.join(", ");
 }

@@ -7,9 +7,10 @@
 
 import type { Device } from "../nn/device.ts";
 import * as F from "../nn/functional.ts";
-import type { FaceAutoencoder } from "../nn/models/autoencoder.ts";
+import { FaceAutoencoder } from "../nn/models/autoencoder.ts";
 import { normalizeImagenet, type ResNet34 } from "../nn/models/resnet.ts";
 import { Adam } from "../nn/optim.ts";
+import { disposeStateDict, readSafetensors, writeSafetensors } from "../nn/io.ts";
 import { noGrad, type Tensor, tidy } from "../nn/tensor.ts";
 import { mulberry32, shuffleInPlace } from "./data/rng.ts";
 import { samePersonPairs, sampleUnitDisk } from "./data/samplers.ts";
@@ -85,7 +86,18 @@ export interface AutoencoderTraining {
    * Expression consistency: a frozen V/A reader (eval mode, never the judge) must read the
    * requested (v_j, a_j) from D's output; weighted, and only after `warmupEpochs`.
    */
-  consistency?: { reader: ResNet34; weight: number; warmupEpochs: number; inputSize: number };
+  consistency?: {
+    /**
+     * A V/A regressor, or "snapshot": a frozen copy of this autoencoder's own encoder taken when
+     * the warm-up ends (a cycle E(D(z, v, a)) = (v, a) against a fixed E, so D cannot win by
+     * moving the encoder). The snapshot is saved to `snapshotPath` so a resumed run reuses it.
+     */
+    reader: ResNet34 | "snapshot";
+    weight: number;
+    warmupEpochs: number;
+    inputSize: number;
+    snapshotPath?: string;
+  };
 }
 
 /** Where an interrupted or finished autoencoder training stands. */
@@ -149,94 +161,147 @@ export async function trainAutoencoder(
     ? samples.map((s) => expressionWeightMap(s.landmarks, s.box, side, { emphasis }))
     : null;
   const consistency = settings.consistency;
-  if (consistency) {
-    // The reader is a fixed function: running statistics, no parameter updates.
-    consistency.reader.eval();
-    for (const p of consistency.reader.parameters()) p.requiresGrad = false;
-  }
-  model.train();
-  for (let epoch = progress.epochsDone; epoch < settings.epochs; epoch++) {
-    const pairs = epoch === 0
-      ? firstPairs
-      : epochPairs(samples, settings.seed, epoch, settings.pairsPerSample);
-    for (let start = 0; start < pairs.length; start += settings.batchSize) {
-      const batch = pairs.slice(start, start + settings.batchSize);
-      // Batch norm needs more than one value per channel.
-      if (batch.length < 2) continue;
-      const n = batch.length;
-      const iIdx = batch.map((p) => p.i);
-      const jIdx = batch.map((p) => p.j);
-      const label = (idx: number[], key: "valence" | "arousal") =>
-        device.tensor(idx.map((k) => samples[k][key]), [n]);
-      const loss = tidy(() => {
-        const imageI = device.tensor(gatherImages(faces, imageValues, iIdx), [n, 3, side, side]);
-        const imageJ = device.tensor(gatherImages(faces, imageValues, jIdx), [n, 3, side, side]);
-        const reconstructionWeights = regionMaps
-          ? device.tensor(batchWeights(jIdx.map((k) => regionMaps[k]), side), [n, 3, side, side])
-          : undefined;
-        const parts = model.loss(
-          imageI,
-          label(iIdx, "valence"),
-          label(iIdx, "arousal"),
-          imageJ,
-          label(jIdx, "valence"),
-          label(jIdx, "arousal"),
-          {
-            valence: settings.lambdaValence,
-            arousal: settings.lambdaArousal,
-            reconstructionWeights,
-          },
-        );
-        let total = parts.total;
-        const extra: Tensor[] = [];
-        if (consistency && epoch >= consistency.warmupEpochs) {
-          const read = consistency.reader.forward(
-            regressorInput(parts.generated, consistency.inputSize),
-          );
-          const wanted = device.tensor(
-            jIdx.flatMap((k) => [samples[k].valence, samples[k].arousal]),
-            [n, 2],
-          );
-          const term = F.mseLoss(read, wanted);
-          total = F.add(total, F.mul(term, consistency.weight));
-          extra.push(term);
-        }
-        return [total, parts.reconstruction, parts.valence, parts.arousal, ...extra];
-      });
-      optimizer.zeroGrad();
-      await loss[0].backward();
-      optimizer.step();
-      progress.step++;
-      const report: StepReport = {
-        step: progress.step,
-        totalSteps,
-        epoch: epoch + 1,
-        epochs: settings.epochs,
-        stepInEpoch: Math.floor(start / settings.batchSize) + 1,
-        stepsPerEpoch,
-        items: n,
-      };
-      const last = start + settings.batchSize >= pairs.length;
-      if (progress.step % settings.logEvery === 0 || last) {
-        const [total, reconstruction, valence, arousal, consistencyLoss] = await Promise.all(
-          loss.map((t) => t.item()),
-        );
-        const partValues: Record<string, number> = { reconstruction, valence, arousal };
-        if (consistencyLoss !== undefined) partValues.consistency = consistencyLoss;
-        progress.losses.push({ step: progress.step, loss: total, parts: partValues });
-        report.loss = total;
-      }
-      for (const t of loss) t.dispose();
-      options.onStep?.(report);
-      if (options.stop?.requested) {
-        // An interrupted epoch is redone from its start on resume (its state is not saved).
-        return { ...progress, interrupted: true };
-      }
+  // The reader is a fixed function: running statistics, no parameter updates.
+  const freeze = (m: FaceAutoencoder | ResNet34) => {
+    m.eval();
+    for (const p of m.parameters()) p.requiresGrad = false;
+  };
+  if (consistency && consistency.reader !== "snapshot") freeze(consistency.reader);
+  let snapshot: FaceAutoencoder | null = null;
+  const readVa = (image: Tensor, n: number): Tensor => {
+    if (snapshot) {
+      const { v, a } = snapshot.encode(image);
+      return F.cat([F.reshape(v, [n, 1]), F.reshape(a, [n, 1])], 1);
     }
-    progress.epochsDone = epoch + 1;
-    await options.onEpoch?.(progress);
+    return (consistency!.reader as ResNet34).forward(regressorInput(image, consistency!.inputSize));
+  };
+  model.train();
+  try {
+    for (let epoch = progress.epochsDone; epoch < settings.epochs; epoch++) {
+      if (consistency?.reader === "snapshot" && epoch >= consistency.warmupEpochs && !snapshot) {
+        snapshot = await encoderSnapshot(
+          model,
+          epoch === consistency.warmupEpochs,
+          consistency.snapshotPath,
+        );
+        freeze(snapshot);
+      }
+      const pairs = epoch === 0
+        ? firstPairs
+        : epochPairs(samples, settings.seed, epoch, settings.pairsPerSample);
+      for (let start = 0; start < pairs.length; start += settings.batchSize) {
+        const batch = pairs.slice(start, start + settings.batchSize);
+        // Batch norm needs more than one value per channel.
+        if (batch.length < 2) continue;
+        const n = batch.length;
+        const iIdx = batch.map((p) => p.i);
+        const jIdx = batch.map((p) => p.j);
+        const label = (idx: number[], key: "valence" | "arousal") =>
+          device.tensor(idx.map((k) => samples[k][key]), [n]);
+        const loss = tidy(() => {
+          const imageI = device.tensor(gatherImages(faces, imageValues, iIdx), [n, 3, side, side]);
+          const imageJ = device.tensor(gatherImages(faces, imageValues, jIdx), [n, 3, side, side]);
+          const reconstructionWeights = regionMaps
+            ? device.tensor(batchWeights(jIdx.map((k) => regionMaps[k]), side), [n, 3, side, side])
+            : undefined;
+          const parts = model.loss(
+            imageI,
+            label(iIdx, "valence"),
+            label(iIdx, "arousal"),
+            imageJ,
+            label(jIdx, "valence"),
+            label(jIdx, "arousal"),
+            {
+              valence: settings.lambdaValence,
+              arousal: settings.lambdaArousal,
+              reconstructionWeights,
+            },
+          );
+          let total = parts.total;
+          const extra: Tensor[] = [];
+          if (consistency && epoch >= consistency.warmupEpochs) {
+            const read = readVa(parts.generated, n);
+            const wanted = device.tensor(
+              jIdx.flatMap((k) => [samples[k].valence, samples[k].arousal]),
+              [n, 2],
+            );
+            const term = F.mseLoss(read, wanted);
+            total = F.add(total, F.mul(term, consistency.weight));
+            extra.push(term);
+          }
+          return [total, parts.reconstruction, parts.valence, parts.arousal, ...extra];
+        });
+        optimizer.zeroGrad();
+        await loss[0].backward();
+        optimizer.step();
+        progress.step++;
+        const report: StepReport = {
+          step: progress.step,
+          totalSteps,
+          epoch: epoch + 1,
+          epochs: settings.epochs,
+          stepInEpoch: Math.floor(start / settings.batchSize) + 1,
+          stepsPerEpoch,
+          items: n,
+        };
+        const last = start + settings.batchSize >= pairs.length;
+        if (progress.step % settings.logEvery === 0 || last) {
+          const [total, reconstruction, valence, arousal, consistencyLoss] = await Promise.all(
+            loss.map((t) => t.item()),
+          );
+          const partValues: Record<string, number> = { reconstruction, valence, arousal };
+          if (consistencyLoss !== undefined) partValues.consistency = consistencyLoss;
+          progress.losses.push({ step: progress.step, loss: total, parts: partValues });
+          report.loss = total;
+        }
+        for (const t of loss) t.dispose();
+        options.onStep?.(report);
+        if (options.stop?.requested) {
+          // An interrupted epoch is redone from its start on resume (its state is not saved).
+          return { ...progress, interrupted: true };
+        }
+      }
+      progress.epochsDone = epoch + 1;
+      await options.onEpoch?.(progress);
+    }
+  } finally {
+    snapshot?.dispose();
   }
   return { ...progress, interrupted: false };
+}
+
+/**
+ * The frozen encoder copy of the "snapshot" consistency reader: taken from the model when the
+ * warm-up ends (and saved), or, when resuming past that point, read back from `path`.
+ */
+async function encoderSnapshot(
+  model: FaceAutoencoder,
+  takeNow: boolean,
+  path: string | undefined,
+): Promise<FaceAutoencoder> {
+  const device = model.encoderHead.weight.device;
+  const copy = new FaceAutoencoder(device, {
+    size: model.widths,
+    codeSize: model.codeSize,
+    imageSize: model.imageSize,
+    conditioning: model.conditioning,
+  });
+  if (!takeNow && path) {
+    try {
+      const state = await readSafetensors(device, path);
+      copy.loadStateDict(state, { strict: true });
+      disposeStateDict(state);
+      return copy;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      throw new Error(
+        `${path}: the consistency reader's snapshot is missing; cannot resume exactly`,
+      );
+    }
+  }
+  copy.loadStateDict(model.stateDict(), { strict: true });
+  if (path) await writeSafetensors(path, copy.stateDict(), { model: "consistency snapshot" });
+  return copy;
 }
 
 /** Encode faces in batches (eval mode): z codes [N, codeSize] and predicted (v, a). */

@@ -35,12 +35,15 @@ Faces from a run's trained autoencoder:
   - DIR/figure2.png: the paper's Figure 2 grid for three test identities
   - DIR/generated.png: N faces (default 32) with V/A drawn uniformly from the unit disk
   - with --image: that photo's face re-generated at the requested --valence/--arousal
-    (DIR/edited.png, next to the reconstruction with its own predicted V/A)
+    (DIR/edited.png, next to the reconstruction with its own predicted V/A); write negative
+    values with '=': --valence=-0.5
 
   --run RUN_DIR   a run folder with config.json and autoencoder.safetensors
   --out DIR       output folder (default RUN_DIR/generated)
   --seed N        seed of the drawn V/A (default 0)
   --variant NAME  paper (default) or improved: which of the run's autoencoders
+  --fidelity      also DIR/figure2-fidelity.png: the grid captioned with what the run's judge
+                  reads from each generated face (requested values are in figure2.png)
 `;
 
 export const EVAL_HELP = `Usage: deno task train eval --run RUN_DIR [--json]
@@ -101,6 +104,7 @@ export async function generateCommand(args: string[]): Promise<number> {
     valence: { type: "string" },
     arousal: { type: "string" },
     variant: { type: "string" },
+    fidelity: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
   if (values.help) {
@@ -123,6 +127,28 @@ export async function generateCommand(args: string[]): Promise<number> {
   await Deno.mkdir(out, { recursive: true });
   const { train, test } = await loadExperimentData(config);
   await writeFigure2(autoencoder, test, `${out}/figure2.png`);
+  if (values.fidelity) {
+    const judgePath = `${run}/judge.safetensors`;
+    let state;
+    try {
+      state = await readSafetensors(device, judgePath);
+    } catch (error) {
+      throw new UsageError(
+        `${judgePath}: ${(error as Error).message} (the run trains it when fidelity is on)`,
+      );
+    }
+    const judge = new ResNet34(device, {
+      width: config.regressor.width,
+      inputSize: config.regressor.inputSize,
+    });
+    judge.loadStateDict(state, { strict: true });
+    disposeStateDict(state);
+    await writeFigure2(autoencoder, test, `${out}/figure2-fidelity.png`, 3, {
+      model: judge,
+      inputSize: config.regressor.inputSize,
+    });
+    judge.dispose();
+  }
   const generated = await generateFaces(
     autoencoder,
     train.images,
@@ -158,7 +184,9 @@ export async function generateCommand(args: string[]): Promise<number> {
   }
   autoencoder.dispose();
   console.log(
-    `wrote ${out}/figure2.png, ${out}/generated.png${values.image ? `, ${out}/edited.png` : ""}`,
+    `wrote ${out}/figure2.png, ${out}/generated.png` +
+      (values.fidelity ? `, ${out}/figure2-fidelity.png` : "") +
+      (values.image ? `, ${out}/edited.png` : ""),
   );
   return 0;
 }

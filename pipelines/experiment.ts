@@ -844,12 +844,16 @@ export function fillTargets(
   return out;
 }
 
-/** The paper's Figure 2: per test identity, a grid of faces over valence (columns) and arousal. */
+/**
+ * The paper's Figure 2: per test identity, a grid of faces over valence (columns) and arousal.
+ * Captions give the requested (v, a), or with a judge the (v, a) it reads from each face.
+ */
 export async function writeFigure2(
   autoencoder: FaceAutoencoder,
   test: FaceSplit,
   path: string,
   identities = 3,
+  judge?: { model: ResNet34; inputSize: number },
 ): Promise<void> {
   const valences = [-0.4, -0.3, -0.2, -0.1, 0, 0.1, 0.2, 0.3, 0.4];
   const arousals = [0.3, 0.2, 0.1, 0, -0.1, -0.2, -0.3];
@@ -884,7 +888,12 @@ export async function writeFigure2(
   }
   const images = await decodeFaces(autoencoder, Float32Array.from(codes), targets);
   const cells = targets.map((_, i) => images.subarray(i * imageValues, (i + 1) * imageValues));
-  const labels = targets.map((t) => `${t.valence.toFixed(1)} ${t.arousal.toFixed(1)}`);
+  let labels = targets.map((t) => `${t.valence.toFixed(1)} ${t.arousal.toFixed(1)}`);
+  if (judge) {
+    // The fidelity grid: what a judge reads from each face, under the face.
+    const read = await predictVa(judge.model, images, targets.length, judge.inputSize);
+    labels = targets.map((_, i) => `${read[2 * i].toFixed(1)} ${read[2 * i + 1].toFixed(1)}`);
+  }
   const png = await data.imageGrid(cells, arousals.length, valences.length * picked.length, {
     labels,
     scale: 1,

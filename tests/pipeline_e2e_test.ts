@@ -294,3 +294,40 @@ Deno.test("real dataset layouts: AFEW-VA alone, and AffectNet with the autoencod
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("generate writes Figure 2, a fidelity grid read by the judge, and edited faces", async () => {
+  const root = await Deno.makeTempDir({ prefix: "va-generate-" });
+  try {
+    const config = resolveConfig({
+      ...MINI,
+      seeds: 1,
+      improved: { enabled: false },
+      strategies: { under: [], over: [], original: false, binSize: 0.25, mixing: ["all"] },
+    });
+    await runExperiment(config, { runDir: `${root}/run`, log: quietLog, device });
+    const face = data.synthetic({ seed: 4, persons: 1, framesPerPerson: 1 });
+    await Deno.writeFile(`${root}/face.png`, await data.encodePngChw(face.images, 64));
+    const r = await runCli([
+      "generate",
+      "--run",
+      `${root}/run`,
+      "--count",
+      "8",
+      "--fidelity",
+      "--image",
+      `${root}/face.png`,
+      "--valence=-0.5",
+      "--arousal",
+      "0.5",
+    ]);
+    assert.equal(r.code, 0, r.output);
+    for (const png of ["figure2.png", "figure2-fidelity.png", "generated.png", "edited.png"]) {
+      await assertPng(`${root}/run/generated/${png}`);
+    }
+    const bad = await runCli(["generate", "--run", `${root}/run`, "--variant", "improved"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.output, /--variant improved: this run has paper/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

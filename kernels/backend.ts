@@ -104,6 +104,8 @@ export class Backend {
   #lost: string | null = null;
   #submits = 0;
   #dispatches = 0;
+  #profile: { querySet: GPUQuerySet; keys: string[]; capacity: number; detail: boolean } | null =
+    null;
 
   private constructor(adapter: GPUAdapter, device: GPUDevice, flushEveryOp: boolean) {
     this.device = device;
@@ -261,10 +263,29 @@ export class Backend {
       entries.push({ binding: buffers.length, resource: this.#uniformSlot(uniforms) });
     }
     const bindGroup = this.device.createBindGroup({ layout, entries });
-    const pass = this.#computePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(x, y, z);
+    const profile = this.#profile;
+    if (profile && profile.keys.length < profile.capacity) {
+      // Profiling: one timestamped pass per dispatch.
+      this.#endPass();
+      const i = profile.keys.length;
+      profile.keys.push(profile.detail ? `${kernel.key} [${x},${y},${z}]` : kernel.key);
+      const pass = this.#commandEncoder().beginComputePass({
+        timestampWrites: {
+          querySet: profile.querySet,
+          beginningOfPassWriteIndex: 2 * i,
+          endOfPassWriteIndex: 2 * i + 1,
+        },
+      });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(x, y, z);
+      pass.end();
+    } else {
+      const pass = this.#computePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(x, y, z);
+    }
     this.#dispatchesInEncoder++;
     this.#dispatches++;
     if (
@@ -280,6 +301,51 @@ export class Backend {
     if (bytes === 0) return;
     this.#endPass();
     this.#commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** True when the device supports timestamp queries (needed by {@link startProfile}). */
+  get canProfile(): boolean {
+    return this.device.features.has("timestamp-query");
+  }
+
+  /**
+   * Start timing every dispatch (one timestamped compute pass each, at most `capacity / 2`
+   * dispatches) until {@link stopProfile}; with `detail` each key also carries its grid. Profiling only: it changes how work is batched.
+   */
+  startProfile(capacity = 4096, detail = false): void {
+    capacity = Math.min(capacity, 4096); // WebGPU's limit per query set
+    if (!this.canProfile) throw new GpuError("timestamp-query is not supported by this device");
+    this.#profile?.querySet.destroy();
+    this.#endPass();
+    const querySet = this.device.createQuerySet({ type: "timestamp", count: capacity });
+    this.#profile = { querySet, keys: [], capacity: Math.floor(capacity / 2), detail };
+  }
+
+  /** Stop profiling; returns each profiled dispatch's kernel key and GPU time in milliseconds. */
+  async stopProfile(): Promise<{ key: string; ms: number }[]> {
+    const profile = this.#profile;
+    if (!profile) return [];
+    this.#profile = null;
+    const n = profile.keys.length;
+    if (n === 0) {
+      profile.querySet.destroy();
+      return [];
+    }
+    const bytes = 16 * n;
+    const resolved = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    this.#endPass();
+    this.#commandEncoder().resolveQuerySet(profile.querySet, 0, 2 * n, resolved, 0);
+    const data = new BigUint64Array(await this.read(resolved, bytes));
+    resolved.destroy();
+    profile.querySet.destroy();
+    const period = 1e-6; // timestamps are in nanoseconds
+    return profile.keys.map((key, i) => ({
+      key,
+      ms: Number(data[2 * i + 1] - data[2 * i]) * period,
+    }));
   }
 
   /** Submit everything recorded so far; released buffers become reusable. */

@@ -9,6 +9,7 @@ import {
   ANY_BLOCK,
   ANY_WINDOW_VEC4,
   ANY_WORKGROUP,
+  anyBlockFor,
   convAnyBackwardInputKernel,
   convAnyBackwardWeightKernel,
   convAnyDyPackKernel,
@@ -55,16 +56,17 @@ function packWeights(
   loopC: number,
   taps: number,
   transpose: boolean,
+  j: number,
 ) {
-  const blocks = Math.ceil(blockC / ANY_BLOCK);
-  const maxChunk = Math.floor(WINDOW_FLOATS / (taps * ANY_BLOCK));
+  const blocks = Math.ceil(blockC / j);
+  const maxChunk = Math.floor(WINDOW_FLOATS / (taps * j));
   const chunks = Math.ceil(loopC / maxChunk);
   const loopChunk = Math.ceil(loopC / chunks);
-  const segFloats = Math.ceil((loopChunk * taps * ANY_BLOCK) / 64) * 64;
+  const segFloats = Math.ceil((loopChunk * taps * j) / 64) * 64;
   const total = chunks * blocks * segFloats;
   const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
   b.dispatch(
-    convAnyPackKernel(transpose),
+    convAnyPackKernel(transpose, j),
     [w, packed],
     new Uniforms(7).u32(total).u32(blockC).u32(loopC).u32(taps).u32(loopChunk).u32(blocks)
       .u32(segFloats).bytes,
@@ -108,12 +110,13 @@ export function uboAnyForward(
   g: AnyConvGeometry,
 ): void {
   const taps = g.kH * g.kW;
-  const p = packWeights(b, w, g.outC, g.inC, taps, false);
+  const j = anyBlockFor(g.outC);
+  const p = packWeights(b, w, g.outC, g.inC, taps, false, j);
   const pixels = g.batch * g.outH * g.outW;
   const { foldX, foldZ } = foldedGrid(b, pixels);
   const [khStart, khEnd] = forwardTaps(g.kH, g.stride, g.pad, g.inH, g.outH);
   const [kwStart, kwEnd] = forwardTaps(g.kW, g.stride, g.pad, g.inW, g.outW);
-  const kernel = convAnyForwardKernel(bias !== null);
+  const kernel = convAnyForwardKernel(bias !== null, j);
   for (let chunk = 0; chunk < p.chunks; chunk++) {
     const icStart = chunk * p.loopChunk;
     const icCount = Math.min(p.loopChunk, g.inC - icStart);
@@ -167,8 +170,9 @@ export function uboAnyBackwardInput(
   g: AnyConvGeometry,
 ): void {
   const taps = g.kH * g.kW;
-  const p = packWeights(b, w, g.inC, g.outC, taps, true);
-  const kernel = convAnyBackwardInputKernel();
+  const j = anyBlockFor(g.inC);
+  const p = packWeights(b, w, g.inC, g.outC, taps, true, j);
+  const kernel = convAnyBackwardInputKernel(j);
   const s = g.stride;
   for (let rh = 0; rh < Math.min(s, g.inH); rh++) {
     for (let rw = 0; rw < Math.min(s, g.inW); rw++) {
@@ -219,32 +223,33 @@ export function uboAnyBackwardWeight(
 ): void {
   const plane = g.outH * g.outW;
   const pixels = g.batch * plane;
-  const pixelBytes = ANY_BLOCK * F32;
+  const j = anyBlockFor(g.outC);
+  const pixelBytes = j * F32;
   const alignPixels = Math.max(1, b.uniformOffsetAlignment / pixelBytes);
   const pixelsPadded = Math.ceil(pixels / alignPixels) * alignPixels;
-  const blocks = Math.ceil(g.outC / ANY_BLOCK);
-  const total = blocks * pixelsPadded * ANY_BLOCK;
+  const blocks = Math.ceil(g.outC / j);
+  const total = blocks * pixelsPadded * j;
   const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
   b.dispatch(
-    convAnyDyPackKernel(),
+    convAnyDyPackKernel(j),
     [dy, packed],
     new Uniforms(5).u32(total).u32(g.outC).u32(pixels).u32(pixelsPadded).u32(plane).bytes,
     grid1d(total),
   );
-  const perWindow = Math.floor(WINDOW_FLOATS / ANY_BLOCK / alignPixels) * alignPixels;
+  const perWindow = Math.floor(WINDOW_FLOATS / j / alignPixels) * alignPixels;
   const lanes = g.inC * g.kH * g.kW;
   const groupsX = Math.ceil(lanes / ANY_WORKGROUP);
   const splits = Math.max(1, Math.min(8, Math.ceil(WGRAD_TARGET_GROUPS / groupsX)));
   const slotSize = g.outC * lanes;
   const target = splits === 1 ? dw : b.pool.acquire(splits * slotSize * F32);
-  const kernel = convAnyBackwardWeightKernel();
+  const kernel = convAnyBackwardWeightKernel(j);
   for (let block = 0; block < blocks; block++) {
     for (let start = 0; start < pixels; start += perWindow) {
       const count = Math.min(perWindow, pixels - start);
       const perSplit = Math.ceil(count / splits);
       const offset = (block * pixelsPadded + start) * pixelBytes;
       const u = geometryUniforms(new Uniforms(17), g).u32(start).u32(count).u32(perSplit)
-        .u32(block * ANY_BLOCK).u32(start > 0 ? 1 : 0).u32(slotSize);
+        .u32(block * j).u32(start > 0 ? 1 : 0).u32(slotSize);
       b.dispatch(
         kernel,
         [x, { buffer: packed, offset, size: WINDOW_BYTES }, target],

@@ -97,6 +97,11 @@ const cases: { name: string; g: ops.Conv2dGeometry }[] = [
   { name: "b1 9->230 3x3 s2 5x5 (3 chunks back)", g: geometry(1, 9, 230, 5, 5, 3, 2, 1) },
   { name: "b1 1->1400 3x3 2x3 (2 block windows)", g: geometry(1, 1, 1400, 2, 3, 3, 1, 1) },
   { name: "b1 1400->2 3x3 2x3 (2 block windows back)", g: geometry(1, 1400, 2, 2, 3, 3, 1, 1) },
+  // J = 8 blocks (at most 8 blocked channels): full, odd, and many pixel windows.
+  { name: "b3 3->8 7x7 s2 p3 13x11 (J 8)", g: geometry(3, 3, 8, 13, 11, 7, 2, 3) },
+  { name: "b50 8->7 3x3 s1 7x6 (J 8, pixel windows)", g: geometry(50, 8, 7, 7, 6, 3, 1, 1) },
+  { name: "b2 9->8 1x1 s2 7x5 (J 16 back, 8 forward)", g: geometry(2, 9, 8, 7, 5, 1, 2, 0) },
+  { name: "b1 2000->3 3x3 3x2 (J 8 channel chunks)", g: geometry(1, 2000, 3, 3, 2, 3, 1, 1) },
 ];
 
 for (const { name, g } of cases) {

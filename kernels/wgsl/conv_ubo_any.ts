@@ -19,14 +19,33 @@
 import type { KernelSource } from "../backend.ts";
 import { declareBindings, kernel, linearMain } from "./common.ts";
 
-/** Channels per workgroup block (J). */
+/** Channels per workgroup block (J) by default. */
 export const ANY_BLOCK = 16;
+/** The smaller block, for layers with at most this many blocked channels (e.g. 3 -> 8 stems). */
+export const ANY_BLOCK_SMALL = 8;
+
+let smallBlocks = true;
+
+/** Allow or forbid the 8-channel blocks (benchmarks compare against the 16-only baseline). */
+export function setAnySmallBlocks(enabled: boolean): void {
+  smallBlocks = enabled;
+}
+
+/** J for a layer whose blocked channel count is `channels`: 8 when that avoids a half-empty 16. */
+export function anyBlockFor(channels: number): number {
+  return smallBlocks && channels <= ANY_BLOCK_SMALL ? ANY_BLOCK_SMALL : ANY_BLOCK;
+}
+
+function flagsWithBlock(
+  flags: Record<string, string | number | boolean>,
+  j: number,
+): Record<string, string | number | boolean> {
+  return j === ANY_BLOCK ? flags : { ...flags, j };
+}
 /** vec4s in the declared uniform window (64 KiB). */
 export const ANY_WINDOW_VEC4 = 4096;
 /** Threads per workgroup. */
 export const ANY_WORKGROUP = 64;
-
-const JV = ANY_BLOCK / 4;
 
 /**
  * Pack weights w [outC, inC, taps] into segments (chunk, block) of [loopLocal][tap][j] floats, each
@@ -35,13 +54,13 @@ const JV = ANY_BLOCK / 4;
  * Threads: one per packed float. Uniforms: total, blockC, loopC, taps, loopChunk, blocks,
  * segFloats.
  */
-export function convAnyPackKernel(transpose: boolean): KernelSource {
+export function convAnyPackKernel(transpose: boolean, jBlock = ANY_BLOCK): KernelSource {
   const source = transpose
     ? "w[(loopCh * params.blockC + blockCh) * params.taps + tap]"
     : "w[(blockCh * params.loopC + loopCh) * params.taps + tap]";
   return kernel(
     "convAnyPack",
-    { transpose },
+    flagsWithBlock({ transpose }, jBlock),
     ["read", "readWrite"],
     `${
       declareBindings(
@@ -56,11 +75,11 @@ ${linearMain()}
   let within = index - segment * params.segFloats;
   let chunk = segment / params.blocks;
   let block = segment - chunk * params.blocks;
-  let j = within % ${ANY_BLOCK}u;
-  let t = within / ${ANY_BLOCK}u;
+  let j = within % ${jBlock}u;
+  let t = within / ${jBlock}u;
   let tap = t % params.taps;
   let loopLocal = t / params.taps;
-  let blockCh = block * ${ANY_BLOCK}u + j;
+  let blockCh = block * ${jBlock}u + j;
   let loopCh = chunk * params.loopChunk + loopLocal;
   var value = 0.0;
   if (loopLocal < params.loopChunk && loopCh < params.loopC && blockCh < params.blockC) {
@@ -74,7 +93,8 @@ ${linearMain()}
 const GEOMETRY = "batch: u32, inC: u32, inH: u32, inW: u32, outC: u32, outH: u32, outW: u32, " +
   "kH: u32, kW: u32, stride: u32, pad: u32,";
 
-function accumulators(): { decl: string; fma: (w: string, v: string) => string } {
+function accumulators(j: number): { decl: string; fma: (w: string, v: string) => string } {
+  const JV = j / 4;
   const decl = Array.from({ length: JV }, (_, i) => `var acc${i} = vec4f(0.0);`).join("\n  ");
   const fma = (w: string, v: string) =>
     Array.from({ length: JV }, (_, i) => `acc${i} = acc${i} + ${w}[wBase + ${i}u] * ${v};`)
@@ -82,7 +102,8 @@ function accumulators(): { decl: string; fma: (w: string, v: string) => string }
   return { decl, fma };
 }
 
-function stores(call: (j: string, acc: string) => string): string {
+function stores(jBlock: number, call: (j: string, acc: string) => string): string {
+  const JV = jBlock / 4;
   const out: string[] = [];
   for (let i = 0; i < JV; i++) {
     for (let c = 0; c < 4; c++) out.push(call(`${i * 4 + c}u`, `acc${i}[${c}]`));
@@ -96,17 +117,18 @@ function stores(call: (j: string, acc: string) => string): string {
  * Uniforms: geometry, icStart, icCount, accumulate, blockBase, segVec4, foldX, pixels, khStart,
  * khEnd, kwStart, kwEnd (the taps any output pixel reaches).
  */
-export function convAnyForwardKernel(bias: boolean): KernelSource {
+export function convAnyForwardKernel(bias: boolean, jBlock = ANY_BLOCK): KernelSource {
+  const JV = jBlock / 4;
   const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
     ["x", "read", "f32"],
     ["w", "uniform", `array<vec4f, ${ANY_WINDOW_VEC4}>`],
   ];
   if (bias) bindings.push(["b", "read", "f32"]);
   bindings.push(["y", "readWrite", "f32"]);
-  const { decl, fma } = accumulators();
+  const { decl, fma } = accumulators(jBlock);
   return kernel(
     "convAnyForward",
-    { bias },
+    flagsWithBlock({ bias }, jBlock),
     bindings.map(([, k]) => k),
     `${
       declareBindings(
@@ -134,7 +156,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let t = q / params.outW;
   let oh = t % params.outH;
   let n = t / params.outH;
-  let oc0 = (params.blockBase + wid.y) * ${ANY_BLOCK}u;
+  let oc0 = (params.blockBase + wid.y) * ${jBlock}u;
   let seg = wid.y * params.segVec4;
   let ihBase = i32(oh * params.stride) - i32(params.pad);
   let iwBase = i32(ow * params.stride) - i32(params.pad);
@@ -154,7 +176,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       }
     }
   }
-  ${stores((j, acc) => `store(n, oc0 + ${j}, oh, ow, ${acc});`)}
+  ${stores(jBlock, (j, acc) => `store(n, oc0 + ${j}, oh, ow, ${acc});`)}
 }`,
   );
 }
@@ -167,11 +189,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
  * Uniforms: geometry, ocStart, ocCount, accumulate, blockBase, segVec4, foldX, pixels, rh, rw,
  * phaseH, phaseW, khStart, khEnd, kwStart, kwEnd.
  */
-export function convAnyBackwardInputKernel(): KernelSource {
-  const { decl, fma } = accumulators();
+export function convAnyBackwardInputKernel(jBlock = ANY_BLOCK): KernelSource {
+  const JV = jBlock / 4;
+  const { decl, fma } = accumulators(jBlock);
   return kernel(
     "convAnyBackwardInput",
-    {},
+    flagsWithBlock({}, jBlock),
     ["read", "uniform", "readWrite"],
     `${
       declareBindings(
@@ -206,7 +229,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let n = t / params.phaseH;
   let ih = params.rh + params.stride * jh;
   let iw = params.rw + params.stride * jw;
-  let ic0 = (params.blockBase + wid.y) * ${ANY_BLOCK}u;
+  let ic0 = (params.blockBase + wid.y) * ${jBlock}u;
   let seg = wid.y * params.segVec4;
   let s = i32(params.stride);
   ${decl}
@@ -225,7 +248,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       }
     }
   }
-  ${stores((j, acc) => `store(n, ic0 + ${j}, ih, iw, ${acc});`)}
+  ${stores(jBlock, (j, acc) => `store(n, ic0 + ${j}, ih, iw, ${acc});`)}
 }`,
   );
 }
@@ -235,10 +258,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
  * the real pixels). Threads: one per packed float. Uniforms: total, outC, pixels, pixelsPadded,
  * plane (outH * outW).
  */
-export function convAnyDyPackKernel(): KernelSource {
+export function convAnyDyPackKernel(jBlock = ANY_BLOCK): KernelSource {
   return kernel(
     "convAnyDyPack",
-    {},
+    flagsWithBlock({}, jBlock),
     ["read", "readWrite"],
     `${
       declareBindings(
@@ -248,11 +271,11 @@ export function convAnyDyPackKernel(): KernelSource {
     }
 ${linearMain()}
   if (index >= params.total) { return; }
-  let j = index % ${ANY_BLOCK}u;
-  let t = index / ${ANY_BLOCK}u;
+  let j = index % ${jBlock}u;
+  let t = index / ${jBlock}u;
   let pixel = t % params.pixelsPadded;
   let block = t / params.pixelsPadded;
-  let oc = block * ${ANY_BLOCK}u + j;
+  let oc = block * ${jBlock}u + j;
   var value = 0.0;
   if (pixel < params.pixels && oc < params.outC) {
     let n = pixel / params.plane;
@@ -269,11 +292,12 @@ ${linearMain()}
  * Uniforms: geometry, pixelStart (global pixel index n * outH * outW + oh * outW + ow of the
  * window's first pixel), count (pixels in the window), perSplit, ocBase, accumulate, slotSize.
  */
-export function convAnyBackwardWeightKernel(): KernelSource {
-  const { decl, fma } = accumulators();
+export function convAnyBackwardWeightKernel(jBlock = ANY_BLOCK): KernelSource {
+  const JV = jBlock / 4;
+  const { decl, fma } = accumulators(jBlock);
   return kernel(
     "convAnyBackwardWeight",
-    {},
+    flagsWithBlock({}, jBlock),
     ["read", "uniform", "readWrite"],
     `${
       declareBindings(
@@ -335,7 +359,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       }
     }
   }
-  ${stores((j, acc) => `store(slot, params.ocBase + ${j}, lane, ${acc});`)}
+  ${stores(jBlock, (j, acc) => `store(slot, params.ocBase + ${j}, lane, ${acc});`)}
 }`,
   );
 }

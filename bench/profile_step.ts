@@ -1,0 +1,104 @@
+/**
+ * Profile one training step of the demo's two models: the "tiny" face autoencoder (8-16-16-32,
+ * decoder conditioned with (v, a) maps, 64x64, batch 32) and ResNet34 at width 1/8 on 64x64
+ * inputs (batch 32). Prints wall time per step, then each kernel family's share of one step from
+ * GPU timestamps (one timestamped pass per dispatch; needs timestamp-query). `--compare` first
+ * runs each model with the round-2 kernels (ubo-any with 16-channel blocks only), then the current.
+ *
+ *   deno run -A bench/profile_step.ts [--batch 32] [--steps 3] [--only ae|resnet] [--top 25] [--detail]
+ *     [--compare]
+ */
+
+import { Device } from "../nn/device.ts";
+import * as F from "../nn/functional.ts";
+import { Adam } from "../nn/optim.ts";
+import { FaceAutoencoder } from "../nn/models/autoencoder.ts";
+import { ResNet34 } from "../nn/models/resnet.ts";
+import { type Tensor, tidy } from "../nn/tensor.ts";
+import { setAnySmallBlocks } from "../kernels/wgsl/conv_ubo_any.ts";
+
+function flag(name: string): string | undefined {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Deno.args[i + 1] : undefined;
+}
+const args = { batch: flag("batch"), steps: flag("steps"), only: flag("only"), top: flag("top") };
+const batch = Number(args.batch ?? 32);
+const steps = Number(args.steps ?? 3);
+const top = Number(args.top ?? 25);
+const device = await Device.create();
+const backend = device.backend;
+
+async function profile(name: string, step: () => Promise<void>): Promise<void> {
+  if (Deno.args.includes("--compare")) {
+    setAnySmallBlocks(false);
+    await profileOnce(`${name} [round 2: ubo-any J=16 only]`, step);
+    setAnySmallBlocks(true);
+  }
+  await profileOnce(name, step);
+}
+
+async function profileOnce(name: string, step: () => Promise<void>): Promise<void> {
+  await step(); // warm-up: pipelines, autotuning, pool
+  await step();
+  await device.sync();
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) await step();
+  await device.sync();
+  const ms = (performance.now() - t0) / steps;
+  console.log(`\n${name}: ${ms.toFixed(0)} ms/step (wall, mean of ${steps})`);
+  if (!backend.canProfile) return;
+  backend.startProfile(4096, Deno.args.includes("--detail"));
+  await step();
+  const rows = await backend.stopProfile();
+  const families = new Map<string, { ms: number; n: number }>();
+  let total = 0;
+  for (const { key, ms } of rows) {
+    const f = families.get(key) ?? { ms: 0, n: 0 };
+    f.ms += ms;
+    f.n++;
+    families.set(key, f);
+    total += ms;
+  }
+  console.log(`GPU time of one step: ${total.toFixed(1)} ms over ${rows.length} dispatches`);
+  const sorted = [...families].sort((a, b) => b[1].ms - a[1].ms).slice(0, top);
+  for (const [key, f] of sorted) {
+    console.log(
+      `${f.ms.toFixed(1).padStart(8)} ms ${(100 * f.ms / total).toFixed(1).padStart(5)}% ` +
+        `${String(f.n).padStart(4)}x  ${key}`,
+    );
+  }
+}
+
+if (!args.only || args.only === "ae") {
+  const model = new FaceAutoencoder(device, { size: "tiny", conditioning: "maps", seed: 1 });
+  model.train();
+  const opt = new Adam(model.parameters(), { lr: 1e-3 });
+  const x = device.rand([batch, 3, 64, 64], 3);
+  const v = device.rand([batch], 4);
+  const a = device.rand([batch], 5);
+  const w = device.rand([batch, 3, 64, 64], 6);
+  await profile(`autoencoder tiny maps 64x64 batch ${batch}`, async () => {
+    const loss = tidy((): Tensor =>
+      model.loss(x, v, a, x, a, v, { reconstructionWeights: w }).total
+    );
+    opt.zeroGrad();
+    await loss.backward();
+    opt.step();
+    loss.dispose();
+  });
+}
+
+if (!args.only || args.only === "resnet") {
+  const model = new ResNet34(device, { width: 1 / 8, inputSize: 64, seed: 1 });
+  model.train();
+  const opt = new Adam(model.parameters(), { lr: 1e-3 });
+  const x = device.rand([batch, 3, 64, 64], 7);
+  const y = device.rand([batch, 2], 8);
+  await profile(`resnet34 w1/8 64x64 batch ${batch}`, async () => {
+    const loss = tidy(() => F.mseLoss(model.forward(x), y));
+    opt.zeroGrad();
+    await loss.backward();
+    opt.step();
+    loss.dispose();
+  });
+}

@@ -4,7 +4,7 @@
  */
 
 import { Device } from "../nn/device.ts";
-import { disposeStateDict, readSafetensors } from "../nn/io.ts";
+import { loadSafetensorsInto } from "../nn/io.ts";
 import { ResNet34 } from "../nn/models/resnet.ts";
 import { readSafetensorsFile } from "../nn/safetensors.ts";
 import * as data from "../pipelines/data/mod.ts";
@@ -120,9 +120,7 @@ export async function predictCommand(args: string[]): Promise<number> {
   const face = data.cropResize(image, box, { size: 64 });
   const device = await Device.create();
   const model = new ResNet34(device, { width, numOutputs: fc.shape[0], inputSize });
-  const state = await readSafetensors(device, weights);
-  model.loadStateDict(state, { strict: true });
-  disposeStateDict(state);
+  await loadSafetensorsInto(model, weights);
   const [v, a] = await predictVa(model, face, 1, inputSize);
   model.dispose();
   const clip = (x: number) => Math.max(-1, Math.min(1, x));

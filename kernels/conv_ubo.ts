@@ -18,7 +18,7 @@ import {
   WGRAD_WINDOW_VEC4,
   WGRAD_WORKGROUP,
 } from "./wgsl/conv_ubo_wgrad.ts";
-import { reduceAxisKernel } from "./wgsl/reduce.ts";
+import { reduceAxis } from "./reductions.ts";
 
 const F32 = 4;
 const WINDOW_FLOATS = UBO_WINDOW_VEC4 * 4;
@@ -172,12 +172,7 @@ export function uboConvBackwardWeight(
   }
   // Every slot is written by the first window of each block (an empty split stores zeros).
   if (splits > 1) {
-    b.dispatch(
-      reduceAxisKernel(),
-      [target, dw],
-      new Uniforms(4).u32(1).u32(splits).u32(slotSize).f32(1).bytes,
-      grid1d(slotSize),
-    );
+    reduceAxis(b, target, dw, 1, splits, slotSize);
     b.pool.release(target);
   }
   b.pool.release(packed);

@@ -16,34 +16,20 @@ import {
   convAnyForwardKernel,
   convAnyPackKernel,
 } from "./wgsl/conv_ubo_any.ts";
-import { reduceAxisKernel } from "./wgsl/reduce.ts";
+import type { Conv2dGeometry } from "./conv_geometry.ts";
+import { reduceAxis } from "./reductions.ts";
 
 const F32 = 4;
 const WINDOW_FLOATS = ANY_WINDOW_VEC4 * 4;
 const WINDOW_BYTES = WINDOW_FLOATS * F32;
 
-/** Geometry fields the launchers use (a structural subset of ops.Conv2dGeometry). */
-export interface AnyConvGeometry {
-  batch: number;
-  inC: number;
-  inH: number;
-  inW: number;
-  outC: number;
-  outH: number;
-  outW: number;
-  kH: number;
-  kW: number;
-  stride: number;
-  pad: number;
-}
-
 /** Whether the ubo-any variant can run this geometry on this backend. */
-export function uboAnyApplicable(b: Backend, g: AnyConvGeometry): boolean {
+export function uboAnyApplicable(b: Backend, g: Conv2dGeometry): boolean {
   return g.kH * g.kW * ANY_BLOCK <= WINDOW_FLOATS && b.maxUniformBindingBytes >= WINDOW_BYTES &&
     b.uniformOffsetAlignment <= 256 && g.outH > 0 && g.outW > 0;
 }
 
-function geometryUniforms(u: Uniforms, g: AnyConvGeometry): Uniforms {
+function geometryUniforms(u: Uniforms, g: Conv2dGeometry): Uniforms {
   return u.u32(g.batch).u32(g.inC).u32(g.inH).u32(g.inW).u32(g.outC).u32(g.outH).u32(g.outW)
     .u32(g.kH).u32(g.kW).u32(g.stride).u32(g.pad);
 }
@@ -107,7 +93,7 @@ export function uboAnyForward(
   w: GPUBuffer,
   bias: GPUBuffer | null,
   y: GPUBuffer,
-  g: AnyConvGeometry,
+  g: Conv2dGeometry,
 ): void {
   const taps = g.kH * g.kW;
   const j = anyBlockFor(g.outC);
@@ -167,7 +153,7 @@ export function uboAnyBackwardInput(
   dy: GPUBuffer,
   w: GPUBuffer,
   dx: GPUBuffer,
-  g: AnyConvGeometry,
+  g: Conv2dGeometry,
 ): void {
   const taps = g.kH * g.kW;
   const j = anyBlockFor(g.inC);
@@ -219,7 +205,7 @@ export function uboAnyBackwardWeight(
   dy: GPUBuffer,
   x: GPUBuffer,
   dw: GPUBuffer,
-  g: AnyConvGeometry,
+  g: Conv2dGeometry,
 ): void {
   const plane = g.outH * g.outW;
   const pixels = g.batch * plane;
@@ -260,12 +246,7 @@ export function uboAnyBackwardWeight(
   }
   // Every slot is written by the first window of each block (an empty split stores zeros).
   if (splits > 1) {
-    b.dispatch(
-      reduceAxisKernel(),
-      [target, dw],
-      new Uniforms(4).u32(1).u32(splits).u32(slotSize).f32(1).bytes,
-      grid1d(slotSize),
-    );
+    reduceAxis(b, target, dw, 1, splits, slotSize);
     b.pool.release(target);
   }
   b.pool.release(packed);

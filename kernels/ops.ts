@@ -18,7 +18,8 @@ import {
   unaryKernel,
   type UnaryOp,
 } from "./wgsl/elementwise.ts";
-import { reduceAxisKernel, reduceMiddleKernel } from "./wgsl/reduce.ts";
+import { reduceAxis, reduceMiddle, sumAll } from "./reductions.ts";
+import type { Conv2dGeometry } from "./conv_geometry.ts";
 import {
   conv2dBackwardInputKernel,
   conv2dBackwardWeightKernel,
@@ -58,7 +59,8 @@ import {
 import { tunedConvVariant } from "./autotune.ts";
 import { adamKernel, mseBackwardKernel } from "./wgsl/optim.ts";
 
-export type { BinaryOp, ResizeMode, UnaryOp };
+export type { BinaryOp, Conv2dGeometry, ResizeMode, UnaryOp };
+export { reduceAxis, reduceMiddle, sumAll };
 
 const F32 = 4;
 
@@ -174,81 +176,6 @@ export function copyRows(
     u.bytes,
     grid1d(layout.outer * layout.rowLength),
   );
-}
-
-/**
- * out[m] = scale * sum over outer and inner of x viewed as [outer, mid, inner] (or of
- * (x - y)^2 when y is given).
- */
-export function reduceMiddle(
-  b: Backend,
-  x: GPUBuffer,
-  out: GPUBuffer,
-  outer: number,
-  mid: number,
-  inner: number,
-  scale = 1,
-  y: GPUBuffer | null = null,
-  total = outer * mid * inner,
-): void {
-  const u = new Uniforms(5).u32(outer).u32(mid).u32(inner).u32(total).f32(scale);
-  b.dispatch(reduceMiddleKernel(y !== null), y ? [x, y, out] : [x, out], u.bytes, gridPerItem(mid));
-}
-
-/** out = scale * sum along the middle axis of x viewed as [outer, length, inner]. */
-export function reduceAxis(
-  b: Backend,
-  x: GPUBuffer,
-  out: GPUBuffer,
-  outer: number,
-  length: number,
-  inner: number,
-  scale = 1,
-): void {
-  const u = new Uniforms(4).u32(outer).u32(length).u32(inner).f32(scale);
-  b.dispatch(reduceAxisKernel(), [x, out], u.bytes, grid1d(outer * inner));
-}
-
-/** Elements summed by one workgroup in each stage of a full reduction. */
-const SUM_CHUNK = 4096;
-
-/**
- * out[0] = scale * sum of x[0..n) (or of (x - y)^2), in stages of one workgroup per chunk, so a
- * large array keeps every core busy instead of one workgroup walking it all.
- */
-export function sumAll(
-  b: Backend,
-  x: GPUBuffer,
-  out: GPUBuffer,
-  n: number,
-  scale = 1,
-  y: GPUBuffer | null = null,
-): void {
-  if (n <= SUM_CHUNK) {
-    reduceMiddle(b, x, out, 1, 1, Math.max(n, 1), scale, y, n);
-    return;
-  }
-  const chunk = Math.max(SUM_CHUNK, Math.ceil(n / 65535));
-  const rows = Math.ceil(n / chunk);
-  const partial = b.pool.acquire(rows * F32);
-  reduceMiddle(b, x, partial, 1, rows, chunk, 1, y, n);
-  sumAll(b, partial, out, rows, scale);
-  b.pool.release(partial);
-}
-
-/** Geometry of a 2-D convolution (square stride and padding). */
-export interface Conv2dGeometry {
-  batch: number;
-  inC: number;
-  inH: number;
-  inW: number;
-  outC: number;
-  outH: number;
-  outW: number;
-  kH: number;
-  kW: number;
-  stride: number;
-  pad: number;
 }
 
 function convUniforms(

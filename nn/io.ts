@@ -5,7 +5,14 @@
  */
 
 import type { Device } from "./device.ts";
-import { type HostTensor, isHostTensor, type StateDict, type StateValue } from "./module.ts";
+import {
+  type HostTensor,
+  isHostTensor,
+  type LoadResult,
+  type Module,
+  type StateDict,
+  type StateValue,
+} from "./module.ts";
 import {
   readSafetensorsFile,
   type SafetensorsTensorInput,
@@ -59,4 +66,23 @@ export async function writeSafetensors(
 /** Dispose the GPU tensors of a state dict read with {@link readSafetensors}. */
 export function disposeStateDict(state: StateDict): void {
   for (const value of state.values()) if (!isHostTensor(value)) value.dispose();
+}
+
+/**
+ * Read a safetensors file into a module's own tensors (`loadStateDict`, strict by default) on the
+ * module's device; the tensors read are freed afterwards, also when the load fails.
+ */
+export async function loadSafetensorsInto(
+  module: Module,
+  path: string,
+  options: { strict?: boolean } = {},
+): Promise<LoadResult> {
+  const first = module.parameters()[0];
+  if (!first) throw new Error(`loadSafetensorsInto ${path}: the module has no parameters`);
+  const state = await readSafetensors(first.device, path);
+  try {
+    return module.loadStateDict(state, options);
+  } finally {
+    disposeStateDict(state);
+  }
 }

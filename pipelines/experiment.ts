@@ -15,7 +15,12 @@ import type { StateDict, StateValue } from "../nn/module.ts";
 import { FaceAutoencoder } from "../nn/models/autoencoder.ts";
 import { ResNet34 } from "../nn/models/resnet.ts";
 import { Adam } from "../nn/optim.ts";
-import { disposeStateDict, readSafetensors, writeSafetensors } from "../nn/io.ts";
+import {
+  disposeStateDict,
+  loadSafetensorsInto,
+  readSafetensors,
+  writeSafetensors,
+} from "../nn/io.ts";
 import * as data from "./data/mod.ts";
 import { summarize, type vaMetrics } from "./metrics.ts";
 import {
@@ -34,6 +39,7 @@ import {
   type AutoencoderProgress,
   decodeFaces,
   encodeFaces,
+  gatherImages,
   generateFaces,
   generateFacesFor,
   type LossPoint,
@@ -395,97 +401,104 @@ export async function runExperiment(
   }
   for (const ae of autoencoders.values()) ae.dispose();
 
-  // 4. Every strategy, every seed.
+  // 4. Every strategy, every seed. Pretrained weights are read once and copied into each run.
   const strategies = strategyNames(config);
   const trainingFaces: Record<string, number> = {};
-  for (const strategy of strategies) {
-    const source = sources.get(strategy) ?? real;
-    for (let k = 0; k < config.seeds; k++) {
-      const seed = config.seed + k;
-      const order = sources.has(strategy)
-        ? source.labels.map((_, i) => i)
-        : strategyOrder(strategy, trainLabels, config.strategies.binSize, seed);
-      trainingFaces[strategy] = order.length;
-      if (k === 0) {
-        await writeFileAtomic(
-          `${runDir}/histogram-${strategy}.png`,
-          await data.vaHistogramPng(order.map((i) => source.labels[i]), {
-            binSize: config.strategies.binSize,
-            title: `${strategy.toUpperCase()}: ${order.length} FACES`,
-          }),
-        );
-      }
-      const key = `${strategy}#${seed}`;
-      if (state.runs[key]) continue;
-      const runStarted = performance.now();
-      const model = new ResNet34(device, {
-        width: config.regressor.width,
-        inputSize: config.regressor.inputSize,
-        seed,
-      });
-      if (config.regressor.pretrained) await loadPretrained(model, config.regressor.pretrained);
-      const progress = new Progress({
-        label: `${strategy} seed ${seed}`,
-        total: config.regressor.steps,
-        unit: "img",
-        quiet: config.quiet,
-      });
-      const result = await trainRegressor(
-        device,
-        model,
-        source.images,
-        source.labels,
-        order,
-        {
-          steps: config.regressor.steps,
-          batchSize: config.regressor.batchSize,
-          lr: config.regressor.lr,
+  const pretrained = config.regressor.pretrained
+    ? await readSafetensors(device, config.regressor.pretrained)
+    : null;
+  try {
+    for (const strategy of strategies) {
+      const source = sources.get(strategy) ?? real;
+      for (let k = 0; k < config.seeds; k++) {
+        const seed = config.seed + k;
+        const order = sources.has(strategy)
+          ? source.labels.map((_, i) => i)
+          : strategyOrder(strategy, trainLabels, config.strategies.binSize, seed);
+        trainingFaces[strategy] = order.length;
+        if (k === 0) {
+          await writeFileAtomic(
+            `${runDir}/histogram-${strategy}.png`,
+            await data.vaHistogramPng(order.map((i) => source.labels[i]), {
+              binSize: config.strategies.binSize,
+              title: `${strategy.toUpperCase()}: ${order.length} FACES`,
+            }),
+          );
+        }
+        const key = `${strategy}#${seed}`;
+        if (state.runs[key]) continue;
+        const runStarted = performance.now();
+        const model = new ResNet34(device, {
+          width: config.regressor.width,
           inputSize: config.regressor.inputSize,
           seed,
-          logEvery: config.logEvery,
-        },
-        {
-          onStep: (r) => progress.update({ step: r.step, items: r.items, loss: r.loss }),
-          stop: options.stop,
-        },
-      );
-      if (result.interrupted) {
-        model.dispose();
-        progress.done(`${strategy} seed ${seed} interrupted`);
-        return { runDir, interrupted: true };
-      }
-      const predictions = await predictVa(
-        model,
-        test.images,
-        test.samples.length,
-        config.regressor.inputSize,
-      );
-      const metrics = scorePredictions(predictions, test.samples);
-      if (k === 0) {
-        await writeSafetensors(`${runDir}/regressor-${strategy}.safetensors`, model.stateDict(), {
-          strategy,
-          seed: String(seed),
-          width: String(config.regressor.width),
-          inputSize: String(config.regressor.inputSize),
         });
+        if (pretrained) loadPretrained(model, pretrained, config.regressor.pretrained!);
+        const progress = new Progress({
+          label: `${strategy} seed ${seed}`,
+          total: config.regressor.steps,
+          unit: "img",
+          quiet: config.quiet,
+        });
+        const result = await trainRegressor(
+          device,
+          model,
+          source.images,
+          source.labels,
+          order,
+          {
+            steps: config.regressor.steps,
+            batchSize: config.regressor.batchSize,
+            lr: config.regressor.lr,
+            inputSize: config.regressor.inputSize,
+            seed,
+            logEvery: config.logEvery,
+          },
+          {
+            onStep: (r) => progress.update({ step: r.step, items: r.items, loss: r.loss }),
+            stop: options.stop,
+          },
+        );
+        if (result.interrupted) {
+          model.dispose();
+          progress.done(`${strategy} seed ${seed} interrupted`);
+          return { runDir, interrupted: true };
+        }
+        const predictions = await predictVa(
+          model,
+          test.images,
+          test.samples.length,
+          config.regressor.inputSize,
+        );
+        const metrics = scorePredictions(predictions, test.samples);
+        if (k === 0) {
+          await writeSafetensors(`${runDir}/regressor-${strategy}.safetensors`, model.stateDict(), {
+            strategy,
+            seed: String(seed),
+            width: String(config.regressor.width),
+            inputSize: String(config.regressor.inputSize),
+          });
+        }
+        model.dispose();
+        state.runs[key] = {
+          strategy,
+          seed,
+          trainingFaces: order.length,
+          metrics,
+          losses: result.losses,
+          seconds: seconds(runStarted),
+        };
+        await saveState();
+        progress.done(
+          `${strategy} seed ${seed}: CCC V ${metrics.valence.ccc.toFixed(3)} A ${
+            metrics.arousal.ccc.toFixed(3)
+          }, RMSE V ${metrics.valence.rmse.toFixed(3)} A ${metrics.arousal.rmse.toFixed(3)} ` +
+            `(${state.runs[key].seconds} s)`,
+        );
       }
-      model.dispose();
-      state.runs[key] = {
-        strategy,
-        seed,
-        trainingFaces: order.length,
-        metrics,
-        losses: result.losses,
-        seconds: seconds(runStarted),
-      };
-      await saveState();
-      progress.done(
-        `${strategy} seed ${seed}: CCC V ${metrics.valence.ccc.toFixed(3)} A ${
-          metrics.arousal.ccc.toFixed(3)
-        }, RMSE V ${metrics.valence.rmse.toFixed(3)} A ${metrics.arousal.rmse.toFixed(3)} ` +
-          `(${state.runs[key].seconds} s)`,
-      );
     }
+  } finally {
+    if (pretrained) disposeStateDict(pretrained);
   }
 
   // 5. Metrics, report and pictures.
@@ -504,20 +517,19 @@ export async function runExperiment(
 }
 
 /**
- * ImageNet weights into a regressor: everything but the head, whose 1000 outputs do not fit the
- * 2-output (valence, arousal) layer; a head of the right shape is loaded too.
+ * ImageNet weights (a state dict read once per run) into a regressor: everything but the head,
+ * whose 1000 outputs do not fit the 2-output (valence, arousal) layer; a head of the right shape
+ * is loaded too.
  */
-async function loadPretrained(model: ResNet34, path: string): Promise<void> {
-  const dict = await readSafetensors(model.fc.weight.device, path);
-  for (const [key, own] of [["fc.weight", model.fc.weight], ["fc.bias", model.fc.bias]] as const) {
-    const value = dict.get(key);
-    if (value && own && value.shape.join() !== own.shape.join()) {
-      if ("device" in value) value.dispose();
-      dict.delete(key);
-    }
+function loadPretrained(model: ResNet34, dict: StateDict, path: string): void {
+  const own = new Map<string, StateValue>(dict);
+  for (
+    const [key, param] of [["fc.weight", model.fc.weight], ["fc.bias", model.fc.bias]] as const
+  ) {
+    const value = own.get(key);
+    if (value && param && value.shape.join() !== param.shape.join()) own.delete(key);
   }
-  const { missingKeys } = model.loadStateDict(dict, { strict: false });
-  disposeStateDict(dict);
+  const { missingKeys } = model.loadStateDict(own, { strict: false });
   const unexpectedMissing = missingKeys.filter((k) => !k.startsWith("fc."));
   if (unexpectedMissing.length) {
     throw new Error(`${path}: not a ResNet34 of this width ("${unexpectedMissing[0]}" is missing)`);
@@ -592,9 +604,7 @@ async function trainAuxiliaryRegressor(
     seed: spec.seed,
   });
   try {
-    const dict = await readSafetensors(device, spec.path);
-    model.loadStateDict(dict, { strict: true });
-    disposeStateDict(dict);
+    await loadSafetensorsInto(model, spec.path);
     return model;
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -675,9 +685,7 @@ async function trainOrLoadAutoencoder(
   const aeState: AutoencoderState = state.autoencoders[variant.name] ??
     { epochsDone: 0, step: 0, losses: [], done: false, seconds: 0 };
   if (aeState.done) {
-    const dict = await readSafetensors(device, aePath);
-    autoencoder.loadStateDict(dict, { strict: true });
-    disposeStateDict(dict);
+    await loadSafetensorsInto(autoencoder, aePath);
     log(`${label}: loaded from ${aePath}`);
     return autoencoder;
   }
@@ -867,13 +875,7 @@ export async function writeFigure2(
     }
   });
   const imageValues = 3 * test.size * test.size;
-  const sources = new Float32Array(picked.length * imageValues);
-  picked.forEach((index, k) =>
-    sources.set(
-      test.images.subarray(index * imageValues, (index + 1) * imageValues),
-      k * imageValues,
-    )
-  );
+  const sources = gatherImages(test.images, imageValues, picked);
   const { z } = await encodeFaces(autoencoder, sources, picked.length);
   const code = autoencoder.codeSize;
   const targets: data.VaLabel[] = [];

@@ -10,7 +10,7 @@ import * as F from "../nn/functional.ts";
 import { FaceAutoencoder } from "../nn/models/autoencoder.ts";
 import { normalizeImagenet, type ResNet34 } from "../nn/models/resnet.ts";
 import { Adam } from "../nn/optim.ts";
-import { disposeStateDict, readSafetensors, writeSafetensors } from "../nn/io.ts";
+import { loadSafetensorsInto, writeSafetensors } from "../nn/io.ts";
 import { noGrad, type Tensor, tidy } from "../nn/tensor.ts";
 import { mulberry32, shuffleInPlace } from "./data/rng.ts";
 import { samePersonPairs, sampleUnitDisk } from "./data/samplers.ts";
@@ -288,9 +288,7 @@ async function encoderSnapshot(
   });
   if (!takeNow && path) {
     try {
-      const state = await readSafetensors(device, path);
-      copy.loadStateDict(state, { strict: true });
-      disposeStateDict(state);
+      await loadSafetensorsInto(copy, path);
       return copy;
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;

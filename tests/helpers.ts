@@ -1,6 +1,8 @@
 /** Shared test utilities: one device for the whole run, seeded data, tolerant comparisons. */
 
 import { Device } from "../mod.ts";
+import type { Backend } from "../kernels/backend.ts";
+import type { Conv2dGeometry } from "../kernels/ops.ts";
 
 let shared: Promise<Device> | null = null;
 
@@ -103,4 +105,46 @@ export function probed(
     }
   }
   return [a, e];
+}
+
+/** Upload data into a pooled buffer (for launcher-level kernel tests). */
+export function uploadBuffer(backend: Backend, data: Float32Array | Uint32Array): GPUBuffer {
+  const buffer = backend.pool.acquire(Math.max(4, data.length * 4));
+  backend.write(buffer, data);
+  return buffer;
+}
+
+/** Read n floats back from a buffer. */
+export async function downloadBuffer(
+  backend: Backend,
+  buffer: GPUBuffer,
+  n: number,
+): Promise<Float32Array> {
+  return new Float32Array(await backend.read(buffer, n * 4));
+}
+
+/** The geometry of a square-kernel conv of an h x w input (floor mode). */
+export function convGeometry(
+  batch: number,
+  inC: number,
+  outC: number,
+  h: number,
+  w: number,
+  k = 3,
+  stride = 1,
+  pad = 1,
+): Conv2dGeometry {
+  return {
+    batch,
+    inC,
+    inH: h,
+    inW: w,
+    outC,
+    outH: Math.floor((h + 2 * pad - k) / stride) + 1,
+    outW: Math.floor((w + 2 * pad - k) / stride) + 1,
+    kH: k,
+    kW: k,
+    stride,
+    pad,
+  };
 }

@@ -9,19 +9,11 @@
 
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
-import { assertClose, randomArray, testDevice } from "./helpers.ts";
+import { assertClose, downloadBuffer, randomArray, testDevice, uploadBuffer } from "./helpers.ts";
 
 const backend: Backend = (await testDevice()).backend;
-
-function upload(data: Float32Array | Uint32Array): GPUBuffer {
-  const buffer = backend.pool.acquire(Math.max(4, data.length * 4));
-  backend.write(buffer, data);
-  return buffer;
-}
-
-async function download(buffer: GPUBuffer, n: number): Promise<Float32Array> {
-  return new Float32Array(await backend.read(buffer, n * 4));
-}
+const upload = (data: Float32Array | Uint32Array) => uploadBuffer(backend, data);
+const download = (buffer: GPUBuffer, n: number) => downloadBuffer(backend, buffer, n);
 
 const bnShapes: { name: string; shape: [number, number, number, number]; low?: number }[] = [
   { name: "b1 5x1x1", shape: [1, 5, 1, 1] },

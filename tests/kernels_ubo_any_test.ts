@@ -9,79 +9,19 @@
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
 import * as ref from "./reference.ts";
-import { assertClose, randomArray, testDevice } from "./helpers.ts";
+import {
+  assertClose,
+  convGeometry,
+  downloadBuffer,
+  randomArray,
+  testDevice,
+  uploadBuffer,
+} from "./helpers.ts";
 
 const backend: Backend = (await testDevice()).backend;
-
-function upload(data: Float32Array): GPUBuffer {
-  const buffer = backend.pool.acquire(Math.max(4, data.length * 4));
-  backend.write(buffer, data);
-  return buffer;
-}
-
-async function download(buffer: GPUBuffer, n: number): Promise<Float32Array> {
-  return new Float32Array(await backend.read(buffer, n * 4));
-}
-
-function geometry(
-  batch: number,
-  inC: number,
-  outC: number,
-  h: number,
-  w: number,
-  k: number,
-  stride: number,
-  pad: number,
-): ops.Conv2dGeometry {
-  return {
-    batch,
-    inC,
-    inH: h,
-    inW: w,
-    outC,
-    outH: Math.floor((h + 2 * pad - k) / stride) + 1,
-    outW: Math.floor((w + 2 * pad - k) / stride) + 1,
-    kH: k,
-    kW: k,
-    stride,
-    pad,
-  };
-}
-
-/** dx and dw of a conv for upstream dy, in float64. */
-function backwardReference(
-  x: Float32Array,
-  w: Float32Array,
-  dy: Float32Array,
-  g: ops.Conv2dGeometry,
-): { dx: Float64Array; dw: Float64Array } {
-  const dx = new Float64Array(x.length);
-  const dw = new Float64Array(w.length);
-  for (let n = 0; n < g.batch; n++) {
-    for (let oc = 0; oc < g.outC; oc++) {
-      for (let oh = 0; oh < g.outH; oh++) {
-        for (let ow = 0; ow < g.outW; ow++) {
-          const d = dy[((n * g.outC + oc) * g.outH + oh) * g.outW + ow];
-          for (let ic = 0; ic < g.inC; ic++) {
-            for (let kh = 0; kh < g.kH; kh++) {
-              const ih = oh * g.stride - g.pad + kh;
-              if (ih < 0 || ih >= g.inH) continue;
-              for (let kw = 0; kw < g.kW; kw++) {
-                const iw = ow * g.stride - g.pad + kw;
-                if (iw < 0 || iw >= g.inW) continue;
-                const xi = ((n * g.inC + ic) * g.inH + ih) * g.inW + iw;
-                const wi = ((oc * g.inC + ic) * g.kH + kh) * g.kW + kw;
-                dx[xi] += d * w[wi];
-                dw[wi] += d * x[xi];
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  return { dx, dw };
-}
+const upload = (data: Float32Array | Uint32Array) => uploadBuffer(backend, data);
+const download = (buffer: GPUBuffer, n: number) => downloadBuffer(backend, buffer, n);
+const geometry = convGeometry;
 
 const cases: { name: string; g: ops.Conv2dGeometry }[] = [
   { name: "b1 3->5 3x3 s1 7x9", g: geometry(1, 3, 5, 7, 9, 3, 1, 1) },
@@ -145,7 +85,7 @@ for (const { name, g } of cases) {
     const tolerance = { atol: 1e-4 * Math.sqrt(taps), rtol: 1e-3 };
     assertClose(yOut, expected, `${name} forward`, tolerance);
     assertClose(y2Out, noBias, `${name} forward without bias`, tolerance);
-    const grads = backwardReference(xData, wData, dyData, g);
+    const grads = ref.convBackward(xData, wData, dyData, g);
     const dxTolerance = { atol: 1e-4 * Math.sqrt(g.outC * g.kH * g.kW), rtol: 1e-3 };
     assertClose(dxOut, grads.dx, `${name} backward input`, dxTolerance);
     const dwTolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC), rtol: 1e-3 };

@@ -8,79 +8,19 @@
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
 import * as ref from "./reference.ts";
-import { assertClose, randomArray, testDevice } from "./helpers.ts";
+import {
+  assertClose,
+  convGeometry,
+  downloadBuffer,
+  randomArray,
+  testDevice,
+  uploadBuffer,
+} from "./helpers.ts";
 
 const backend: Backend = (await testDevice()).backend;
-
-function upload(data: Float32Array): GPUBuffer {
-  const buffer = backend.pool.acquire(Math.max(4, data.length * 4));
-  backend.write(buffer, data);
-  return buffer;
-}
-
-async function download(buffer: GPUBuffer, n: number): Promise<Float32Array> {
-  return new Float32Array(await backend.read(buffer, n * 4));
-}
-
-/** dx and dw of a conv (stride s, padding p) for upstream dy, in float64. */
-function convBackwardReference(
-  x: Float32Array,
-  w: Float32Array,
-  dy: Float32Array,
-  g: ops.Conv2dGeometry,
-): { dx: Float64Array; dw: Float64Array } {
-  const dx = new Float64Array(x.length);
-  const dw = new Float64Array(w.length);
-  for (let n = 0; n < g.batch; n++) {
-    for (let oc = 0; oc < g.outC; oc++) {
-      for (let oh = 0; oh < g.outH; oh++) {
-        for (let ow = 0; ow < g.outW; ow++) {
-          const d = dy[((n * g.outC + oc) * g.outH + oh) * g.outW + ow];
-          for (let ic = 0; ic < g.inC; ic++) {
-            for (let kh = 0; kh < g.kH; kh++) {
-              const ih = oh * g.stride - g.pad + kh;
-              if (ih < 0 || ih >= g.inH) continue;
-              for (let kw = 0; kw < g.kW; kw++) {
-                const iw = ow * g.stride - g.pad + kw;
-                if (iw < 0 || iw >= g.inW) continue;
-                const xi = ((n * g.inC + ic) * g.inH + ih) * g.inW + iw;
-                const wi = ((oc * g.inC + ic) * g.kH + kh) * g.kW + kw;
-                dx[xi] += d * w[wi];
-                dw[wi] += d * x[xi];
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  return { dx, dw };
-}
-
-function geometry(
-  batch: number,
-  inC: number,
-  outC: number,
-  h: number,
-  w: number,
-  k = 3,
-  stride = 1,
-  pad = 1,
-): ops.Conv2dGeometry {
-  return {
-    batch,
-    inC,
-    inH: h,
-    inW: w,
-    outC,
-    outH: Math.floor((h + 2 * pad - k) / stride) + 1,
-    outW: Math.floor((w + 2 * pad - k) / stride) + 1,
-    kH: k,
-    kW: k,
-    stride,
-    pad,
-  };
-}
+const upload = (data: Float32Array | Uint32Array) => uploadBuffer(backend, data);
+const download = (buffer: GPUBuffer, n: number) => downloadBuffer(backend, buffer, n);
+const geometry = convGeometry;
 
 const cases: { name: string; g: ops.Conv2dGeometry }[] = [
   { name: "3->5 7x12", g: geometry(2, 3, 5, 7, 12) },
@@ -125,7 +65,7 @@ for (const variant of variants) {
       const expected = ref.conv2d(xData, xShape, wData, wShape, bData, g.stride, g.pad).out;
       const tolerance = { atol: 1e-4 * Math.sqrt(g.inC * 9), rtol: 1e-3 };
       assertClose(yOut, expected, `${variant} ${name} forward`, tolerance);
-      const grads = convBackwardReference(xData, wData, dyData, g);
+      const grads = ref.convBackward(xData, wData, dyData, g);
       assertClose(dxOut, grads.dx, `${variant} ${name} backward input`, tolerance);
       const dwTolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC), rtol: 1e-3 };
       assertClose(dwOut, grads.dw, `${variant} ${name} backward weight`, dwTolerance);

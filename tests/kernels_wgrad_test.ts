@@ -8,69 +8,12 @@
 
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
-import { assertClose, randomArray, testDevice } from "./helpers.ts";
+import * as ref from "./reference.ts";
+import { assertClose, convGeometry, randomArray, testDevice, uploadBuffer } from "./helpers.ts";
 
 const backend: Backend = (await testDevice()).backend;
-
-function upload(data: Float32Array): GPUBuffer {
-  const buffer = backend.pool.acquire(Math.max(4, data.length * 4));
-  backend.write(buffer, data);
-  return buffer;
-}
-
-function geometry(
-  batch: number,
-  inC: number,
-  outC: number,
-  h: number,
-  w: number,
-  k = 3,
-  stride = 1,
-  pad = 1,
-): ops.Conv2dGeometry {
-  return {
-    batch,
-    inC,
-    inH: h,
-    inW: w,
-    outC,
-    outH: Math.floor((h + 2 * pad - k) / stride) + 1,
-    outW: Math.floor((w + 2 * pad - k) / stride) + 1,
-    kH: k,
-    kW: k,
-    stride,
-    pad,
-  };
-}
-
-/** dw[oc, ic, kh, kw] = sum of dy * x, in float64. */
-function weightGradReference(x: Float32Array, dy: Float32Array, g: ops.Conv2dGeometry) {
-  const dw = new Float64Array(g.outC * g.inC * g.kH * g.kW);
-  for (let n = 0; n < g.batch; n++) {
-    for (let oc = 0; oc < g.outC; oc++) {
-      for (let ic = 0; ic < g.inC; ic++) {
-        for (let kh = 0; kh < g.kH; kh++) {
-          for (let kw = 0; kw < g.kW; kw++) {
-            let acc = 0;
-            for (let oh = 0; oh < g.outH; oh++) {
-              const ih = oh * g.stride - g.pad + kh;
-              if (ih < 0 || ih >= g.inH) continue;
-              const xRow = ((n * g.inC + ic) * g.inH + ih) * g.inW;
-              const dyRow = ((n * g.outC + oc) * g.outH + oh) * g.outW;
-              for (let ow = 0; ow < g.outW; ow++) {
-                const iw = ow * g.stride - g.pad + kw;
-                if (iw < 0 || iw >= g.inW) continue;
-                acc += dy[dyRow + ow] * x[xRow + iw];
-              }
-            }
-            dw[((oc * g.inC + ic) * g.kH + kh) * g.kW + kw] += acc;
-          }
-        }
-      }
-    }
-  }
-  return dw;
-}
+const upload = (data: Float32Array | Uint32Array) => uploadBuffer(backend, data);
+const geometry = convGeometry;
 
 const cases: { name: string; g: ops.Conv2dGeometry; ubo: boolean }[] = [
   { name: "b1 1->1 4x4", g: geometry(1, 1, 1, 4, 4), ubo: true },
@@ -106,7 +49,12 @@ for (const variant of ["ubo", "direct"] as const) {
       ops.conv2dBackwardWeight(backend, dy, x, dw, g, options);
       const out = new Float32Array(await backend.read(dw, wSize * 4));
       const tolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC) * g.kH, rtol: 1e-3 };
-      assertClose(out, weightGradReference(xData, dyData, g), `${variant} ${name}`, tolerance);
+      assertClose(
+        out,
+        ref.convBackward(xData, new Float32Array(g.outC * g.inC * g.kH * g.kW), dyData, g).dw,
+        `${variant} ${name}`,
+        tolerance,
+      );
       for (const buffer of [x, dy, dw]) backend.pool.release(buffer);
       backend.flush();
     });

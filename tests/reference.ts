@@ -282,3 +282,53 @@ export function adamStep(
   }
   return { p: outP, m: outM, v: outV };
 }
+
+/** The fields of a conv geometry the references read. */
+export interface ConvShape {
+  batch: number;
+  inC: number;
+  inH: number;
+  inW: number;
+  outC: number;
+  outH: number;
+  outW: number;
+  kH: number;
+  kW: number;
+  stride: number;
+  pad: number;
+}
+
+/** dx and dw of a conv (stride s, padding p) for upstream dy, in float64. */
+export function convBackward(
+  x: Float32Array,
+  w: Float32Array,
+  dy: Float32Array,
+  g: ConvShape,
+): { dx: Float64Array; dw: Float64Array } {
+  const dx = new Float64Array(x.length);
+  const dw = new Float64Array(w.length);
+  for (let n = 0; n < g.batch; n++) {
+    for (let oc = 0; oc < g.outC; oc++) {
+      for (let oh = 0; oh < g.outH; oh++) {
+        for (let ow = 0; ow < g.outW; ow++) {
+          const d = dy[((n * g.outC + oc) * g.outH + oh) * g.outW + ow];
+          for (let ic = 0; ic < g.inC; ic++) {
+            for (let kh = 0; kh < g.kH; kh++) {
+              const ih = oh * g.stride - g.pad + kh;
+              if (ih < 0 || ih >= g.inH) continue;
+              for (let kw = 0; kw < g.kW; kw++) {
+                const iw = ow * g.stride - g.pad + kw;
+                if (iw < 0 || iw >= g.inW) continue;
+                const xi = ((n * g.inC + ic) * g.inH + ih) * g.inW + iw;
+                const wi = ((oc * g.inC + ic) * g.kH + kh) * g.kW + kw;
+                dx[xi] += d * w[wi];
+                dw[wi] += d * x[xi];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return { dx, dw };
+}

@@ -7,11 +7,14 @@
 import type { Device } from "../device.ts";
 import * as F from "../functional.ts";
 import { BatchNorm2d, Conv2d, Layer, Linear, Rng, Sequential } from "../layers.ts";
-import type { Tensor } from "../tensor.ts";
+import { keep, type Tensor } from "../tensor.ts";
 
 /** ImageNet channel means and standard deviations torchvision's pretrained weights expect. */
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+
+/** The mean and variance tensors of the normalization, uploaded once per device. */
+const imagenetStats = new WeakMap<Device, { mean: Tensor; variance: Tensor }>();
 
 /**
  * (x - mean[c]) / std[c] per channel for images in [0, 1], the preprocessing torchvision's
@@ -22,12 +25,15 @@ export function normalizeImagenet(x: Tensor): Tensor {
   if (x.rank !== 4 || x.shape[1] !== 3) {
     throw new Error(`normalizeImagenet: expected [N, 3, H, W], got [${x.shape.join(", ")}]`);
   }
-  const mean = x.device.tensor(IMAGENET_MEAN, [3]);
-  const variance = x.device.tensor(IMAGENET_STD.map((s) => s * s), [3]);
-  const y = F.batchNorm2d(x, mean, variance, null, null, { training: false, eps: 0 });
-  mean.dispose();
-  variance.dispose();
-  return y;
+  let stats = imagenetStats.get(x.device);
+  if (!stats) {
+    stats = {
+      mean: keep(x.device.tensor(IMAGENET_MEAN, [3])),
+      variance: keep(x.device.tensor(IMAGENET_STD.map((s) => s * s), [3])),
+    };
+    imagenetStats.set(x.device, stats);
+  }
+  return F.batchNorm2d(x, stats.mean, stats.variance, null, null, { training: false, eps: 0 });
 }
 
 /** torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu") conv initialization. */

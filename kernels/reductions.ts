@@ -1,0 +1,75 @@
+/**
+ * Reduction launchers (sums over axes and whole arrays), shared by kernels/ops.ts and the conv
+ * variants' split-K partial sums.
+ */
+
+import type { Backend } from "./backend.ts";
+import { grid1d, Uniforms } from "./wgsl/common.ts";
+import { reduceAxisKernel, reduceMiddleKernel } from "./wgsl/reduce.ts";
+
+const F32 = 4;
+
+/** Grid for one workgroup per item (reductions), folded into 2-D past 65535. */
+function gridPerItem(items: number): [number, number] {
+  return grid1d(items, 1);
+}
+
+/**
+ * out[m] = scale * sum over outer and inner of x viewed as [outer, mid, inner] (or of
+ * (x - y)^2 when y is given).
+ */
+export function reduceMiddle(
+  b: Backend,
+  x: GPUBuffer,
+  out: GPUBuffer,
+  outer: number,
+  mid: number,
+  inner: number,
+  scale = 1,
+  y: GPUBuffer | null = null,
+  total = outer * mid * inner,
+): void {
+  const u = new Uniforms(5).u32(outer).u32(mid).u32(inner).u32(total).f32(scale);
+  b.dispatch(reduceMiddleKernel(y !== null), y ? [x, y, out] : [x, out], u.bytes, gridPerItem(mid));
+}
+
+/** out = scale * sum along the middle axis of x viewed as [outer, length, inner]. */
+export function reduceAxis(
+  b: Backend,
+  x: GPUBuffer,
+  out: GPUBuffer,
+  outer: number,
+  length: number,
+  inner: number,
+  scale = 1,
+): void {
+  const u = new Uniforms(4).u32(outer).u32(length).u32(inner).f32(scale);
+  b.dispatch(reduceAxisKernel(), [x, out], u.bytes, grid1d(outer * inner));
+}
+
+/** Elements summed by one workgroup in each stage of a full reduction. */
+const SUM_CHUNK = 4096;
+
+/**
+ * out[0] = scale * sum of x[0..n) (or of (x - y)^2), in stages of one workgroup per chunk, so a
+ * large array keeps every core busy instead of one workgroup walking it all.
+ */
+export function sumAll(
+  b: Backend,
+  x: GPUBuffer,
+  out: GPUBuffer,
+  n: number,
+  scale = 1,
+  y: GPUBuffer | null = null,
+): void {
+  if (n <= SUM_CHUNK) {
+    reduceMiddle(b, x, out, 1, 1, Math.max(n, 1), scale, y, n);
+    return;
+  }
+  const chunk = Math.max(SUM_CHUNK, Math.ceil(n / 65535));
+  const rows = Math.ceil(n / chunk);
+  const partial = b.pool.acquire(rows * F32);
+  reduceMiddle(b, x, partial, 1, rows, chunk, 1, y, n);
+  sumAll(b, partial, out, rows, scale);
+  b.pool.release(partial);
+}

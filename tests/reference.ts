@@ -4,6 +4,8 @@
  * finite differences of these functions).
  */
 
+import type { Conv2dGeometry } from "../kernels/ops.ts";
+
 export type Shape = readonly number[];
 
 function size(shape: Shape): number {
@@ -283,27 +285,12 @@ export function adamStep(
   return { p: outP, m: outM, v: outV };
 }
 
-/** The fields of a conv geometry the references read. */
-export interface ConvShape {
-  batch: number;
-  inC: number;
-  inH: number;
-  inW: number;
-  outC: number;
-  outH: number;
-  outW: number;
-  kH: number;
-  kW: number;
-  stride: number;
-  pad: number;
-}
-
 /** dx and dw of a conv (stride s, padding p) for upstream dy, in float64. */
 export function convBackward(
   x: Float32Array,
   w: Float32Array,
   dy: Float32Array,
-  g: ConvShape,
+  g: Conv2dGeometry,
 ): { dx: Float64Array; dw: Float64Array } {
   const dx = new Float64Array(x.length);
   const dw = new Float64Array(w.length);

@@ -36,6 +36,11 @@ export const DataConfig = z.object({
   expressionStrength: z.number().positive().default(1),
   /** Std-dev of the gap between a label and the expression drawn. */
   labelNoise: z.number().min(0).default(0.03),
+  /**
+   * Align every face with 68 landmarks (eye corners and nose to fixed places) before anything
+   * trains on it; without it per-frame pose blurs the autoencoder's expressions.
+   */
+  align: z.boolean().default(true),
 }).strict();
 
 /** The face-generating autoencoder and its training. */
@@ -90,6 +95,8 @@ export const RegressorConfig = z.object({
   steps: positiveInt.default(2000),
   batchSize: positiveInt.default(64),
   lr: z.number().positive().default(1e-4),
+  /** Learning-rate schedule: "cosine" decays lr to 0 over the steps; "constant" keeps it. */
+  schedule: z.enum(["constant", "cosine"]).default("constant"),
   /** ImageNet-pretrained weights (safetensors of torchvision's resnet34), when available. */
   pretrained: z.string().optional(),
 }).strict();

@@ -118,8 +118,25 @@ export async function writeFileAtomic(path: string, content: string | Uint8Array
   await Deno.rename(temp, path);
 }
 
-/** Load the configured dataset (synthetic by default). */
+/**
+ * Load the configured dataset (synthetic by default), with faces aligned from their landmarks
+ * unless `data.align` is off.
+ */
 export async function loadExperimentData(config: ExperimentConfig): Promise<ExperimentData> {
+  const loaded = await loadDataAsStored(config);
+  if (!config.data.align) return loaded;
+  const splits = [loaded.train, loaded.test, loaded.autoencoderTrain].filter((s) =>
+    s !== undefined
+  );
+  let aligned = 0, total = 0;
+  for (const split of splits) {
+    aligned += data.alignFaceSet(split);
+    total += split.samples.length;
+  }
+  return { ...loaded, description: `${loaded.description}; ${aligned} of ${total} faces aligned` };
+}
+
+async function loadDataAsStored(config: ExperimentConfig): Promise<ExperimentData> {
   const d = config.data;
   if (d.source === "synthetic") {
     const { train, test } = data.syntheticSplit({
@@ -450,6 +467,7 @@ export async function runExperiment(
             steps: config.regressor.steps,
             batchSize: config.regressor.batchSize,
             lr: config.regressor.lr,
+            schedule: config.regressor.schedule,
             inputSize: config.regressor.inputSize,
             seed,
             logEvery: config.logEvery,
@@ -567,6 +585,7 @@ async function trainJudge(
       expressionStrength: d.expressionStrength,
       labelNoise: d.labelNoise,
     });
+    if (d.align) data.alignFaceSet(set);
     images = set.images;
     labels = set.samples;
   }
@@ -626,6 +645,7 @@ async function trainAuxiliaryRegressor(
       steps,
       batchSize: config.regressor.batchSize,
       lr: config.regressor.lr,
+      schedule: config.regressor.schedule,
       inputSize: config.regressor.inputSize,
       seed: spec.seed,
       logEvery: config.logEvery,

@@ -408,6 +408,8 @@ export interface RegressorTraining {
   steps: number;
   batchSize: number;
   lr: number;
+  /** "cosine": lr decays to 0 over the steps (half a cosine); "constant" (default). */
+  schedule?: "constant" | "cosine";
   inputSize: number;
   seed: number;
   logEvery: number;
@@ -444,6 +446,9 @@ export async function trainRegressor(
   model.train();
   try {
     for (let step = 1; step <= settings.steps; step++) {
+      if (settings.schedule === "cosine") {
+        optimizer.lr = settings.lr * 0.5 * (1 + Math.cos(Math.PI * (step - 1) / settings.steps));
+      }
       const batch: number[] = [];
       while (batch.length < Math.min(settings.batchSize, Math.max(order.length, 2))) {
         if (queue.length === 0) queue = shuffleInPlace([...order], rng);

@@ -76,6 +76,17 @@ export {
   readFaceCache,
   writeFaceCache,
 } from "./loader.ts";
+export {
+  ALIGN_TEMPLATE,
+  type AlignableFaces,
+  alignFace,
+  alignFaceSet,
+  applySimilarity,
+  fitSimilarity,
+  landmarksInCrop,
+  type Similarity,
+  STABLE_LANDMARKS,
+} from "./align.ts";
 export { type Batch, batches, type BatchOptions } from "./batches.ts";
 export {
   axisBin,

@@ -423,6 +423,15 @@ export function regressorInput(x: Tensor, inputSize: number): Tensor {
   return normalizeImagenet(resized);
 }
 
+/** The learning rate of step `step` (1-based) of `settings.steps` under `settings.schedule`. */
+export function scheduledLr(
+  settings: Pick<RegressorTraining, "lr" | "steps" | "schedule">,
+  step: number,
+): number {
+  if (settings.schedule !== "cosine") return settings.lr;
+  return settings.lr * 0.5 * (1 + Math.cos(Math.PI * (step - 1) / settings.steps));
+}
+
 /**
  * Train a regressor for `steps` Adam steps on the faces at `order` (indices into images/labels,
  * repeats allowed), reshuffled every pass. Returns the loss curve.
@@ -446,9 +455,7 @@ export async function trainRegressor(
   model.train();
   try {
     for (let step = 1; step <= settings.steps; step++) {
-      if (settings.schedule === "cosine") {
-        optimizer.lr = settings.lr * 0.5 * (1 + Math.cos(Math.PI * (step - 1) / settings.steps));
-      }
+      optimizer.lr = scheduledLr(settings, step);
       const batch: number[] = [];
       while (batch.length < Math.min(settings.batchSize, Math.max(order.length, 2))) {
         if (queue.length === 0) queue = shuffleInPlace([...order], rng);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Image } from "imagescript";
 import { summarize } from "../pipelines/metrics.ts";
+import { scheduledLr } from "../pipelines/training.ts";
 import { barChartPng, lineChartPng } from "../pipelines/plots.ts";
 import { formatDuration, Progress, type ProgressOptions } from "../pipelines/progress.ts";
 import {
@@ -403,4 +404,17 @@ Deno.test("paperTables: exact markdown of a small run, absent tables skipped", (
     "Table 3: Comparison",
   ]);
   assert.equal(paperTables({}), "");
+});
+
+Deno.test("scheduledLr: constant by default, cosine from lr down towards 0", () => {
+  const base = { lr: 0.01, steps: 100 };
+  assert.equal(scheduledLr(base, 1), 0.01);
+  assert.equal(scheduledLr({ ...base, schedule: "constant" }, 77), 0.01);
+  const cosine = { ...base, schedule: "cosine" as const };
+  assert.equal(scheduledLr(cosine, 1), 0.01);
+  assert.ok(Math.abs(scheduledLr(cosine, 51) - 0.005) < 1e-12);
+  assert.ok(scheduledLr(cosine, 100) < 0.01 * 0.001);
+  for (let step = 2; step <= 100; step++) {
+    assert.ok(scheduledLr(cosine, step) < scheduledLr(cosine, step - 1));
+  }
 });

@@ -3,10 +3,16 @@
  * decoder conditioned with (v, a) maps, 64x64, batch 32) and ResNet34 at width 1/8 on 64x64
  * inputs (batch 32). Prints wall time per step, then each kernel family's share of one step from
  * GPU timestamps (one timestamped pass per dispatch; needs timestamp-query). `--compare` first
- * runs each model with the round-2 kernels (ubo-any with 16-channel blocks only), then the current.
+ * runs each model with the round-3 defaults (kernels/ops.ts setRound3Defaults: no ubo-cols
+ * conv kernels, 8-channel ubo blocks only, scalar row copies, unfused batch-norm passes, generic
+ * 3x3 max-pool backward, one weight-gradient dispatch per block), no bind-group cache, one Adam
+ * dispatch per parameter and unfused ReLUs (Sequential, ResNet blocks), then the current.
+ *
+ * With `--compare` the wall times of the two configurations are first measured interleaved (step
+ * by step, `--ab-steps` each, median), which is robust to the shared machine's drifting load.
  *
  *   deno run -A bench/profile_step.ts [--batch 32] [--steps 3] [--only ae|resnet] [--top 25] [--detail]
- *     [--compare]
+ *     [--compare [--ab-steps 8]]
  */
 
 import { Device } from "../nn/device.ts";
@@ -15,26 +21,70 @@ import { Adam } from "../nn/optim.ts";
 import { FaceAutoencoder } from "../nn/models/autoencoder.ts";
 import { ResNet34 } from "../nn/models/resnet.ts";
 import { type Tensor, tidy } from "../nn/tensor.ts";
-import { setAnySmallBlocks } from "../kernels/wgsl/conv_ubo_any.ts";
+import { setRound3Defaults } from "../kernels/ops.ts";
 
 function flag(name: string): string | undefined {
   const i = Deno.args.indexOf(`--${name}`);
   return i >= 0 ? Deno.args[i + 1] : undefined;
 }
-const args = { batch: flag("batch"), steps: flag("steps"), only: flag("only"), top: flag("top") };
+const args = {
+  batch: flag("batch"),
+  steps: flag("steps"),
+  only: flag("only"),
+  top: flag("top"),
+  stepsAB: Number(flag("ab-steps") ?? 8),
+};
 const batch = Number(args.batch ?? 32);
 const steps = Number(args.steps ?? 3);
 const top = Number(args.top ?? 25);
 const device = await Device.create();
 const backend = device.backend;
 
-async function profile(name: string, step: () => Promise<void>): Promise<void> {
-  if (Deno.args.includes("--compare")) {
-    setAnySmallBlocks(false);
-    await profileOnce(`${name} [round 2: ubo-any J=16 only]`, step);
-    setAnySmallBlocks(true);
+/** The round-3 configuration (--compare): no ubo-cols default, per-parameter Adam, unfused ReLUs. */
+interface Config {
+  round3: boolean;
+}
+
+async function profile(name: string, makeStep: (c: Config) => () => Promise<void>): Promise<void> {
+  if (!Deno.args.includes("--compare")) {
+    await profileOnce(name, makeStep({ round3: false }));
+    return;
   }
-  await profileOnce(name, step);
+  // Interleaved A/B: the machine's load drifts, so alternate the two configurations step by step
+  // and report the median of each, then profile each once.
+  const configs = [{ round3: true }, { round3: false }];
+  const labels = [`${name} [round 3 kernels]`, name];
+  const steps = configs.map((c) => {
+    setRound3Defaults(c.round3);
+    return makeStep(c);
+  });
+  const run = async (k: number) => {
+    setRound3Defaults(configs[k].round3);
+    backend.cacheBindGroups = !configs[k].round3;
+    await steps[k]();
+    await device.sync();
+  };
+  for (const k of [0, 1, 0, 1]) await run(k); // warm-up: pipelines, pool
+  const times: number[][] = [[], []];
+  for (let s = 0; s < args.stepsAB; s++) {
+    for (const k of s % 2 ? [1, 0] : [0, 1]) {
+      const t0 = performance.now();
+      await run(k);
+      times[k].push(performance.now() - t0);
+    }
+  }
+  const median = (t: number[]) => [...t].sort((a, c) => a - c)[Math.floor(t.length / 2)];
+  console.log(
+    `\n${name}: interleaved over ${args.stepsAB} steps each (median wall ms/step, incl. sync): ` +
+      `round 3 ${median(times[0]).toFixed(0)}, now ${median(times[1]).toFixed(0)}`,
+  );
+  for (const k of [0, 1]) {
+    setRound3Defaults(configs[k].round3);
+    backend.cacheBindGroups = !configs[k].round3;
+    await profileOnce(labels[k], steps[k]);
+  }
+  setRound3Defaults(false);
+  backend.cacheBindGroups = true;
 }
 
 async function profileOnce(name: string, step: () => Promise<void>): Promise<void> {
@@ -70,35 +120,45 @@ async function profileOnce(name: string, step: () => Promise<void>): Promise<voi
 }
 
 if (!args.only || args.only === "ae") {
-  const model = new FaceAutoencoder(device, { size: "tiny", conditioning: "maps", seed: 1 });
-  model.train();
-  const opt = new Adam(model.parameters(), { lr: 1e-3 });
   const x = device.rand([batch, 3, 64, 64], 3);
   const v = device.rand([batch], 4);
   const a = device.rand([batch], 5);
   const w = device.rand([batch, 3, 64, 64], 6);
-  await profile(`autoencoder tiny maps 64x64 batch ${batch}`, async () => {
-    const loss = tidy((): Tensor =>
-      model.loss(x, v, a, x, a, v, { reconstructionWeights: w }).total
-    );
-    opt.zeroGrad();
-    await loss.backward();
-    opt.step();
-    loss.dispose();
+  await profile(`autoencoder tiny maps 64x64 batch ${batch}`, (config) => {
+    const model = new FaceAutoencoder(device, { size: "tiny", conditioning: "maps", seed: 1 });
+    model.train();
+    for (const s of [model.encoder, model.decoder]) s.fuseBatchNormRelu = !config.round3;
+    const opt = new Adam(model.parameters(), { lr: 1e-3, foreach: !config.round3 });
+    return async () => {
+      const loss = tidy((): Tensor =>
+        model.loss(x, v, a, x, a, v, { reconstructionWeights: w }).total
+      );
+      opt.zeroGrad();
+      await loss.backward();
+      opt.step();
+      loss.dispose();
+    };
   });
 }
 
 if (!args.only || args.only === "resnet") {
-  const model = new ResNet34(device, { width: 1 / 8, inputSize: 64, seed: 1 });
-  model.train();
-  const opt = new Adam(model.parameters(), { lr: 1e-3 });
   const x = device.rand([batch, 3, 64, 64], 7);
   const y = device.rand([batch, 2], 8);
-  await profile(`resnet34 w1/8 64x64 batch ${batch}`, async () => {
-    const loss = tidy(() => F.mseLoss(model.forward(x), y));
-    opt.zeroGrad();
-    await loss.backward();
-    opt.step();
-    loss.dispose();
+  await profile(`resnet34 w1/8 64x64 batch ${batch}`, (config) => {
+    const model = new ResNet34(device, {
+      width: 1 / 8,
+      inputSize: 64,
+      seed: 1,
+      fused: !config.round3,
+    });
+    model.train();
+    const opt = new Adam(model.parameters(), { lr: 1e-3, foreach: !config.round3 });
+    return async () => {
+      const loss = tidy(() => F.mseLoss(model.forward(x), y));
+      opt.zeroGrad();
+      await loss.backward();
+      opt.step();
+      loss.dispose();
+    };
   });
 }

@@ -15,9 +15,9 @@ import * as ops from "./ops.ts";
 
 /** The variants each pass can choose from. */
 const CANDIDATES: Record<ops.ConvPass, ops.ConvVariant[]> = {
-  forward: ["direct", "ubo", "ubo-any"],
-  backwardInput: ["direct", "ubo", "ubo-any"],
-  backwardWeight: ["direct", "ubo", "ubo-any"],
+  forward: ["direct", "ubo", "ubo-any", "ubo-cols"],
+  backwardInput: ["direct", "ubo", "ubo-any", "ubo-cols"],
+  backwardWeight: ["direct", "ubo", "ubo-any", "ubo-cols"],
 };
 
 interface TunerState {

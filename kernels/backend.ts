@@ -35,7 +35,7 @@ export interface BufferBinding {
 
 /** Options of {@link Backend.create}. */
 export interface BackendOptions {
-  /** Submit after every dispatch (debugging; results must not change). */
+  /** Submit after every dispatch and copy (debugging; results must not change). */
   flushEveryOp?: boolean;
   /** Use this adapter instead of requesting one. */
   adapter?: GPUAdapter;
@@ -58,6 +58,8 @@ const REQUESTED_LIMITS = [
 ] as const;
 
 const UNIFORM_CHUNK_BYTES = 64 * 1024;
+/** Bind groups kept for reuse (the cache is dropped whole when it reaches this size). */
+const MAX_CACHED_BIND_GROUPS = 8192;
 /** Submit early once this many dispatches are recorded, to bound driver-side command memory. */
 const MAX_DISPATCHES_PER_SUBMIT = 8192;
 /** Submit early once this many bytes of released buffers wait for a submit before reuse. */
@@ -87,8 +89,10 @@ export class Backend {
   readonly isFallbackAdapter: boolean;
   /** Buffer pool shared by all tensors of this device. */
   readonly pool: BufferPool;
-  /** Submit after every dispatch when true. */
+  /** Submit after every dispatch and copy when true. */
   flushEveryOp: boolean;
+  /** Reuse bind groups of identical buffer bindings (default true; benchmarks compare). */
+  cacheBindGroups = true;
 
   readonly #pipelines = new Map<
     string,
@@ -106,6 +110,10 @@ export class Backend {
   #dispatches = 0;
   #profile: { querySet: GPUQuerySet; keys: string[]; capacity: number; detail: boolean } | null =
     null;
+  readonly #bindGroups = new Map<string, GPUBindGroup>();
+  readonly #bufferIds = new WeakMap<GPUBuffer, number>();
+  #nextBufferId = 0;
+  #bindGroupsCreated = 0;
 
   private constructor(adapter: GPUAdapter, device: GPUDevice, flushEveryOp: boolean) {
     this.device = device;
@@ -176,13 +184,19 @@ export class Backend {
     return this.device.limits.maxStorageBufferBindingSize;
   }
 
-  /** Pool counters plus submit and dispatch counts. */
-  stats(): PoolStats & { submits: number; dispatches: number; pipelines: number } {
+  /** Pool counters plus submit, dispatch, pipeline and bind-group counts. */
+  stats(): PoolStats & {
+    submits: number;
+    dispatches: number;
+    pipelines: number;
+    bindGroupsCreated: number;
+  } {
     return {
       ...this.pool.stats(),
       submits: this.#submits,
       dispatches: this.#dispatches,
       pipelines: this.#pipelines.size,
+      bindGroupsCreated: this.#bindGroupsCreated,
     };
   }
 
@@ -251,18 +265,20 @@ export class Backend {
       throw new GpuError(`kernel ${kernel.key}: grid [${x}, ${y}, ${z}] exceeds ${maxPerDim}`);
     }
     const { pipeline, layout } = this.pipeline(kernel);
+    let cacheKey = kernel.key;
     const entries: GPUBindGroupEntry[] = buffers.map((b, binding) => {
       const range = "buffer" in b && !(b instanceof GPUBuffer) ? b : { buffer: b as GPUBuffer };
-      return {
-        binding,
-        resource: { buffer: range.buffer, offset: range.offset ?? 0, size: range.size },
-      };
+      const offset = range.offset ?? 0;
+      cacheKey += `|${this.#bufferId(range.buffer)}:${offset}:${range.size ?? ""}`;
+      return { binding, resource: { buffer: range.buffer, offset, size: range.size } };
     });
     if (kernel.uniforms) {
       if (!uniforms) throw new GpuError(`kernel ${kernel.key} needs uniforms`);
-      entries.push({ binding: buffers.length, resource: this.#uniformSlot(uniforms) });
+      const slot = this.#uniformSlot(uniforms);
+      cacheKey += `|${this.#bufferId(slot.buffer)}:${slot.offset}:${slot.size}`;
+      entries.push({ binding: buffers.length, resource: slot });
     }
-    const bindGroup = this.device.createBindGroup({ layout, entries });
+    const bindGroup = this.#bindGroup(cacheKey, layout, entries);
     const profile = this.#profile;
     if (profile && profile.keys.length < profile.capacity) {
       // Profiling: one timestamped pass per dispatch.
@@ -296,11 +312,39 @@ export class Backend {
     }
   }
 
+  /**
+   * The bind group of these entries, from the cache when the same kernel saw the same buffer
+   * ranges before: a training step binds the same pooled buffers (and uniform-arena slots) step
+   * after step, and createBindGroup costs ~20 us of CPU per dispatch.
+   */
+  #bindGroup(key: string, layout: GPUBindGroupLayout, entries: GPUBindGroupEntry[]): GPUBindGroup {
+    if (!this.cacheBindGroups) return this.device.createBindGroup({ layout, entries });
+    const cached = this.#bindGroups.get(key);
+    if (cached) return cached;
+    // Bounded: entries keep their buffers reachable (unpooled buffers would otherwise pile up).
+    if (this.#bindGroups.size >= MAX_CACHED_BIND_GROUPS) this.#bindGroups.clear();
+    const bindGroup = this.device.createBindGroup({ layout, entries });
+    this.#bindGroupsCreated++;
+    this.#bindGroups.set(key, bindGroup);
+    return bindGroup;
+  }
+
+  /** A number naming a buffer object for bind-group cache keys. */
+  #bufferId(buffer: GPUBuffer): number {
+    let id = this.#bufferIds.get(buffer);
+    if (id === undefined) {
+      id = this.#nextBufferId++;
+      this.#bufferIds.set(buffer, id);
+    }
+    return id;
+  }
+
   /** Record a buffer-to-buffer copy. */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     if (bytes === 0) return;
     this.#endPass();
     this.#commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    if (this.flushEveryOp) this.flush();
   }
 
   /** True when the device supports timestamp queries (needed by {@link startProfile}). */
@@ -367,7 +411,10 @@ export class Backend {
       this.#submits++;
       this.#encoder = null;
       this.#dispatchesInEncoder = 0;
-      for (const chunk of this.#uniformChunks) this.#freeUniformBuffers.push(chunk.buffer);
+      // Reversed, so the next submit takes the chunks in the same order (bind-group cache hits).
+      for (const chunk of this.#uniformChunks.reverse()) {
+        this.#freeUniformBuffers.push(chunk.buffer);
+      }
       this.#uniformChunks = [];
     }
     this.pool.recycle();
@@ -405,6 +452,8 @@ export class Backend {
 
   /** Release GPU memory held by the pool's free lists. */
   trim(): void {
+    // Cached bind groups may name the buffers destroyed here.
+    this.#bindGroups.clear();
     this.pool.trim();
     for (const b of this.#freeUniformBuffers) b.destroy();
     this.#freeUniformBuffers = [];

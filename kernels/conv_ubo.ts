@@ -54,17 +54,18 @@ export function uboConv(
   y: GPUBuffer,
   s: UboConvShape,
   transposeFlip: boolean,
+  ocBlock = UBO_OC_BLOCK,
 ): void {
-  const blocksC = Math.ceil(s.outC / UBO_OC_BLOCK);
-  const maxChunk = Math.floor(WINDOW_FLOATS / (9 * UBO_OC_BLOCK));
+  const blocksC = Math.ceil(s.outC / ocBlock);
+  const maxChunk = Math.floor(WINDOW_FLOATS / (9 * ocBlock));
   const chunks = Math.ceil(s.inC / maxChunk);
   const icChunk = Math.ceil(s.inC / chunks);
-  const segFloats = Math.ceil((icChunk * 9 * UBO_OC_BLOCK) / 64) * 64;
+  const segFloats = Math.ceil((icChunk * 9 * ocBlock) / 64) * 64;
   const total = chunks * blocksC * segFloats;
   // The tail keeps every 64 KiB window inside the buffer.
   const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
   b.dispatch(
-    convUboPackKernel(transposeFlip),
+    convUboPackKernel(transposeFlip, ocBlock),
     [w, packed],
     new Uniforms(6).u32(total).u32(s.inC).u32(s.outC).u32(icChunk).u32(blocksC).u32(segFloats)
       .bytes,
@@ -76,7 +77,7 @@ export function uboConv(
   const foldX = Math.min(groups, maxPerDim);
   const foldZ = Math.ceil(groups / foldX);
   const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
-  const kernel = convUboKernel(bias !== null);
+  const kernel = convUboKernel(bias !== null, ocBlock);
   for (let chunk = 0; chunk < chunks; chunk++) {
     const icStart = chunk * icChunk;
     const icCount = Math.min(icChunk, s.inC - icStart);

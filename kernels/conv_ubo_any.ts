@@ -10,11 +10,16 @@ import {
   ANY_WINDOW_VEC4,
   ANY_WORKGROUP,
   anyBlockFor,
+  COLS_MAX_KW,
+  COLS_MAX_STRIDE,
   convAnyBackwardInputKernel,
   convAnyBackwardWeightKernel,
   convAnyDyPackKernel,
   convAnyForwardKernel,
   convAnyPackKernel,
+  convColsBackwardInputKernel,
+  convColsBackwardWeightKernel,
+  convColsForwardKernel,
 } from "./wgsl/conv_ubo_any.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
 import { reduceAxis } from "./reductions.ts";
@@ -196,16 +201,27 @@ export function uboAnyBackwardInput(
   b.pool.release(p.packed);
 }
 
+let oneWindowWgrad = true;
+
+/** Benchmarks: allow (default) or forbid one weight-gradient dispatch for all blocks. */
+export function setOneWindowWgrad(enabled: boolean): void {
+  oneWindowWgrad = enabled;
+}
+
 /** Target workgroups per dispatch of the weight-gradient kernel (pixels are split to reach it). */
 const WGRAD_TARGET_GROUPS = 8;
 
-/** dw = conv backward to the weight, any geometry. */
+/**
+ * dw = conv backward to the weight, any geometry; with `cols` ("ubo-cols": kW <= 7, stride <= 2)
+ * the lanes are (ic, kh) rows owning all kw taps (convColsBackwardWeightKernel).
+ */
 export function uboAnyBackwardWeight(
   b: Backend,
   dy: GPUBuffer,
   x: GPUBuffer,
   dw: GPUBuffer,
   g: Conv2dGeometry,
+  cols = false,
 ): void {
   const plane = g.outH * g.outW;
   const pixels = g.batch * plane;
@@ -223,25 +239,43 @@ export function uboAnyBackwardWeight(
     grid1d(total),
   );
   const perWindow = Math.floor(WINDOW_FLOATS / j / alignPixels) * alignPixels;
-  const lanes = g.inC * g.kH * g.kW;
+  const lanes = g.inC * g.kH * (cols ? 1 : g.kW);
   const groupsX = Math.ceil(lanes / ANY_WORKGROUP);
-  const splits = Math.max(1, Math.min(8, Math.ceil(WGRAD_TARGET_GROUPS / groupsX)));
-  const slotSize = g.outC * lanes;
+  // When every block's dy fits in one window, one dispatch runs all blocks (z = block).
+  const oneWindow = oneWindowWgrad && pixels <= perWindow &&
+    blocks * pixelsPadded * j <= WINDOW_FLOATS;
+  const groups = groupsX * (oneWindow ? blocks : 1);
+  const splits = Math.max(1, Math.min(8, Math.ceil(WGRAD_TARGET_GROUPS / groups)));
+  const slotSize = g.outC * g.inC * g.kH * g.kW;
   const target = splits === 1 ? dw : b.pool.acquire(splits * slotSize * F32);
-  const kernel = convAnyBackwardWeightKernel(j);
-  for (let block = 0; block < blocks; block++) {
-    for (let start = 0; start < pixels; start += perWindow) {
-      const count = Math.min(perWindow, pixels - start);
-      const perSplit = Math.ceil(count / splits);
-      const offset = (block * pixelsPadded + start) * pixelBytes;
-      const u = geometryUniforms(new Uniforms(17), g).u32(start).u32(count).u32(perSplit)
-        .u32(block * j).u32(start > 0 ? 1 : 0).u32(slotSize);
-      b.dispatch(
-        kernel,
-        [x, { buffer: packed, offset, size: WINDOW_BYTES }, target],
-        u.bytes,
-        [groupsX, splits],
-      );
+  const kernel = cols
+    ? convColsBackwardWeightKernel(j, g.kW, g.stride)
+    : convAnyBackwardWeightKernel(j);
+  if (oneWindow) {
+    const perSplit = Math.ceil(pixels / splits);
+    const u = geometryUniforms(new Uniforms(18), g).u32(0).u32(pixels).u32(perSplit).u32(0)
+      .u32(0).u32(slotSize).u32(pixelsPadded * j / 4);
+    b.dispatch(
+      kernel,
+      [x, { buffer: packed, offset: 0, size: WINDOW_BYTES }, target],
+      u.bytes,
+      [groupsX, splits, blocks],
+    );
+  } else {
+    for (let block = 0; block < blocks; block++) {
+      for (let start = 0; start < pixels; start += perWindow) {
+        const count = Math.min(perWindow, pixels - start);
+        const perSplit = Math.ceil(count / splits);
+        const offset = (block * pixelsPadded + start) * pixelBytes;
+        const u = geometryUniforms(new Uniforms(18), g).u32(start).u32(count).u32(perSplit)
+          .u32(block * j).u32(start > 0 ? 1 : 0).u32(slotSize).u32(0);
+        b.dispatch(
+          kernel,
+          [x, { buffer: packed, offset, size: WINDOW_BYTES }, target],
+          u.bytes,
+          [groupsX, splits],
+        );
+      }
     }
   }
   // Every slot is written by the first window of each block (an empty split stores zeros).
@@ -250,4 +284,126 @@ export function uboAnyBackwardWeight(
     b.pool.release(target);
   }
   b.pool.release(packed);
+}
+
+/** Output columns per lane of the "ubo-cols" forward: P * J <= 32 accumulators, P <= outW. */
+export function colsFor(g: Conv2dGeometry): number {
+  const j = anyBlockFor(g.outC);
+  const max = Math.max(1, 32 / j);
+  let cols = 1;
+  while (cols * 2 <= max && cols * 2 <= g.outW) cols *= 2;
+  return cols;
+}
+
+/**
+ * Whether the "ubo-cols" kernels (kernel width and stride compiled in) run this pass and geometry:
+ * forward with outW >= 2, backward to the input with inW >= 2 * stride, backward to the weight.
+ */
+export function uboColsApplicable(
+  b: Backend,
+  pass: "forward" | "backwardInput" | "backwardWeight",
+  g: Conv2dGeometry,
+): boolean {
+  const wide = pass === "forward"
+    ? g.outW >= 2
+    : pass === "backwardInput"
+    ? g.inW >= 2 * g.stride
+    : true;
+  return uboAnyApplicable(b, g) && g.kW <= COLS_MAX_KW && g.stride <= COLS_MAX_STRIDE && wide;
+}
+
+/** y = conv(x, w) + bias with several output columns per lane (see convColsForwardKernel). */
+export function uboColsForward(
+  b: Backend,
+  x: GPUBuffer,
+  w: GPUBuffer,
+  bias: GPUBuffer | null,
+  y: GPUBuffer,
+  g: Conv2dGeometry,
+): void {
+  const taps = g.kH * g.kW;
+  const j = anyBlockFor(g.outC);
+  const cols = colsFor(g);
+  const p = packWeights(b, w, g.outC, g.inC, taps, false, j);
+  const colGroups = Math.ceil(g.outW / cols);
+  const lanes = g.batch * g.outH * colGroups;
+  const { foldX, foldZ } = foldedGrid(b, lanes);
+  const [khStart, khEnd] = forwardTaps(g.kH, g.stride, g.pad, g.inH, g.outH);
+  const kernel = convColsForwardKernel(bias !== null, j, g.kW, g.stride, cols);
+  for (let chunk = 0; chunk < p.chunks; chunk++) {
+    const icStart = chunk * p.loopChunk;
+    const icCount = Math.min(p.loopChunk, g.inC - icStart);
+    for (let base = 0; base < p.blocks; base += p.perWindow) {
+      const blocks = Math.min(p.perWindow, p.blocks - base);
+      const offset = (chunk * p.blocks + base) * p.segFloats * F32;
+      const u = geometryUniforms(new Uniforms(23), g).u32(icStart).u32(icCount)
+        .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(lanes)
+        .u32(khStart).u32(khEnd).u32(0).u32(g.kW).u32(colGroups);
+      const buffers = [x, { buffer: p.packed, offset, size: WINDOW_BYTES }];
+      if (bias) buffers.push(bias);
+      buffers.push(y);
+      b.dispatch(kernel, buffers, u.bytes, [foldX, blocks, foldZ]);
+    }
+  }
+  b.pool.release(p.packed);
+}
+
+/** Input columns per lane of the "ubo-cols" backward to the input (P * J <= 32, P <= phase). */
+export function colsBackwardInputFor(g: Conv2dGeometry): number {
+  const j = anyBlockFor(g.inC);
+  const phaseW = Math.max(1, Math.floor(g.inW / g.stride));
+  let cols = 1;
+  while (cols * 2 * j <= 32 && cols * 2 <= phaseW) cols *= 2;
+  return cols;
+}
+
+/** dx = conv backward to the input with several columns per lane (convColsBackwardInputKernel). */
+export function uboColsBackwardInput(
+  b: Backend,
+  dy: GPUBuffer,
+  w: GPUBuffer,
+  dx: GPUBuffer,
+  g: Conv2dGeometry,
+): void {
+  const taps = g.kH * g.kW;
+  const j = anyBlockFor(g.inC);
+  const cols = colsBackwardInputFor(g);
+  const p = packWeights(b, w, g.inC, g.outC, taps, true, j);
+  const kernel = convColsBackwardInputKernel(j, g.kW, g.stride, cols);
+  const s = g.stride;
+  for (let rh = 0; rh < Math.min(s, g.inH); rh++) {
+    for (let rw = 0; rw < Math.min(s, g.inW); rw++) {
+      const phaseH = Math.ceil((g.inH - rh) / s);
+      const phaseW = Math.ceil((g.inW - rw) / s);
+      const colGroups = Math.ceil(phaseW / cols);
+      const lanes = g.batch * phaseH * colGroups;
+      const { foldX, foldZ } = foldedGrid(b, lanes);
+      let [khStart, khEnd] = phaseTaps(g.kH, s, g.pad, rh, g.inH, g.outH);
+      let [kwStart, kwEnd] = phaseTaps(g.kW, s, g.pad, rw, g.inW, g.outW);
+      if (khStart >= khEnd || kwStart >= kwEnd) {
+        // No tap reaches this phase: its dx is zero (one pass with an empty tap loop writes it).
+        [khStart, khEnd, kwStart, kwEnd] = [0, 0, 0, 0];
+      }
+      const chunks = khEnd > khStart && kwEnd > kwStart ? p.chunks : 1;
+      for (let chunk = 0; chunk < chunks; chunk++) {
+        const ocStart = chunk * p.loopChunk;
+        const ocCount = Math.min(p.loopChunk, g.outC - ocStart);
+        for (let base = 0; base < p.blocks; base += p.perWindow) {
+          const blocks = Math.min(p.perWindow, p.blocks - base);
+          const offset = (chunk * p.blocks + base) * p.segFloats * F32;
+          const u = geometryUniforms(new Uniforms(29), g).u32(ocStart).u32(ocCount)
+            .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(lanes)
+            .u32(rh).u32(rw).u32(phaseH).u32(phaseW).u32(khStart).u32(khEnd).u32(kwStart)
+            .u32(kwEnd).u32(colGroups);
+          b.dispatch(
+            kernel,
+            [dy, { buffer: p.packed, offset, size: WINDOW_BYTES }, dx],
+            u.bytes,
+            [foldX, blocks, foldZ],
+          );
+        }
+      }
+    }
+  }
+  b.pool.release(p.packed);
 }

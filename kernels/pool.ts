@@ -46,6 +46,8 @@ export class BufferPool {
   #bytesInUse = 0;
   #bytesAllocated = 0;
   #buffersCreated = 0;
+  /** Creation order of the pool's buffers (free lists hand out the oldest first). */
+  readonly #ids = new WeakMap<GPUBuffer, number>();
 
   constructor(device: GPUDevice) {
     this.#device = device;
@@ -58,6 +60,7 @@ export class BufferPool {
     let buffer = list?.pop();
     if (!buffer) {
       buffer = this.#device.createBuffer({ size, usage: POOLED_BUFFER_USAGE });
+      this.#ids.set(buffer, this.#buffersCreated);
       this.#bytesAllocated += size;
       this.#buffersCreated++;
     }
@@ -77,13 +80,22 @@ export class BufferPool {
     return this.#parkedBytes;
   }
 
-  /** Called after a submit: parked buffers become free for reuse. */
+  /**
+   * Called after a submit: parked buffers become free for reuse. Each free list is kept sorted so
+   * that `acquire` hands out the oldest free buffer: a training step that acquires and releases the
+   * same sizes in the same order then gets the same buffers step after step (period 1 or 2), which
+   * keeps the backend's bind-group cache warm.
+   */
   recycle(): void {
+    const touched = new Set<GPUBuffer[]>();
     for (const buffer of this.#parked) {
       let list = this.#free.get(buffer.size);
       if (!list) this.#free.set(buffer.size, list = []);
       list.push(buffer);
+      touched.add(list);
     }
+    const ids = this.#ids;
+    for (const list of touched) list.sort((a, b) => (ids.get(b) ?? -1) - (ids.get(a) ?? -1));
     this.#parked = [];
     this.#parkedBytes = 0;
   }

@@ -28,9 +28,18 @@ export function reduceMiddle(
   scale = 1,
   y: GPUBuffer | null = null,
   total = outer * mid * inner,
+  options: { vec4?: boolean } = {},
 ): void {
-  const u = new Uniforms(5).u32(outer).u32(mid).u32(inner).u32(total).f32(scale);
-  b.dispatch(reduceMiddleKernel(y !== null), y ? [x, y, out] : [x, out], u.bytes, gridPerItem(mid));
+  // vec4 loads (when asked for) when rows and the total are whole vec4s.
+  const vec4 = (options.vec4 ?? false) && inner % 4 === 0 && total % 4 === 0;
+  const k = vec4 ? 4 : 1;
+  const u = new Uniforms(5).u32(outer).u32(mid).u32(inner / k).u32(total / k).f32(scale);
+  b.dispatch(
+    reduceMiddleKernel(y !== null, vec4),
+    y ? [x, y, out] : [x, out],
+    u.bytes,
+    gridPerItem(mid),
+  );
 }
 
 /** out = scale * sum along the middle axis of x viewed as [outer, length, inner]. */

@@ -116,6 +116,22 @@ export function add(a: Tensor, b: Tensor | number): Tensor {
   return needsGrad(a, b) ? record(y, "add", [a, b], [], (g) => [g.share(), g.share()]) : y;
 }
 
+/** relu(a + b) for same-shape tensors in one pass (a residual add and its ReLU, fused). */
+export function addRelu(a: Tensor, b: Tensor): Tensor {
+  assertSameShape("addRelu", a, b);
+  const y = a.device.empty(a.shape);
+  const backend = a.device.backend;
+  ops.binary(backend, "add", a.buffer, b.buffer, y.buffer, a.size, "relu");
+  if (!needsGrad(a, b)) return y;
+  const saved = y.share();
+  return record(y, "addRelu", [a, b], [saved], (g) => {
+    const d = a.device.empty(a.shape);
+    ops.unaryBackward(backend, "relu", g.buffer, saved.buffer, d.buffer, a.size);
+    if (a.requiresGrad && b.requiresGrad) return [d, d.share()];
+    return a.requiresGrad ? [d, null] : [null, d];
+  });
+}
+
 /** a - b for same-shape tensors, or a tensor minus a number. */
 export function sub(a: Tensor, b: Tensor | number): Tensor {
   if (typeof b === "number") {
@@ -490,6 +506,11 @@ export interface BatchNormOptions {
   momentum?: number;
   /** Added to the variance, default 1e-5. */
   eps?: number;
+  /**
+   * Return relu(batchNorm2d(x)), fused: the ReLU runs in the normalize pass and its gradient in
+   * the backward passes (no separate ReLU dispatches). Default false.
+   */
+  relu?: boolean;
 }
 
 /**
@@ -509,6 +530,7 @@ export function batchNorm2d(
   const training = options.training ?? false;
   const momentum = options.momentum ?? 0.1;
   const eps = options.eps ?? 1e-5;
+  const relu = options.relu ?? false;
   const [batch, channels] = x.shape;
   const spatial = x.rank === 4 ? x.shape[2] * x.shape[3] : 1;
   for (
@@ -540,42 +562,48 @@ export function batchNorm2d(
   const device = x.device;
   const backend = device.backend;
   let stats: { mean: Tensor; stat: Tensor; fromVariance: boolean };
+  const y = device.empty(x.shape);
+  const affine = weight ? { weight: weight.buffer, bias: bias!.buffer } : null;
   if (training) {
+    // Statistics and normalization together (two passes for the chunked kernels).
     const mean = device.empty([channels]);
     const invStd = device.empty([channels]);
-    ops.batchNormStats(
+    ops.batchNormForwardTraining(
       backend,
       x.buffer,
       mean.buffer,
       invStd.buffer,
       runningMean ? { mean: runningMean.buffer, var: runningVar!.buffer } : null,
+      affine,
+      y.buffer,
       batch,
       channels,
       spatial,
       eps,
       momentum,
+      { relu },
     );
     stats = { mean, stat: invStd, fromVariance: false };
   } else {
     stats = { mean: runningMean!.share(), stat: runningVar!.share(), fromVariance: true };
+    ops.batchNormApply(
+      backend,
+      x.buffer,
+      { mean: stats.mean.buffer, stat: stats.stat.buffer, fromVariance: true },
+      affine,
+      y.buffer,
+      x.size,
+      channels,
+      spatial,
+      eps,
+      { relu },
+    );
   }
   const statBuffers = () => ({
     mean: stats.mean.buffer,
     stat: stats.stat.buffer,
     fromVariance: stats.fromVariance,
   });
-  const y = device.empty(x.shape);
-  ops.batchNormApply(
-    backend,
-    x.buffer,
-    statBuffers(),
-    weight ? { weight: weight.buffer, bias: bias!.buffer } : null,
-    y.buffer,
-    x.size,
-    channels,
-    spatial,
-    eps,
-  );
   if (!needsGrad(x, weight, bias)) {
     stats.mean.dispose();
     stats.stat.dispose();
@@ -583,37 +611,62 @@ export function batchNorm2d(
   }
   const savedX = x.share();
   const savedWeight = weight?.share() ?? null;
+  const savedY = relu ? y.share() : null;
   const saved = [savedX, stats.mean, stats.stat];
   if (savedWeight) saved.push(savedWeight);
-  return record(y, "batchNorm2d", [x, weight, bias], saved, (g) => {
+  if (savedY) saved.push(savedY);
+  const backwardOptions = savedY ? { reluOutput: savedY.buffer } : {};
+  return record(y, relu ? "batchNorm2d+relu" : "batchNorm2d", [x, weight, bias], saved, (g) => {
     const sums = device.empty([2 * channels]);
-    ops.batchNormBackwardSums(
-      backend,
-      g.buffer,
-      savedX.buffer,
-      statBuffers(),
-      sums.buffer,
-      batch,
-      channels,
-      spatial,
-      eps,
-    );
     let dx: Tensor | null = null;
-    if (x.requiresGrad) {
+    if (training && x.requiresGrad) {
+      // Sums and dx together (two passes for the chunked kernels).
       dx = device.empty(x.shape);
-      ops.batchNormBackwardInput(
+      ops.batchNormBackwardTraining(
         backend,
         g.buffer,
         savedX.buffer,
-        statBuffers(),
+        stats.mean.buffer,
+        stats.stat.buffer,
         savedWeight?.buffer ?? null,
-        training ? sums.buffer : null,
+        sums.buffer,
         dx.buffer,
         batch,
         channels,
         spatial,
         eps,
+        backwardOptions,
       );
+    } else {
+      ops.batchNormBackwardSums(
+        backend,
+        g.buffer,
+        savedX.buffer,
+        statBuffers(),
+        sums.buffer,
+        batch,
+        channels,
+        spatial,
+        eps,
+        backwardOptions,
+      );
+      if (x.requiresGrad) {
+        dx = device.empty(x.shape);
+        ops.batchNormBackwardInput(
+          backend,
+          g.buffer,
+          savedX.buffer,
+          statBuffers(),
+          savedWeight?.buffer ?? null,
+          null,
+          dx.buffer,
+          batch,
+          channels,
+          spatial,
+          eps,
+          backwardOptions,
+        );
+      }
     }
     let dWeight: Tensor | null = null;
     let dBias: Tensor | null = null;

@@ -148,11 +148,21 @@ export class BatchNorm2d extends Layer {
   }
 
   forward(x: Tensor): Tensor {
+    return this.#run(x, false);
+  }
+
+  /** relu(forward(x)) with the ReLU fused into the batch-norm passes (F.batchNorm2d's `relu`). */
+  forwardRelu(x: Tensor): Tensor {
+    return this.#run(x, true);
+  }
+
+  #run(x: Tensor, relu: boolean): Tensor {
     if (this.training) this.numBatchesTracked++;
     return F.batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, {
       training: this.training,
       momentum: this.momentum,
       eps: this.eps,
+      relu,
     });
   }
 }
@@ -215,6 +225,11 @@ export class Flatten extends Layer {
 /** torch.nn.Sequential: children named "0", "1", ... applied in order. */
 export class Sequential extends Layer {
   readonly layers: Layer[];
+  /**
+   * Run a BatchNorm2d directly followed by a ReLU as one fused op (BatchNorm2d.forwardRelu: the
+   * same numbers, two fewer passes). Default true.
+   */
+  fuseBatchNormRelu = true;
   constructor(...layers: Layer[]) {
     super();
     this.layers = layers;
@@ -222,7 +237,16 @@ export class Sequential extends Layer {
   }
   forward(x: Tensor): Tensor {
     let h = x;
-    for (const layer of this.layers) h = layer.forward(h);
+    const layers = this.layers;
+    for (let i = 0; i < layers.length; i++) {
+      const layer = layers[i];
+      if (this.fuseBatchNormRelu && layer instanceof BatchNorm2d && layers[i + 1] instanceof ReLU) {
+        h = layer.forwardRelu(h);
+        i++;
+      } else {
+        h = layer.forward(h);
+      }
+    }
     return h;
   }
 }

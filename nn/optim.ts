@@ -14,6 +14,11 @@ export interface AdamOptions {
   eps?: number;
   /** L2 penalty added to the gradient (not decoupled, as torch's Adam), default 0. */
   weightDecay?: number;
+  /**
+   * Update up to 8 parameters per dispatch (true, the default; torch's `foreach`), or one dispatch
+   * per parameter. The numbers are the same.
+   */
+  foreach?: boolean;
 }
 
 interface AdamState {
@@ -23,8 +28,8 @@ interface AdamState {
 }
 
 /**
- * Adam (Kingma & Ba), numerically as torch.optim.Adam (amsgrad off): one fused WGSL kernel per
- * parameter updates the moments and the parameter in place.
+ * Adam (Kingma & Ba), numerically as torch.optim.Adam (amsgrad off): fused WGSL kernels update
+ * the moments and the parameters in place, up to 8 parameters per dispatch (kernels/ops.ts adamMulti).
  */
 export class Adam {
   /** The parameters being optimized. */
@@ -34,6 +39,7 @@ export class Adam {
   readonly betas: readonly [number, number];
   readonly eps: number;
   readonly weightDecay: number;
+  readonly foreach: boolean;
   readonly #state = new Map<Tensor, AdamState>();
 
   constructor(params: Iterable<Tensor>, options: AdamOptions = {}) {
@@ -42,6 +48,7 @@ export class Adam {
     this.betas = options.betas ?? [0.9, 0.999];
     this.eps = options.eps ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0;
+    this.foreach = options.foreach ?? true;
     const [beta1, beta2] = this.betas;
     if (!(this.lr >= 0)) throw new Error(`Adam: invalid learning rate ${this.lr}`);
     if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) {
@@ -59,6 +66,9 @@ export class Adam {
    * work (forward, backward, update) as one command buffer, so its temporaries can be reused.
    */
   step(): void {
+    // Parameters that share a device and a step count update together (a few dispatches).
+    const groups = new Map<string, { backend: ops.AdamTensor[]; step: number; p: Tensor }>();
+    const devices: Tensor["device"][] = [];
     for (const p of this.params) {
       if (!p.grad) continue;
       let state = this.#state.get(p);
@@ -67,13 +77,30 @@ export class Adam {
         this.#state.set(p, state);
       }
       state.step++;
-      ops.adam(p.device.backend, p.buffer, p.grad.buffer, state.m.buffer, state.v.buffer, p.size, {
+      let deviceIndex = devices.indexOf(p.device);
+      if (deviceIndex < 0) deviceIndex = devices.push(p.device) - 1;
+      const key = this.foreach ? `${deviceIndex}:${state.step}` : `${groups.size}`;
+      let group = groups.get(key);
+      if (!group) {
+        group = { backend: [], step: state.step, p };
+        groups.set(key, group);
+      }
+      group.backend.push({
+        param: p.buffer,
+        grad: p.grad.buffer,
+        m: state.m.buffer,
+        v: state.v.buffer,
+        n: p.size,
+      });
+    }
+    for (const group of groups.values()) {
+      ops.adamMulti(group.p.device.backend, group.backend, {
         lr: this.lr,
         beta1: this.betas[0],
         beta2: this.betas[1],
         eps: this.eps,
         weightDecay: this.weightDecay,
-        step: state.step,
+        step: group.step,
       });
     }
     this.params[0]?.device.flush();

@@ -1124,7 +1124,9 @@ lambda_v ${ae.lambdaValence}, lambda_a ${ae.lambdaArousal}):
 ${aeLines}
 
 Regressor: ResNet34 (width ${config.regressor.width}) at ${config.regressor.inputSize}x${config.regressor.inputSize},
-${config.regressor.steps} Adam steps of batch ${config.regressor.batchSize}, lr ${config.regressor.lr}, ${
+${config.regressor.steps} Adam steps of batch ${config.regressor.batchSize}, lr ${config.regressor.lr}${
+    config.regressor.schedule === "cosine" ? " (cosine decay)" : ""
+  }, ${
     config.regressor.pretrained ? `pretrained from ${config.regressor.pretrained}` : "random init"
   }. Training faces per strategy: ${faces}. Total time ${totalSeconds} s (regressors ${
     Math.round(runSeconds)

@@ -1,7 +1,11 @@
-/** The tape: shared subgraphs, accumulation, grad modes, scopes, and the errors users hit. */
+/**
+ * The tape: shared subgraphs, accumulation, grad modes, scopes, and the errors users hit; and
+ * Sequential's fused BatchNorm2d + ReLU giving the unfused numbers.
+ */
 
 import assert from "node:assert/strict";
 import { F, keep, noGrad, tidy } from "../mod.ts";
+import { BatchNorm2d, Conv2d, MaxPool2d, ReLU, Rng, Sequential } from "../nn/layers.ts";
 import { assertClose, randomArray, testDevice } from "./helpers.ts";
 
 const device = await testDevice();
@@ -157,4 +161,38 @@ Deno.test("bad input gives clear errors", () => {
   gone.dispose();
   assert.throws(() => F.relu(gone), /used after dispose/);
   for (const t of [a, b, img]) t.dispose();
+});
+
+Deno.test("Sequential runs BatchNorm2d + ReLU fused with the same numbers and gradients", async () => {
+  const xData = randomArray(3 * 2 * 6 * 8, 81);
+  const run = async (fuse: boolean) => {
+    const rng = new Rng(5);
+    const model = new Sequential(
+      new Conv2d(device, 2, 5, 3, { padding: 1, rng }),
+      new BatchNorm2d(device, 5),
+      new ReLU(),
+      new MaxPool2d(2),
+    );
+    model.fuseBatchNormRelu = fuse;
+    const x = device.tensor(xData, [3, 2, 6, 8], { requiresGrad: true });
+    const y = model.forward(x);
+    const loss = F.sum(F.mul(y, y));
+    await loss.backward();
+    const out = {
+      y: await y.toArray(),
+      dx: await x.grad!.toArray(),
+      grads: await Promise.all(model.parameters().map((p) => p.grad!.toArray())),
+    };
+    for (const t of [x, y, loss]) t.dispose();
+    for (const p of model.parameters()) p.grad?.dispose();
+    model.dispose();
+    return out;
+  };
+  const fused = await run(true);
+  const plain = await run(false);
+  assertClose(fused.y, plain.y, "output", { atol: 1e-6, rtol: 1e-6 });
+  assertClose(fused.dx, plain.dx, "input gradient", { atol: 1e-5, rtol: 1e-5 });
+  fused.grads.forEach((g, i) =>
+    assertClose(g, plain.grads[i], `parameter ${i} gradient`, { atol: 1e-5, rtol: 1e-5 })
+  );
 });

@@ -4,11 +4,12 @@
  * update, normalize, backward sums, backward input; vec4 and scalar spatial sizes, several chunks
  * with a short last one, a mean far from zero, batch 1 and 37), max-pool 2x2 stride 2 ("generic"
  * and "2x2": odd heights, odd quads per row, ties resolved to the first maximum) and nearest x2
- * upsampling.
+ * upsampling; row copies (cat / narrow) and middle-axis sums, vec4 and scalar.
  */
 
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
+import * as ref from "./reference.ts";
 import { assertClose, downloadBuffer, randomArray, testDevice, uploadBuffer } from "./helpers.ts";
 
 const backend: Backend = (await testDevice()).backend;
@@ -185,6 +186,80 @@ for (const variant of ["chunked", "per-channel"] as const) {
   }
 }
 
+// Fused ReLU (options.relu on the apply pass, options.reluOutput on the backward passes): y =
+// max(bn(x), 0), and the backward equals the plain backward of dy * (y > 0).
+for (const variant of ["chunked", "per-channel"] as const) {
+  for (const { name, shape } of bnShapes.slice(0, 5)) {
+    Deno.test(`batch norm ${variant} fused relu ${name}`, async () => {
+      const [n, c, h, w] = shape;
+      const spatial = h * w;
+      const size = n * c * spatial;
+      const eps = 1e-5;
+      const xData = randomArray(size, 41, -2, 1);
+      const dyData = randomArray(size, 42);
+      const wData = randomArray(c, 43, 0.5, 1.5);
+      const bData = randomArray(c, 44);
+      const rvData = randomArray(c, 45, 0.5, 1.5);
+      const [x, dy, weight, bias, rv] = [xData, dyData, wData, bData, rvData].map(upload);
+      const [mean, invStd, sums] = [c, c, 2 * c].map((k) => backend.pool.acquire(k * 4));
+      const [y, dx] = [size, size].map((k) => backend.pool.acquire(k * 4));
+      const stats = { mean, stat: invStd, fromVariance: false };
+      ops.batchNormStats(backend, x, mean, invStd, null, n, c, spatial, eps, 0.1, { variant });
+      ops.batchNormApply(backend, x, stats, { weight, bias }, y, size, c, spatial, eps, {
+        variant,
+        relu: true,
+      });
+      const back = { variant, reluOutput: y };
+      ops.batchNormBackwardSums(backend, dy, x, stats, sums, n, c, spatial, eps, back);
+      ops.batchNormBackwardInput(backend, dy, x, stats, weight, sums, dx, n, c, spatial, eps, back);
+      const [yOut, sumsOut, dxOut] = await Promise.all([
+        download(y, size),
+        download(sums, 2 * c),
+        download(dx, size),
+      ]);
+      const plain = bnReference(xData, dyData, wData, bData, shape, eps);
+      const masked = dyData.map((g, e) => plain.y[e] > 0 ? g : 0);
+      const r = bnReference(xData, masked, wData, bData, shape, eps);
+      const count = n * spatial;
+      assertClose(yOut, plain.y.map((v) => Math.max(v, 0)), `${name} relu y`, {
+        atol: 1e-3,
+        rtol: 2e-3,
+      });
+      assertClose(sumsOut, r.sums, `${name} relu sums`, {
+        atol: 1e-4 * Math.sqrt(count),
+        rtol: 1e-3,
+      });
+      assertClose(dxOut, r.dx, `${name} relu dx`, { atol: 1e-3, rtol: 2e-3 });
+      // Eval mode: running mean 0 and variance rv, no affine in the apply pass.
+      const zeros = upload(new Float32Array(c));
+      const evalStats = { mean: zeros, stat: rv, fromVariance: true };
+      ops.batchNormApply(backend, x, evalStats, null, y, size, c, spatial, eps, {
+        variant,
+        relu: true,
+      });
+      ops.batchNormBackwardInput(backend, dy, x, evalStats, weight, null, dx, n, c, spatial, eps, {
+        variant,
+        reluOutput: y,
+      });
+      const [yEval, dxEval] = await Promise.all([download(y, size), download(dx, size)]);
+      const yRef = new Float64Array(size);
+      const dxRef = new Float64Array(size);
+      for (let e = 0; e < size; e++) {
+        const ch = Math.floor(e / spatial) % c;
+        const inv = 1 / Math.sqrt(rvData[ch] + eps);
+        yRef[e] = Math.max(xData[e] * inv, 0);
+        dxRef[e] = yRef[e] > 0 ? dyData[e] * wData[ch] * inv : 0;
+      }
+      assertClose(yEval, yRef, `${name} relu eval y`, { atol: 2e-4, rtol: 1e-3 });
+      assertClose(dxEval, dxRef, `${name} relu eval dx`, { atol: 2e-4, rtol: 1e-3 });
+      for (const buffer of [x, dy, weight, bias, rv, mean, invStd, sums, y, dx, zeros]) {
+        backend.pool.release(buffer);
+      }
+      backend.flush();
+    });
+  }
+}
+
 const poolShapes: [number, number, number, number][] = [
   [1, 1, 2, 4],
   [1, 3, 8, 12],
@@ -309,5 +384,271 @@ for (const variant of ["2x2", "generic"] as const) {
       for (const buffer of [x, dy, y, dx]) backend.pool.release(buffer);
       backend.flush();
     });
+  }
+}
+
+// Row copies (the kernel of cat, narrow and their backward): vec4 where every length, stride and
+// offset is a multiple of 4, else (or forced) scalar; plain and accumulating.
+for (const vec4 of [true, false]) {
+  Deno.test(`copyRows ${vec4 ? "vec4" : "scalar"}: cat of [3, 8, 12] and [3, 4, 12] along dim 1`, async () => {
+    const a = randomArray(3 * 8 * 12, 51);
+    const c = randomArray(3 * 4 * 12, 52);
+    const [ab, cb] = [a, c].map(upload);
+    const out = backend.pool.acquire(3 * 12 * 12 * 4);
+    ops.fill(backend, out, 3 * 12 * 12, 99);
+    const options = { vec4 };
+    const layout = (rows: number, offset: number) => ({
+      outer: 3,
+      rowLength: rows * 12,
+      srcStride: rows * 12,
+      srcOffset: 0,
+      dstStride: 12 * 12,
+      dstOffset: offset * 12,
+    });
+    ops.copyRows(backend, ab, out, layout(8, 0), false, options);
+    ops.copyRows(backend, cb, out, layout(4, 8), false, options);
+    const expected = ref.cat([{ data: a, shape: [3, 8, 12] }, { data: c, shape: [3, 4, 12] }], 1);
+    assertClose(await download(out, 3 * 12 * 12), expected, "cat");
+    // Accumulate the second part again (narrow's backward adds into a gradient this way).
+    ops.copyRows(backend, cb, out, layout(4, 8), true, options);
+    const twice = ref.cat([{ data: a, shape: [3, 8, 12] }, {
+      data: c.map((v) => 2 * v),
+      shape: [3, 4, 12],
+    }], 1);
+    assertClose(await download(out, 3 * 12 * 12), twice, "cat accumulated");
+    for (const buffer of [ab, cb, out]) backend.pool.release(buffer);
+    backend.flush();
+  });
+}
+
+Deno.test("copyRows with odd offsets falls back to scalar: narrow [2, 7, 5] dim 1 start 3", async () => {
+  const x = randomArray(2 * 7 * 5, 53);
+  const xb = upload(x);
+  const out = backend.pool.acquire(2 * 3 * 5 * 4);
+  ops.copyRows(backend, xb, out, {
+    outer: 2,
+    rowLength: 15,
+    srcStride: 35,
+    srcOffset: 15,
+    dstStride: 15,
+    dstOffset: 0,
+  });
+  assertClose(await download(out, 30), ref.narrow(x, [2, 7, 5], 1, 3, 3), "narrow");
+  backend.pool.release(xb);
+  backend.pool.release(out);
+  backend.flush();
+});
+
+// Middle-axis sums (conv bias gradients, losses): vec4 rows, scalar rows, squared differences.
+for (const [outer, mid, inner] of [[5, 3, 12], [4, 7, 9], [37, 2, 1100]]) {
+  for (const vec4 of [true, false]) {
+    Deno.test(`reduceMiddle ${vec4 ? "vec4" : "scalar"} [${outer}, ${mid}, ${inner}]`, async () => {
+      const n = outer * mid * inner;
+      const x = randomArray(n, 54);
+      const y = randomArray(n, 55);
+      const [xb, yb] = [x, y].map(upload);
+      const out = backend.pool.acquire(mid * 4);
+      const out2 = backend.pool.acquire(mid * 4);
+      ops.reduceMiddle(backend, xb, out, outer, mid, inner, 0.5, null, n, { vec4 });
+      ops.reduceMiddle(backend, xb, out2, outer, mid, inner, 1, yb, n, { vec4 });
+      const [sums, squares] = await Promise.all([download(out, mid), download(out2, mid)]);
+      const tol = { atol: 1e-4 * Math.sqrt(n), rtol: 1e-4 };
+      assertClose(sums, ref.reduceMiddle(x, outer, mid, inner, 0.5), "sum", tol);
+      assertClose(squares, ref.reduceMiddle(x, outer, mid, inner, 1, y), "squared diff", tol);
+      for (const buffer of [xb, yb, out, out2]) backend.pool.release(buffer);
+      backend.flush();
+    });
+  }
+}
+
+// Max-pool 3x3 stride 2 padding 1 (the ResNet stem's): the "3x3s2" backward (one thread per 2x2
+// input block) and the generic one, on even and odd sizes, with ties (the first maximum wins).
+for (const variant of ["3x3s2", "generic"] as const) {
+  for (
+    const [n, c, h, w] of [[1, 1, 3, 5], [2, 3, 8, 12], [37, 2, 9, 8], [2, 5, 7, 7], [1, 2, 1, 2]]
+  ) {
+    Deno.test(`max-pool 3x3 s2 p1 ${variant} [${n},${c},${h},${w}]`, async () => {
+      const options = { variant };
+      const outH = Math.floor((h - 1) / 2) + 1;
+      const outW = Math.floor((w - 1) / 2) + 1;
+      const g = {
+        planes: n * c,
+        inH: h,
+        inW: w,
+        outH,
+        outW,
+        kH: 3,
+        kW: 3,
+        strideH: 2,
+        strideW: 2,
+        padH: 1,
+        padW: 1,
+      };
+      if (ops.maxPool2dVariant(g, options) !== variant) throw new Error("variant not taken");
+      const size = n * c * h * w;
+      const outSize = g.planes * outH * outW;
+      const xData = randomArray(size, 43).map((v) => Math.round(v * 2) / 2);
+      const dyData = randomArray(outSize, 44);
+      const [x, dy] = [xData, dyData].map(upload);
+      const y = backend.pool.acquire(outSize * 4);
+      const argmax = backend.pool.acquire(outSize * 4);
+      const dx = backend.pool.acquire(size * 4);
+      ops.fill(backend, dx, size, 7);
+      ops.maxPool2dForward(backend, x, y, argmax, g, options);
+      ops.maxPool2dBackward(backend, dy, argmax, dx, g, options);
+      const [yOut, dxOut] = await Promise.all([download(y, outSize), download(dx, size)]);
+      const dxRef = new Float64Array(size);
+      for (let p = 0; p < g.planes; p++) {
+        for (let oh = 0; oh < outH; oh++) {
+          for (let ow = 0; ow < outW; ow++) {
+            let best = -Infinity;
+            let at = -1;
+            for (let kh = 0; kh < 3; kh++) {
+              for (let kw = 0; kw < 3; kw++) {
+                const ih = 2 * oh - 1 + kh;
+                const iw = 2 * ow - 1 + kw;
+                if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+                const v = xData[(p * h + ih) * w + iw];
+                if (at < 0 || v > best) [best, at] = [v, ih * w + iw];
+              }
+            }
+            dxRef[p * h * w + at] += dyData[(p * outH + oh) * outW + ow];
+          }
+        }
+      }
+      const yRef = ref.maxPool2d(xData, [n, c, h, w], 3, 2, 1).out;
+      assertClose(yOut, yRef, "max-pool y", { atol: 0, rtol: 0 });
+      assertClose(dxOut, dxRef, "max-pool dx", { atol: 1e-6, rtol: 1e-6 });
+      for (const buffer of [x, dy, y, argmax, dx]) backend.pool.release(buffer);
+      backend.flush();
+    });
+  }
+}
+
+// Fused training passes (chunk partials, then the per-channel finalize folded into the element
+// pass, one workgroup per channel) against the float64 reference, forced on (`fused: true`) and
+// off: vec4 and scalar, several chunks per thread (3 channels: more chunks than threads), a short
+// last chunk, with and without affine parameters, running statistics and a fused ReLU.
+const fusedShapes: [number, number, number, number][] = [
+  [3, 5, 7, 9],
+  [2, 3, 4, 4],
+  [37, 3, 48, 48],
+  [37, 2, 45, 45],
+  [4, 70, 3, 4],
+];
+for (const fused of [true, false]) {
+  for (const shape of fusedShapes) {
+    for (const relu of [false, true]) {
+      Deno.test(`batch norm training passes fused=${fused} relu=${relu} [${shape}]`, async () => {
+        const [n, c, h, w] = shape;
+        const spatial = h * w;
+        const size = n * c * spatial;
+        const eps = 1e-5;
+        const xData = randomArray(size, 61, -2, 1);
+        const dyData = randomArray(size, 62);
+        const wData = randomArray(c, 63, 0.5, 1.5);
+        const bData = randomArray(c, 64);
+        const rmData = randomArray(c, 65);
+        const rvData = randomArray(c, 66, 0.5, 1.5);
+        const [x, dy, weight, bias, rm, rv] = [xData, dyData, wData, bData, rmData, rvData].map(
+          upload,
+        );
+        const [mean, invStd, sums] = [c, c, 2 * c].map((k) => backend.pool.acquire(k * 4));
+        const [y, dx, y2] = [size, size, size].map((k) => backend.pool.acquire(k * 4));
+        ops.fill(backend, dx, size, 99);
+        const options = { fused, relu };
+        const running = { mean: rm, var: rv };
+        ops.batchNormForwardTraining(
+          backend,
+          x,
+          mean,
+          invStd,
+          running,
+          { weight, bias },
+          y,
+          n,
+          c,
+          spatial,
+          eps,
+          0.1,
+          options,
+        );
+        // No affine parameters and no running statistics: the plain normalization.
+        ops.batchNormForwardTraining(
+          backend,
+          x,
+          mean,
+          invStd,
+          null,
+          null,
+          y2,
+          n,
+          c,
+          spatial,
+          eps,
+          0.1,
+          options,
+        );
+        ops.batchNormBackwardTraining(
+          backend,
+          dy,
+          x,
+          mean,
+          invStd,
+          weight,
+          sums,
+          dx,
+          n,
+          c,
+          spatial,
+          eps,
+          {
+            fused,
+            reluOutput: relu ? y : undefined,
+          },
+        );
+        const [meanOut, invOut, rmOut, rvOut, yOut, y2Out, sumsOut, dxOut] = await Promise.all([
+          download(mean, c),
+          download(invStd, c),
+          download(rm, c),
+          download(rv, c),
+          download(y, size),
+          download(y2, size),
+          download(sums, 2 * c),
+          download(dx, size),
+        ]);
+        const plain = bnReference(xData, dyData, wData, bData, shape, eps);
+        const masked = relu ? dyData.map((g, e) => plain.y[e] > 0 ? g : 0) : dyData;
+        const r = bnReference(xData, masked, wData, bData, shape, eps);
+        const count = n * spatial;
+        const tol = { atol: 2e-4, rtol: 1e-3 };
+        assertClose(meanOut, r.mean, "mean", tol);
+        assertClose(invOut, Array.from(r.variance, (v) => 1 / Math.sqrt(v + eps)), "invStd", {
+          atol: 1e-3,
+          rtol: 2e-3,
+        });
+        const unbiased = Array.from(r.variance, (v) => v * count / Math.max(count - 1, 1));
+        assertClose(rmOut, Array.from(rmData, (m, i) => 0.9 * m + 0.1 * r.mean[i]), "running mean");
+        assertClose(
+          rvOut,
+          Array.from(rvData, (v, i) => 0.9 * v + 0.1 * unbiased[i]),
+          "running var",
+        );
+        const yRef = relu ? plain.y.map((v) => Math.max(v, 0)) : plain.y;
+        assertClose(yOut, yRef, "y", { atol: 1e-3, rtol: 2e-3 });
+        const y2Ref = xData.map((v, e) => {
+          const ch = Math.floor(e / spatial) % c;
+          const z = (v - r.mean[ch]) / Math.sqrt(r.variance[ch] + eps);
+          return relu ? Math.max(z, 0) : z;
+        });
+        assertClose(y2Out, y2Ref, "y without affine", { atol: 1e-3, rtol: 2e-3 });
+        assertClose(sumsOut, r.sums, "sums", { atol: 1e-4 * Math.sqrt(count), rtol: 1e-3 });
+        assertClose(dxOut, r.dx, "dx", { atol: 1e-3, rtol: 2e-3 });
+        for (const buffer of [x, dy, weight, bias, rm, rv, mean, invStd, sums, y, dx, y2]) {
+          backend.pool.release(buffer);
+        }
+        backend.flush();
+      });
+    }
   }
 }

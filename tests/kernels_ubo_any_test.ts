@@ -94,3 +94,78 @@ for (const { name, g } of cases) {
     backend.flush();
   });
 }
+
+// "ubo-cols" forward and backward to the input (P columns per lane, kernel width and stride
+// compiled in): every case above where it applies, plus widths that leave a partial column group
+// (P = 2 and 4, J = 8 and 16), kernel widths 1, 3, 5, 7, strides 1 and 2, outputs of width 2 and
+// 3, and phases no tap reaches (padding 0, stride 2).
+const colsCases: { name: string; g: ops.Conv2dGeometry }[] = [
+  ...cases,
+  { name: "b3 3->8 7x7 s2 p3 21x23 (P 4, partial group)", g: geometry(3, 3, 8, 21, 23, 7, 2, 3) },
+  { name: "b2 5->7 5x5 s1 p2 9x11 (J 8, P 4)", g: geometry(2, 5, 7, 9, 11, 5, 1, 2) },
+  { name: "b2 6->19 3x3 s2 p1 9x13 (J 16, P 2)", g: geometry(2, 6, 19, 9, 13, 3, 2, 1) },
+  { name: "b5 7->6 1x1 s2 p0 5x6 (width 3)", g: geometry(5, 7, 6, 5, 6, 1, 2, 0) },
+  { name: "b2 230->9 3x3 s1 3x5 (channel chunks)", g: geometry(2, 230, 9, 3, 5, 3, 1, 1) },
+  { name: "b2 19->6 3x3 s2 p1 11x9 (back J 16, P 2)", g: geometry(2, 19, 6, 11, 9, 3, 2, 1) },
+  { name: "b2 7->5 3x3 s2 p1 17x19 (back J 8, P 4)", g: geometry(2, 7, 5, 17, 19, 3, 2, 1) },
+  { name: "b2 6->5 5x5 s2 p2 13x14 (back, 3 taps)", g: geometry(2, 6, 5, 13, 14, 5, 2, 2) },
+  { name: "b3 5->4 3x3 s2 p0 9x10 (back, unreached)", g: geometry(3, 5, 4, 9, 10, 3, 2, 0) },
+];
+for (const { name, g } of colsCases) {
+  const options = { variant: "ubo-cols" as const };
+  const forward = ops.conv2dVariant(backend, "forward", g, options) === "ubo-cols";
+  const backward = ops.conv2dVariant(backend, "backwardInput", g, options) === "ubo-cols";
+  const weight = ops.conv2dVariant(backend, "backwardWeight", g, options) === "ubo-cols";
+  if (!forward && !backward && !weight) continue;
+  const passes = [
+    forward ? "forward" : "",
+    backward ? "backward input" : "",
+    weight ? "weight" : "",
+  ]
+    .filter(Boolean);
+  Deno.test(`conv variant ubo-cols ${passes.join(" + ")} ${name}`, async () => {
+    const xSize = g.batch * g.inC * g.inH * g.inW;
+    const wSize = g.outC * g.inC * g.kH * g.kW;
+    const ySize = g.batch * g.outC * g.outH * g.outW;
+    const xData = randomArray(xSize, 71);
+    const wData = randomArray(wSize, 72);
+    const bData = randomArray(g.outC, 73);
+    const dyData = randomArray(ySize, 74);
+    const [x, w, bias, dy] = [xData, wData, bData, dyData].map(upload);
+    const y = backend.pool.acquire(ySize * 4);
+    const y2 = backend.pool.acquire(ySize * 4);
+    const dx = backend.pool.acquire(xSize * 4);
+    const dw = backend.pool.acquire(wSize * 4);
+    ops.fill(backend, y, ySize, 99);
+    ops.fill(backend, y2, ySize, 99);
+    ops.fill(backend, dx, xSize, 99);
+    ops.fill(backend, dw, wSize, 99);
+    const grads = ref.convBackward(xData, wData, dyData, g);
+    const wShape = [g.outC, g.inC, g.kH, g.kW];
+    const xShape = [g.batch, g.inC, g.inH, g.inW];
+    if (forward) {
+      ops.conv2dForward(backend, x, w, bias, y, g, options);
+      ops.conv2dForward(backend, x, w, null, y2, g, options);
+      const [yOut, y2Out] = await Promise.all([download(y, ySize), download(y2, ySize)]);
+      const tolerance = { atol: 1e-4 * Math.sqrt(g.inC * g.kH * g.kW), rtol: 1e-3 };
+      const expected = ref.conv2d(xData, xShape, wData, wShape, bData, g.stride, g.pad).out;
+      assertClose(yOut, expected, `${name} forward`, tolerance);
+      const noBias = ref.conv2d(xData, xShape, wData, wShape, null, g.stride, g.pad).out;
+      assertClose(y2Out, noBias, `${name} forward without bias`, tolerance);
+    }
+    if (backward) {
+      ops.conv2dBackwardInput(backend, dy, w, dx, g, options);
+      const dxOut = await download(dx, xSize);
+      const dxTolerance = { atol: 1e-4 * Math.sqrt(g.outC * g.kH * g.kW), rtol: 1e-3 };
+      assertClose(dxOut, grads.dx, `${name} backward input`, dxTolerance);
+    }
+    if (weight) {
+      ops.conv2dBackwardWeight(backend, dy, x, dw, g, options);
+      const dwOut = await download(dw, wSize);
+      const dwTolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC), rtol: 1e-3 };
+      assertClose(dwOut, grads.dw, `${name} backward weight`, dwTolerance);
+    }
+    for (const buffer of [x, w, bias, dy, y, y2, dx, dw]) backend.pool.release(buffer);
+    backend.flush();
+  });
+}

@@ -1,7 +1,8 @@
 /**
  * Every conv variant, forced through the launchers' `variant` option, against float64 references
  * on odd shapes (channel counts not multiples of 4 or 8, spatial sizes not tile multiples, input
- * channels past one uniform window): forward, backward to the input, backward to the weight.
+ * channels past one uniform window, at most 4 blocked channels): forward, backward to the input,
+ * backward to the weight.
  * The references of the backward passes are the exact sums (dx = sum dy * w, dw = sum dy * x).
  */
 
@@ -29,6 +30,10 @@ const cases: { name: string; g: ops.Conv2dGeometry }[] = [
   // More input channels than one 64 KiB uniform window holds (227 per chunk): two chunks.
   { name: "230->9 3x4", g: geometry(1, 230, 9, 3, 4) },
   { name: "17->230 4x4", g: geometry(1, 17, 230, 4, 4) },
+  // At most 4 channels in the blocked dimension: 4-channel ubo blocks (J 4), one or two chunks.
+  { name: "4->4 5x8 (J 4 both ways)", g: geometry(3, 4, 4, 5, 8) },
+  { name: "500->3 3x4 (J 4, 2 chunks)", g: geometry(1, 500, 3, 3, 4) },
+  { name: "2->700 2x4 (J 4 back, 2 chunks)", g: geometry(1, 2, 700, 2, 4) },
   // Shapes the ubo variant does not take (falls back to direct): stride 2, width 7, 1x1.
   { name: "5->6 s2 9x8", g: geometry(2, 5, 6, 9, 8, 3, 2, 1) },
   { name: "4->5 6x7", g: geometry(2, 4, 5, 6, 7) },

@@ -3,7 +3,8 @@
  * launcher's `variant` option, against a float64 reference on odd shapes: channel counts not
  * multiples of 4 or 8, widths whose quad count is odd (window rows rounded for the 256-byte
  * offset alignment), several windows and row splits, batch 1 and 37. The direct kernel runs the
- * same cases, and shapes the ubo kernel does not take must fall back to it.
+ * same cases, and shapes the ubo kernel does not take must fall back to it. At most 4 output
+ * channels run 4-channel blocks (J 4).
  */
 
 import type { Backend } from "../kernels/backend.ts";
@@ -22,6 +23,8 @@ const cases: { name: string; g: ops.Conv2dGeometry; ubo: boolean }[] = [
   { name: "b37 6->9 8x8 (2 windows)", g: geometry(37, 6, 9, 8, 8), ubo: true },
   { name: "b2 70->11 6x8 (4 lane groups, 2 splits)", g: geometry(2, 70, 11, 6, 8), ubo: true },
   { name: "b3 13->10 3x16", g: geometry(3, 13, 10, 3, 16), ubo: true },
+  { name: "b37 5->3 5x28 (J 4, 2 windows)", g: geometry(37, 5, 3, 5, 28), ubo: true },
+  { name: "b2 7->4 9x20 (J 4, full block)", g: geometry(2, 7, 4, 9, 20), ubo: true },
   // Not taken by the ubo kernel: falls back to direct.
   { name: "b2 4->5 3x3 s2", g: geometry(2, 4, 5, 9, 8, 3, 2, 1), ubo: false },
   { name: "b2 3->6 7x7 s2", g: geometry(2, 3, 6, 11, 13, 7, 2, 3), ubo: false },

@@ -131,6 +131,31 @@ for (const training of [true, false]) {
   }
 }
 
+for (const training of [true, false]) {
+  for (const shape of [[3, 5, 7, 9], [2, 3, 4, 6], [6, 7]]) {
+    Deno.test(`batchNorm2d + fused relu ${training ? "training" : "eval"} [${shape}]`, async () => {
+      const c = shape[1];
+      const runningMean = randomArray(c, 17, -0.5, 0.5);
+      const runningVar = randomArray(c, 18, 0.5, 1.5);
+      const m = device.tensor(runningMean, [c]);
+      const v = device.tensor(runningVar, [c]);
+      await checkOp(
+        "batchNorm2d relu",
+        [{ shape, low: -2, high: 3 }, { shape: [c], low: 0.5, high: 1.5 }, { shape: [c] }],
+        ([x, w, b]) => F.batchNorm2d(x, m, v, w, b, { training, relu: true }),
+        ([x, w, b]) =>
+          ref.activation(
+            "relu",
+            ref.batchNorm(x, shape, w, b, training, runningMean, runningVar, 0.1, 1e-5).out,
+          ),
+        { atol: 5e-4, rtol: 2e-3 },
+      );
+      m.dispose();
+      v.dispose();
+    });
+  }
+}
+
 Deno.test("batchNorm2d without affine parameters", async () => {
   const shape = [2, 3, 5, 5];
   await checkOp(
@@ -250,6 +275,26 @@ for (const op of ["add", "sub", "mul"] as const) {
       [{ shape: [5, 3] }],
       ([a]) => F[op](a, 0.75),
       ([a]) => Float64Array.from(a, (v) => f(v, 0.75)),
+    );
+  });
+}
+
+for (const shape of [[3, 7], [2, 3, 4, 6]]) {
+  Deno.test(`addRelu (fused residual add + relu) [${shape}]`, async () => {
+    await checkOp(
+      "addRelu",
+      [{ shape }, { shape }],
+      ([a, b]) => F.addRelu(a, b),
+      ([a, b]) => Float64Array.from(a, (v, i) => Math.max(v + b[i], 0)),
+    );
+    // Only one input requires grad.
+    await checkOp(
+      "addRelu one grad",
+      [{ shape, grad: false }, { shape }],
+      ([a, b]) => F.addRelu(a, b),
+      ([a, b]) => Float64Array.from(a, (v, i) => Math.max(v + b[i], 0)),
+      {},
+      2,
     );
   });
 }

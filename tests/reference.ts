@@ -250,6 +250,27 @@ export function narrow(
   return Float64Array.from(out);
 }
 
+/** out[m] = scale * sum over o, k of x[(o * mid + m) * inner + k] (or of (x - y)^2), in float64. */
+export function reduceMiddle(
+  x: ArrayLike<number>,
+  outer: number,
+  mid: number,
+  inner: number,
+  scale = 1,
+  y: ArrayLike<number> | null = null,
+): Float64Array {
+  const out = new Float64Array(mid);
+  for (let o = 0; o < outer; o++) {
+    for (let m = 0; m < mid; m++) {
+      for (let k = 0; k < inner; k++) {
+        const e = (o * mid + m) * inner + k;
+        out[m] += y ? (x[e] - y[e]) ** 2 : x[e];
+      }
+    }
+  }
+  return out.map((v) => v * scale);
+}
+
 /** Mean squared error. */
 export function mse(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let s = 0;

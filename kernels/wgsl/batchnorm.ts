@@ -68,6 +68,26 @@ ${workgroupReduce()}
   );
 }
 
+/**
+ * Fused ReLU (flag `relu`): the apply pass writes max(bn(x), 0); the backward kernels take that
+ * output y as an extra binding right after x and use dy * (y > 0) as the upstream gradient.
+ */
+function reluFlag(
+  flags: Record<string, boolean>,
+  relu: boolean,
+): Record<string, boolean> {
+  return relu ? { ...flags, relu } : flags;
+}
+
+function reluOf(value: string, relu: boolean, zero: string): string {
+  return relu ? `max(${value}, ${zero})` : value;
+}
+
+/** The upstream gradient at element `at`, masked by the fused ReLU's output when `relu`. */
+function gradient(relu: boolean, zero: string, at = "e"): string {
+  return relu ? `select(${zero}, dy[${at}], y[${at}] > ${zero})` : `dy[${at}]`;
+}
+
 const APPLY_UNIFORMS = "n: u32, channels: u32, spatial: u32, eps: f32, count: f32,";
 
 /** The per-channel inverse std: from invStd directly, or from a variance (eval mode). */
@@ -79,7 +99,11 @@ function invStdExpr(fromVariance: boolean): string {
  * y = (x - mean[c]) * invStd[c] * weight[c] + bias[c]. With `fromVariance` the second statistic is
  * a variance (eval mode with running stats). Threads: one per element.
  */
-export function batchNormApplyKernel(affine: boolean, fromVariance: boolean): KernelSource {
+export function batchNormApplyKernel(
+  affine: boolean,
+  fromVariance: boolean,
+  relu = false,
+): KernelSource {
   const bindings: [string, "read" | "readWrite"][] = [["x", "read"], ["mean", "read"], [
     "stat",
     "read",
@@ -88,14 +112,14 @@ export function batchNormApplyKernel(affine: boolean, fromVariance: boolean): Ke
   bindings.push(["y", "readWrite"]);
   return kernel(
     "batchNormApply",
-    { affine, fromVariance },
+    reluFlag({ affine, fromVariance }, relu),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, APPLY_UNIFORMS)}
 ${linearMain()}
   if (index >= params.n) { return; }
   let c = (index / params.spatial) % params.channels;
   let xhat = (x[index] - mean[c]) * ${invStdExpr(fromVariance)};
-  y[index] = ${affine ? "xhat * weight[c] + bias[c]" : "xhat"};
+  y[index] = ${reluOf(affine ? "xhat * weight[c] + bias[c]" : "xhat", relu, "0.0")};
 }`,
   );
 }
@@ -104,17 +128,15 @@ ${linearMain()}
  * Backward sums per channel: sums[c] = sum(dy), sums[channels + c] = sum(dy * xhat).
  * One workgroup per channel.
  */
-export function batchNormBackwardSumsKernel(fromVariance: boolean): KernelSource {
+export function batchNormBackwardSumsKernel(fromVariance: boolean, relu = false): KernelSource {
+  const bindings: [string, "read" | "readWrite"][] = [["dy", "read"], ["x", "read"]];
+  if (relu) bindings.push(["y", "read"]);
+  bindings.push(["mean", "read"], ["stat", "read"], ["sums", "readWrite"]);
   return kernel(
     "batchNormBackwardSums",
-    { fromVariance },
-    ["read", "read", "read", "read", "readWrite"],
-    `${
-      declareBindings(
-        [["dy", "read"], ["x", "read"], ["mean", "read"], ["stat", "read"], ["sums", "readWrite"]],
-        STATS_UNIFORMS,
-      )
-    }
+    reluFlag({ fromVariance }, relu),
+    bindings.map(([, k]) => k),
+    `${declareBindings(bindings, STATS_UNIFORMS)}
 var<workgroup> partial: array<f32, ${WORKGROUP_SIZE}>;
 var<workgroup> partialXhat: array<f32, ${WORKGROUP_SIZE}>;
 @compute @workgroup_size(${WORKGROUP_SIZE})
@@ -131,7 +153,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 ${
       channelLoop(
-        "let g = dy[e]; sumDy = sumDy + g; sumDyXhat = sumDyXhat + g * (x[e] - m) * inv;",
+        `let g = ${gradient(relu, "0.0")}; sumDy = sumDy + g; ` +
+          "sumDyXhat = sumDyXhat + g * (x[e] - m) * inv;",
         "  partial[lid] = sumDy;\n  partialXhat[lid] = sumDyXhat;",
       )
     }
@@ -159,29 +182,30 @@ export function batchNormBackwardInputKernel(
   training: boolean,
   affine: boolean,
   fromVariance: boolean,
+  relu = false,
 ): KernelSource {
-  const bindings: [string, "read" | "readWrite"][] = [["dy", "read"], ["x", "read"], [
-    "mean",
-    "read",
-  ], ["stat", "read"]];
+  const bindings: [string, "read" | "readWrite"][] = [["dy", "read"], ["x", "read"]];
+  if (relu) bindings.push(["y", "read"]);
+  bindings.push(["mean", "read"], ["stat", "read"]);
   if (affine) bindings.push(["weight", "read"]);
   if (training) bindings.push(["sums", "read"]);
   bindings.push(["dx", "readWrite"]);
   const gain = affine ? "weight[c] * inv" : "inv";
   const body = training
     ? `let xhat = (x[index] - mean[c]) * inv;
-  dx[index] = ${gain} * (dy[index] - sums[c] / params.count -
+  dx[index] = ${gain} * (g - sums[c] / params.count -
     xhat * sums[params.channels + c] / params.count);`
-    : `dx[index] = dy[index] * ${gain};`;
+    : `dx[index] = g * ${gain};`;
   return kernel(
     "batchNormBackwardInput",
-    { training, affine, fromVariance },
+    reluFlag({ training, affine, fromVariance }, relu),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, APPLY_UNIFORMS)}
 ${linearMain()}
   if (index >= params.n) { return; }
   let c = (index / params.spatial) % params.channels;
   let inv = ${invStdExpr(fromVariance)};
+  let g = ${gradient(relu, "0.0", "index")};
   ${body}
 }`,
   );
@@ -306,22 +330,23 @@ ${linearMain()}
  * Chunk partial sums for the backward: partial[(c * chunks + k) * 2] = sum(dy),
  * [.. + 1] = sum(dy * (x - mean)).
  */
-export function batchNormBackwardPartialKernel(vec4: boolean): KernelSource {
+export function batchNormBackwardPartialKernel(vec4: boolean, relu = false): KernelSource {
   const l = lane(vec4);
+  const bindings: [string, "read" | "readWrite", string][] = [
+    ["dy", "read", l.type],
+    ["x", "read", l.type],
+  ];
+  if (relu) bindings.push(["y", "read", l.type]);
+  bindings.push(["mean", "read", "f32"], ["partial", "readWrite", "f32"]);
   return kernel(
     "batchNormBackwardPartial",
-    { vec4 },
-    ["read", "read", "read", "readWrite"],
-    `${
-      declareBindings(
-        [["dy", "read", l.type], ["x", "read", l.type], ["mean", "read"], ["partial", "readWrite"]],
-        CHUNK_UNIFORMS,
-      )
-    }
+    reluFlag({ vec4 }, relu),
+    bindings.map(([, k]) => k),
+    `${declareBindings(bindings, CHUNK_UNIFORMS)}
 ${
       chunkKernel(
         `let m = mean[c];\n  var a = ${l.zero};\n  var q = ${l.zero};`,
-        "let g = dy[e]; a = a + g; q = q + g * (x[e] - m);",
+        `let g = ${gradient(relu, l.zero)}; a = a + g; q = q + g * (x[e] - m);`,
       ).replace("SUM_A", l.sum("a")).replace("SUM_B", l.sum("q"))
     }`,
   );
@@ -359,7 +384,11 @@ ${linearMain()}
 }
 
 /** vec4 form of {@link batchNormApplyKernel} (spatial % 4 == 0). Uniforms: n4, channels, spatial4. */
-export function batchNormApplyVec4Kernel(affine: boolean, fromVariance: boolean): KernelSource {
+export function batchNormApplyVec4Kernel(
+  affine: boolean,
+  fromVariance: boolean,
+  relu = false,
+): KernelSource {
   const bindings: [string, "read" | "readWrite", string][] = [
     ["x", "read", "vec4f"],
     ["mean", "read", "f32"],
@@ -369,7 +398,7 @@ export function batchNormApplyVec4Kernel(affine: boolean, fromVariance: boolean)
   bindings.push(["y", "readWrite", "vec4f"]);
   return kernel(
     "batchNormApplyVec4",
-    { affine, fromVariance },
+    reluFlag({ affine, fromVariance }, relu),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, APPLY_UNIFORMS)}
 ${linearMain()}
@@ -377,7 +406,7 @@ ${linearMain()}
   let c = (index / params.spatial) % params.channels;
   let scale = ${invStdExpr(fromVariance)}${affine ? " * weight[c]" : ""};
   let shift = ${affine ? "bias[c]" : "0.0"} - mean[c] * scale;
-  y[index] = x[index] * scale + shift;
+  y[index] = ${reluOf("x[index] * scale + shift", relu, "vec4f(0.0)")};
 }`,
   );
 }
@@ -387,13 +416,14 @@ export function batchNormBackwardInputVec4Kernel(
   training: boolean,
   affine: boolean,
   fromVariance: boolean,
+  relu = false,
 ): KernelSource {
   const bindings: [string, "read" | "readWrite", string][] = [
     ["dy", "read", "vec4f"],
     ["x", "read", "vec4f"],
-    ["mean", "read", "f32"],
-    ["stat", "read", "f32"],
   ];
+  if (relu) bindings.push(["y", "read", "vec4f"]);
+  bindings.push(["mean", "read", "f32"], ["stat", "read", "f32"]);
   if (affine) bindings.push(["weight", "read", "f32"]);
   if (training) bindings.push(["sums", "read", "f32"]);
   bindings.push(["dx", "readWrite", "vec4f"]);
@@ -401,11 +431,11 @@ export function batchNormBackwardInputVec4Kernel(
   const body = training
     ? `let k1 = sums[c] / params.count;
   let k2 = sums[params.channels + c] / params.count * inv;
-  dx[index] = gain * (dy[index] - k1 - (x[index] - mean[c]) * k2);`
-    : `dx[index] = dy[index] * gain;`;
+  dx[index] = gain * (g - k1 - (x[index] - mean[c]) * k2);`
+    : `dx[index] = g * gain;`;
   return kernel(
     "batchNormBackwardInputVec4",
-    { training, affine, fromVariance },
+    reluFlag({ training, affine, fromVariance }, relu),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, APPLY_UNIFORMS)}
 ${linearMain()}
@@ -413,7 +443,176 @@ ${linearMain()}
   let c = (index / params.spatial) % params.channels;
   let inv = ${invStdExpr(fromVariance)};
   let gain = ${gain};
+  let g = ${gradient(relu, "vec4f(0.0)", "index")};
   ${body}
 }`,
+  );
+}
+
+// ---- fused training passes: the per-channel finalize folded into the element pass ------------
+
+/** Threads per workgroup of the fused passes (one workgroup per channel). */
+export const BN_FUSED_WORKGROUP = 64;
+
+/**
+ * One workgroup per channel c: its threads sum the chunk partials of c (threads stride over the
+ * chunks, then a workgroup tree reduction), so every thread knows the channel's two sums; each
+ * thread then walks chunks k = lid, lid + 64, ... of c (the chunking of the partial pass) with
+ * `body`, which sees e (the element index), a and q (the channel's sums).
+ */
+function fusedChunkKernel(prologue: string, body: string): string {
+  const W = BN_FUSED_WORKGROUP;
+  return `var<workgroup> sumA: array<f32, ${W}>;
+var<workgroup> sumQ: array<f32, ${W}>;
+@compute @workgroup_size(${W})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let c = min(wid.y * nwg.x + wid.x, params.channels - 1u);
+  var pa = 0.0;
+  var pq = 0.0;
+  for (var k = lid; k < params.chunks; k = k + ${W}u) {
+    let at = (c * params.chunks + k) * 2u;
+    pa = pa + partial[at];
+    pq = pq + partial[at + 1u];
+  }
+  sumA[lid] = pa;
+  sumQ[lid] = pq;
+  workgroupBarrier();
+  for (var width = ${W / 2}u; width > 0u; width = width / 2u) {
+    if (lid < width) {
+      sumA[lid] = sumA[lid] + sumA[lid + width];
+      sumQ[lid] = sumQ[lid] + sumQ[lid + width];
+    }
+    workgroupBarrier();
+  }
+  let a = sumA[0];
+  let q = sumQ[0];
+  // Workgroups past the channels (a folded grid) only took part in the uniform reduction.
+  if (wid.y * nwg.x + wid.x >= params.channels) { return; }
+  ${prologue}
+  for (var k = lid; k < params.chunks; k = k + ${W}u) {
+    let first = k * params.chunkLength;
+    let last = min(params.total, first + params.chunkLength);
+    var n = first / params.spatialV;
+    var s = first - n * params.spatialV;
+    var plane = (n * params.channels + c) * params.spatialV;
+    for (var f = first; f < last; f = f + 1u) {
+      let e = plane + s;
+      ${body}
+      s = s + 1u;
+      if (s == params.spatialV) {
+        s = 0u;
+        plane = plane + params.channels * params.spatialV;
+      }
+    }
+  }
+}`;
+}
+
+const FUSED_UNIFORMS = CHUNK_UNIFORMS + " count: f32, eps: f32, momentum: f32,";
+
+/**
+ * Training-mode forward after {@link batchNormStatsPartialKernel}: mean and invStd of each channel
+ * from its chunk partials (written, with the running statistics when `updateRunning`, by thread 0)
+ * and y = x * scale + shift (relu'd with `relu`) over the channel, in one pass. Threads: one
+ * workgroup of 64 per channel. Uniforms: the chunking of the partial pass, count, eps, momentum.
+ */
+export function batchNormForwardFusedKernel(
+  vec4: boolean,
+  affine: boolean,
+  relu: boolean,
+  updateRunning: boolean,
+): KernelSource {
+  const l = lane(vec4);
+  const bindings: [string, "read" | "readWrite", string][] = [
+    ["x", "read", l.type],
+    ["partial", "read", "f32"],
+  ];
+  if (affine) bindings.push(["weight", "read", "f32"], ["bias", "read", "f32"]);
+  bindings.push(["y", "readWrite", l.type], ["mean", "readWrite", "f32"], [
+    "invStd",
+    "readWrite",
+    "f32",
+  ]);
+  if (updateRunning) {
+    bindings.push(["runningMean", "readWrite", "f32"], ["runningVar", "readWrite", "f32"]);
+  }
+  const first = vec4 ? "x[c * params.spatialV].x" : "x[c * params.spatialV]";
+  return kernel(
+    "batchNormForwardFused",
+    { vec4, affine, relu, updateRunning },
+    bindings.map(([, k]) => k),
+    `${declareBindings(bindings, FUSED_UNIFORMS)}
+${
+      fusedChunkKernel(
+        `let count = params.count;
+  let m1 = a / count;
+  let variance = max(q / count - m1 * m1, 0.0);
+  let m = ${first} + m1;
+  let inv = inverseSqrt(variance + params.eps);
+  if (lid == 0u) {
+    mean[c] = m;
+    invStd[c] = inv;
+    ${
+          updateRunning
+            ? `let unbiased = variance * count / max(count - 1.0, 1.0);
+    runningMean[c] = (1.0 - params.momentum) * runningMean[c] + params.momentum * m;
+    runningVar[c] = (1.0 - params.momentum) * runningVar[c] + params.momentum * unbiased;`
+            : ""
+        }
+  }
+  let scale = inv${affine ? " * weight[c]" : ""};
+  let shift = ${affine ? "bias[c]" : "0.0"} - m * scale;`,
+        `y[e] = ${reluOf("x[e] * scale + shift", relu, l.zero)};`,
+      )
+    }`,
+  );
+}
+
+/**
+ * Training-mode backward to the input after {@link batchNormBackwardPartialKernel}: the channel's
+ * sums (sum dy, sum dy * xhat; written to sums[c], sums[channels + c] by thread 0, for the weight
+ * and bias gradients) and dx = w * invStd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M) over the
+ * channel, in one pass. With `relu`, dy is masked by y > 0 (y bound after x). Threads: one
+ * workgroup of 64 per channel. Uniforms: the chunking of the partial pass, count, eps, momentum.
+ */
+export function batchNormBackwardFusedKernel(
+  vec4: boolean,
+  affine: boolean,
+  relu: boolean,
+): KernelSource {
+  const l = lane(vec4);
+  const bindings: [string, "read" | "readWrite", string][] = [
+    ["dy", "read", l.type],
+    ["x", "read", l.type],
+  ];
+  if (relu) bindings.push(["y", "read", l.type]);
+  bindings.push(["mean", "read", "f32"], ["invStd", "read", "f32"]);
+  if (affine) bindings.push(["weight", "read", "f32"]);
+  bindings.push(["partial", "read", "f32"], ["dx", "readWrite", l.type], [
+    "sums",
+    "readWrite",
+    "f32",
+  ]);
+  return kernel(
+    "batchNormBackwardFused",
+    { vec4, affine, relu },
+    bindings.map(([, k]) => k),
+    `${declareBindings(bindings, FUSED_UNIFORMS)}
+${
+      fusedChunkKernel(
+        `let m = mean[c];
+  let inv = invStd[c];
+  if (lid == 0u) {
+    sums[c] = a;
+    sums[params.channels + c] = q * inv;
+  }
+  let gain = ${affine ? "weight[c] * inv" : "inv"};
+  let k1 = a / params.count;
+  let k2 = q * inv / params.count * inv;`,
+        `let g = ${gradient(relu, l.zero)};
+      dx[e] = gain * (g - k1 - (x[e] - m) * k2);`,
+      )
+    }`,
   );
 }

@@ -2,8 +2,8 @@
  * The "ubo" conv variant: a direct 3x3 stride-1 padding-1 convolution whose weights are read from a
  * uniform buffer. On CPU rasterizers (llvmpipe) storage loads become per-lane scalar loops while a
  * uniform load at a workgroup-uniform address is one broadcast, so every workgroup owns a block of
- * 8 output channels (its weights are uniform across its threads) and each thread computes 8
- * channels x 4 columns, loading its input row as three aligned vec4s (needs width % 4 == 0).
+ * 8 output channels (its weights are uniform across its threads; 4 when a layer has at most 4)
+ * and each thread computes 8 channels x 4 columns, loading its input row as three aligned vec4s (needs width % 4 == 0).
  *
  * Weights are first repacked into uniform-sized segments (pack kernel): segment (chunk, ocBlock)
  * holds, for an input-channel chunk, the weights of 8 output channels as
@@ -26,13 +26,13 @@ export const UBO_WINDOW_VEC4 = 4096;
  * With `transposeFlip`, w is the forward weight [runInC, runOutC, 3, 3] and the packed filter is
  * w'[oc, ic, kh, kw] = w[ic, oc, 2 - kh, 2 - kw] (the backward-to-input convolution).
  */
-export function convUboPackKernel(transposeFlip: boolean): KernelSource {
+export function convUboPackKernel(transposeFlip: boolean, ocBlock = UBO_OC_BLOCK): KernelSource {
   const source = transposeFlip
     ? "w[(ic * params.runOutC + oc) * 9u + 8u - tap]"
     : "w[(oc * params.runInC + ic) * 9u + tap]";
   return kernel(
     "convUboPack",
-    { transposeFlip },
+    ocBlock === UBO_OC_BLOCK ? { transposeFlip } : { transposeFlip, j: ocBlock },
     ["read", "readWrite"],
     `${
       declareBindings(
@@ -46,11 +46,11 @@ ${linearMain()}
   let within = index - segment * params.segFloats;
   let chunk = segment / params.blocksC;
   let ocBlock = segment - chunk * params.blocksC;
-  let j = within % ${UBO_OC_BLOCK}u;
-  let t = within / ${UBO_OC_BLOCK}u;
+  let j = within % ${ocBlock}u;
+  let t = within / ${ocBlock}u;
   let tap = t % 9u;
   let icLocal = t / 9u;
-  let oc = ocBlock * ${UBO_OC_BLOCK}u + j;
+  let oc = ocBlock * ${ocBlock}u + j;
   let ic = chunk * params.icChunk + icLocal;
   var value = 0.0;
   if (icLocal < params.icChunk && ic < params.runInC && oc < params.runOutC) {
@@ -67,7 +67,7 @@ ${linearMain()}
  * Uniforms: batch, inC, H, W, outC, quadsW, quads, icStart, icCount, accumulate, ocBlockBase,
  * segVec4, foldX.
  */
-export function convUboKernel(bias: boolean): KernelSource {
+export function convUboKernel(bias: boolean, ocBlock = UBO_OC_BLOCK): KernelSource {
   const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
     ["x", "read", "vec4f"],
     ["w", "uniform", `array<vec4f, ${UBO_WINDOW_VEC4}>`],
@@ -77,14 +77,14 @@ export function convUboKernel(bias: boolean): KernelSource {
   const accs: string[] = [];
   const fmas: string[] = [];
   const stores: string[] = [];
-  for (let j = 0; j < UBO_OC_BLOCK; j++) {
+  for (let j = 0; j < ocBlock; j++) {
     accs.push(`var acc${j} = vec4f(0.0);`);
     fmas.push(`acc${j} = acc${j} + w${j >> 2}[${j & 3}] * xv;`);
     stores.push(`store(n, oc0 + ${j}u, oh, ow0, acc${j});`);
   }
   return kernel(
     "convUbo",
-    { bias },
+    ocBlock === UBO_OC_BLOCK ? { bias } : { bias, j: ocBlock },
     bindings.map(([, k]) => k),
     `${
       declareBindings(
@@ -117,7 +117,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let oh = rowIndex % params.H;
   let n = rowIndex / params.H;
   let ow0 = quadW * 4u;
-  let oc0 = (params.ocBlockBase + wid.y) * ${UBO_OC_BLOCK}u;
+  let oc0 = (params.ocBlockBase + wid.y) * ${ocBlock}u;
   let seg = wid.y * params.segVec4;
   let hasLeft = quadW > 0u;
   let hasRight = quadW + 1u < params.quadsW;
@@ -132,11 +132,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       let xa = select(vec4f(0.0), x[center - 1u], hasLeft);
       let xc = select(vec4f(0.0), x[center + 1u], hasRight);
       let taps = array<vec4f, 3>(vec4f(xa.w, xb.x, xb.y, xb.z), xb, vec4f(xb.y, xb.z, xb.w, xc.x));
-      let wRow = seg + (icLocal * 9u + kh * 3u) * ${UBO_OC_BLOCK / 4}u;
+      let wRow = seg + (icLocal * 9u + kh * 3u) * ${ocBlock / 4}u;
       for (var kw = 0u; kw < 3u; kw = kw + 1u) {
         let xv = taps[kw];
-        let w0 = w[wRow + kw * 2u];
-        let w1 = w[wRow + kw * 2u + 1u];
+        ${
+      Array.from(
+        { length: ocBlock / 4 },
+        (_, i) => `let w${i} = w[wRow + kw * ${ocBlock / 4}u + ${i}u];`,
+      ).join("\n        ")
+    }
         ${fmas.join("\n        ")}
       }
     }

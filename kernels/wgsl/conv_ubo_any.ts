@@ -290,7 +290,8 @@ ${linearMain()}
  * Backward to the weight over one window of pixels for one block of J output channels. Threads:
  * x = (ic, kh, kw) lanes in groups of 64; y = split of the window's pixels (partial-sum slot).
  * Uniforms: geometry, pixelStart (global pixel index n * outH * outW + oh * outW + ow of the
- * window's first pixel), count (pixels in the window), perSplit, ocBase, accumulate, slotSize.
+ * window's first pixel), count (pixels in the window), perSplit, ocBase, accumulate, slotSize,
+ * blockVec4 (vec4s between the dy of consecutive blocks in the window, for z = block).
  */
 export function convAnyBackwardWeightKernel(jBlock = ANY_BLOCK): KernelSource {
   const JV = jBlock / 4;
@@ -307,7 +308,7 @@ export function convAnyBackwardWeightKernel(jBlock = ANY_BLOCK): KernelSource {
           "f32",
         ]],
         GEOMETRY + " pixelStart: u32, count: u32, perSplit: u32, ocBase: u32, accumulate: u32, " +
-          "slotSize: u32,",
+          "slotSize: u32, blockVec4: u32,",
       )
     }
 fn store(slot: u32, oc: u32, row: u32, acc: f32) {
@@ -329,6 +330,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let kh = tap / params.kW;
   let kw = tap - kh * params.kW;
   let slot = wid.y;
+  // z: a block of J output channels when every block's dy lies in this one window.
+  let blockOffset = wid.z * params.blockVec4;
+  let ocBase = params.ocBase + wid.z * ${jBlock}u;
   let first = slot * params.perSplit;
   let last = min(params.count, first + params.perSplit);
   let plane = params.outH * params.outW;
@@ -347,7 +351,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     if (ih >= 0 && ih < i32(params.inH) && iw >= 0 && iw < i32(params.inW)) {
       v = x[((n * params.inC + ic) * params.inH + u32(ih)) * params.inW + u32(iw)];
     }
-    let wBase = i * ${JV}u;
+    let wBase = blockOffset + i * ${JV}u;
     ${fma("g", "v")}
     ow = ow + 1u;
     if (ow == params.outW) {
@@ -359,7 +363,352 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       }
     }
   }
-  ${stores(jBlock, (j, acc) => `store(slot, params.ocBase + ${j}, lane, ${acc});`)}
+  ${stores(jBlock, (j, acc) => `store(slot, ocBase + ${j}, lane, ${acc});`)}
+}`,
+  );
+}
+
+/** Widest kernel and largest stride the column-blocked forward unrolls. */
+export const COLS_MAX_KW = 7;
+export const COLS_MAX_STRIDE = 2;
+
+/**
+ * The "ubo-cols" forward: the ubo-any forward with P output columns per lane and the kernel width
+ * K and stride S compiled in, so that the (P - 1) * S + K input values of one input row that the
+ * lane's P pixels read are loaded once (the ResNet stem, 7x7 stride 2, loads 13 values per row
+ * for 4 pixels instead of 28) and every uniform weight vector feeds P pixels. Threads: x = (n, oh,
+ * column group) lanes in groups of 64, folded over z; y = block in the window. Uniforms: those of
+ * {@link convAnyForwardKernel} plus colGroups (ceil(outW / P)).
+ */
+export function convColsForwardKernel(
+  bias: boolean,
+  jBlock: number,
+  kW: number,
+  stride: number,
+  cols: number,
+): KernelSource {
+  const JV = jBlock / 4;
+  const span = (cols - 1) * stride + kW;
+  const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
+    ["x", "read", "f32"],
+    ["w", "uniform", `array<vec4f, ${ANY_WINDOW_VEC4}>`],
+  ];
+  if (bias) bindings.push(["b", "read", "f32"]);
+  bindings.push(["y", "readWrite", "f32"]);
+  const decl: string[] = [];
+  for (let p = 0; p < cols; p++) {
+    for (let i = 0; i < JV; i++) decl.push(`var acc${p}_${i} = vec4f(0.0);`);
+  }
+  const loads: string[] = [];
+  for (let t = 0; t < span; t++) {
+    loads.push(
+      `let v${t} = select(0.0, x[row + u32(clamp(iwBase + ${t}, 0, inW - 1))], ` +
+        `rowOk && iwBase + ${t} >= 0 && iwBase + ${t} < inW);`,
+    );
+  }
+  const fmas: string[] = [];
+  for (let kw = 0; kw < kW; kw++) {
+    for (let i = 0; i < JV; i++) {
+      fmas.push(`let w${kw}_${i} = w[wRow + ${kw * JV + i}u];`);
+      for (let p = 0; p < cols; p++) {
+        fmas.push(`acc${p}_${i} = acc${p}_${i} + w${kw}_${i} * v${p * stride + kw};`);
+      }
+    }
+  }
+  const storeLines: string[] = [];
+  for (let p = 0; p < cols; p++) {
+    const pixel: string[] = [];
+    for (let i = 0; i < JV; i++) {
+      for (let c = 0; c < 4; c++) {
+        pixel.push(
+          `store(base + ${i * 4 + c}u * chanStride, oc0 + ${i * 4 + c}u, acc${p}_${i}[${c}]);`,
+        );
+      }
+    }
+    storeLines.push(`if (ow0 + ${p}u < params.outW) {
+    let base = outBase + ${p}u;
+    ${pixel.join("\n    ")}
+  }`);
+  }
+  return kernel(
+    "convColsForward",
+    { bias, j: jBlock, kw: kW, s: stride, p: cols },
+    bindings.map(([, k]) => k),
+    `${
+      declareBindings(
+        bindings,
+        GEOMETRY + " icStart: u32, icCount: u32, accumulate: u32, blockBase: u32, segVec4: u32, " +
+          "foldX: u32, pixels: u32, khStart: u32, khEnd: u32, kwStart: u32, kwEnd: u32, " +
+          "colGroups: u32,",
+      )
+    }
+fn store(at: u32, oc: u32, acc: f32) {
+  if (oc >= params.outC) { return; }
+  if (params.accumulate != 0u) {
+    y[at] = y[at] + acc;
+  } else {
+    y[at] = acc${bias ? " + b[oc]" : ""};
+  }
+}
+@compute @workgroup_size(${ANY_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let p = (wid.z * params.foldX + wid.x) * ${ANY_WORKGROUP}u + lid;
+  // No barriers: lanes past the end leave at once (whole idle SIMD groups then skip the loops).
+  if (p >= params.pixels) { return; }
+  let group = p % params.colGroups;
+  let t = p / params.colGroups;
+  let oh = t % params.outH;
+  let n = t / params.outH;
+  let ow0 = group * ${cols}u;
+  let oc0 = (params.blockBase + wid.y) * ${jBlock}u;
+  let seg = wid.y * params.segVec4;
+  let ihBase = i32(oh * params.stride) - i32(params.pad);
+  let iwBase = i32(ow0 * ${stride}u) - i32(params.pad);
+  let inW = i32(params.inW);
+  ${decl.join("\n  ")}
+  for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
+    let plane = (n * params.inC + params.icStart + icLocal) * params.inH;
+    for (var kh = params.khStart; kh < params.khEnd; kh = kh + 1u) {
+      let ih = ihBase + i32(kh);
+      let rowOk = ih >= 0 && ih < i32(params.inH);
+      let row = (plane + u32(max(ih, 0))) * params.inW;
+      let wRow = seg + (icLocal * params.kH + kh) * ${kW * JV}u;
+      ${loads.join("\n      ")}
+      ${fmas.join("\n      ")}
+    }
+  }
+  let chanStride = params.outH * params.outW;
+  let outBase = ((n * params.outC + oc0) * params.outH + oh) * params.outW + ow0;
+  ${storeLines.join("\n  ")}
+}`,
+  );
+}
+
+/**
+ * The "ubo-cols" backward to the input: {@link convAnyBackwardInputKernel} with P input columns
+ * of the stride phase per lane and the kernel width K and stride S compiled in. In a phase the
+ * column taps are kw = kwStart + S * t (t < ceil(K / S); taps at or past kwEnd get zero weights),
+ * and column p of the lane reads dy at ow = owBase + p - t, so the lane loads P + T - 1 dy values
+ * per row instead of P * T, and every uniform weight vector feeds P pixels. Uniforms: those of
+ * {@link convAnyBackwardInputKernel} plus colGroups (ceil(phaseW / P)).
+ */
+export function convColsBackwardInputKernel(
+  jBlock: number,
+  kW: number,
+  stride: number,
+  cols: number,
+): KernelSource {
+  const JV = jBlock / 4;
+  const T = Math.ceil(kW / stride);
+  const span = cols + T - 1;
+  const decl: string[] = [];
+  for (let p = 0; p < cols; p++) {
+    for (let i = 0; i < JV; i++) decl.push(`var acc${p}_${i} = vec4f(0.0);`);
+  }
+  const loads: string[] = [];
+  for (let d = 0; d < span; d++) {
+    // ow = owBase - (T - 1) + d
+    loads.push(
+      `let v${d} = select(0.0, dy[row + u32(clamp(owLo + ${d}, 0, outW - 1))], ` +
+        `rowOk && owLo + ${d} >= 0 && owLo + ${d} < outW);`,
+    );
+  }
+  const fmas: string[] = [];
+  for (let t = 0; t < T; t++) {
+    fmas.push(`let tapOk${t} = params.kwStart + ${stride * t}u < params.kwEnd;`);
+    for (let i = 0; i < JV; i++) {
+      fmas.push(
+        `let w${t}_${i} = select(vec4f(0.0), w[wRow + ${stride * t * JV + i}u], tapOk${t});`,
+      );
+      for (let p = 0; p < cols; p++) {
+        fmas.push(`acc${p}_${i} = acc${p}_${i} + w${t}_${i} * v${p - t + T - 1};`);
+      }
+    }
+  }
+  const storeLines: string[] = [];
+  for (let p = 0; p < cols; p++) {
+    const pixel: string[] = [];
+    for (let i = 0; i < JV; i++) {
+      for (let c = 0; c < 4; c++) {
+        pixel.push(
+          `store(base + ${i * 4 + c}u * chanStride, ic0 + ${i * 4 + c}u, acc${p}_${i}[${c}]);`,
+        );
+      }
+    }
+    storeLines.push(`if (jw0 + ${p}u < params.phaseW) {
+    let base = outBase + ${p * stride}u;
+    ${pixel.join("\n    ")}
+  }`);
+  }
+  return kernel(
+    "convColsBackwardInput",
+    { j: jBlock, kw: kW, s: stride, p: cols },
+    ["read", "uniform", "readWrite"],
+    `${
+      declareBindings(
+        [["dy", "read", "f32"], ["w", "uniform", `array<vec4f, ${ANY_WINDOW_VEC4}>`], [
+          "dx",
+          "readWrite",
+          "f32",
+        ]],
+        GEOMETRY + " ocStart: u32, ocCount: u32, accumulate: u32, blockBase: u32, segVec4: u32, " +
+          "foldX: u32, pixels: u32, rh: u32, rw: u32, phaseH: u32, phaseW: u32, khStart: u32, " +
+          "khEnd: u32, kwStart: u32, kwEnd: u32, colGroups: u32,",
+      )
+    }
+fn store(at: u32, ic: u32, acc: f32) {
+  if (ic >= params.inC) { return; }
+  if (params.accumulate != 0u) {
+    dx[at] = dx[at] + acc;
+  } else {
+    dx[at] = acc;
+  }
+}
+@compute @workgroup_size(${ANY_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let p = (wid.z * params.foldX + wid.x) * ${ANY_WORKGROUP}u + lid;
+  // No barriers: lanes past the end leave at once (whole idle SIMD groups then skip the loops).
+  if (p >= params.pixels) { return; }
+  let group = p % params.colGroups;
+  let t = p / params.colGroups;
+  let jh = t % params.phaseH;
+  let n = t / params.phaseH;
+  let jw0 = group * ${cols}u;
+  let ih = params.rh + ${stride}u * jh;
+  let iw0 = params.rw + ${stride}u * jw0;
+  let ic0 = (params.blockBase + wid.y) * ${jBlock}u;
+  let seg = wid.y * params.segVec4;
+  let outW = i32(params.outW);
+  // ow of column p and column tap t: (iw0 + pad - kwStart) / S + p - t.
+  let owLo = (i32(iw0 + params.pad) - i32(params.kwStart)) / ${stride} - ${T - 1};
+  ${decl.join("\n  ")}
+  for (var ocLocal = 0u; ocLocal < params.ocCount; ocLocal = ocLocal + 1u) {
+    let plane = (n * params.outC + params.ocStart + ocLocal) * params.outH;
+    for (var kh = params.khStart; kh < params.khEnd; kh = kh + ${stride}u) {
+      let oh = (i32(ih + params.pad) - i32(kh)) / ${stride};
+      let rowOk = oh >= 0 && oh < i32(params.outH);
+      let row = (plane + u32(max(oh, 0))) * params.outW;
+      let wRow = seg + ((ocLocal * params.kH + kh) * ${kW}u + params.kwStart) * ${JV}u;
+      ${loads.join("\n      ")}
+      ${fmas.join("\n      ")}
+    }
+  }
+  let chanStride = params.inH * params.inW;
+  let outBase = ((n * params.inC + ic0) * params.inH + ih) * params.inW + iw0;
+  ${storeLines.join("\n  ")}
+}`,
+  );
+}
+
+/**
+ * The "ubo-cols" backward to the weight: {@link convAnyBackwardWeightKernel} with lanes = (ic, kh)
+ * rows that own all K column taps, the kernel width K and stride S compiled in. A lane walks the
+ * window's pixels keeping the K input values of its row segment in registers: moving one pixel
+ * right shifts them by S and loads S new ones (a full reload at each row start), and each uniform
+ * dy vector feeds K taps. Uniforms: those of {@link convAnyBackwardWeightKernel}.
+ */
+export function convColsBackwardWeightKernel(jBlock: number, kW: number, stride: number) {
+  const JV = jBlock / 4;
+  const decl: string[] = [];
+  for (let k = 0; k < kW; k++) {
+    for (let i = 0; i < JV; i++) decl.push(`var acc${k}_${i} = vec4f(0.0);`);
+  }
+  const load = (k: number) =>
+    `v${k} = select(0.0, x[row + u32(clamp(iwBase + ${k}, 0, inW - 1))], ` +
+    `rowOk && iwBase + ${k} >= 0 && iwBase + ${k} < inW);`;
+  const full = Array.from({ length: kW }, (_, k) => load(k)).join("\n      ");
+  const shifted: string[] = [];
+  for (let k = 0; k < kW - stride; k++) shifted.push(`v${k} = v${k + stride};`);
+  for (let k = Math.max(0, kW - stride); k < kW; k++) shifted.push(load(k));
+  const refill = stride < kW
+    ? `if (fresh || ow == 0u) {
+      ${full}
+    } else {
+      ${shifted.join("\n      ")}
+    }
+    fresh = false;`
+    : full;
+  const fmas: string[] = [];
+  for (let i = 0; i < JV; i++) {
+    fmas.push(`let g${i} = g[gBase + ${i}u];`);
+    for (let k = 0; k < kW; k++) fmas.push(`acc${k}_${i} = acc${k}_${i} + g${i} * v${k};`);
+  }
+  const storeLines: string[] = [];
+  for (let k = 0; k < kW; k++) {
+    for (let i = 0; i < JV; i++) {
+      for (let c = 0; c < 4; c++) {
+        storeLines.push(
+          `store(slot, ocBase + ${i * 4 + c}u, lane * ${kW}u + ${k}u, acc${k}_${i}[${c}]);`,
+        );
+      }
+    }
+  }
+  const vars = Array.from({ length: kW }, (_, k) => `var v${k} = 0.0;`).join("\n  ");
+  return kernel(
+    "convColsBackwardWeight",
+    { j: jBlock, kw: kW, s: stride },
+    ["read", "uniform", "readWrite"],
+    `${
+      declareBindings(
+        [["x", "read", "f32"], ["g", "uniform", `array<vec4f, ${ANY_WINDOW_VEC4}>`], [
+          "partial",
+          "readWrite",
+          "f32",
+        ]],
+        GEOMETRY + " pixelStart: u32, count: u32, perSplit: u32, ocBase: u32, accumulate: u32, " +
+          "slotSize: u32, blockVec4: u32,",
+      )
+    }
+fn store(slot: u32, oc: u32, row: u32, acc: f32) {
+  if (oc >= params.outC) { return; }
+  let at = slot * params.slotSize + oc * params.inC * params.kH * params.kW + row;
+  if (params.accumulate != 0u) {
+    partial[at] = partial[at] + acc;
+  } else {
+    partial[at] = acc;
+  }
+}
+@compute @workgroup_size(${ANY_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let lane = wid.x * ${ANY_WORKGROUP}u + lid;
+  if (lane >= params.inC * params.kH) { return; }
+  let ic = lane / params.kH;
+  let kh = lane - ic * params.kH;
+  let slot = wid.y;
+  // z: a block of J output channels when every block's dy lies in this one window.
+  let blockOffset = wid.z * params.blockVec4;
+  let ocBase = params.ocBase + wid.z * ${jBlock}u;
+  let first = slot * params.perSplit;
+  let last = min(params.count, first + params.perSplit);
+  let plane = params.outH * params.outW;
+  // Walk (n, oh, ow) incrementally from the split's first pixel (uniform counters).
+  let start = params.pixelStart + first;
+  var n = start / plane;
+  var oh = (start - n * plane) / params.outW;
+  var ow = start - n * plane - oh * params.outW;
+  let inW = i32(params.inW);
+  ${decl.join("\n  ")}
+  ${vars}
+  var fresh = true;
+  for (var i = first; i < last; i = i + 1u) {
+    let ih = i32(oh * ${stride}u) - i32(params.pad) + i32(kh);
+    let rowOk = ih >= 0 && ih < i32(params.inH);
+    let row = ((n * params.inC + ic) * params.inH + u32(max(ih, 0))) * params.inW;
+    let iwBase = i32(ow * ${stride}u) - i32(params.pad);
+    ${refill}
+    let gBase = blockOffset + i * ${JV}u;
+    ${fmas.join("\n    ")}
+    ow = ow + 1u;
+    if (ow == params.outW) {
+      ow = 0u;
+      oh = oh + 1u;
+      if (oh == params.outH) {
+        oh = 0u;
+        n = n + 1u;
+      }
+    }
+  }
+  ${storeLines.join("\n  ")}
 }`,
   );
 }

@@ -63,16 +63,17 @@ ${linearMain()}
 }
 
 /** out = a op b, same shape. Uniform: n. */
-export function binaryKernel(op: BinaryOp, vec4: boolean): KernelSource {
+export function binaryKernel(op: BinaryOp, vec4: boolean, activation?: UnaryOp): KernelSource {
+  const value = `a[index] ${BINARY[op]} b[index]`;
   return kernel(
     "binary",
-    { op, vec4 },
+    activation ? { op, vec4, activation } : { op, vec4 },
     ["read", "read", "readWrite"],
     `${typeAlias(vec4)}
 ${declareBindings([["a", "read", "T"], ["b", "read", "T"], ["out", "readWrite", "T"]], "n: u32,")}
 ${linearMain()}
   if (index >= params.n) { return; }
-  out[index] = a[index] ${BINARY[op]} b[index];
+  out[index] = ${activation ? UNARY_FORWARD[activation](`(${value})`) : value};
 }`,
   );
 }
@@ -126,16 +127,17 @@ ${linearMain()}
 /**
  * Row copy between two [outer, *] layouts: dst[dstOffset + o * dstStride + j] (+)=
  * src[srcOffset + o * srcStride + j] for j < rowLength. Serves cat, narrow and their backward.
- * Uniforms: outer, rowLength, srcStride, srcOffset, dstStride, dstOffset.
+ * Uniforms: outer, rowLength, srcStride, srcOffset, dstStride, dstOffset (in vec4s with `vec4`).
  */
-export function copyRowsKernel(accumulate: boolean): KernelSource {
+export function copyRowsKernel(accumulate: boolean, vec4 = false): KernelSource {
+  const type = vec4 ? "vec4f" : "f32";
   return kernel(
     "copyRows",
-    { accumulate },
+    vec4 ? { accumulate, vec4 } : { accumulate },
     ["read", "readWrite"],
     `${
       declareBindings(
-        [["src", "read"], ["dst", "readWrite"]],
+        [["src", "read", type], ["dst", "readWrite", type]],
         "outer: u32, rowLength: u32, srcStride: u32, srcOffset: u32, dstStride: u32, dstOffset: u32,",
       )
     }

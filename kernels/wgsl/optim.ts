@@ -41,6 +41,63 @@ ${linearMain()}
   );
 }
 
+/** Most tensors one multi-tensor Adam dispatch updates (4 storage bindings each). */
+export const ADAM_MULTI_MAX = 8;
+
+/**
+ * Adam over `count` tensors in one dispatch (the update of {@link adamKernel}): tensor k owns the
+ * workgroups from start_k / 256 on (its range padded to whole workgroups, so every workgroup
+ * updates one tensor and branches uniformly) and n_k elements (vec4s with `vec4`). Bindings:
+ * param_k, grad_k, m_k, v_k for each k. Uniforms: beta1, beta2, eps, weightDecay, stepSize,
+ * biasCorrection2Sqrt, then start_k and n_k for each k.
+ */
+export function adamMultiKernel(vec4: boolean, count: number): KernelSource {
+  const type = vec4 ? "vec4<f32>" : "f32";
+  const bindings: [string, "read" | "readWrite", string][] = [];
+  const fields: string[] = [];
+  for (let k = 0; k < count; k++) {
+    bindings.push(
+      [`param${k}`, "readWrite", "T"],
+      [`grad${k}`, "read", "T"],
+      [`m${k}`, "readWrite", "T"],
+      [`v${k}`, "readWrite", "T"],
+    );
+    fields.push(`start${k}: u32, n${k}: u32,`);
+  }
+  const branches = Array.from({ length: count }, (_, k) => k).reverse().map((k) =>
+    `if (index >= params.start${k}) {
+    let i = index - params.start${k};
+    if (i >= params.n${k}) { return; }
+    var p = param${k}[i];
+    var g = grad${k}[i];
+    if (params.weightDecay != 0.0) { g = g + params.weightDecay * p; }
+    let mNew = m${k}[i] + (T(1.0) - params.beta1) * (g - m${k}[i]);
+    let vNew = v${k}[i] * params.beta2 + (T(1.0) - params.beta2) * g * g;
+    m${k}[i] = mNew;
+    v${k}[i] = vNew;
+    let denom = sqrt(vNew) / params.biasCorrection2Sqrt + T(params.eps);
+    param${k}[i] = p - params.stepSize * mNew / denom;
+    return;
+  }`
+  ).join("\n  ");
+  return kernel(
+    "adamMulti",
+    { vec4, count },
+    bindings.map(([, k]) => k),
+    `alias T = ${type};
+${
+      declareBindings(
+        bindings,
+        "beta1: f32, beta2: f32, eps: f32, weightDecay: f32, stepSize: f32, " +
+          "biasCorrection2Sqrt: f32, " + fields.join(" "),
+      )
+    }
+${linearMain()}
+  ${branches}
+}`,
+  );
+}
+
 /** d input = g[0] * scale * (input - target): the backward of a mean squared error. */
 export function mseBackwardKernel(): KernelSource {
   return kernel(

@@ -7,18 +7,22 @@ import { declareBindings, kernel, WORKGROUP_SIZE, workgroupReduce } from "./comm
  * out[m] = scale * sum over o < outer, k < inner of f(x[(o * mid + m) * inner + k]), one workgroup
  * per m (grid x * y >= mid). Flat indices >= total are skipped, so a flat array can be cut into
  * fixed-size rows with a short last row. f is x, or (x - y)^2 with `squaredDiff`.
- * Uniforms: outer, mid, inner, total, scale.
+ * Uniforms: outer, mid, inner, total, scale. With `vec4` x (and y) are read as vec4s and inner
+ * and total count vec4s (both multiples of 4 elements).
  */
-export function reduceMiddleKernel(squaredDiff: boolean): KernelSource {
-  const inputs: [string, "read"][] = squaredDiff ? [["x", "read"], ["y", "read"]] : [["x", "read"]];
+export function reduceMiddleKernel(squaredDiff: boolean, vec4 = false): KernelSource {
+  const type = vec4 ? "vec4f" : "f32";
+  const inputs: [string, "read", string][] = squaredDiff
+    ? [["x", "read", type], ["y", "read", type]]
+    : [["x", "read", type]];
   const term = squaredDiff ? "(x[e] - y[e]) * (x[e] - y[e])" : "x[e]";
   return kernel(
     "reduceMiddle",
-    { squaredDiff },
+    vec4 ? { squaredDiff, vec4 } : { squaredDiff },
     [...inputs.map(() => "read" as const), "readWrite"],
     `${
       declareBindings(
-        [...inputs, ["out", "readWrite"]],
+        [...inputs, ["out", "readWrite", "f32"]],
         "outer: u32, mid: u32, inner: u32, total: u32, scale: f32,",
       )
     }
@@ -27,17 +31,24 @@ var<workgroup> partial: array<f32, ${WORKGROUP_SIZE}>;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let m = wid.y * nwg.x + wid.x;
-  var acc = 0.0;
+  var acc = ${vec4 ? "vec4f(0.0)" : "0.0"};
   if (m < params.mid) {
     let count = params.outer * params.inner;
+    // (o, k) of t = o * inner + k, advanced incrementally (a division only when t crosses a row).
+    var o = lid / params.inner;
+    var k = lid - o * params.inner;
     for (var t = lid; t < count; t = t + ${WORKGROUP_SIZE}u) {
-      let o = t / params.inner;
-      let k = t - o * params.inner;
       let e = (o * params.mid + m) * params.inner + k;
       if (e < params.total) { acc = acc + ${term}; }
+      k = k + ${WORKGROUP_SIZE}u;
+      if (k >= params.inner) {
+        let d = k / params.inner;
+        o = o + d;
+        k = k - d * params.inner;
+      }
     }
   }
-  partial[lid] = acc;
+  partial[lid] = ${vec4 ? "dot(acc, vec4f(1.0))" : "acc"};
 ${workgroupReduce()}
   if (lid == 0u && m < params.mid) { out[m] = partial[0] * params.scale; }
 }`,

@@ -91,6 +91,61 @@ ${linearMain()}
   );
 }
 
+/**
+ * Max-pool backward for 3x3 windows, stride 2, padding 1 (the ResNet stem): one thread per 2x2
+ * input block (rows 2bh, 2bh + 1, columns 2bw, 2bw + 1), which only the outputs (bh, bw),
+ * (bh + 1, bw), (bh, bw + 1) and (bh + 1, bw + 1) cover; it reads their dy and arg-max once (2 loads
+ * per input instead of 4.5 for the generic gather) and writes the block. Threads: planes * outH *
+ * outW (outH = ceil(inH / 2), outW = ceil(inW / 2)). Uniforms: those of the generic kernel.
+ */
+export function maxPool3x3s2BackwardKernel(): KernelSource {
+  return kernel(
+    "maxPool3x3s2Backward",
+    {},
+    ["read", "read", "readWrite"],
+    `${
+      declareBindings(
+        [["dy", "read"], ["argmax", "read", "u32"], ["dx", "readWrite"]],
+        POOL_UNIFORMS,
+      )
+    }
+${linearMain()}
+  let outPlane = params.outH * params.outW;
+  if (index >= params.planes * outPlane) { return; }
+  let plane = index / outPlane;
+  let r = index - plane * outPlane;
+  let bh = r / params.outW;
+  let bw = r - bh * params.outW;
+  let o = plane * outPlane + r;
+  let down = bh + 1u < params.outH;
+  let right = bw + 1u < params.outW;
+  // Outputs (bh, bw), (bh, bw + 1), (bh + 1, bw), (bh + 1, bw + 1); absent ones get no index.
+  let g0 = dy[o];
+  let a0 = argmax[o];
+  let g1 = select(0.0, dy[min(o + 1u, params.planes * outPlane - 1u)], right);
+  let a1 = select(0xffffffffu, argmax[min(o + 1u, params.planes * outPlane - 1u)], right);
+  let oDown = min(o + params.outW, params.planes * outPlane - 1u);
+  let g2 = select(0.0, dy[oDown], down);
+  let a2 = select(0xffffffffu, argmax[oDown], down);
+  let oDiag = min(o + params.outW + 1u, params.planes * outPlane - 1u);
+  let g3 = select(0.0, dy[oDiag], down && right);
+  let a3 = select(0xffffffffu, argmax[oDiag], down && right);
+  let ih = 2u * bh;
+  let iw = 2u * bw;
+  let base = plane * params.inH * params.inW;
+  for (var dh = 0u; dh < 2u; dh = dh + 1u) {
+    if (ih + dh >= params.inH) { break; }
+    for (var dw = 0u; dw < 2u; dw = dw + 1u) {
+      if (iw + dw >= params.inW) { break; }
+      let at = (ih + dh) * params.inW + iw + dw;
+      dx[base + at] = select(0.0, g0, a0 == at) + select(0.0, g1, a1 == at) +
+        select(0.0, g2, a2 == at) + select(0.0, g3, a3 == at);
+    }
+  }
+}`,
+  );
+}
+
 /** Resize modes, both with PyTorch's align_corners=false source mapping. */
 export type ResizeMode = "nearest" | "bilinear";
 

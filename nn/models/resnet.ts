@@ -50,9 +50,19 @@ export class BasicBlock extends Layer {
   readonly conv2: Conv2d;
   readonly bn2: BatchNorm2d;
   readonly downsample: Sequential | null;
+  /** Whether the ReLUs run fused into bn1 and the residual add (same numbers, fewer passes). */
+  readonly fused: boolean;
 
-  constructor(device: Device, inPlanes: number, planes: number, stride: number, rng: Rng) {
+  constructor(
+    device: Device,
+    inPlanes: number,
+    planes: number,
+    stride: number,
+    rng: Rng,
+    fused = true,
+  ) {
     super();
+    this.fused = fused;
     this.conv1 = this.registerModule(
       "conv1",
       new Conv2d(device, inPlanes, planes, 3, { stride, padding: 1, bias: false, rng }),
@@ -78,11 +88,16 @@ export class BasicBlock extends Layer {
   }
 
   forward(x: Tensor): Tensor {
-    const out = this.bn2.forward(
-      this.conv2.forward(F.relu(this.bn1.forward(this.conv1.forward(x)))),
-    );
-    const identity = this.downsample ? this.downsample.forward(x) : x;
-    return F.relu(F.add(out, identity));
+    const identity = () => this.downsample ? this.downsample.forward(x) : x;
+    if (!this.fused) {
+      const out = this.bn2.forward(
+        this.conv2.forward(F.relu(this.bn1.forward(this.conv1.forward(x)))),
+      );
+      return F.relu(F.add(out, identity()));
+    }
+    // relu(bn1(.)) and relu(out + identity) fused (F.batchNorm2d's relu, F.addRelu).
+    const out = this.bn2.forward(this.conv2.forward(this.bn1.forwardRelu(this.conv1.forward(x))));
+    return F.addRelu(out, identity());
   }
 }
 
@@ -96,6 +111,8 @@ export interface ResNetOptions {
   inputSize?: number;
   /** Seed of the initialization. Default 0. */
   seed?: number;
+  /** Fuse the ReLUs into batch norm and the residual adds (same numbers). Default true. */
+  fused?: boolean;
 }
 
 /** torchvision.models.resnet34 with a configurable head and width. */
@@ -111,9 +128,12 @@ export class ResNet34 extends Layer {
   readonly inputSize: number;
   readonly numOutputs: number;
   readonly width: number;
+  /** See {@link ResNetOptions.fused}. */
+  readonly fused: boolean;
 
   constructor(device: Device, options: ResNetOptions = {}) {
     super();
+    this.fused = options.fused ?? true;
     this.numOutputs = options.numOutputs ?? 2;
     this.width = options.width ?? 1;
     this.inputSize = options.inputSize ?? 224;
@@ -129,7 +149,7 @@ export class ResNet34 extends Layer {
     const makeLayer = (name: string, p: number, blocks: number, stride: number) => {
       const list: BasicBlock[] = [];
       for (let i = 0; i < blocks; i++) {
-        list.push(new BasicBlock(device, inPlanes, p, i === 0 ? stride : 1, rng));
+        list.push(new BasicBlock(device, inPlanes, p, i === 0 ? stride : 1, rng, this.fused));
         inPlanes = p;
       }
       return this.registerModule(name, new Sequential(...list));
@@ -143,7 +163,8 @@ export class ResNet34 extends Layer {
 
   /** x: [N, 3, H, W], already normalized (see normalizeImagenet). Returns [N, numOutputs]. */
   forward(x: Tensor): Tensor {
-    let h = F.relu(this.bn1.forward(this.conv1.forward(x)));
+    const stem = this.conv1.forward(x);
+    let h = this.fused ? this.bn1.forwardRelu(stem) : F.relu(this.bn1.forward(stem));
     h = F.maxPool2d(h, { kernelSize: 3, stride: 2, padding: 1 });
     h = this.layer4.forward(this.layer3.forward(this.layer2.forward(this.layer1.forward(h))));
     return this.fc.forward(F.flatten(F.adaptiveAvgPool2d(h, 1), 1));

@@ -177,7 +177,7 @@ export const PRESETS: Record<ExperimentConfig["preset"], ExperimentConfigInput> 
     preset: "demo",
     seeds: 3,
     data: { trainPersons: 60, framesPerPerson: 20, testPersons: 16, testFramesPerPerson: 25 },
-    autoencoder: { size: "tiny", epochs: 6, batchSize: 32, lr: 2e-3 },
+    autoencoder: { size: "tiny", epochs: 10, batchSize: 32, lr: 2e-3 },
     improved: {
       enabled: true,
       conditioning: "maps",
@@ -185,9 +185,17 @@ export const PRESETS: Record<ExperimentConfig["preset"], ExperimentConfigInput> 
       consistencyWeight: 0.05,
       consistencyWarmup: 2,
     },
-    regressor: { width: 1 / 8, inputSize: 64, steps: 150, batchSize: 32, lr: 3e-3 },
+    regressor: {
+      width: 1 / 8,
+      inputSize: 64,
+      steps: 150,
+      batchSize: 32,
+      lr: 3e-3,
+      schedule: "cosine",
+    },
     strategies: { under: [12], over: [30], binSize: 0.2, mixing: ["all"] },
-    fidelity: { judgePersons: 40, judgeFramesPerPerson: 20 },
+    // The judge is one run that every fidelity number depends on: more persons and steps.
+    fidelity: { judgePersons: 80, judgeFramesPerPerson: 20, judgeSteps: 300 },
     logEvery: 25,
   },
   // The paper: AE at 64x64, batch 64, 50 epochs, Adam 1e-4, lambda 0.5; ResNet34 at 224.

@@ -179,13 +179,21 @@ export class FaceAutoencoder extends Layer {
     let x = F.reshape(h, [n, last, this.bottleneckSize, this.bottleneckSize]);
     if (this.conditioning === "input") return this.decoder.forward(x);
     const va = F.reshape(F.cat([F.reshape(v, [n, 1]), F.reshape(a, [n, 1])], 1), [n, 2, 1, 1]);
-    for (const layer of this.decoder.layers) {
+    const layers = this.decoder.layers;
+    for (let i = 0; i < layers.length; i++) {
+      const layer = layers[i];
       if (layer instanceof Conv2d) {
         // Constant (v, a) maps: a 1x1 map upsampled (nearest) to the feature map's size.
         const maps = F.interpolate(va, { size: [x.shape[2], x.shape[3]], mode: "nearest" });
         x = F.cat([x, maps], 1);
       }
-      x = layer.forward(x);
+      if (layer instanceof BatchNorm2d && layers[i + 1] instanceof ReLU) {
+        // The same fusion Sequential does: BN and ReLU in one set of passes.
+        x = layer.forwardRelu(x);
+        i++;
+      } else {
+        x = layer.forward(x);
+      }
     }
     return x;
   }

@@ -191,7 +191,6 @@ export const PRESETS: Record<ExperimentConfig["preset"], ExperimentConfigInput> 
       steps: 150,
       batchSize: 32,
       lr: 3e-3,
-      schedule: "cosine",
     },
     strategies: { under: [12], over: [30], binSize: 0.2, mixing: ["all"] },
     // The judge is one run that every fidelity number depends on: more persons and steps.

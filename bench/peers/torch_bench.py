@@ -1,5 +1,6 @@
 """PyTorch CPU peer of bench/kernels.ts: the same conv (3x3, 32->32, 64x64) forward and
-forward+backward, and the same autoencoder training step (bench/step.ts), on 2 threads.
+forward+backward, the same autoencoder training step (bench/step.ts), and the demo regressor's
+step (ResNet34 at width 1/8 on 64x64 faces, as bench/profile_step.ts times it), on 2 threads.
 Prints one JSON object on stdout."""
 import json
 import sys
@@ -84,4 +85,51 @@ def step():
 ms = timed(step, 2 if quick else 5)
 results.append({"what": f"train step (batch {batch})", "ms": ms,
                 "imagesPerSecond": batch * 1000 / ms})
+
+
+class Block(nn.Module):
+    """torchvision's BasicBlock."""
+
+    def __init__(self, i, o, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(i, o, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(o)
+        self.conv2 = nn.Conv2d(o, o, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(o)
+        self.down = None
+        if stride != 1 or i != o:
+            self.down = nn.Sequential(nn.Conv2d(i, o, 1, stride, bias=False), nn.BatchNorm2d(o))
+
+    def forward(self, x):
+        skip = x if self.down is None else self.down(x)
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + skip)
+
+
+def resnet34(width):
+    c = [int(64 * width * m) for m in (1, 2, 4, 8)]
+    layers = [nn.Conv2d(3, c[0], 7, 2, 3, bias=False), nn.BatchNorm2d(c[0]), nn.ReLU(),
+              nn.MaxPool2d(3, 2, 1)]
+    channels = c[0]
+    for k, (o, n) in enumerate(zip(c, (3, 4, 6, 3))):
+        for j in range(n):
+            layers.append(Block(channels, o, 2 if j == 0 and k > 0 else 1))
+            channels = o
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 2))
+
+
+regressor = resnet34(1 / 8)
+regressor_opt = torch.optim.Adam(regressor.parameters(), lr=1e-3)
+faces = torch.rand(32, 3, 64, 64)
+targets = torch.rand(32, 2) * 2 - 1
+
+
+def regressor_step():
+    regressor_opt.zero_grad(set_to_none=True)
+    F.mse_loss(regressor(faces), targets).backward()
+    regressor_opt.step()
+
+
+ms = timed(regressor_step, 3 if quick else 10)
+results.append({"what": "train step resnet34 w1/8 @64 (batch 32)", "ms": ms,
+                "imagesPerSecond": 32 * 1000 / ms})
 print(json.dumps({"version": torch.__version__, "threads": threads, "results": results}))

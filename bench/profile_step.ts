@@ -11,8 +11,12 @@
  * With `--compare` the wall times of the two configurations are first measured interleaved (step
  * by step, `--ab-steps` each, median), which is robust to the shared machine's drifting load.
  *
+ * `--tune` instead profiles each model with the untuned defaults, then captures one step's conv
+ * shapes, autotunes them (kernels/autotune.ts, as the training loops do at their first step; the
+ * choices go to the on-disk cache) and profiles again.
+ *
  *   deno run -A bench/profile_step.ts [--batch 32] [--steps 3] [--only ae|resnet] [--top 25] [--detail]
- *     [--compare [--ab-steps 8]]
+ *     [--compare [--ab-steps 8] | --tune]
  */
 
 import { Device } from "../nn/device.ts";
@@ -22,6 +26,7 @@ import { FaceAutoencoder } from "../nn/models/autoencoder.ts";
 import { ResNet34 } from "../nn/models/resnet.ts";
 import { type Tensor, tidy } from "../nn/tensor.ts";
 import { setRound3Defaults } from "../kernels/ops.ts";
+import { autotuneConv, captureConvShapes, setAutotuneEnabled } from "../kernels/autotune.ts";
 
 function flag(name: string): string | undefined {
   const i = Deno.args.indexOf(`--${name}`);
@@ -46,6 +51,24 @@ interface Config {
 }
 
 async function profile(name: string, makeStep: (c: Config) => () => Promise<void>): Promise<void> {
+  if (Deno.args.includes("--tune")) {
+    const step = makeStep({ round3: false });
+    setAutotuneEnabled(backend, false);
+    await profileOnce(`${name} [untuned defaults]`, step);
+    setAutotuneEnabled(backend, true);
+    const stop = captureConvShapes(backend);
+    await step();
+    await device.sync();
+    const t0 = performance.now();
+    const tuned = await autotuneConv(backend, stop());
+    console.log(
+      `\nautotuned ${tuned} (pass, shape) entries in ${
+        ((performance.now() - t0) / 1000).toFixed(1)
+      } s`,
+    );
+    await profileOnce(`${name} [tuned]`, step);
+    return;
+  }
   if (!Deno.args.includes("--compare")) {
     await profileOnce(name, makeStep({ round3: false }));
     return;

@@ -4,7 +4,9 @@
  * `.cache/autotune-<adapter>.json` under the project root (gitignored).
  *
  * Launchers record synchronously and cannot wait for the GPU, so tuning is an explicit async step:
- * call {@link autotuneConv} with a model's conv geometries once at set-up (the benchmark does).
+ * {@link autotuneConv} with the conv geometries of a model. The training loops capture the shapes
+ * of their first step ({@link captureConvShapes}) and tune them after it; the benchmark tunes its
+ * layer shapes up front.
  * Launchers then read the cached choice ({@link tunedConvVariant}); shapes never tuned use the
  * fixed default of kernels/ops.ts. `VA_AUTOTUNE=0` (or {@link setAutotuneEnabled}) disables
  * both the tuning and the cache, so every launch uses the fixed default (deterministic runs).
@@ -25,6 +27,8 @@ interface TunerState {
   loaded: boolean;
   path: string | null;
   choices: Map<string, { variant: ops.ConvVariant; ms: Record<string, number> }>;
+  /** Conv shapes launched since captureConvShapes started, by shape key. */
+  captured: Map<string, ops.Conv2dGeometry> | null;
 }
 
 const states = new WeakMap<Backend, TunerState>();
@@ -51,7 +55,13 @@ function cachePath(b: Backend): string | null {
 function state(b: Backend): TunerState {
   let s = states.get(b);
   if (!s) {
-    s = { enabled: envEnabled(), loaded: false, path: cachePath(b), choices: new Map() };
+    s = {
+      enabled: envEnabled(),
+      loaded: false,
+      path: cachePath(b),
+      choices: new Map(),
+      captured: null,
+    };
     states.set(b, s);
   }
   if (s.enabled && !s.loaded) {
@@ -93,7 +103,34 @@ export function tunedConvVariant(
 ): ops.ConvVariant | null {
   const s = state(b);
   if (!s.enabled) return null;
+  if (s.captured) {
+    const shape = convKey("forward", g).slice("forward:".length);
+    if (!s.captured.has(shape)) s.captured.set(shape, { ...g });
+  }
   return s.choices.get(convKey(pass, g))?.variant ?? null;
+}
+
+/**
+ * Start noting the conv shapes launched on `b` (those whose variant is not forced); the returned
+ * function stops and gives them, each once. The training loops capture their first step and tune
+ * what it used, so the autotuner runs at a shape's first use.
+ */
+export function captureConvShapes(b: Backend): () => ops.Conv2dGeometry[] {
+  const s = state(b);
+  const captured = new Map<string, ops.Conv2dGeometry>();
+  s.captured = captured;
+  return () => {
+    if (s.captured === captured) s.captured = null;
+    return [...captured.values()];
+  };
+}
+
+/** Where the choices are cached for `b` (null: memory only). Tests point it at a temp file. */
+export function setAutotuneCachePath(b: Backend, path: string | null): void {
+  const s = state(b);
+  s.path = path;
+  s.loaded = false;
+  s.choices.clear();
 }
 
 /** The timings behind a cached choice (ms per call per variant), for reports. */

@@ -5,6 +5,8 @@
  * while the GPU works.
  */
 
+import { autotuneConv, autotuneEnabled, captureConvShapes } from "../kernels/autotune.ts";
+import type { Conv2dGeometry } from "../kernels/conv_geometry.ts";
 import type { Device } from "../nn/device.ts";
 import * as F from "../nn/functional.ts";
 import { FaceAutoencoder } from "../nn/models/autoencoder.ts";
@@ -175,6 +177,7 @@ export async function trainAutoencoder(
     }
     return (consistency!.reader as ResNet34).forward(regressorInput(image, consistency!.inputSize));
   };
+  const tuner = new FirstStepTuner(device);
   model.train();
   try {
     for (let epoch = progress.epochsDone; epoch < settings.epochs; epoch++) {
@@ -198,6 +201,7 @@ export async function trainAutoencoder(
         const jIdx = batch.map((p) => p.j);
         const label = (idx: number[], key: "valence" | "arousal") =>
           device.tensor(idx.map((k) => samples[k][key]), [n]);
+        tuner.before();
         const loss = tidy(() => {
           const imageI = device.tensor(gatherImages(faces, imageValues, iIdx), [n, 3, side, side]);
           const imageJ = device.tensor(gatherImages(faces, imageValues, jIdx), [n, 3, side, side]);
@@ -234,6 +238,7 @@ export async function trainAutoencoder(
         optimizer.zeroGrad();
         await loss[0].backward();
         optimizer.step();
+        await tuner.after();
         progress.step++;
         const report: StepReport = {
           step: progress.step,
@@ -423,6 +428,30 @@ export function regressorInput(x: Tensor, inputSize: number): Tensor {
   return normalizeImagenet(resized);
 }
 
+/**
+ * Autotuning at first use: note the conv shapes of a loop's first step, then time the variants of
+ * those not tuned yet on this adapter (cached on disk, so later runs pay nothing). Does nothing
+ * when tuning is off (`VA_AUTOTUNE=0`, as in the test task).
+ */
+export class FirstStepTuner {
+  #stop: (() => Conv2dGeometry[]) | null = null;
+  #done = false;
+  constructor(private readonly device: Device) {}
+  /** Call before the step's forward pass. */
+  before(): void {
+    if (this.#done || !autotuneEnabled(this.device.backend)) return;
+    this.#stop = captureConvShapes(this.device.backend);
+  }
+  /** Call after the step's optimizer step; tunes once. Returns the (pass, shape) entries tuned. */
+  async after(): Promise<number> {
+    if (!this.#stop) return 0;
+    const shapes = this.#stop();
+    this.#stop = null;
+    this.#done = true;
+    return await autotuneConv(this.device.backend, shapes);
+  }
+}
+
 /** The learning rate of step `step` (1-based) of `settings.steps` under `settings.schedule`. */
 export function scheduledLr(
   settings: Pick<RegressorTraining, "lr" | "steps" | "schedule">,
@@ -449,6 +478,7 @@ export async function trainRegressor(
   const side = imageSide(images, labels.length);
   const imageValues = 3 * side * side;
   const optimizer = new Adam(model.parameters(), { lr: settings.lr });
+  const tuner = new FirstStepTuner(device);
   const rng = mulberry32(settings.seed * 7 + 3);
   const losses: LossPoint[] = [];
   let queue: number[] = [];
@@ -456,6 +486,7 @@ export async function trainRegressor(
   try {
     for (let step = 1; step <= settings.steps; step++) {
       optimizer.lr = scheduledLr(settings, step);
+      tuner.before();
       const batch: number[] = [];
       while (batch.length < Math.min(settings.batchSize, Math.max(order.length, 2))) {
         if (queue.length === 0) queue = shuffleInPlace([...order], rng);
@@ -473,6 +504,7 @@ export async function trainRegressor(
       optimizer.zeroGrad();
       await loss.backward();
       optimizer.step();
+      await tuner.after();
       const report: StepReport = { step, totalSteps: settings.steps, items: n };
       if (step % settings.logEvery === 0 || step === settings.steps) {
         report.loss = await loss.item();

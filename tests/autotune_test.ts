@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import {
+  autotuneConv,
+  captureConvShapes,
+  convKey,
+  setAutotuneCachePath,
+  setAutotuneEnabled,
+  tunedConvVariant,
+} from "../kernels/autotune.ts";
+import * as F from "../nn/functional.ts";
+import { tidy } from "../nn/tensor.ts";
+import { FirstStepTuner } from "../pipelines/training.ts";
+import { randomArray, testDevice } from "./helpers.ts";
+
+const device = await testDevice();
+const backend = device.backend;
+const VARIANTS = ["direct", "ubo", "ubo-any", "ubo-cols"];
+
+/** One conv forward + backward: [2, 5, 9, 9] -> 6 channels, 3x3, stride `stride`, padding 1. */
+async function convStep(stride: number): Promise<void> {
+  const x = device.tensor(randomArray(2 * 5 * 9 * 9, 1), [2, 5, 9, 9], { requiresGrad: true });
+  const w = device.tensor(randomArray(6 * 5 * 9, 2), [6, 5, 3, 3], { requiresGrad: true });
+  const loss = tidy(() => F.sum(F.conv2d(x, w, null, { stride, padding: 1 })));
+  await loss.backward();
+  await device.sync();
+  for (const t of [loss, x, w]) t.dispose();
+}
+
+async function withTuner(run: (cache: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "autotune_" });
+  setAutotuneEnabled(backend, true);
+  setAutotuneCachePath(backend, `${dir}/autotune.json`);
+  try {
+    await run(`${dir}/autotune.json`);
+  } finally {
+    setAutotuneEnabled(backend, false);
+    setAutotuneCachePath(backend, null);
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("autotuner: captured shapes are timed once, cached on disk, then reused", async () => {
+  await withTuner(async (cache) => {
+    const stop = captureConvShapes(backend);
+    await convStep(1);
+    await convStep(1); // the same shape again: captured once
+    await convStep(2);
+    const shapes = stop();
+    assert.equal(shapes.length, 2, JSON.stringify(shapes));
+    assert.deepEqual(shapes.map((g) => g.stride).sort(), [1, 2]);
+
+    const tuned = await autotuneConv(backend, shapes);
+    assert.ok(tuned >= 2, `tuned ${tuned} (pass, shape) entries`);
+    const saved = JSON.parse(await Deno.readTextFile(cache));
+    const chosen: [string, "forward" | "backwardInput" | "backwardWeight", number, string][] = [];
+    shapes.forEach((g, index) => {
+      for (const pass of ["forward", "backwardInput", "backwardWeight"] as const) {
+        const choice = tunedConvVariant(backend, pass, g);
+        if (choice === null) continue; // a single applicable variant: nothing to tune
+        assert.ok(VARIANTS.includes(choice), choice);
+        assert.equal(saved.choices[convKey(pass, g)].variant, choice);
+        const times = Object.values(saved.choices[convKey(pass, g)].ms) as number[];
+        assert.ok(times.length >= 2 && times.every((ms) => ms > 0), JSON.stringify(times));
+        chosen.push([convKey(pass, g), pass, index, choice]);
+      }
+    });
+    assert.equal(chosen.length, tuned);
+    assert.equal(await autotuneConv(backend, shapes), 0, "already tuned shapes are not re-timed");
+
+    // Forget the choices in memory: they come back from the file.
+    setAutotuneCachePath(backend, cache);
+    for (const [key, pass, index, choice] of chosen) {
+      assert.equal(tunedConvVariant(backend, pass, shapes[index]), choice, key);
+    }
+
+    // Disabled: no choices are used and nothing is tuned.
+    setAutotuneEnabled(backend, false);
+    assert.equal(tunedConvVariant(backend, "forward", shapes[0]), null);
+    assert.equal(await autotuneConv(backend, shapes), 0);
+  });
+});
+
+Deno.test("FirstStepTuner tunes what the first step used, once; off when disabled", async () => {
+  await withTuner(async (cache) => {
+    const tuner = new FirstStepTuner(device);
+    tuner.before();
+    await convStep(2);
+    assert.ok(await tuner.after() > 0);
+    assert.ok((await Deno.stat(cache)).isFile);
+    tuner.before();
+    await convStep(1);
+    assert.equal(await tuner.after(), 0, "only the first step is captured");
+
+    setAutotuneEnabled(backend, false);
+    const off = new FirstStepTuner(device);
+    off.before();
+    await convStep(1);
+    assert.equal(await off.after(), 0);
+  });
+});

@@ -327,7 +327,7 @@ function uboVariantApplicable(b: Backend, pass: ConvPass, g: Conv2dGeometry): bo
 
 let forcedVariant: ConvVariant | null | undefined;
 
-/** `VA_CONV_VARIANT=direct|ubo|ubo-any` forces a variant everywhere (debugging, A/B runs). */
+/** `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols` forces a variant everywhere (debugging, A/B runs). */
 function forcedConvVariant(): ConvVariant | null {
   if (forcedVariant === undefined) {
     let value: string | undefined;

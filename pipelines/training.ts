@@ -5,7 +5,7 @@
  * while the GPU works.
  */
 
-import { autotuneConv, autotuneEnabled, captureConvShapes } from "../kernels/autotune.ts";
+import { autotuneConv, captureConvShapes, tuneAtFirstUse } from "../kernels/autotune.ts";
 import type { Conv2dGeometry } from "../kernels/conv_geometry.ts";
 import type { Device } from "../nn/device.ts";
 import * as F from "../nn/functional.ts";
@@ -431,7 +431,8 @@ export function regressorInput(x: Tensor, inputSize: number): Tensor {
 /**
  * Autotuning at first use: note the conv shapes of a loop's first step, then time the variants of
  * those not tuned yet on this adapter (cached on disk, so later runs pay nothing). Does nothing
- * when tuning is off (`VA_AUTOTUNE=0`, as in the test task).
+ * when tuning is off (`VA_AUTOTUNE=0`, as in the test task) or, unless `VA_AUTOTUNE=1`, on a CPU
+ * rasterizer (kernels/autotune.ts `tuneAtFirstUse`).
  */
 export class FirstStepTuner {
   #stop: (() => Conv2dGeometry[]) | null = null;
@@ -439,7 +440,7 @@ export class FirstStepTuner {
   constructor(private readonly device: Device) {}
   /** Call before the step's forward pass. */
   before(): void {
-    if (this.#done || !autotuneEnabled(this.device.backend)) return;
+    if (this.#done || !tuneAtFirstUse(this.device.backend)) return;
     this.#stop = captureConvShapes(this.device.backend);
   }
   /** Call after the step's optimizer step; tunes once. Returns the (pass, shape) entries tuned. */

@@ -5,6 +5,7 @@ import {
   convKey,
   setAutotuneCachePath,
   setAutotuneEnabled,
+  tuneAtFirstUse,
   tunedConvVariant,
 } from "../kernels/autotune.ts";
 import * as F from "../nn/functional.ts";
@@ -81,6 +82,18 @@ Deno.test("autotuner: captured shapes are timed once, cached on disk, then reuse
 });
 
 Deno.test("FirstStepTuner tunes what the first step used, once; off when disabled", async () => {
+  // llvmpipe tunes at first use only when asked (VA_AUTOTUNE=1); the test task sets 0.
+  const saved = Deno.env.get("VA_AUTOTUNE");
+  Deno.env.set("VA_AUTOTUNE", "1");
+  try {
+    await firstStepTunerChecks();
+  } finally {
+    if (saved === undefined) Deno.env.delete("VA_AUTOTUNE");
+    else Deno.env.set("VA_AUTOTUNE", saved);
+  }
+});
+
+async function firstStepTunerChecks(): Promise<void> {
   await withTuner(async (cache) => {
     const tuner = new FirstStepTuner(device);
     tuner.before();
@@ -97,4 +110,22 @@ Deno.test("FirstStepTuner tunes what the first step used, once; off when disable
     await convStep(1);
     assert.equal(await off.after(), 0);
   });
+}
+
+Deno.test("tuneAtFirstUse: VA_AUTOTUNE=1 forces it, =0 stops it, default only on real GPUs", () => {
+  const saved = Deno.env.get("VA_AUTOTUNE");
+  setAutotuneEnabled(backend, true);
+  try {
+    Deno.env.set("VA_AUTOTUNE", "1");
+    assert.equal(tuneAtFirstUse(backend), true);
+    Deno.env.set("VA_AUTOTUNE", "0");
+    assert.equal(tuneAtFirstUse(backend), false);
+    Deno.env.delete("VA_AUTOTUNE");
+    const cpu = /llvmpipe|lavapipe|swiftshader/i.test(backend.adapterName);
+    assert.equal(tuneAtFirstUse(backend), !cpu);
+  } finally {
+    setAutotuneEnabled(backend, false);
+    if (saved === undefined) Deno.env.delete("VA_AUTOTUNE");
+    else Deno.env.set("VA_AUTOTUNE", saved);
+  }
 });

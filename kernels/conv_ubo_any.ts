@@ -100,23 +100,46 @@ export function uboAnyForward(
   y: GPUBuffer,
   g: Conv2dGeometry,
 ): void {
+  windowedForward(b, x, w, bias, y, g, null);
+}
+
+/**
+ * The forward launcher both variants share: weights packed into 64 KiB uniform windows, one
+ * dispatch per (input-channel chunk, window). `cols` null: "ubo-any", one output pixel per lane;
+ * a number: "ubo-cols", that many output columns per lane (kernel width and stride compiled in).
+ */
+function windowedForward(
+  b: Backend,
+  x: GPUBuffer,
+  w: GPUBuffer,
+  bias: GPUBuffer | null,
+  y: GPUBuffer,
+  g: Conv2dGeometry,
+  cols: number | null,
+): void {
   const taps = g.kH * g.kW;
   const j = anyBlockFor(g.outC);
   const p = packWeights(b, w, g.outC, g.inC, taps, false, j);
-  const pixels = g.batch * g.outH * g.outW;
-  const { foldX, foldZ } = foldedGrid(b, pixels);
+  const colGroups = cols === null ? g.outW : Math.ceil(g.outW / cols);
+  const lanes = g.batch * g.outH * colGroups;
+  const { foldX, foldZ } = foldedGrid(b, lanes);
   const [khStart, khEnd] = forwardTaps(g.kH, g.stride, g.pad, g.inH, g.outH);
-  const [kwStart, kwEnd] = forwardTaps(g.kW, g.stride, g.pad, g.inW, g.outW);
-  const kernel = convAnyForwardKernel(bias !== null, j);
+  const [kwStart, kwEnd] = cols === null
+    ? forwardTaps(g.kW, g.stride, g.pad, g.inW, g.outW)
+    : [0, g.kW];
+  const kernel = cols === null
+    ? convAnyForwardKernel(bias !== null, j)
+    : convColsForwardKernel(bias !== null, j, g.kW, g.stride, cols);
   for (let chunk = 0; chunk < p.chunks; chunk++) {
     const icStart = chunk * p.loopChunk;
     const icCount = Math.min(p.loopChunk, g.inC - icStart);
     for (let base = 0; base < p.blocks; base += p.perWindow) {
       const blocks = Math.min(p.perWindow, p.blocks - base);
       const offset = (chunk * p.blocks + base) * p.segFloats * F32;
-      const u = geometryUniforms(new Uniforms(22), g).u32(icStart).u32(icCount)
-        .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(pixels)
+      const u = geometryUniforms(new Uniforms(23), g).u32(icStart).u32(icCount)
+        .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(lanes)
         .u32(khStart).u32(khEnd).u32(kwStart).u32(kwEnd);
+      if (cols !== null) u.u32(colGroups);
       const buffers = [x, { buffer: p.packed, offset, size: WINDOW_BYTES }];
       if (bias) buffers.push(bias);
       buffers.push(y);
@@ -160,17 +183,36 @@ export function uboAnyBackwardInput(
   dx: GPUBuffer,
   g: Conv2dGeometry,
 ): void {
+  windowedBackwardInput(b, dy, w, dx, g, null);
+}
+
+/**
+ * The backward-to-input launcher both variants share: one pass per stride phase (rh, rw) of dx,
+ * with the taps that reach it, per (output-channel chunk, weight window). `cols` null: "ubo-any",
+ * one dx pixel per lane; a number: "ubo-cols", that many dx columns of the phase per lane.
+ */
+function windowedBackwardInput(
+  b: Backend,
+  dy: GPUBuffer,
+  w: GPUBuffer,
+  dx: GPUBuffer,
+  g: Conv2dGeometry,
+  cols: number | null,
+): void {
   const taps = g.kH * g.kW;
   const j = anyBlockFor(g.inC);
   const p = packWeights(b, w, g.inC, g.outC, taps, true, j);
-  const kernel = convAnyBackwardInputKernel(j);
+  const kernel = cols === null
+    ? convAnyBackwardInputKernel(j)
+    : convColsBackwardInputKernel(j, g.kW, g.stride, cols);
   const s = g.stride;
   for (let rh = 0; rh < Math.min(s, g.inH); rh++) {
     for (let rw = 0; rw < Math.min(s, g.inW); rw++) {
       const phaseH = Math.ceil((g.inH - rh) / s);
       const phaseW = Math.ceil((g.inW - rw) / s);
-      const pixels = g.batch * phaseH * phaseW;
-      const { foldX, foldZ } = foldedGrid(b, pixels);
+      const colGroups = cols === null ? phaseW : Math.ceil(phaseW / cols);
+      const lanes = g.batch * phaseH * colGroups;
+      const { foldX, foldZ } = foldedGrid(b, lanes);
       let [khStart, khEnd] = phaseTaps(g.kH, s, g.pad, rh, g.inH, g.outH);
       let [kwStart, kwEnd] = phaseTaps(g.kW, s, g.pad, rw, g.inW, g.outW);
       if (khStart >= khEnd || kwStart >= kwEnd) {
@@ -184,10 +226,11 @@ export function uboAnyBackwardInput(
         for (let base = 0; base < p.blocks; base += p.perWindow) {
           const blocks = Math.min(p.perWindow, p.blocks - base);
           const offset = (chunk * p.blocks + base) * p.segFloats * F32;
-          const u = geometryUniforms(new Uniforms(28), g).u32(ocStart).u32(ocCount)
-            .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(pixels)
+          const u = geometryUniforms(new Uniforms(29), g).u32(ocStart).u32(ocCount)
+            .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(lanes)
             .u32(rh).u32(rw).u32(phaseH).u32(phaseW).u32(khStart).u32(khEnd).u32(kwStart)
             .u32(kwEnd);
+          if (cols !== null) u.u32(colGroups);
           b.dispatch(
             kernel,
             [dy, { buffer: p.packed, offset, size: WINDOW_BYTES }, dx],
@@ -321,31 +364,7 @@ export function uboColsForward(
   y: GPUBuffer,
   g: Conv2dGeometry,
 ): void {
-  const taps = g.kH * g.kW;
-  const j = anyBlockFor(g.outC);
-  const cols = colsFor(g);
-  const p = packWeights(b, w, g.outC, g.inC, taps, false, j);
-  const colGroups = Math.ceil(g.outW / cols);
-  const lanes = g.batch * g.outH * colGroups;
-  const { foldX, foldZ } = foldedGrid(b, lanes);
-  const [khStart, khEnd] = forwardTaps(g.kH, g.stride, g.pad, g.inH, g.outH);
-  const kernel = convColsForwardKernel(bias !== null, j, g.kW, g.stride, cols);
-  for (let chunk = 0; chunk < p.chunks; chunk++) {
-    const icStart = chunk * p.loopChunk;
-    const icCount = Math.min(p.loopChunk, g.inC - icStart);
-    for (let base = 0; base < p.blocks; base += p.perWindow) {
-      const blocks = Math.min(p.perWindow, p.blocks - base);
-      const offset = (chunk * p.blocks + base) * p.segFloats * F32;
-      const u = geometryUniforms(new Uniforms(23), g).u32(icStart).u32(icCount)
-        .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(lanes)
-        .u32(khStart).u32(khEnd).u32(0).u32(g.kW).u32(colGroups);
-      const buffers = [x, { buffer: p.packed, offset, size: WINDOW_BYTES }];
-      if (bias) buffers.push(bias);
-      buffers.push(y);
-      b.dispatch(kernel, buffers, u.bytes, [foldX, blocks, foldZ]);
-    }
-  }
-  b.pool.release(p.packed);
+  windowedForward(b, x, w, bias, y, g, colsFor(g));
 }
 
 /** Input columns per lane of the "ubo-cols" backward to the input (P * J <= 32, P <= phase). */
@@ -365,45 +384,5 @@ export function uboColsBackwardInput(
   dx: GPUBuffer,
   g: Conv2dGeometry,
 ): void {
-  const taps = g.kH * g.kW;
-  const j = anyBlockFor(g.inC);
-  const cols = colsBackwardInputFor(g);
-  const p = packWeights(b, w, g.inC, g.outC, taps, true, j);
-  const kernel = convColsBackwardInputKernel(j, g.kW, g.stride, cols);
-  const s = g.stride;
-  for (let rh = 0; rh < Math.min(s, g.inH); rh++) {
-    for (let rw = 0; rw < Math.min(s, g.inW); rw++) {
-      const phaseH = Math.ceil((g.inH - rh) / s);
-      const phaseW = Math.ceil((g.inW - rw) / s);
-      const colGroups = Math.ceil(phaseW / cols);
-      const lanes = g.batch * phaseH * colGroups;
-      const { foldX, foldZ } = foldedGrid(b, lanes);
-      let [khStart, khEnd] = phaseTaps(g.kH, s, g.pad, rh, g.inH, g.outH);
-      let [kwStart, kwEnd] = phaseTaps(g.kW, s, g.pad, rw, g.inW, g.outW);
-      if (khStart >= khEnd || kwStart >= kwEnd) {
-        // No tap reaches this phase: its dx is zero (one pass with an empty tap loop writes it).
-        [khStart, khEnd, kwStart, kwEnd] = [0, 0, 0, 0];
-      }
-      const chunks = khEnd > khStart && kwEnd > kwStart ? p.chunks : 1;
-      for (let chunk = 0; chunk < chunks; chunk++) {
-        const ocStart = chunk * p.loopChunk;
-        const ocCount = Math.min(p.loopChunk, g.outC - ocStart);
-        for (let base = 0; base < p.blocks; base += p.perWindow) {
-          const blocks = Math.min(p.perWindow, p.blocks - base);
-          const offset = (chunk * p.blocks + base) * p.segFloats * F32;
-          const u = geometryUniforms(new Uniforms(29), g).u32(ocStart).u32(ocCount)
-            .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(lanes)
-            .u32(rh).u32(rw).u32(phaseH).u32(phaseW).u32(khStart).u32(khEnd).u32(kwStart)
-            .u32(kwEnd).u32(colGroups);
-          b.dispatch(
-            kernel,
-            [dy, { buffer: p.packed, offset, size: WINDOW_BYTES }, dx],
-            u.bytes,
-            [foldX, blocks, foldZ],
-          );
-        }
-      }
-    }
-  }
-  b.pool.release(p.packed);
+  windowedBackwardInput(b, dy, w, dx, g, colsBackwardInputFor(g));
 }

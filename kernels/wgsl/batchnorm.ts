@@ -225,18 +225,11 @@ const CHUNK_UNIFORMS =
   "batch: u32, channels: u32, spatialV: u32, chunks: u32, chunkLength: u32, total: u32,";
 
 /**
- * One thread per (chunk, channel), channel fastest: the thread walks chunk k of its channel's
- * [batch, spatialV] elements serially (no workgroup reduction: barriers are costly on CPU
- * rasterizers and the per-channel partials are few) and writes its two sums to
- * partial[(c * chunks + k) * 2 + {0, 1}].
+ * WGSL that runs `body` on each element `e` of chunk k of channel c (chunks are runs of
+ * `chunkLength` elements in channel order, walked plane by plane).
  */
-function chunkKernel(prologue: string, body: string): string {
-  return `${linearMain(64)}
-  if (index >= params.channels * params.chunks) { return; }
-  let k = index / params.channels;
-  let c = index - k * params.channels;
-  ${prologue}
-  let first = k * params.chunkLength;
+function chunkWalk(body: string): string {
+  return `let first = k * params.chunkLength;
   let last = min(params.total, first + params.chunkLength);
   var n = first / params.spatialV;
   var s = first - n * params.spatialV;
@@ -249,7 +242,22 @@ function chunkKernel(prologue: string, body: string): string {
       s = 0u;
       plane = plane + params.channels * params.spatialV;
     }
-  }
+  }`;
+}
+
+/**
+ * One thread per (chunk, channel), channel fastest: the thread walks chunk k of its channel's
+ * [batch, spatialV] elements serially (no workgroup reduction: barriers are costly on CPU
+ * rasterizers and the per-channel partials are few) and writes its two sums to
+ * partial[(c * chunks + k) * 2 + {0, 1}].
+ */
+function chunkKernel(prologue: string, body: string): string {
+  return `${linearMain(64)}
+  if (index >= params.channels * params.chunks) { return; }
+  let k = index / params.channels;
+  let c = index - k * params.channels;
+  ${prologue}
+  ${chunkWalk(body)}
   let at = (c * params.chunks + k) * 2u;
   partial[at] = SUM_A;
   partial[at + 1u] = SUM_B;
@@ -491,20 +499,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (wid.y * nwg.x + wid.x >= params.channels) { return; }
   ${prologue}
   for (var k = lid; k < params.chunks; k = k + ${W}u) {
-    let first = k * params.chunkLength;
-    let last = min(params.total, first + params.chunkLength);
-    var n = first / params.spatialV;
-    var s = first - n * params.spatialV;
-    var plane = (n * params.channels + c) * params.spatialV;
-    for (var f = first; f < last; f = f + 1u) {
-      let e = plane + s;
-      ${body}
-      s = s + 1u;
-      if (s == params.spatialV) {
-        s = 0u;
-        plane = plane + params.channels * params.spatialV;
-      }
-    }
+    ${chunkWalk(body)}
   }
 }`;
 }

@@ -35,12 +35,17 @@ const states = new WeakMap<Backend, TunerState>();
 /** Timing rounds per variant (the median is kept). */
 const TUNING_ROUNDS = 3;
 
-function envEnabled(): boolean {
+/** VA_AUTOTUNE, or undefined when unset or unreadable (no env permission: the defaults). */
+function autotuneEnv(): string | undefined {
   try {
-    return Deno.env.get("VA_AUTOTUNE") !== "0";
+    return Deno.env.get("VA_AUTOTUNE");
   } catch {
-    return true; // no env permission: the default (enabled)
+    return undefined;
   }
+}
+
+function envEnabled(): boolean {
+  return autotuneEnv() !== "0";
 }
 
 function cachePath(b: Backend): string | null {
@@ -89,12 +94,7 @@ function state(b: Backend): TunerState {
  * are timed.
  */
 export function tuneAtFirstUse(b: Backend): boolean {
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("VA_AUTOTUNE");
-  } catch {
-    env = undefined;
-  }
+  const env = autotuneEnv();
   if (env === "1") return autotuneEnabled(b);
   if (env === "0") return false;
   return autotuneEnabled(b) && !/llvmpipe|lavapipe|swiftshader/i.test(b.adapterName);

@@ -44,6 +44,7 @@ import {
   generateFacesFor,
   type LossPoint,
   predictVa,
+  type RegressorTraining,
   scorePredictions,
   type StepReport,
   type StopSignal,
@@ -232,6 +233,24 @@ async function loadTrainingCheckpoint(
 
 function seconds(since: number): number {
   return Math.round((performance.now() - since) / 100) / 10;
+}
+
+/** The regressor training settings of a configuration, for one run. */
+function regressorTraining(
+  config: ExperimentConfig,
+  seed: number,
+  steps: number,
+): RegressorTraining {
+  const r = config.regressor;
+  return {
+    steps,
+    batchSize: r.batchSize,
+    lr: r.lr,
+    schedule: r.schedule,
+    inputSize: r.inputSize,
+    seed,
+    logEvery: config.logEvery,
+  };
 }
 
 /** Options of {@link runExperiment}. */
@@ -463,15 +482,7 @@ export async function runExperiment(
           source.images,
           source.labels,
           order,
-          {
-            steps: config.regressor.steps,
-            batchSize: config.regressor.batchSize,
-            lr: config.regressor.lr,
-            schedule: config.regressor.schedule,
-            inputSize: config.regressor.inputSize,
-            seed,
-            logEvery: config.logEvery,
-          },
+          regressorTraining(config, seed, config.regressor.steps),
           {
             onStep: (r) => progress.update({ step: r.step, items: r.items, loss: r.loss }),
             stop: options.stop,
@@ -641,15 +652,7 @@ async function trainAuxiliaryRegressor(
     spec.images,
     spec.labels,
     spec.labels.map((_, i) => i),
-    {
-      steps,
-      batchSize: config.regressor.batchSize,
-      lr: config.regressor.lr,
-      schedule: config.regressor.schedule,
-      inputSize: config.regressor.inputSize,
-      seed: spec.seed,
-      logEvery: config.logEvery,
-    },
+    regressorTraining(config, spec.seed, steps),
     {
       onStep: (r) => progress.update({ step: r.step, items: r.items, loss: r.loss }),
       stop: spec.stop,

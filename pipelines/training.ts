@@ -436,19 +436,21 @@ export function regressorInput(x: Tensor, inputSize: number): Tensor {
  */
 export class FirstStepTuner {
   #stop: (() => Conv2dGeometry[]) | null = null;
-  #done = false;
-  constructor(private readonly device: Device) {}
+  /** Whether a first step is still to be captured (decided once, at construction). */
+  #pending: boolean;
+  constructor(private readonly device: Device) {
+    this.#pending = tuneAtFirstUse(device.backend);
+  }
   /** Call before the step's forward pass. */
   before(): void {
-    if (this.#done || !tuneAtFirstUse(this.device.backend)) return;
-    this.#stop = captureConvShapes(this.device.backend);
+    if (this.#pending) this.#stop = captureConvShapes(this.device.backend);
   }
   /** Call after the step's optimizer step; tunes once. Returns the (pass, shape) entries tuned. */
   async after(): Promise<number> {
     if (!this.#stop) return 0;
     const shapes = this.#stop();
     this.#stop = null;
-    this.#done = true;
+    this.#pending = false;
     return await autotuneConv(this.device.backend, shapes);
   }
 }

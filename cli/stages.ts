@@ -78,6 +78,7 @@ async function loadAutoencoder(
     size: config.autoencoder.size,
     codeSize: config.autoencoder.codeSize,
     conditioning: found.conditioning,
+    output: found.output,
   });
   const path = `${run}/${variantFile("autoencoder", variant)}.safetensors`;
   let state;
@@ -173,7 +174,12 @@ export async function generateCommand(args: string[]): Promise<number> {
     const encoded = await encodeFaces(autoencoder, face, 1);
     const own = { valence: encoded.valence[0], arousal: encoded.arousal[0] };
     const twoCodes = new Float32Array([...encoded.z, ...encoded.z]);
-    const faces = await decodeFaces(autoencoder, twoCodes, [own, target]);
+    const faces = await decodeFaces(
+      autoencoder,
+      twoCodes,
+      [own, target],
+      new Float32Array([...face, ...face]),
+    );
     await writeFileAtomic(
       `${out}/edited.png`,
       await data.contactSheetPng(new Float32Array([...face, ...faces]), [own, own, target], {

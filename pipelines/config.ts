@@ -59,6 +59,11 @@ export const AutoencoderConfig = z.object({
   pairsPerSample: positiveInt.default(1),
   /** How (v, a) reach the decoder: "input" (the paper) or also as maps into every block. */
   conditioning: z.enum(["input", "maps"]).default("input"),
+  /**
+   * What the decoder produces: "image" (the paper: the whole face) or "edit" (a colour image and
+   * a blend mask over the encoded source face, which keeps identity and background sharp).
+   */
+  output: z.enum(["image", "edit"]).default("image"),
   /** Extra reconstruction weight on brows, eyes and mouth; 0 = the paper's plain MSE. */
   regionEmphasis: z.number().min(0).default(0),
   /** Weight of the expression-consistency term (a frozen reader reads D's output); 0 = off. */
@@ -70,6 +75,8 @@ export const AutoencoderConfig = z.object({
    * the warm-up ends) or "regressor" (a separately trained ResNet34 V/A reader).
    */
   consistencyReader: z.enum(["snapshot", "regressor"]).default("snapshot"),
+  /** The consistency term moves only the expression regions' pixels (no cues painted elsewhere). */
+  consistencyRegionsOnly: z.boolean().default(false),
 }).strict();
 
 /**
@@ -79,10 +86,12 @@ export const AutoencoderConfig = z.object({
 export const ImprovedConfig = z.object({
   enabled: z.boolean().default(false),
   conditioning: z.enum(["input", "maps"]).default("maps"),
+  output: z.enum(["image", "edit"]).default("image"),
   regionEmphasis: z.number().min(0).default(4),
   consistencyWeight: z.number().min(0).default(0.05),
   consistencyWarmup: z.number().int().min(0).default(1),
   consistencyReader: z.enum(["snapshot", "regressor"]).default("snapshot"),
+  consistencyRegionsOnly: z.boolean().default(false),
 }).strict();
 
 /** The V/A regressor and its training, one run per strategy and seed. */
@@ -262,10 +271,12 @@ export function resolveConfig(...layers: ExperimentConfigInput[]): ExperimentCon
 export interface AutoencoderVariant {
   name: "paper" | "improved";
   conditioning: "input" | "maps";
+  output: "image" | "edit";
   regionEmphasis: number;
   consistencyWeight: number;
   consistencyWarmup: number;
   consistencyReader: "snapshot" | "regressor";
+  consistencyRegionsOnly: boolean;
 }
 
 /** The autoencoders a configuration trains. */
@@ -274,10 +285,12 @@ export function autoencoderVariants(config: ExperimentConfig): AutoencoderVarian
   const variants: AutoencoderVariant[] = [{
     name: "paper",
     conditioning: ae.conditioning,
+    output: ae.output,
     regionEmphasis: ae.regionEmphasis,
     consistencyWeight: ae.consistencyWeight,
     consistencyWarmup: ae.consistencyWarmup,
     consistencyReader: ae.consistencyReader,
+    consistencyRegionsOnly: ae.consistencyRegionsOnly,
   }];
   if (config.improved.enabled) {
     variants.push({ name: "improved", ...stripEnabled(config.improved) });

@@ -698,6 +698,7 @@ async function trainOrLoadAutoencoder(
     size: aeConfig.size,
     codeSize: aeConfig.codeSize,
     conditioning: variant.conditioning,
+    output: variant.output,
     seed: config.seed,
   });
   const label = variant.name === "paper" ? "autoencoder" : `autoencoder (${variant.name})`;
@@ -742,6 +743,7 @@ async function trainOrLoadAutoencoder(
             weight: variant.consistencyWeight,
             warmupEpochs: variant.consistencyWarmup,
             inputSize: config.regressor.inputSize,
+            regionsOnly: variant.consistencyRegionsOnly,
             snapshotPath: `${runDir}/checkpoints/${
               variantFile("autoencoder", variant.name)
             }-reader.safetensors`,
@@ -782,6 +784,7 @@ async function trainOrLoadAutoencoder(
       model: "FaceAutoencoder",
       variant: variant.name,
       conditioning: variant.conditioning,
+      output: variant.output,
     });
     state.autoencoders[variant.name] = { ...result, done: true, seconds: seconds(started) };
     await saveState();
@@ -903,15 +906,22 @@ export async function writeFigure2(
   const code = autoencoder.codeSize;
   const targets: data.VaLabel[] = [];
   const codes: number[] = [];
+  const cellSources: number[] = [];
   for (const arousal of arousals) {
     for (let k = 0; k < picked.length; k++) {
       for (const valence of valences) {
         targets.push({ valence, arousal });
         codes.push(...z.subarray(k * code, (k + 1) * code));
+        cellSources.push(picked[k]);
       }
     }
   }
-  const images = await decodeFaces(autoencoder, Float32Array.from(codes), targets);
+  const images = await decodeFaces(
+    autoencoder,
+    Float32Array.from(codes),
+    targets,
+    gatherImages(test.images, imageValues, cellSources),
+  );
   const cells = targets.map((_, i) => images.subarray(i * imageValues, (i + 1) * imageValues));
   let labels = targets.map((t) => `${t.valence.toFixed(1)} ${t.arousal.toFixed(1)}`);
   if (judge) {
@@ -1034,13 +1044,15 @@ function describeVariant(config: ExperimentConfig, name: string): string {
       ? "(v, a) maps into every decoder block"
       : "(v, a) at the decoder input",
   ];
+  if (v.output === "edit") parts.push("the decoder edits the source face (colour + blend mask)");
   if (v.regionEmphasis > 0) parts.push(`expression regions weighted x${1 + v.regionEmphasis}`);
   if (v.consistencyWeight > 0) {
     const reader = v.consistencyReader === "snapshot"
       ? "a frozen snapshot of its own encoder"
       : "a separately trained ResNet34 reader";
     parts.push(
-      `consistency term ${v.consistencyWeight} (read by ${reader}) after ${v.consistencyWarmup} epoch(s)`,
+      `consistency term ${v.consistencyWeight} (read by ${reader}) after ${v.consistencyWarmup} epoch(s)` +
+        (v.consistencyRegionsOnly ? ", moving only the expression regions" : ""),
     );
   }
   return parts.join(", ");

@@ -83,8 +83,8 @@ export async function measureFidelity(
   const n = test.labels.length;
   const { z } = await encodeFaces(autoencoder, test.images, n);
   const uniform = sampleUnitDisk(n, seed + 17);
-  const trueLabels = await decodeFaces(autoencoder, z, test.labels);
-  const newLabels = await decodeFaces(autoencoder, z, uniform);
+  const trueLabels = await decodeFaces(autoencoder, z, test.labels, test.images);
+  const newLabels = await decodeFaces(autoencoder, z, uniform, test.images);
   return {
     generated: fidelityScores(
       await read(generated.images, generated.labels.length),

@@ -33,9 +33,30 @@ export function expressionWeightMap(
   options: RegionWeightOptions = {},
 ): Float32Array {
   const emphasis = options.emphasis ?? 4;
-  const grow = options.grow ?? 0.35;
   const map = new Float32Array(size * size).fill(1);
   if (!landmarks || landmarks.length < 68) return map;
+  const mask = expressionMask(landmarks, box, size, options.grow);
+  for (let i = 0; i < map.length; i++) map[i] = 1 + emphasis * mask[i];
+  let total = 0;
+  for (const w of map) total += w;
+  const scale = map.length / total;
+  for (let i = 0; i < map.length; i++) map[i] *= scale;
+  return map;
+}
+
+/**
+ * A size x size map in [0, 1]: 1 inside the ellipses around the brows, eyes and mouth (soft over
+ * their outer fifth), 0 elsewhere. Without landmarks it is 1 everywhere (no region is known).
+ * `grow` widens the ellipses by that fraction of their radius (plus 1.5 px); default 0.35.
+ */
+export function expressionMask(
+  landmarks: readonly Point[] | undefined,
+  box: Box,
+  size = 64,
+  grow = 0.35,
+): Float32Array {
+  if (!landmarks || landmarks.length < 68) return new Float32Array(size * size).fill(1);
+  const map = new Float32Array(size * size);
   const [bx, by, bw, bh] = box;
   const toCrop = ([x, y]: Point): Point => [((x - bx) / bw) * size, ((y - by) / bh) * size];
   for (const [start, end] of Object.values(EXPRESSION_REGIONS)) {
@@ -53,14 +74,10 @@ export function expressionWeightMap(
         const d = ((x + 0.5 - cx) / rx) ** 2 + ((y + 0.5 - cy) / ry) ** 2;
         // Soft edge over the outer fifth of the ellipse.
         const inside = Math.min(1, Math.max(0, (1 - d) / 0.2));
-        map[y * size + x] = Math.max(map[y * size + x], 1 + emphasis * inside);
+        map[y * size + x] = Math.max(map[y * size + x], inside);
       }
     }
   }
-  let total = 0;
-  for (const w of map) total += w;
-  const scale = map.length / total;
-  for (let i = 0; i < map.length; i++) map[i] *= scale;
   return map;
 }
 

@@ -17,7 +17,7 @@ import { noGrad, type Tensor, tidy } from "../nn/tensor.ts";
 import { mulberry32, shuffleInPlace } from "./data/rng.ts";
 import { samePersonPairs, sampleUnitDisk } from "./data/samplers.ts";
 import type { FaceSample, VaLabel } from "./data/types.ts";
-import { batchWeights, expressionWeightMap } from "./regions.ts";
+import { batchWeights, expressionMask, expressionWeightMap } from "./regions.ts";
 import { vaMetrics } from "./metrics.ts";
 
 /** A stop request (Ctrl-C): loops finish their step, save, and return. */
@@ -99,6 +99,13 @@ export interface AutoencoderTraining {
     warmupEpochs: number;
     inputSize: number;
     snapshotPath?: string;
+    /**
+     * Let the term's gradient reach only the expression regions (brows, eyes, mouth): the reader
+     * sees the whole face, but outside the regions through a detached copy, so the decoder is
+     * never pushed to paint cues into hair, skin or background (the streaks a reader can be
+     * fooled by).
+     */
+    regionsOnly?: boolean;
   };
 }
 
@@ -163,6 +170,9 @@ export async function trainAutoencoder(
     ? samples.map((s) => expressionWeightMap(s.landmarks, s.box, side, { emphasis }))
     : null;
   const consistency = settings.consistency;
+  const consistencyMasks = consistency?.regionsOnly
+    ? samples.map((s) => expressionMask(s.landmarks, s.box, side))
+    : null;
   // The reader is a fixed function: running statistics, no parameter updates.
   const freeze = (m: FaceAutoencoder | ResNet34) => {
     m.eval();
@@ -224,7 +234,12 @@ export async function trainAutoencoder(
           let total = parts.total;
           const extra: Tensor[] = [];
           if (consistency && epoch >= consistency.warmupEpochs) {
-            const read = readVa(parts.generated, n);
+            let shown = parts.generated;
+            if (consistencyMasks) {
+              const masks = batchWeights(jIdx.map((k) => consistencyMasks[k]), side);
+              shown = gradientOnlyInside(shown, masks);
+            }
+            const read = readVa(shown, n);
             const wanted = device.tensor(
               jIdx.flatMap((k) => [samples[k].valence, samples[k].arousal]),
               [n, 2],
@@ -276,6 +291,19 @@ export async function trainAutoencoder(
 }
 
 /**
+ * The same values as `image` [N, 3, S, S], but its gradient flows back only in proportion to
+ * `mask` (same layout, in [0, 1]): image * mask + detach(image) * (1 - mask).
+ */
+export function gradientOnlyInside(image: Tensor, mask: Float32Array): Tensor {
+  const device = image.device;
+  const outside = mask.map((m) => 1 - m);
+  return F.add(
+    F.mul(image, device.tensor(mask, image.shape)),
+    F.mul(image.detach(), device.tensor(outside, image.shape)),
+  );
+}
+
+/**
  * The frozen encoder copy of the "snapshot" consistency reader: taken from the model when the
  * warm-up ends (and saved), or, when resuming past that point, read back from `path`.
  */
@@ -290,6 +318,7 @@ async function encoderSnapshot(
     codeSize: model.codeSize,
     imageSize: model.imageSize,
     conditioning: model.conditioning,
+    output: model.output,
   });
   if (!takeNow && path) {
     try {
@@ -342,11 +371,15 @@ export async function encodeFaces(
   return { z, valence, arousal };
 }
 
-/** Decode (z, v, a) triples in batches (eval mode) into N x 3 x S x S images. */
+/**
+ * Decode (z, v, a) triples in batches (eval mode) into N x 3 x S x S images. `sources` are the
+ * faces the codes came from (N x 3 x S x S), which an "edit" decoder blends into.
+ */
 export async function decodeFaces(
   model: FaceAutoencoder,
   z: Float32Array,
   targets: readonly VaLabel[],
+  sources?: Float32Array,
   batchSize = 64,
 ): Promise<Float32Array> {
   const device = model.encoderHead.weight.device;
@@ -356,6 +389,13 @@ export async function decodeFaces(
   const code = model.codeSize;
   model.eval();
   const images = new Float32Array(count * imageValues);
+  if (model.output === "edit" && sources?.length !== count * imageValues) {
+    throw new Error(
+      `decodeFaces: an "edit" autoencoder needs the ${count} source faces (${
+        count * imageValues
+      } values), got ${sources?.length ?? "none"}`,
+    );
+  }
   for (let start = 0; start < count; start += batchSize) {
     const n = Math.min(batchSize, count - start);
     const part = targets.slice(start, start + n);
@@ -365,6 +405,12 @@ export async function decodeFaces(
           device.tensor(z.subarray(start * code, (start + n) * code), [n, code]),
           device.tensor(part.map((t) => t.valence), [n]),
           device.tensor(part.map((t) => t.arousal), [n]),
+          model.output === "edit"
+            ? device.tensor(
+              sources!.subarray(start * imageValues, (start + n) * imageValues),
+              [n, 3, side, side],
+            )
+            : undefined,
         )
       )
     );
@@ -402,7 +448,7 @@ export async function generateFacesFor(
   const side = imageSide(trainFaces, trainCount);
   const picked = gatherImages(trainFaces, 3 * side * side, sources);
   const { z } = await encodeFaces(model, picked, count);
-  const images = await decodeFaces(model, z, targets);
+  const images = await decodeFaces(model, z, targets, picked);
   return { images, labels: targets, sources };
 }
 

@@ -5,11 +5,11 @@
  */
 
 import assert from "node:assert/strict";
-import { nn, noGrad, optim, tidy } from "../mod.ts";
+import { F, nn, noGrad, optim, type Tensor, tidy } from "../mod.ts";
 import * as data from "../pipelines/data/mod.ts";
-import { expressionWeightMap } from "../pipelines/regions.ts";
+import { expressionMask, expressionWeightMap } from "../pipelines/regions.ts";
 import { fillTargets } from "../pipelines/experiment.ts";
-import { trainAutoencoder } from "../pipelines/training.ts";
+import { gradientOnlyInside, trainAutoencoder } from "../pipelines/training.ts";
 import { testDevice } from "./helpers.ts";
 
 const device = await testDevice();
@@ -23,7 +23,7 @@ async function sensitivity(ae: nn.FaceAutoencoder): Promise<number> {
     tidy(() => {
       const { z } = ae.encode(x);
       const v = (value: number) => device.tensor([value, value, value, value], [4]);
-      return [ae.decode(z, v(0.8), v(0.6)), ae.decode(z, v(-0.8), v(-0.6))];
+      return [ae.decode(z, v(0.8), v(0.6), x), ae.decode(z, v(-0.8), v(-0.6), x)];
     })
   );
   const [a, b] = await Promise.all([happy.toArray(), sad.toArray()]);
@@ -35,10 +35,13 @@ async function sensitivity(ae: nn.FaceAutoencoder): Promise<number> {
 
 interface Switch {
   conditioning: "input" | "maps";
+  output?: "image" | "edit";
   regionEmphasis: number;
   consistency: boolean;
   /** Read with a frozen snapshot of the autoencoder's own encoder instead of a ResNet. */
   snapshot?: boolean;
+  /** The consistency gradient reaches only the expression regions. */
+  regionsOnly?: boolean;
 }
 
 // The paper's conditioning alone barely moves the output (that is the finding the fidelity
@@ -49,6 +52,12 @@ const SWITCHES: [string, Switch][] = [
   ["maps in every decoder block", { conditioning: "maps", regionEmphasis: 0, consistency: false }],
   ["maps + expression-region weights", {
     conditioning: "maps",
+    regionEmphasis: 4,
+    consistency: false,
+  }],
+  ["maps + regions + an editing decoder (colour + blend mask)", {
+    conditioning: "maps",
+    output: "edit",
     regionEmphasis: 4,
     consistency: false,
   }],
@@ -63,6 +72,14 @@ const SWITCHES: [string, Switch][] = [
     consistency: true,
     snapshot: true,
   }],
+  ["edit + regions + consistency moving only the expression regions", {
+    conditioning: "maps",
+    output: "edit",
+    regionEmphasis: 4,
+    consistency: true,
+    snapshot: true,
+    regionsOnly: true,
+  }],
 ];
 
 for (const [name, options] of SWITCHES) {
@@ -70,6 +87,7 @@ for (const [name, options] of SWITCHES) {
     const ae = new nn.FaceAutoencoder(device, {
       size: [4, 8, 8, 8],
       conditioning: options.conditioning,
+      output: options.output,
     });
     const optimizer = new optim.Adam(ae.parameters(), { lr: 3e-3 });
     const reader = options.consistency && !options.snapshot
@@ -86,7 +104,13 @@ for (const [name, options] of SWITCHES) {
       logEvery: 1,
       regionEmphasis: options.regionEmphasis,
       consistency: options.consistency
-        ? { reader: reader ?? "snapshot", weight: 0.1, warmupEpochs: 1, inputSize: 32 }
+        ? {
+          reader: reader ?? "snapshot",
+          weight: 0.1,
+          warmupEpochs: 1,
+          inputSize: 32,
+          regionsOnly: options.regionsOnly,
+        }
         : undefined,
     });
     assert.equal(result.interrupted, false);
@@ -134,6 +158,36 @@ Deno.test("expression-region weights: mean 1, heavier on the mouth than the chee
   assert.ok(uniform.every((w) => w === 1), "no landmarks: the paper's plain MSE");
 });
 
+Deno.test("expression mask: 1 on the mouth, 0 at the border, all 1 without landmarks", () => {
+  const sample = faces.samples[0];
+  const mask = expressionMask(sample.landmarks, sample.box, 64);
+  assert.ok(mask.every((m) => m >= 0 && m <= 1), "in [0, 1]");
+  const [mx, my] = sample.landmarks![62];
+  assert.equal(mask[Math.round(my) * 64 + Math.round(mx)], 1, "inside the mouth");
+  assert.equal(mask[Math.round(my) * 64 + 2], 0, "beside the face");
+  assert.equal(mask[0], 0, "the corner");
+  const covered = mask.filter((m) => m > 0).length / mask.length;
+  assert.ok(covered > 0.05 && covered < 0.5, `the regions cover part of the face: ${covered}`);
+  assert.ok(expressionMask(undefined, sample.box, 64).every((m) => m === 1));
+});
+
+Deno.test("gradientOnlyInside: same values, gradient scaled by the mask", async () => {
+  const values = Float32Array.from({ length: 2 * 3 * 4 * 4 }, (_, i) => Math.sin(i));
+  const mask = Float32Array.from(values, (_, i) => (i % 3 === 0 ? 1 : i % 3 === 1 ? 0 : 0.25));
+  const image = device.tensor(values, [2, 3, 4, 4], { requiresGrad: true });
+  const shown = gradientOnlyInside(image, mask);
+  const shownValues = await shown.toArray();
+  for (let i = 0; i < values.length; i++) assert.ok(Math.abs(shownValues[i] - values[i]) < 1e-6);
+  // d/dx sum(shown^2) = 2 x * mask
+  await tidy(() => F.sum(F.mul(shown, shown))).backward();
+  const grad = await image.grad!.toArray();
+  for (let i = 0; i < values.length; i++) {
+    assert.ok(Math.abs(grad[i] - 2 * values[i] * mask[i]) < 1e-5, `gradient ${i}`);
+  }
+  image.dispose();
+  shown.dispose();
+});
+
 Deno.test("fill targets go to sparse cells inside the disk, within the budget", () => {
   const skewed = data.synthetic({ seed: 1, persons: 10, framesPerPerson: 20 }).samples;
   const binSize = 0.5;
@@ -147,4 +201,58 @@ Deno.test("fill targets go to sparse cells inside the disk, within the budget", 
     assert.ok(counts[data.vaCell(t, binSize)] < median, "only cells below the median are filled");
   }
   assert.equal(fillTargets(skewed, binSize, 5, 0).length, 5, "the budget caps the count");
+});
+
+Deno.test("an editing decoder blends its colours into the source face by its mask", async () => {
+  const ae = new nn.FaceAutoencoder(device, { size: [4, 8], conditioning: "maps", output: "edit" });
+  const last = ae.decoder.layers.filter((l) => l instanceof nn.Conv2d).pop() as nn.Conv2d;
+  assert.deepEqual(
+    last.weight.shape.slice(0, 2),
+    [4, 6],
+    "3 colour channels + 1 mask, from 4 features + 2 (v, a) maps",
+  );
+  ae.eval();
+  const n = 3;
+  const x = device.tensor(faces.images.subarray(0, n * 3 * 64 * 64), [n, 3, 64, 64]);
+
+  const decodeWith = async (maskBias: number) => {
+    // Zero weights: colour = sigmoid(colour bias), mask = sigmoid(maskBias) everywhere.
+    const set = (target: Tensor, values: Float32Array) => {
+      const t = device.tensor(values, target.shape);
+      device.backend.copy(t.buffer, 0, target.buffer, 0, target.byteLength);
+      t.dispose();
+    };
+    set(last.weight, new Float32Array(last.weight.size));
+    set(last.bias!, new Float32Array([0, 0, 0, maskBias]));
+    const y = noGrad(() =>
+      tidy(() => {
+        const { z, v, a } = ae.encode(x);
+        return ae.decode(z, v, a, x);
+      })
+    );
+    const out = await y.toArray();
+    y.dispose();
+    return out;
+  };
+  const source = await x.toArray();
+  const kept = await decodeWith(-40); // mask 0: the source face, untouched
+  const drawn = await decodeWith(40); // mask 1: the decoder's colour, sigmoid(0) = 0.5
+  const half = await decodeWith(0); // mask 0.5: half way
+  for (let i = 0; i < source.length; i += 997) {
+    assert.ok(Math.abs(kept[i] - source[i]) < 1e-5, `mask 0 keeps the source at ${i}`);
+    assert.ok(Math.abs(drawn[i] - 0.5) < 1e-5, `mask 1 draws the colour at ${i}`);
+    assert.ok(Math.abs(half[i] - (source[i] + 0.5) / 2) < 1e-5, `mask 0.5 blends at ${i}`);
+  }
+  assert.throws(
+    () =>
+      noGrad(() =>
+        tidy(() => {
+          const { z, v, a } = ae.encode(x);
+          return ae.decode(z, v, a);
+        })
+      ),
+    /needs the source faces/,
+  );
+  x.dispose();
+  ae.dispose();
 });

@@ -3,6 +3,11 @@
  * max-pool] on a 3x64x64 face, then a linear head to (z, v, a). Decoder D: a linear layer from
  * (z, v, a) to a small feature map, repeated [2x upsample, 3x3 conv, BatchNorm, ReLU], a last
  * 3x3 conv and a sigmoid. Widths are configuration; the paper gives only the block types.
+ *
+ * Beyond the paper, the decoder can also "edit" the source face instead of drawing it whole: its
+ * last conv then gives a colour image and a blend mask, and the output is
+ * source * (1 - mask) + colour * mask, so identity, hair and background stay sharp and the
+ * decoder's capacity goes to the expression.
  */
 
 import type { Device } from "../device.ts";
@@ -44,6 +49,12 @@ export interface FaceAutoencoderOptions {
    * so each block sees the requested expression directly.
    */
   conditioning?: "input" | "maps";
+  /**
+   * What the decoder produces. "image" (the paper): the face itself. "edit": a colour image and a
+   * one-channel blend mask over the source face (the image that was encoded), so
+   * `decode` needs that source.
+   */
+  output?: "image" | "edit";
 }
 
 /** Weights of the paper's loss. */
@@ -83,6 +94,8 @@ export class FaceAutoencoder extends Layer {
   readonly bottleneckSize: number;
   /** How (v, a) enter the decoder (see {@link FaceAutoencoderOptions.conditioning}). */
   readonly conditioning: "input" | "maps";
+  /** What the decoder produces (see {@link FaceAutoencoderOptions.output}). */
+  readonly output: "image" | "edit";
 
   constructor(device: Device, options: FaceAutoencoderOptions = {}) {
     super();
@@ -102,6 +115,7 @@ export class FaceAutoencoder extends Layer {
     }
     const rng = new Rng(options.seed ?? 0);
     this.conditioning = options.conditioning ?? "input";
+    this.output = options.output ?? "image";
     const extra = this.conditioning === "maps" ? 2 : 0;
     const encoderLayers: Layer[] = [];
     let channels = 3;
@@ -137,7 +151,8 @@ export class FaceAutoencoder extends Layer {
       channels = w;
     }
     decoderLayers.push(
-      new Conv2d(device, channels + extra, 3, 3, { padding: 1, rng }),
+      // "edit": 3 colour channels + 1 blend mask.
+      new Conv2d(device, channels + extra, this.output === "edit" ? 4 : 3, 3, { padding: 1, rng }),
       new Sigmoid(),
     );
     this.decoder = this.registerModule("decoder", new Sequential(...decoderLayers));
@@ -164,8 +179,11 @@ export class FaceAutoencoder extends Layer {
     };
   }
 
-  /** (z [N, codeSize], v [N], a [N]) -> image [N, 3, S, S] in (0, 1). */
-  decode(z: Tensor, v: Tensor, a: Tensor): Tensor {
+  /**
+   * (z [N, codeSize], v [N], a [N]) -> image [N, 3, S, S] in (0, 1). An "edit" decoder also needs
+   * `source` [N, 3, S, S], the faces z was encoded from, which it blends its colours into.
+   */
+  decode(z: Tensor, v: Tensor, a: Tensor, source?: Tensor): Tensor {
     const n = z.shape[0];
     if (z.rank !== 2 || z.shape[1] !== this.codeSize || v.size !== n || a.size !== n) {
       throw new Error(
@@ -173,6 +191,31 @@ export class FaceAutoencoder extends Layer {
           `v [${v.shape}], a [${a.shape}]`,
       );
     }
+    const side = this.imageSize;
+    if (this.output === "edit") {
+      if (!source) {
+        throw new Error('FaceAutoencoder.decode: an "edit" decoder needs the source faces');
+      }
+      const s = source.shape;
+      if (source.rank !== 4 || s[0] !== n || s[1] !== 3 || s[2] !== side || s[3] !== side) {
+        throw new Error(
+          `FaceAutoencoder.decode: expected source [${n}, 3, ${side}, ${side}], got [${
+            s.join(", ")
+          }]`,
+        );
+      }
+      const drawn = this.decodeRaw(z, v, a);
+      const colour = F.narrow(drawn, 1, 0, 3);
+      const mask = F.narrow(drawn, 1, 3, 1);
+      // source + mask * (colour - source), the mask repeated over the colour channels.
+      return F.add(source, F.mul(F.cat([mask, mask, mask], 1), F.sub(colour, source)));
+    }
+    return this.decodeRaw(z, v, a);
+  }
+
+  /** The decoder's own output: the image, or colour + mask channels for "edit". */
+  private decodeRaw(z: Tensor, v: Tensor, a: Tensor): Tensor {
+    const n = z.shape[0];
     const input = F.cat([z, F.reshape(v, [n, 1]), F.reshape(a, [n, 1])], 1);
     const h = F.relu(this.decoderInput.forward(input));
     const last = this.widths[this.widths.length - 1];
@@ -201,7 +244,7 @@ export class FaceAutoencoder extends Layer {
   /** Reconstruct with the encoder's own (v, a). */
   forward(x: Tensor): Tensor {
     const { z, v, a } = this.encode(x);
-    return this.decode(z, v, a);
+    return this.decode(z, v, a, x);
   }
 
   /**
@@ -220,7 +263,7 @@ export class FaceAutoencoder extends Layer {
     const { z, v, a } = this.encode(imageI);
     const valence = F.mseLoss(v, valenceI);
     const arousal = F.mseLoss(a, arousalI);
-    const generated = this.decode(z, valenceJ, arousalJ);
+    const generated = this.decode(z, valenceJ, arousalJ, imageI);
     const reconstruction = weights.reconstructionWeights
       ? weightedSquaredError(generated, imageJ, weights.reconstructionWeights)
       : F.mseLoss(generated, imageJ);

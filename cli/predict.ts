@@ -1,6 +1,7 @@
 /**
- * `deno task predict --image PATH [--run RUN_DIR | --weights FILE] [--box x,y,w,h] [--json]`:
- * valence and arousal of the face in one photo, clipped to [-1, 1].
+ * `deno task predict --image PATH [--run RUN_DIR | --weights FILE] [--box x,y,w,h]
+ * [--landmarks FILE] [--json]`: valence and arousal of the face in one photo, clipped to [-1, 1].
+ * With landmarks the face is aligned the way training aligned its faces (`data.align`).
  */
 
 import { Device } from "../nn/device.ts";
@@ -12,12 +13,16 @@ import { predictVa } from "../pipelines/training.ts";
 import { parseFlags, UsageError } from "./args.ts";
 
 export const PREDICT_HELP = `Usage: deno task predict --image PATH [--run RUN_DIR | --weights FILE]
-                         [--box x,y,w,h] [--json]
+                         [--box x,y,w,h] [--landmarks FILE] [--json]
 
 Prints the valence and arousal (each clipped to [-1, 1]) of the face in a JPEG or PNG photo.
 
   --image PATH      the photo
-  --box x,y,w,h     the face box in pixels (default: the whole image)
+  --box x,y,w,h     the face box in pixels (default: the whole image, or with --landmarks
+                    the box around them that AFEW-VA faces get)
+  --landmarks FILE  68 face landmarks in image pixels (JSON [[x, y], ...] or 136 numbers
+                    x0 y0 x1 y1 ... separated by spaces, commas or semicolons): align the face
+                    as training did (data.align, on by default) before reading it
   --run RUN_DIR     use that run's best regressor and its configuration
   --weights FILE    a regressor's safetensors (width and head read from its tensors;
                     input size from its metadata, else --input-size, else 224)
@@ -62,6 +67,7 @@ export async function predictCommand(args: string[]): Promise<number> {
   const { values } = parseFlags(args, {
     image: { type: "string" },
     box: { type: "string" },
+    landmarks: { type: "string" },
     run: { type: "string" },
     weights: { type: "string" },
     "input-size": { type: "string" },
@@ -114,10 +120,24 @@ export async function predictCommand(args: string[]): Promise<number> {
   // Width from the metadata written by training, else from conv1 (64 * width channels).
   const width = Number(metadata.width ?? conv1.shape[0] / 64);
   const image = await data.readImageFile(imagePath);
+  let landmarks: data.Point[] | undefined;
+  if (values.landmarks) {
+    const path = values.landmarks as string;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (error) {
+      throw new UsageError(`--landmarks ${path}: cannot read (${(error as Error).message})`);
+    }
+    landmarks = data.parseLandmarks(text, path);
+  }
   const box: data.Box = values.box
     ? parseBox(values.box as string)
+    : landmarks
+    ? data.faceBoxFromLandmarks(landmarks)
     : [0, 0, image.width, image.height];
-  const face = data.cropResize(image, box, { size: 64 });
+  let face = data.cropResize(image, box, { size: 64 });
+  if (landmarks) face = data.alignFace(face, 64, data.landmarksInCrop(landmarks, box, 64)).image;
   const device = await Device.create();
   const model = new ResNet34(device, { width, numOutputs: fc.shape[0], inputSize });
   await loadSafetensorsInto(model, weights);

@@ -232,6 +232,33 @@ Deno.test("predict reads a photo with a run's regressor and prints clipped V/A a
     assert.equal(r.code, 0, r.output);
     const last = JSON.parse(r.output.trim().split("\n").pop()!);
     assert.ok(last.valence >= -1 && last.valence <= 1 && last.arousal >= -1 && last.arousal <= 1);
+    // With landmarks: aligned as in training, box from the landmarks.
+    await Deno.writeTextFile(`${root}/face.json`, JSON.stringify(face.samples[0].landmarks));
+    const aligned = await runCli([
+      "predict",
+      "--image",
+      `${root}/face.png`,
+      "--run",
+      `${root}/run`,
+      "--landmarks",
+      `${root}/face.json`,
+      "--json",
+    ]);
+    assert.equal(aligned.code, 0, aligned.output);
+    const read = JSON.parse(aligned.output.trim().split("\n").pop()!);
+    assert.ok(Number.isFinite(read.valence) && Number.isFinite(read.arousal));
+    await Deno.writeTextFile(`${root}/short.txt`, "1 2 3");
+    const bad = await runCli([
+      "predict",
+      "--image",
+      `${root}/face.png`,
+      "--run",
+      `${root}/run`,
+      "--landmarks",
+      `${root}/short.txt`,
+    ]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.output, /short\.txt: expected 68 landmarks .* got 3 values/);
     const missing = await runCli([
       "predict",
       "--image",

@@ -13,6 +13,7 @@ import { DataError } from "./errors.ts";
 import { listDirectory, readText, requireDirectory } from "./fs_util.ts";
 import { imageSize } from "./image.ts";
 import { type NpyArray, readNpy } from "./npy.ts";
+import { points68 } from "./align.ts";
 import type { FaceSample, Point, ReadResult } from "./types.ts";
 
 /** Which AffectNet split to read. */
@@ -179,14 +180,13 @@ function parseLandmarkField(
 ): Point[] | undefined {
   if (text.trim() === "") return undefined;
   const values = text.split(";").map((s) => Number(s.trim()));
-  if (values.length !== 136 || !values.every(Number.isFinite)) {
+  const points = points68(values);
+  if (!points) {
     throw new DataError(
       `facial_landmarks must be 136 numbers joined by ';', got ${values.length} values`,
       where,
     );
   }
-  const points: Point[] = [];
-  for (let k = 0; k < 68; k++) points.push([values[2 * k], values[2 * k + 1]]);
   return points;
 }
 
@@ -286,11 +286,10 @@ async function optionalLandmarks(path: string): Promise<Point[] | undefined> {
     throw error;
   }
   const values = array.values.map(Number);
-  if (values.length !== 136 || !values.every(Number.isFinite)) {
+  const points = points68(values);
+  if (!points) {
     throw new DataError(`expected 136 landmark values, found ${values.length}`, { file: path });
   }
-  const points: Point[] = [];
-  for (let k = 0; k < 68; k++) points.push([values[2 * k], values[2 * k + 1]]);
   return points;
 }
 

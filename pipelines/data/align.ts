@@ -7,6 +7,7 @@
  * carry 68 iBUG landmarks; faces without them are left as they are.
  */
 
+import { DataError } from "./errors.ts";
 import type { Box, FaceSample, Point } from "./types.ts";
 
 /** iBUG indices of the expression-independent points: eye corners, nose bridge and base. */
@@ -149,4 +150,47 @@ export function alignFaceSet(set: AlignableFaces): number {
     aligned++;
   });
   return aligned;
+}
+
+/** 136 numbers x0, y0, x1, y1, ... as 68 points; null unless exactly 136 finite numbers. */
+export function points68(values: readonly number[]): Point[] | null {
+  if (values.length !== 136 || !values.every(Number.isFinite)) return null;
+  const points: Point[] = [];
+  for (let k = 0; k < 68; k++) points.push([values[2 * k], values[2 * k + 1]]);
+  return points;
+}
+
+/**
+ * 68 landmarks (image pixels) from the text of a file: JSON (68 [x, y] pairs, or 136 numbers),
+ * or 136 numbers separated by spaces, commas, semicolons or newlines (AffectNet's
+ * facial_landmarks field, a dlib dump). `file` names the source in errors.
+ */
+export function parseLandmarks(text: string, file: string): Point[] {
+  let values: number[];
+  const trimmed = text.trim();
+  if (trimmed.startsWith("[") || trimmed.startsWith("{")) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(trimmed);
+    } catch (error) {
+      throw new DataError(`not valid JSON (${(error as Error).message})`, { file });
+    }
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) {
+      parsed = (parsed as Record<string, unknown>).landmarks;
+    }
+    values = Array.isArray(parsed)
+      ? parsed.flat().map((v) => (typeof v === "number" ? v : NaN))
+      : [];
+  } else {
+    values = trimmed.split(/[\s,;]+/).filter((s) => s !== "").map(Number);
+  }
+  const points = points68(values);
+  if (!points) {
+    throw new DataError(
+      `expected 68 landmarks (136 finite numbers, x then y), got ${values.length} values` +
+        (values.every(Number.isFinite) ? "" : " (some not numbers)"),
+      { file },
+    );
+  }
+  return points;
 }

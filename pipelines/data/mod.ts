@@ -84,6 +84,8 @@ export {
   applySimilarity,
   fitSimilarity,
   landmarksInCrop,
+  parseLandmarks,
+  points68,
   type Similarity,
   STABLE_LANDMARKS,
 } from "./align.ts";

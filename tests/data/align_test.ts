@@ -95,3 +95,29 @@ Deno.test("landmarksInCrop maps source pixels through the face box", () => {
   const points = data.landmarksInCrop([[110, 220], [150, 260]], [100, 200, 80, 80], 64);
   assert.deepEqual(points, [[8, 16], [40, 48]]);
 });
+
+Deno.test("parseLandmarks: JSON pairs, flat JSON, an object, plain text; bad input names the file", () => {
+  const points = Array.from({ length: 68 }, (_, k): [number, number] => [k + 0.5, 100 - k]);
+  const flat = points.flat();
+  for (
+    const text of [
+      JSON.stringify(points),
+      JSON.stringify(flat),
+      JSON.stringify({ landmarks: points }),
+      flat.join(" "),
+      flat.join(";"),
+      points.map((p) => p.join(",")).join("\n"),
+    ]
+  ) {
+    assert.deepEqual(data.parseLandmarks(text, "face.txt"), points);
+  }
+  assert.throws(
+    () => data.parseLandmarks("1 2 3", "a.txt"),
+    /a\.txt: expected 68 landmarks.*got 3 values/,
+  );
+  assert.throws(
+    () => data.parseLandmarks(flat.join(" ").replace("3.5", "x"), "b.txt"),
+    /b\.txt: .*some not numbers/,
+  );
+  assert.throws(() => data.parseLandmarks("[1, 2", "c.json"), /c\.json: not valid JSON/);
+});

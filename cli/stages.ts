@@ -2,7 +2,7 @@
 
 import { Device } from "../nn/device.ts";
 import { disposeStateDict, readSafetensors } from "../nn/io.ts";
-import { FaceAutoencoder } from "../nn/models/autoencoder.ts";
+import { decoderOutputOf, FaceAutoencoder } from "../nn/models/autoencoder.ts";
 import { ResNet34 } from "../nn/models/resnet.ts";
 import {
   autoencoderVariants,
@@ -74,12 +74,6 @@ async function loadAutoencoder(
       }`,
     );
   }
-  const model = new FaceAutoencoder(device, {
-    size: config.autoencoder.size,
-    codeSize: config.autoencoder.codeSize,
-    conditioning: found.conditioning,
-    output: found.output,
-  });
   const path = `${run}/${variantFile("autoencoder", variant)}.safetensors`;
   let state;
   try {
@@ -89,6 +83,13 @@ async function loadAutoencoder(
       `${path}: ${(error as Error).message} (train it: deno task train train-ae)`,
     );
   }
+  const model = new FaceAutoencoder(device, {
+    size: config.autoencoder.size,
+    codeSize: config.autoencoder.codeSize,
+    conditioning: found.conditioning,
+    // Runs saved before "output" existed hold whole-image decoders; the tensors say which.
+    output: decoderOutputOf(state) ?? found.output,
+  });
   model.loadStateDict(state, { strict: true });
   disposeStateDict(state);
   return model;

@@ -36,6 +36,7 @@ export {
   AUTOENCODER_SIZES,
   type AutoencoderLoss,
   type AutoencoderLossWeights,
+  decoderOutputOf,
   FaceAutoencoder,
   type FaceAutoencoderOptions,
 } from "./models/autoencoder.ts";

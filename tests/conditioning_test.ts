@@ -203,6 +203,15 @@ Deno.test("fill targets go to sparse cells inside the disk, within the budget", 
   assert.equal(fillTargets(skewed, binSize, 5, 0).length, 5, "the budget caps the count");
 });
 
+Deno.test("decoderOutputOf tells an editing decoder's checkpoint from a whole-image one", () => {
+  for (const output of ["image", "edit"] as const) {
+    const ae = new nn.FaceAutoencoder(device, { size: [4, 8], conditioning: "maps", output });
+    assert.equal(nn.decoderOutputOf(ae.stateDict()), output);
+    ae.dispose();
+  }
+  assert.equal(nn.decoderOutputOf(new Map()), undefined);
+});
+
 Deno.test("an editing decoder blends its colours into the source face by its mask", async () => {
   const ae = new nn.FaceAutoencoder(device, { size: [4, 8], conditioning: "maps", output: "edit" });
   const last = ae.decoder.layers.filter((l) => l instanceof nn.Conv2d).pop() as nn.Conv2d;

@@ -275,6 +275,23 @@ export class FaceAutoencoder extends Layer {
   }
 }
 
+/**
+ * What a FaceAutoencoder checkpoint's decoder produces, from the output channels of its last
+ * decoder conv: 4 = "edit", 3 = "image"; undefined when the state has no decoder convs.
+ */
+export function decoderOutputOf(
+  state: ReadonlyMap<string, { shape: readonly number[] }>,
+): "image" | "edit" | undefined {
+  let last: { index: number; channels: number } | null = null;
+  for (const [name, value] of state) {
+    const match = /^decoder\.(\d+)\.weight$/.exec(name);
+    if (!match || value.shape.length !== 4) continue;
+    const index = Number(match[1]);
+    if (!last || index > last.index) last = { index, channels: value.shape[0] };
+  }
+  return last?.channels === 4 ? "edit" : last?.channels === 3 ? "image" : undefined;
+}
+
 /** mean(w * (a - b)^2): a reconstruction error that weights some pixels more. */
 function weightedSquaredError(a: Tensor, b: Tensor, w: Tensor): Tensor {
   const diff = F.sub(a, b);

@@ -89,6 +89,10 @@ async function loadAutoencoder(
     conditioning: found.conditioning,
     // Runs saved before "output" existed hold whole-image decoders; the tensors say which.
     output: decoderOutputOf(state) ?? found.output,
+    // Filled by the load below.
+    eraseMask: state.has("erase_mask")
+      ? new Float32Array(state.get("erase_mask")!.shape.reduce((a, b) => a * b, 1))
+      : undefined,
   });
   model.loadStateDict(state, { strict: true });
   disposeStateDict(state);

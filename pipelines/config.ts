@@ -64,6 +64,11 @@ export const AutoencoderConfig = z.object({
    * a blend mask over the encoded source face, which keeps identity and background sharp).
    */
   output: z.enum(["image", "edit"]).default("image"),
+  /**
+   * With output "edit": blur the source's expression regions (the mean landmark regions of the
+   * training faces) before blending, so the decoder must draw the requested expression there.
+   */
+  eraseSource: z.boolean().default(false),
   /** Extra reconstruction weight on brows, eyes and mouth; 0 = the paper's plain MSE. */
   regionEmphasis: z.number().min(0).default(0),
   /** Weight of the expression-consistency term (a frozen reader reads D's output); 0 = off. */
@@ -90,6 +95,7 @@ export const ImprovedConfig = z.object({
   enabled: z.boolean().default(false),
   conditioning: z.enum(["input", "maps"]).default("maps"),
   output: z.enum(["image", "edit"]).default("edit"),
+  eraseSource: z.boolean().default(true),
   regionEmphasis: z.number().min(0).default(4),
   consistencyWeight: z.number().min(0).default(0.01),
   consistencyWarmup: z.number().int().min(0).default(2),
@@ -194,9 +200,10 @@ export const PRESETS: Record<ExperimentConfig["preset"], ExperimentConfigInput> 
       enabled: true,
       conditioning: "maps",
       output: "edit",
+      eraseSource: true,
       regionEmphasis: 4,
       consistencyWeight: 0.01,
-      consistencyWarmup: 2,
+      consistencyWarmup: 4,
       consistencyRegionsOnly: true,
     },
     regressor: {
@@ -277,6 +284,7 @@ export interface AutoencoderVariant {
   name: "paper" | "improved";
   conditioning: "input" | "maps";
   output: "image" | "edit";
+  eraseSource: boolean;
   regionEmphasis: number;
   consistencyWeight: number;
   consistencyWarmup: number;
@@ -291,6 +299,7 @@ export function autoencoderVariants(config: ExperimentConfig): AutoencoderVarian
     name: "paper",
     conditioning: ae.conditioning,
     output: ae.output,
+    eraseSource: ae.eraseSource,
     regionEmphasis: ae.regionEmphasis,
     consistencyWeight: ae.consistencyWeight,
     consistencyWarmup: ae.consistencyWarmup,

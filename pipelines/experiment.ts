@@ -34,6 +34,7 @@ import {
 import { Progress } from "./progress.ts";
 import { fidelityMarkdown, type FidelityReport, measureFidelity } from "./fidelity.ts";
 import { barChartPng, lineChartPng } from "./plots.ts";
+import { meanExpressionMask } from "./regions.ts";
 import { metricsTable, paperTables, type StrategyMetrics } from "./report.ts";
 import {
   type AutoencoderProgress,
@@ -699,6 +700,9 @@ async function trainOrLoadAutoencoder(
     codeSize: aeConfig.codeSize,
     conditioning: variant.conditioning,
     output: variant.output,
+    eraseMask: variant.output === "edit" && variant.eraseSource
+      ? meanExpressionMask(train.samples, train.size)
+      : undefined,
     seed: config.seed,
   });
   const label = variant.name === "paper" ? "autoencoder" : `autoencoder (${variant.name})`;
@@ -1044,7 +1048,12 @@ function describeVariant(config: ExperimentConfig, name: string): string {
       ? "(v, a) maps into every decoder block"
       : "(v, a) at the decoder input",
   ];
-  if (v.output === "edit") parts.push("the decoder edits the source face (colour + blend mask)");
+  if (v.output === "edit") {
+    parts.push(
+      "the decoder edits the source face (colour + blend mask)" +
+        (v.eraseSource ? " with the source's expression regions blurred away" : ""),
+    );
+  }
   if (v.regionEmphasis > 0) parts.push(`expression regions weighted x${1 + v.regionEmphasis}`);
   if (v.consistencyWeight > 0) {
     const reader = v.consistencyReader === "snapshot"

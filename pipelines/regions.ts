@@ -81,6 +81,26 @@ export function expressionMask(
   return map;
 }
 
+/**
+ * The mean of the samples' expression masks ({@link expressionMask}): where expressions live in
+ * aligned faces of this data. Samples without landmarks are skipped; none at all gives zeros.
+ */
+export function meanExpressionMask(
+  samples: readonly { landmarks?: readonly Point[]; box: Box }[],
+  size = 64,
+): Float32Array {
+  const out = new Float32Array(size * size);
+  let count = 0;
+  for (const s of samples) {
+    if (!s.landmarks || s.landmarks.length < 68) continue;
+    const mask = expressionMask(s.landmarks, s.box, size);
+    for (let i = 0; i < out.length; i++) out[i] += mask[i];
+    count++;
+  }
+  if (count > 0) { for (let i = 0; i < out.length; i++) out[i] /= count; }
+  return out;
+}
+
 /** The weight maps of a batch, repeated over the 3 colour channels: [n, 3, size, size]. */
 export function batchWeights(maps: readonly Float32Array[], size: number): Float32Array {
   const plane = size * size;

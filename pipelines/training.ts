@@ -319,6 +319,8 @@ async function encoderSnapshot(
     imageSize: model.imageSize,
     conditioning: model.conditioning,
     output: model.output,
+    // Filled by loadStateDict below, or read back from the snapshot file.
+    eraseMask: model.eraseMask ? new Float32Array(model.eraseMask.size) : undefined,
   });
   if (!takeNow && path) {
     try {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { F, nn, noGrad, optim, type Tensor, tidy } from "../mod.ts";
 import * as data from "../pipelines/data/mod.ts";
-import { expressionMask, expressionWeightMap } from "../pipelines/regions.ts";
+import { expressionMask, expressionWeightMap, meanExpressionMask } from "../pipelines/regions.ts";
 import { fillTargets } from "../pipelines/experiment.ts";
 import { gradientOnlyInside, trainAutoencoder } from "../pipelines/training.ts";
 import { testDevice } from "./helpers.ts";
@@ -42,6 +42,8 @@ interface Switch {
   snapshot?: boolean;
   /** The consistency gradient reaches only the expression regions. */
   regionsOnly?: boolean;
+  /** Blur the source's expression regions before the editing decoder blends into it. */
+  erase?: boolean;
 }
 
 // The paper's conditioning alone barely moves the output (that is the finding the fidelity
@@ -80,6 +82,15 @@ const SWITCHES: [string, Switch][] = [
     snapshot: true,
     regionsOnly: true,
   }],
+  ["edit with the source's expression regions erased + regions + consistency", {
+    conditioning: "maps",
+    output: "edit",
+    regionEmphasis: 4,
+    consistency: true,
+    snapshot: true,
+    regionsOnly: true,
+    erase: true,
+  }],
 ];
 
 for (const [name, options] of SWITCHES) {
@@ -88,6 +99,7 @@ for (const [name, options] of SWITCHES) {
       size: [4, 8, 8, 8],
       conditioning: options.conditioning,
       output: options.output,
+      eraseMask: options.erase ? meanExpressionMask(faces.samples, 64) : undefined,
     });
     const optimizer = new optim.Adam(ae.parameters(), { lr: 3e-3 });
     const reader = options.consistency && !options.snapshot
@@ -210,6 +222,49 @@ Deno.test("decoderOutputOf tells an editing decoder's checkpoint from a whole-im
     ae.dispose();
   }
   assert.equal(nn.decoderOutputOf(new Map()), undefined);
+});
+
+Deno.test("erasing the source: block averages inside the erase map, the source outside", async () => {
+  const side = 64;
+  const n = 2;
+  // A one-pixel checkerboard: every 2x2 block averages to 0.5, so the erased source is 0.5.
+  const checker = Float32Array.from(
+    { length: n * 3 * side * side },
+    (_, i) => ((i % side) + Math.floor(i / side)) % 2,
+  );
+  const x = device.tensor(checker, [n, 3, side, side]);
+  for (const [fill, want] of [[1, "blurred"], [0, "kept"]] as const) {
+    const ae = new nn.FaceAutoencoder(device, {
+      size: [4, 8],
+      output: "edit",
+      eraseMask: new Float32Array(side * side).fill(fill),
+    });
+    const erased = noGrad(() => ae.eraseExpression(x));
+    const values = await erased.toArray();
+    erased.dispose();
+    for (let i = 0; i < values.length; i += 331) {
+      const expected = want === "blurred" ? 0.5 : checker[i];
+      assert.ok(Math.abs(values[i] - expected) < 1e-5, `${want} at ${i}: ${values[i]}`);
+    }
+    assert.equal(nn.decoderOutputOf(ae.stateDict()), "edit");
+    assert.ok(ae.stateDict().has("erase_mask"), "the erase map is saved with the weights");
+    ae.dispose();
+  }
+  x.dispose();
+  assert.throws(
+    () => new nn.FaceAutoencoder(device, { eraseMask: new Float32Array(64 * 64) }),
+    /eraseMask needs output "edit"/,
+  );
+});
+
+Deno.test("mean expression mask: in [0, 1], high on the mouth, zeros without landmarks", () => {
+  const mean = meanExpressionMask(faces.samples, 64);
+  assert.ok(mean.every((m) => m >= 0 && m <= 1));
+  const [mx, my] = faces.samples[0].landmarks![62];
+  assert.ok(mean[Math.round(my) * 64 + Math.round(mx)] > 0.9, "the mouth of aligned faces");
+  assert.equal(mean[0], 0);
+  const bare = faces.samples.map(({ box }) => ({ box }));
+  assert.ok(meanExpressionMask(bare, 64).every((m) => m === 0));
 });
 
 Deno.test("an editing decoder blends its colours into the source face by its mask", async () => {

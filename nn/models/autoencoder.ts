@@ -55,6 +55,12 @@ export interface FaceAutoencoderOptions {
    * `decode` needs that source.
    */
   output?: "image" | "edit";
+  /**
+   * "edit" only: an S x S map in [0, 1] of where expressions live in the (aligned) faces. There
+   * the source the decoder blends into is replaced by its 8x8-block average, so the decoder has to
+   * draw the expression instead of keeping the source's. Saved with the weights (`erase_mask`).
+   */
+  eraseMask?: Float32Array;
 }
 
 /** Weights of the paper's loss. */
@@ -96,6 +102,8 @@ export class FaceAutoencoder extends Layer {
   readonly conditioning: "input" | "maps";
   /** What the decoder produces (see {@link FaceAutoencoderOptions.output}). */
   readonly output: "image" | "edit";
+  /** The erase map [1, 1, S, S] (see {@link FaceAutoencoderOptions.eraseMask}), or null. */
+  readonly eraseMask: Tensor | null;
 
   constructor(device: Device, options: FaceAutoencoderOptions = {}) {
     super();
@@ -156,6 +164,20 @@ export class FaceAutoencoder extends Layer {
       new Sigmoid(),
     );
     this.decoder = this.registerModule("decoder", new Sequential(...decoderLayers));
+    this.eraseMask = null;
+    if (options.eraseMask) {
+      const side = this.imageSize;
+      if (this.output !== "edit") throw new Error('FaceAutoencoder: eraseMask needs output "edit"');
+      if (options.eraseMask.length !== side * side) {
+        throw new Error(
+          `FaceAutoencoder: eraseMask has ${options.eraseMask.length} values, expected ${side}x${side}`,
+        );
+      }
+      this.eraseMask = this.registerBuffer(
+        "erase_mask",
+        device.tensor(options.eraseMask, [1, 1, side, side]),
+      );
+    }
   }
 
   /** x: [N, 3, S, S] in [0, 1] -> z [N, codeSize], v [N], a [N]. */
@@ -207,10 +229,32 @@ export class FaceAutoencoder extends Layer {
       const drawn = this.decodeRaw(z, v, a);
       const colour = F.narrow(drawn, 1, 0, 3);
       const mask = F.narrow(drawn, 1, 3, 1);
-      // source + mask * (colour - source), the mask repeated over the colour channels.
-      return F.add(source, F.mul(F.cat([mask, mask, mask], 1), F.sub(colour, source)));
+      const base = this.eraseMask ? this.eraseExpression(source) : source;
+      // base + mask * (colour - base), the mask repeated over the colour channels.
+      return F.add(base, F.mul(F.cat([mask, mask, mask], 1), F.sub(colour, base)));
     }
     return this.decodeRaw(z, v, a);
+  }
+
+  /**
+   * The source with its expression regions (the erase map) replaced by 8x8-block averages,
+   * bilinearly upsampled: three exact 2x2 averages (bilinear halving at pixel centres), then x8.
+   */
+  eraseExpression(source: Tensor): Tensor {
+    if (!this.eraseMask) throw new Error("FaceAutoencoder.eraseExpression: no erase map");
+    const [n, , side] = source.shape;
+    let low = source;
+    for (let s = side / 2; s >= side / 8; s /= 2) {
+      low = F.interpolate(low, { size: [s, s], mode: "bilinear" });
+    }
+    low = F.interpolate(low, { size: [side, side], mode: "bilinear" });
+    // The [1, 1, S, S] map repeated to [N, 3, S, S] in one op: ones [3N, 1] x map [S*S, 1]^T.
+    const ones = source.device.full([3 * n, 1], 1);
+    const map = F.reshape(
+      F.linear(ones, F.reshape(this.eraseMask, [side * side, 1])),
+      [n, 3, side, side],
+    );
+    return F.add(source, F.mul(map, F.sub(low, source)));
   }
 
   /** The decoder's own output: the image, or colour + mask channels for "edit". */

@@ -18,8 +18,7 @@ import {
   unaryKernel,
   type UnaryOp,
 } from "./wgsl/elementwise.ts";
-import * as reductions from "./reductions.ts";
-import { reduceAxis, sumAll } from "./reductions.ts";
+import { reduceAxis, reduceMiddle, sumAll } from "./reductions.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
 import {
   conv2dBackwardInputKernel,
@@ -68,29 +67,7 @@ import { tunedConvVariant } from "./autotune.ts";
 import { ADAM_MULTI_MAX, adamKernel, adamMultiKernel, mseBackwardKernel } from "./wgsl/optim.ts";
 
 export type { BinaryOp, Conv2dGeometry, ResizeMode, UnaryOp };
-export { reduceAxis, sumAll };
-
-/**
- * reduceMiddle of kernels/reductions.ts with scalar loads unless `vec4: true`: the vec4 kernel
- * sums in another order, and conv bias gradients that are zero in exact arithmetic (a conv before
- * batch norm) then carry different float32 noise than PyTorch's (tests/parity_test.ts bounds it).
- */
-export function reduceMiddle(
-  b: Backend,
-  x: GPUBuffer,
-  out: GPUBuffer,
-  outer: number,
-  mid: number,
-  inner: number,
-  scale = 1,
-  y: GPUBuffer | null = null,
-  total = outer * mid * inner,
-  options: { vec4?: boolean } = {},
-): void {
-  reductions.reduceMiddle(b, x, out, outer, mid, inner, scale, y, total, {
-    vec4: options.vec4 ?? false,
-  });
-}
+export { reduceAxis, reduceMiddle, sumAll };
 
 const F32 = 4;
 

@@ -16,7 +16,9 @@ function gridPerItem(items: number): [number, number] {
 
 /**
  * out[m] = scale * sum over outer and inner of x viewed as [outer, mid, inner] (or of
- * (x - y)^2 when y is given).
+ * (x - y)^2 when y is given). Scalar loads unless `vec4: true`: the vec4 kernel sums in another
+ * order, and conv bias gradients that are zero in exact arithmetic (a conv before batch norm) then
+ * carry different float32 noise than PyTorch's (tests/parity_test.ts bounds it).
  */
 export function reduceMiddle(
   b: Backend,

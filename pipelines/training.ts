@@ -292,15 +292,11 @@ export async function trainAutoencoder(
 
 /**
  * The same values as `image` [N, 3, S, S], but its gradient flows back only in proportion to
- * `mask` (same layout, in [0, 1]): image * mask + detach(image) * (1 - mask).
+ * `mask` (same layout, in [0, 1]): detach(image) + mask * (image - detach(image)).
  */
 export function gradientOnlyInside(image: Tensor, mask: Float32Array): Tensor {
-  const device = image.device;
-  const outside = mask.map((m) => 1 - m);
-  return F.add(
-    F.mul(image, device.tensor(mask, image.shape)),
-    F.mul(image.detach(), device.tensor(outside, image.shape)),
-  );
+  const fixed = image.detach();
+  return F.add(fixed, F.mul(F.sub(image, fixed), image.device.tensor(mask, image.shape)));
 }
 
 /**

@@ -219,53 +219,24 @@ Deno.test("predict reads a photo with a run's regressor and prints clipped V/A a
     await runExperiment(config, { runDir: `${root}/run`, log: quietLog, device });
     const face = data.synthetic({ seed: 5, persons: 1, framesPerPerson: 1, size: 96 });
     await Deno.writeFile(`${root}/face.png`, await data.encodePngChw(face.images, 96));
-    const r = await runCli([
-      "predict",
-      "--image",
-      `${root}/face.png`,
-      "--run",
-      `${root}/run`,
-      "--box",
-      "8,8,80,80",
-      "--json",
-    ]);
+    const predict = (image: string, ...flags: string[]) =>
+      runCli(["predict", "--image", `${root}/${image}`, "--run", `${root}/run`, ...flags]);
+    const lastJson = (output: string) => JSON.parse(output.trim().split("\n").pop()!);
+    const r = await predict("face.png", "--box", "8,8,80,80", "--json");
     assert.equal(r.code, 0, r.output);
-    const last = JSON.parse(r.output.trim().split("\n").pop()!);
+    const last = lastJson(r.output);
     assert.ok(last.valence >= -1 && last.valence <= 1 && last.arousal >= -1 && last.arousal <= 1);
     // With landmarks: aligned as in training, box from the landmarks.
     await Deno.writeTextFile(`${root}/face.json`, JSON.stringify(face.samples[0].landmarks));
-    const aligned = await runCli([
-      "predict",
-      "--image",
-      `${root}/face.png`,
-      "--run",
-      `${root}/run`,
-      "--landmarks",
-      `${root}/face.json`,
-      "--json",
-    ]);
+    const aligned = await predict("face.png", "--landmarks", `${root}/face.json`, "--json");
     assert.equal(aligned.code, 0, aligned.output);
-    const read = JSON.parse(aligned.output.trim().split("\n").pop()!);
+    const read = lastJson(aligned.output);
     assert.ok(Number.isFinite(read.valence) && Number.isFinite(read.arousal));
     await Deno.writeTextFile(`${root}/short.txt`, "1 2 3");
-    const bad = await runCli([
-      "predict",
-      "--image",
-      `${root}/face.png`,
-      "--run",
-      `${root}/run`,
-      "--landmarks",
-      `${root}/short.txt`,
-    ]);
+    const bad = await predict("face.png", "--landmarks", `${root}/short.txt`);
     assert.notEqual(bad.code, 0);
     assert.match(bad.output, /short\.txt: expected 68 landmarks .* got 3 values/);
-    const missing = await runCli([
-      "predict",
-      "--image",
-      `${root}/nope.png`,
-      "--run",
-      `${root}/run`,
-    ]);
+    const missing = await predict("nope.png");
     assert.notEqual(missing.code, 0);
   } finally {
     await Deno.remove(root, { recursive: true });

@@ -2,6 +2,7 @@
 
 import { Device } from "../mod.ts";
 import type { Backend } from "../kernels/backend.ts";
+import * as ops from "../kernels/ops.ts";
 import type { Conv2dGeometry } from "../kernels/ops.ts";
 
 let shared: Promise<Device> | null = null;
@@ -146,5 +147,66 @@ export function convGeometry(
     kW: k,
     stride,
     pad,
+  };
+}
+
+/** Inputs and outputs of one conv's three passes, for launcher-level variant tests. */
+export interface ConvPassBuffers {
+  sizes: { x: number; w: number; y: number };
+  /** Random x, w, bias and dy (seeds seed .. seed + 3). */
+  data: { x: Float32Array; w: Float32Array; bias: Float32Array; dy: Float32Array };
+  x: GPUBuffer;
+  w: GPUBuffer;
+  bias: GPUBuffer;
+  dy: GPUBuffer;
+  /** Outputs, filled with 99 so stale data cannot pass for a result. */
+  y: GPUBuffer;
+  y2: GPUBuffer;
+  dx: GPUBuffer;
+  dw: GPUBuffer;
+  /** Return every buffer to the pool and flush. */
+  release(): void;
+}
+
+/** Upload random operands of the conv `g` and acquire its output buffers. */
+export function convPassBuffers(
+  backend: Backend,
+  g: Conv2dGeometry,
+  seed: number,
+): ConvPassBuffers {
+  const sizes = {
+    x: g.batch * g.inC * g.inH * g.inW,
+    w: g.outC * g.inC * g.kH * g.kW,
+    y: g.batch * g.outC * g.outH * g.outW,
+  };
+  const data = {
+    x: randomArray(sizes.x, seed),
+    w: randomArray(sizes.w, seed + 1),
+    bias: randomArray(g.outC, seed + 2),
+    dy: randomArray(sizes.y, seed + 3),
+  };
+  const output = (n: number) => {
+    const buffer = backend.pool.acquire(n * 4);
+    ops.fill(backend, buffer, n, 99);
+    return buffer;
+  };
+  const buffers = {
+    x: uploadBuffer(backend, data.x),
+    w: uploadBuffer(backend, data.w),
+    bias: uploadBuffer(backend, data.bias),
+    dy: uploadBuffer(backend, data.dy),
+    y: output(sizes.y),
+    y2: output(sizes.y),
+    dx: output(sizes.x),
+    dw: output(sizes.w),
+  };
+  return {
+    sizes,
+    data,
+    ...buffers,
+    release() {
+      for (const buffer of Object.values(buffers)) backend.pool.release(buffer);
+      backend.flush();
+    },
   };
 }

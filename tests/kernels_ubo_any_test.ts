@@ -12,14 +12,12 @@ import * as ref from "./reference.ts";
 import {
   assertClose,
   convGeometry,
+  convPassBuffers,
   downloadBuffer,
-  randomArray,
   testDevice,
-  uploadBuffer,
 } from "./helpers.ts";
 
 const backend: Backend = (await testDevice()).backend;
-const upload = (data: Float32Array | Uint32Array) => uploadBuffer(backend, data);
 const download = (buffer: GPUBuffer, n: number) => downloadBuffer(backend, buffer, n);
 const geometry = convGeometry;
 
@@ -51,22 +49,10 @@ for (const { name, g } of cases) {
       const used = ops.conv2dVariant(backend, pass, g, options);
       if (used !== "ubo-any") throw new Error(`${pass} ran ${used}`);
     }
-    const xSize = g.batch * g.inC * g.inH * g.inW;
-    const wSize = g.outC * g.inC * g.kH * g.kW;
-    const ySize = g.batch * g.outC * g.outH * g.outW;
-    const xData = randomArray(xSize, 61);
-    const wData = randomArray(wSize, 62);
-    const bData = randomArray(g.outC, 63);
-    const dyData = randomArray(ySize, 64);
-    const [x, w, bias, dy] = [xData, wData, bData, dyData].map(upload);
-    const y = backend.pool.acquire(ySize * 4);
-    const y2 = backend.pool.acquire(ySize * 4);
-    const dx = backend.pool.acquire(xSize * 4);
-    const dw = backend.pool.acquire(wSize * 4);
-    // Stale data must not leak into any result.
-    ops.fill(backend, y, ySize, 99);
-    ops.fill(backend, dx, xSize, 99);
-    ops.fill(backend, dw, wSize, 99);
+    const run = convPassBuffers(backend, g, 61);
+    const { x, w, bias, dy, y, y2, dx, dw } = run;
+    const { x: xSize, w: wSize, y: ySize } = run.sizes;
+    const { x: xData, w: wData, bias: bData, dy: dyData } = run.data;
     ops.conv2dForward(backend, x, w, bias, y, g, options);
     ops.conv2dForward(backend, x, w, null, y2, g, options);
     ops.conv2dBackwardInput(backend, dy, w, dx, g, options);
@@ -90,8 +76,7 @@ for (const { name, g } of cases) {
     assertClose(dxOut, grads.dx, `${name} backward input`, dxTolerance);
     const dwTolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC), rtol: 1e-3 };
     assertClose(dwOut, grads.dw, `${name} backward weight`, dwTolerance);
-    for (const buffer of [x, w, bias, dy, y, y2, dx, dw]) backend.pool.release(buffer);
-    backend.flush();
+    run.release();
   });
 }
 
@@ -124,22 +109,10 @@ for (const { name, g } of colsCases) {
   ]
     .filter(Boolean);
   Deno.test(`conv variant ubo-cols ${passes.join(" + ")} ${name}`, async () => {
-    const xSize = g.batch * g.inC * g.inH * g.inW;
-    const wSize = g.outC * g.inC * g.kH * g.kW;
-    const ySize = g.batch * g.outC * g.outH * g.outW;
-    const xData = randomArray(xSize, 71);
-    const wData = randomArray(wSize, 72);
-    const bData = randomArray(g.outC, 73);
-    const dyData = randomArray(ySize, 74);
-    const [x, w, bias, dy] = [xData, wData, bData, dyData].map(upload);
-    const y = backend.pool.acquire(ySize * 4);
-    const y2 = backend.pool.acquire(ySize * 4);
-    const dx = backend.pool.acquire(xSize * 4);
-    const dw = backend.pool.acquire(wSize * 4);
-    ops.fill(backend, y, ySize, 99);
-    ops.fill(backend, y2, ySize, 99);
-    ops.fill(backend, dx, xSize, 99);
-    ops.fill(backend, dw, wSize, 99);
+    const run = convPassBuffers(backend, g, 71);
+    const { x, w, bias, dy, y, y2, dx, dw } = run;
+    const { x: xSize, w: wSize, y: ySize } = run.sizes;
+    const { x: xData, w: wData, bias: bData, dy: dyData } = run.data;
     const grads = ref.convBackward(xData, wData, dyData, g);
     const wShape = [g.outC, g.inC, g.kH, g.kW];
     const xShape = [g.batch, g.inC, g.inH, g.inW];
@@ -165,7 +138,6 @@ for (const { name, g } of colsCases) {
       const dwTolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC), rtol: 1e-3 };
       assertClose(dwOut, grads.dw, `${name} backward weight`, dwTolerance);
     }
-    for (const buffer of [x, w, bias, dy, y, y2, dx, dw]) backend.pool.release(buffer);
-    backend.flush();
+    run.release();
   });
 }

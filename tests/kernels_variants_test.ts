@@ -12,14 +12,12 @@ import * as ref from "./reference.ts";
 import {
   assertClose,
   convGeometry,
+  convPassBuffers,
   downloadBuffer,
-  randomArray,
   testDevice,
-  uploadBuffer,
 } from "./helpers.ts";
 
 const backend: Backend = (await testDevice()).backend;
-const upload = (data: Float32Array | Uint32Array) => uploadBuffer(backend, data);
 const download = (buffer: GPUBuffer, n: number) => downloadBuffer(backend, buffer, n);
 const geometry = convGeometry;
 
@@ -46,17 +44,10 @@ for (const variant of variants) {
   for (const { name, g } of cases) {
     Deno.test(`conv variant ${variant} ${name}`, async () => {
       const options = { variant };
-      const xSize = g.batch * g.inC * g.inH * g.inW;
-      const wSize = g.outC * g.inC * g.kH * g.kW;
-      const ySize = g.batch * g.outC * g.outH * g.outW;
-      const xData = randomArray(xSize, 11);
-      const wData = randomArray(wSize, 12);
-      const bData = randomArray(g.outC, 13);
-      const dyData = randomArray(ySize, 14);
-      const [x, w, bias, dy] = [xData, wData, bData, dyData].map(upload);
-      const y = backend.pool.acquire(ySize * 4);
-      const dx = backend.pool.acquire(xSize * 4);
-      const dw = backend.pool.acquire(wSize * 4);
+      const run = convPassBuffers(backend, g, 11);
+      const { x, w, bias, dy, y, dx, dw } = run;
+      const { x: xSize, w: wSize, y: ySize } = run.sizes;
+      const { x: xData, w: wData, bias: bData, dy: dyData } = run.data;
       ops.conv2dForward(backend, x, w, bias, y, g, options);
       ops.conv2dBackwardInput(backend, dy, w, dx, g, options);
       ops.conv2dBackwardWeight(backend, dy, x, dw, g, options);
@@ -74,8 +65,7 @@ for (const variant of variants) {
       assertClose(dxOut, grads.dx, `${variant} ${name} backward input`, tolerance);
       const dwTolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC), rtol: 1e-3 };
       assertClose(dwOut, grads.dw, `${variant} ${name} backward weight`, dwTolerance);
-      for (const buffer of [x, w, bias, dy, y, dx, dw]) backend.pool.release(buffer);
-      backend.flush();
+      run.release();
     });
   }
 }

@@ -32,6 +32,7 @@ import {
   strategyNames,
 } from "./config.ts";
 import { Progress } from "./progress.ts";
+import { checkPartSettings, type RunPart } from "./settings.ts";
 import { fidelityMarkdown, type FidelityReport, measureFidelity } from "./fidelity.ts";
 import { barChartPng, lineChartPng } from "./plots.ts";
 import { meanExpressionMask } from "./regions.ts";
@@ -109,6 +110,8 @@ interface RunState {
   /** Fidelity by autoencoder variant. */
   fidelity?: Record<string, FidelityReport>;
   runs: Record<string, RunRecord>;
+  /** The settings each part was made with, by partKey (checked on resume). */
+  settings?: Record<string, unknown>;
   finished: boolean;
 }
 
@@ -309,8 +312,21 @@ export async function runExperiment(
       }
     }
   }
-  await writeFileAtomic(`${runDir}/config.json`, JSON.stringify(config, null, 2) + "\n");
   const saveState = () => writeFileAtomic(statePath, JSON.stringify(state) + "\n");
+  // Refuse, before anything is overwritten, to resume parts made with other settings.
+  const settings = state.settings ??= {};
+  const checkPart = (part: RunPart) => checkPartSettings(settings, config, part, runDir);
+  for (const variant of autoencoderVariants(config)) {
+    if (state.autoencoders[variant.name]) checkPart({ kind: "autoencoder", variant: variant.name });
+    if (state.fidelity?.[variant.name]) checkPart({ kind: "fidelity", variant: variant.name });
+  }
+  const configured = new Set(strategyNames(config));
+  for (const run of Object.values(state.runs)) {
+    if (configured.has(run.strategy)) {
+      checkPart({ kind: "run", strategy: run.strategy, seed: run.seed });
+    }
+  }
+  await writeFileAtomic(`${runDir}/config.json`, JSON.stringify(config, null, 2) + "\n");
 
   const device = options.device ?? await Device.create();
   log(`device: ${device.adapterName}`);
@@ -325,6 +341,8 @@ export async function runExperiment(
   const variants = autoencoderVariants(config);
   let reader: ResNet34 | null = null;
   if (variants.some((v) => v.consistencyWeight > 0 && v.consistencyReader === "regressor")) {
+    checkPart({ kind: "reader" });
+    await saveState();
     reader = await trainAuxiliaryRegressor(device, config, {
       name: "reader",
       path: `${runDir}/reader.safetensors`,
@@ -338,6 +356,8 @@ export async function runExperiment(
   const autoencoders = new Map<string, FaceAutoencoder>();
   try {
     for (const variant of variants) {
+      checkPart({ kind: "autoencoder", variant: variant.name });
+      await saveState();
       const ae = await trainOrLoadAutoencoder(
         device,
         config,
@@ -384,6 +404,9 @@ export async function runExperiment(
     : [];
   if (pendingFidelity.length) {
     const judgeStarted = performance.now();
+    checkPart({ kind: "judge" });
+    for (const name of pendingFidelity) checkPart({ kind: "fidelity", variant: name });
+    await saveState();
     const judge = await trainJudge(device, config, experimentData, runDir, options.stop);
     if (!judge) return { runDir, interrupted: true };
     for (const name of pendingFidelity) {
@@ -463,6 +486,7 @@ export async function runExperiment(
           );
         }
         const key = `${strategy}#${seed}`;
+        checkPart({ kind: "run", strategy, seed });
         if (state.runs[key]) continue;
         const runStarted = performance.now();
         const model = new ResNet34(device, {

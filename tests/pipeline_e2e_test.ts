@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Image } from "imagescript";
 import { type ExperimentConfigInput, resolveConfig } from "../pipelines/config.ts";
 import { runExperiment } from "../pipelines/experiment.ts";
+import { ResumeMismatchError } from "../pipelines/settings.ts";
 import * as data from "../pipelines/data/mod.ts";
 import { main } from "../cli/train.ts";
 import { testDevice } from "./helpers.ts";
@@ -154,6 +155,21 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
       metrics.strategies,
       "same seed, same numbers, interrupted or not",
     );
+
+    // Resuming finished parts with other settings is refused before anything is overwritten.
+    const savedConfig = await Deno.readTextFile(`${root}/resumed/config.json`);
+    const changed = resolveConfig(MINI, { improved: { consistencyWeight: 0.5 } });
+    await assert.rejects(
+      () =>
+        runExperiment(changed, { runDir: `${root}/resumed`, resume: true, log: quietLog, device }),
+      (error: Error) => {
+        assert.ok(error instanceof ResumeMismatchError);
+        assert.match(error.message, /the "improved" autoencoder was made with other settings/);
+        assert.match(error.message, /variant\.consistencyWeight: [0-9.]+ -> 0\.5/);
+        return true;
+      },
+    );
+    assert.equal(await Deno.readTextFile(`${root}/resumed/config.json`), savedConfig);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

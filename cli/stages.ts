@@ -7,6 +7,7 @@ import { ResNet34 } from "../nn/models/resnet.ts";
 import {
   autoencoderVariants,
   type ExperimentConfig,
+  judgeInputSize,
   resolveConfig,
   strategyNames,
 } from "../pipelines/config.ts";
@@ -145,13 +146,13 @@ export async function generateCommand(args: string[]): Promise<number> {
     }
     const judge = new ResNet34(device, {
       width: config.regressor.width,
-      inputSize: config.regressor.inputSize,
+      inputSize: judgeInputSize(config),
     });
     judge.loadStateDict(state, { strict: true });
     disposeStateDict(state);
     await writeFigure2(autoencoder, test, `${out}/figure2-fidelity.png`, 3, {
       model: judge,
-      inputSize: config.regressor.inputSize,
+      inputSize: judgeInputSize(config),
     });
     judge.dispose();
   }

@@ -29,6 +29,7 @@ import {
   type ExperimentConfig,
   generatedStrategies,
   generatedStrategyName,
+  judgeInputSize,
   strategyNames,
 } from "./config.ts";
 import { Progress } from "./progress.ts";
@@ -415,7 +416,7 @@ export async function runExperiment(
         autoencoders.get(name)!,
         generatedSets.get(name)!,
         { images: test.images, labels: test.samples },
-        config.regressor.inputSize,
+        judgeInputSize(config),
         config.seed,
       );
       state.fidelity[name] = report;
@@ -591,10 +592,14 @@ function loadPretrained(model: ResNet34, dict: StateDict, path: string): void {
 }
 
 function judgeDescription(config: ExperimentConfig): string {
+  const size = judgeInputSize(config);
+  const steps = config.fidelity.judgeSteps || config.regressor.steps;
+  const how = `${steps} Adam steps at ${size}x${size}`;
   return config.data.source === "synthetic"
-    ? `a ResNet34 like the regressors, trained on freshly rendered faces of ${config.fidelity.judgePersons} ` +
-      `persons seen by neither the autoencoder nor the test set, with V/A uniform over the disk`
-    : "a ResNet34 trained on the original real training faces";
+    ? `a ResNet34 of the regressors' width, trained (${how}) on freshly rendered faces of ` +
+      `${config.fidelity.judgePersons} persons seen by neither the autoencoder nor the test set, ` +
+      `with V/A uniform over the disk`
+    : `a ResNet34 trained (${how}) on the original real training faces`;
 }
 
 /**
@@ -632,6 +637,7 @@ async function trainJudge(
     labels,
     seed: config.seed + 1000,
     steps: config.fidelity.judgeSteps || config.regressor.steps,
+    inputSize: judgeInputSize(config),
     stop,
   });
 }
@@ -650,14 +656,13 @@ async function trainAuxiliaryRegressor(
     labels: readonly data.VaLabel[];
     seed: number;
     steps?: number;
+    /** Input side; default the regressor's. */
+    inputSize?: number;
     stop?: StopSignal;
   },
 ): Promise<ResNet34 | null> {
-  const model = new ResNet34(device, {
-    width: config.regressor.width,
-    inputSize: config.regressor.inputSize,
-    seed: spec.seed,
-  });
+  const inputSize = spec.inputSize ?? config.regressor.inputSize;
+  const model = new ResNet34(device, { width: config.regressor.width, inputSize, seed: spec.seed });
   try {
     await loadSafetensorsInto(model, spec.path);
     return model;
@@ -677,7 +682,7 @@ async function trainAuxiliaryRegressor(
     spec.images,
     spec.labels,
     spec.labels.map((_, i) => i),
-    regressorTraining(config, spec.seed, steps),
+    { ...regressorTraining(config, spec.seed, steps), inputSize },
     {
       onStep: (r) => progress.update({ step: r.step, items: r.items, loss: r.loss }),
       stop: spec.stop,
@@ -691,7 +696,7 @@ async function trainAuxiliaryRegressor(
   await writeSafetensors(spec.path, model.stateDict(), {
     model: spec.name,
     width: String(config.regressor.width),
-    inputSize: String(config.regressor.inputSize),
+    inputSize: String(inputSize),
   });
   return model;
 }

@@ -29,7 +29,8 @@ const MINI: ExperimentConfigInput = {
     consistencyWarmup: 1,
     consistencyReader: "regressor",
   },
-  fidelity: { judgePersons: 3, judgeFramesPerPerson: 8 },
+  // The judge reads at its own size (not the regressors' 32).
+  fidelity: { judgePersons: 3, judgeFramesPerPerson: 8, judgeInputSize: 24 },
   logEvery: 2,
   quiet: true,
 };
@@ -121,6 +122,7 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
     }
     const report = await Deno.readTextFile(`${dir}/report.md`);
     assert.match(report, /## Generation fidelity/);
+    assert.match(report, /trained \(4 Adam steps at 24x24\)/);
     assert.match(report, /## Generation options side by side/);
     assert.match(report, /## Generation options side by side/);
     assert.match(report, /Table 1: Under-sampling/);

@@ -94,6 +94,9 @@ async function loadAutoencoder(
     eraseMask: state.has("erase_mask")
       ? new Float32Array(state.get("erase_mask")!.shape.reduce((a, b) => a * b, 1))
       : undefined,
+    editLimit: state.has("edit_limit")
+      ? new Float32Array(state.get("edit_limit")!.shape.reduce((a, b) => a * b, 1))
+      : undefined,
   });
   model.loadStateDict(state, { strict: true });
   disposeStateDict(state);

@@ -82,6 +82,11 @@ export const AutoencoderConfig = z.object({
   consistencyReader: z.enum(["snapshot", "regressor"]).default("snapshot"),
   /** The consistency term moves only the expression regions' pixels (no cues painted elsewhere). */
   consistencyRegionsOnly: z.boolean().default(false),
+  /**
+   * With output "edit": the blend mask is capped by the expression regions (twice the mean
+   * landmark mask, at most 1), so identity, hair and background are the source's exactly.
+   */
+  editRegionsOnly: z.boolean().default(false),
 }).strict();
 
 /**
@@ -101,6 +106,7 @@ export const ImprovedConfig = z.object({
   consistencyWarmup: z.number().int().min(0).default(2),
   consistencyReader: z.enum(["snapshot", "regressor"]).default("snapshot"),
   consistencyRegionsOnly: z.boolean().default(true),
+  editRegionsOnly: z.boolean().default(true),
 }).strict();
 
 /** The V/A regressor and its training, one run per strategy and seed. */
@@ -212,6 +218,7 @@ export const PRESETS: Record<ExperimentConfig["preset"], ExperimentConfigInput> 
       consistencyWeight: 0.01,
       consistencyWarmup: 4,
       consistencyRegionsOnly: true,
+      editRegionsOnly: true,
     },
     regressor: {
       width: 1 / 8,
@@ -299,6 +306,7 @@ export interface AutoencoderVariant {
   consistencyWarmup: number;
   consistencyReader: "snapshot" | "regressor";
   consistencyRegionsOnly: boolean;
+  editRegionsOnly: boolean;
 }
 
 /** The autoencoders a configuration trains. */
@@ -314,6 +322,7 @@ export function autoencoderVariants(config: ExperimentConfig): AutoencoderVarian
     consistencyWarmup: ae.consistencyWarmup,
     consistencyReader: ae.consistencyReader,
     consistencyRegionsOnly: ae.consistencyRegionsOnly,
+    editRegionsOnly: ae.editRegionsOnly,
   }];
   if (config.improved.enabled) {
     variants.push({ name: "improved", ...stripEnabled(config.improved) });

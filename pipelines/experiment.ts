@@ -36,7 +36,7 @@ import { Progress } from "./progress.ts";
 import { checkPartSettings, type RunPart } from "./settings.ts";
 import { fidelityMarkdown, type FidelityReport, measureFidelity } from "./fidelity.ts";
 import { barChartPng, lineChartPng } from "./plots.ts";
-import { meanExpressionMask } from "./regions.ts";
+import { editLimitMap, meanExpressionMask } from "./regions.ts";
 import { metricsTable, paperTables, type StrategyMetrics } from "./report.ts";
 import {
   type AutoencoderProgress,
@@ -724,14 +724,23 @@ async function trainOrLoadAutoencoder(
 ): Promise<FaceAutoencoder | null> {
   const aeConfig = config.autoencoder;
   const train = experimentData.autoencoderTrain ?? experimentData.train;
+  const edit = variant.output === "edit";
+  const regions = edit && (variant.eraseSource || variant.editRegionsOnly)
+    ? meanExpressionMask(train.samples, train.size)
+    : undefined;
+  if (regions && !regions.some((x) => x > 0)) {
+    throw new Error(
+      `the "${variant.name}" autoencoder: eraseSource and editRegionsOnly need face landmarks, ` +
+        `and none of the ${train.samples.length} training faces has them`,
+    );
+  }
   const autoencoder = new FaceAutoencoder(device, {
     size: aeConfig.size,
     codeSize: aeConfig.codeSize,
     conditioning: variant.conditioning,
     output: variant.output,
-    eraseMask: variant.output === "edit" && variant.eraseSource
-      ? meanExpressionMask(train.samples, train.size)
-      : undefined,
+    eraseMask: variant.eraseSource ? regions : undefined,
+    editLimit: regions && variant.editRegionsOnly ? editLimitMap(regions) : undefined,
     seed: config.seed,
   });
   const label = variant.name === "paper" ? "autoencoder" : `autoencoder (${variant.name})`;
@@ -1080,7 +1089,8 @@ function describeVariant(config: ExperimentConfig, name: string): string {
   if (v.output === "edit") {
     parts.push(
       "the decoder edits the source face (colour + blend mask)" +
-        (v.eraseSource ? " with the source's expression regions blurred away" : ""),
+        (v.eraseSource ? " with the source's expression regions blurred away" : "") +
+        (v.editRegionsOnly ? ", redrawing only those regions" : ""),
     );
   }
   if (v.regionEmphasis > 0) parts.push(`expression regions weighted x${1 + v.regionEmphasis}`);

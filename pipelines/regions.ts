@@ -101,6 +101,15 @@ export function meanExpressionMask(
   return out;
 }
 
+/**
+ * The ceiling on an editing decoder's blend mask from a mean expression mask: twice the mask,
+ * capped at 1, so the decoder can fully redraw wherever the source was erased (and a margin
+ * around it) and nowhere else.
+ */
+export function editLimitMap(meanMask: Float32Array): Float32Array {
+  return meanMask.map((m) => Math.min(1, 2 * m));
+}
+
 /** The weight maps of a batch, repeated over the 3 colour channels: [n, 3, size, size]. */
 export function batchWeights(maps: readonly Float32Array[], size: number): Float32Array {
   const plane = size * size;

@@ -317,6 +317,7 @@ async function encoderSnapshot(
     output: model.output,
     // Filled by loadStateDict below, or read back from the snapshot file.
     eraseMask: model.eraseMask ? new Float32Array(model.eraseMask.size) : undefined,
+    editLimit: model.editLimit ? new Float32Array(model.editLimit.size) : undefined,
   });
   if (!takeNow && path) {
     try {

@@ -7,7 +7,12 @@
 import assert from "node:assert/strict";
 import { F, nn, noGrad, optim, type Tensor, tidy } from "../mod.ts";
 import * as data from "../pipelines/data/mod.ts";
-import { expressionMask, expressionWeightMap, meanExpressionMask } from "../pipelines/regions.ts";
+import {
+  editLimitMap,
+  expressionMask,
+  expressionWeightMap,
+  meanExpressionMask,
+} from "../pipelines/regions.ts";
 import { fillTargets } from "../pipelines/experiment.ts";
 import { gradientOnlyInside, trainAutoencoder } from "../pipelines/training.ts";
 import { testDevice } from "./helpers.ts";
@@ -44,6 +49,8 @@ interface Switch {
   regionsOnly?: boolean;
   /** Blur the source's expression regions before the editing decoder blends into it. */
   erase?: boolean;
+  /** Cap the blend mask by the expression regions (editRegionsOnly). */
+  limit?: boolean;
 }
 
 // The paper's conditioning alone barely moves the output (that is the finding the fidelity
@@ -91,6 +98,16 @@ const SWITCHES: [string, Switch][] = [
     regionsOnly: true,
     erase: true,
   }],
+  ["the improved defaults: the above, redrawing only the expression regions", {
+    conditioning: "maps",
+    output: "edit",
+    regionEmphasis: 4,
+    consistency: true,
+    snapshot: true,
+    regionsOnly: true,
+    erase: true,
+    limit: true,
+  }],
 ];
 
 for (const [name, options] of SWITCHES) {
@@ -100,6 +117,7 @@ for (const [name, options] of SWITCHES) {
       conditioning: options.conditioning,
       output: options.output,
       eraseMask: options.erase ? meanExpressionMask(faces.samples, 64) : undefined,
+      editLimit: options.limit ? editLimitMap(meanExpressionMask(faces.samples, 64)) : undefined,
     });
     const optimizer = new optim.Adam(ae.parameters(), { lr: 3e-3 });
     const reader = options.consistency && !options.snapshot
@@ -255,6 +273,39 @@ Deno.test("erasing the source: block averages inside the erase map, the source o
     () => new nn.FaceAutoencoder(device, { eraseMask: new Float32Array(64 * 64) }),
     /eraseMask needs output "edit"/,
   );
+});
+
+Deno.test("the edit limit caps the blend mask: the source exactly where it is 0", async () => {
+  const side = 64;
+  const n = 2;
+  // Left half: the decoder may redraw; right half: never.
+  const limit = Float32Array.from({ length: side * side }, (_, i) => (i % side < 32 ? 1 : 0));
+  const ae = new nn.FaceAutoencoder(device, { size: [4, 8], output: "edit", editLimit: limit });
+  ae.eval();
+  const last = ae.decoder.layers.filter((l) => l instanceof nn.Conv2d).pop() as nn.Conv2d;
+  // Zero weights, mask bias 40: an unlimited mask would be 1 everywhere, colour sigmoid(0) = 0.5.
+  const zeros = device.tensor(new Float32Array(last.weight.size), last.weight.shape);
+  device.backend.copy(zeros.buffer, 0, last.weight.buffer, 0, last.weight.byteLength);
+  const bias = device.tensor(new Float32Array([0, 0, 0, 40]), [4]);
+  device.backend.copy(bias.buffer, 0, last.bias!.buffer, 0, last.bias!.byteLength);
+  zeros.dispose();
+  bias.dispose();
+  const x = device.tensor(faces.images.subarray(0, n * 3 * side * side), [n, 3, side, side]);
+  const y = noGrad(() =>
+    tidy(() => {
+      const { z, v, a } = ae.encode(x);
+      return ae.decode(z, v, a, x);
+    })
+  );
+  const [out, source] = [await y.toArray(), await x.toArray()];
+  for (let i = 0; i < out.length; i += 37) {
+    const expected = i % side < 32 ? 0.5 : source[i];
+    assert.ok(Math.abs(out[i] - expected) < 1e-5, `at ${i}: ${out[i]} vs ${expected}`);
+  }
+  assert.ok(ae.stateDict().has("edit_limit"), "the limit is saved with the weights");
+  assert.deepEqual(Array.from(editLimitMap(new Float32Array([0, 0.25, 0.5, 0.9]))), [0, 0.5, 1, 1]);
+  [x, y].forEach((t) => t.dispose());
+  ae.dispose();
 });
 
 Deno.test("mean expression mask: in [0, 1], high on the mouth, zeros without landmarks", () => {

@@ -343,6 +343,29 @@ Deno.test("generate writes Figure 2, a fidelity grid read by the judge, and edit
     const bad = await runCli(["generate", "--run", `${root}/run`, "--variant", "improved"]);
     assert.equal(bad.code, 2);
     assert.match(bad.output, /--variant improved: this run has paper/);
+
+    // The improved autoencoder (editing decoder, erase map and edit limit saved with it) loads.
+    const improved = resolveConfig({
+      ...MINI,
+      seeds: 1,
+      improved: { enabled: true, consistencyWeight: 0 },
+      strategies: { under: [], over: [], original: false, generated: false },
+      fidelity: { enabled: false },
+    });
+    await runExperiment(improved, { runDir: `${root}/run-improved`, log: quietLog, device });
+    const edited = await runCli([
+      "generate",
+      "--run",
+      `${root}/run-improved`,
+      "--variant",
+      "improved",
+      "--count",
+      "4",
+      "--image",
+      `${root}/face.png`,
+    ]);
+    assert.equal(edited.code, 0, edited.output);
+    await assertPng(`${root}/run-improved/generated/edited.png`);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

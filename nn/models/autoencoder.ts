@@ -61,6 +61,12 @@ export interface FaceAutoencoderOptions {
    * draw the expression instead of keeping the source's. Saved with the weights (`erase_mask`).
    */
   eraseMask?: Float32Array;
+  /**
+   * "edit" only: an S x S ceiling in [0, 1] on the blend mask. Where it is 0 the output is the
+   * source exactly, so the decoder redraws only where expressions live and cannot paint anything
+   * (lines, cues) over identity, hair or background. Saved with the weights (`edit_limit`).
+   */
+  editLimit?: Float32Array;
 }
 
 /** Weights of the paper's loss. */
@@ -104,6 +110,8 @@ export class FaceAutoencoder extends Layer {
   readonly output: "image" | "edit";
   /** The erase map [1, 1, S, S] (see {@link FaceAutoencoderOptions.eraseMask}), or null. */
   readonly eraseMask: Tensor | null;
+  /** The blend-mask ceiling [1, 1, S, S] (see {@link FaceAutoencoderOptions.editLimit}), or null. */
+  readonly editLimit: Tensor | null;
 
   constructor(device: Device, options: FaceAutoencoderOptions = {}) {
     super();
@@ -164,20 +172,20 @@ export class FaceAutoencoder extends Layer {
       new Sigmoid(),
     );
     this.decoder = this.registerModule("decoder", new Sequential(...decoderLayers));
-    this.eraseMask = null;
-    if (options.eraseMask) {
+    const map = (name: "eraseMask" | "editLimit", buffer: string): Tensor | null => {
+      const values = options[name];
+      if (!values) return null;
       const side = this.imageSize;
-      if (this.output !== "edit") throw new Error('FaceAutoencoder: eraseMask needs output "edit"');
-      if (options.eraseMask.length !== side * side) {
+      if (this.output !== "edit") throw new Error(`FaceAutoencoder: ${name} needs output "edit"`);
+      if (values.length !== side * side) {
         throw new Error(
-          `FaceAutoencoder: eraseMask has ${options.eraseMask.length} values, expected ${side}x${side}`,
+          `FaceAutoencoder: ${name} has ${values.length} values, expected ${side}x${side}`,
         );
       }
-      this.eraseMask = this.registerBuffer(
-        "erase_mask",
-        device.tensor(options.eraseMask, [1, 1, side, side]),
-      );
-    }
+      return this.registerBuffer(buffer, device.tensor(values, [1, 1, side, side]));
+    };
+    this.eraseMask = map("eraseMask", "erase_mask");
+    this.editLimit = map("editLimit", "edit_limit");
   }
 
   /** x: [N, 3, S, S] in [0, 1] -> z [N, codeSize], v [N], a [N]. */
@@ -231,7 +239,9 @@ export class FaceAutoencoder extends Layer {
       const mask = F.narrow(drawn, 1, 3, 1);
       const base = this.eraseMask ? this.eraseExpression(source) : source;
       // base + mask * (colour - base), the mask repeated over the colour channels.
-      return F.add(base, F.mul(F.cat([mask, mask, mask], 1), F.sub(colour, base)));
+      let mask3 = F.cat([mask, mask, mask], 1);
+      if (this.editLimit) mask3 = F.mul(mask3, repeatMap(this.editLimit, n, 3));
+      return F.add(base, F.mul(mask3, F.sub(colour, base)));
     }
     return this.decodeRaw(z, v, a);
   }
@@ -248,13 +258,7 @@ export class FaceAutoencoder extends Layer {
       low = F.interpolate(low, { size: [s, s], mode: "bilinear" });
     }
     low = F.interpolate(low, { size: [side, side], mode: "bilinear" });
-    // The [1, 1, S, S] map repeated to [N, 3, S, S] in one op: ones [3N, 1] x map [S*S, 1]^T.
-    const ones = source.device.full([3 * n, 1], 1);
-    const map = F.reshape(
-      F.linear(ones, F.reshape(this.eraseMask, [side * side, 1])),
-      [n, 3, side, side],
-    );
-    return F.add(source, F.mul(map, F.sub(low, source)));
+    return F.add(source, F.mul(repeatMap(this.eraseMask, n, 3), F.sub(low, source)));
   }
 
   /** The decoder's own output: the image, or colour + mask channels for "edit". */
@@ -340,4 +344,11 @@ export function decoderOutputOf(
 function weightedSquaredError(a: Tensor, b: Tensor, w: Tensor): Tensor {
   const diff = F.sub(a, b);
   return F.mean(F.mul(F.mul(diff, diff), w));
+}
+
+/** A [1, 1, S, S] map repeated to [N, C, S, S] in one op: ones [N*C, 1] x map [S*S, 1]^T. */
+function repeatMap(map: Tensor, n: number, channels: number): Tensor {
+  const [, , h, w] = map.shape;
+  const ones = map.device.full([n * channels, 1], 1);
+  return F.reshape(F.linear(ones, F.reshape(map, [h * w, 1])), [n, channels, h, w]);
 }

@@ -36,6 +36,18 @@ function strategyVariant(strategy: string): string | null {
   return strategy.startsWith("generated-improved") ? "improved" : "paper";
 }
 
+/** The autoencoder settings that both variants train with. */
+const AUTOENCODER_TRAINING = [
+  "size",
+  "codeSize",
+  "epochs",
+  "batchSize",
+  "lr",
+  "lambdaValence",
+  "lambdaArousal",
+  "pairsPerSample",
+] as const;
+
 /** The settings a part's result depends on (plain JSON). */
 export function partSettings(config: ExperimentConfig, part: RunPart): Record<string, unknown> {
   const base = { seed: config.seed, data: config.data };
@@ -53,28 +65,13 @@ export function partSettings(config: ExperimentConfig, part: RunPart): Record<st
       if (!variant) {
         throw new Error(`no autoencoder variant "${part.variant}" in this configuration`);
       }
-      const {
-        size,
-        codeSize,
-        epochs,
-        batchSize,
-        lr,
-        lambdaValence,
-        lambdaArousal,
-        pairsPerSample,
-      } = config.autoencoder;
+      // The training settings; the paper variant's switches are in `variant`.
+      const training = Object.fromEntries(
+        AUTOENCODER_TRAINING.map((key) => [key, config.autoencoder[key]]),
+      );
       return {
         ...base,
-        autoencoder: {
-          size,
-          codeSize,
-          epochs,
-          batchSize,
-          lr,
-          lambdaValence,
-          lambdaArousal,
-          pairsPerSample,
-        },
+        autoencoder: training,
         variant,
         // A regressor reader is trained with the regressor settings.
         ...(variant.consistencyWeight > 0 && variant.consistencyReader === "regressor"

@@ -56,6 +56,14 @@ interface Switch {
 // The paper's conditioning alone barely moves the output (that is the finding the fidelity
 // report measures), and its bottleneck ReLU can go dead so (v, a) has no path at all; the other
 // switches build on the maps conditioning, as the improved autoencoder does.
+const EDIT_REGIONS: Switch = {
+  conditioning: "maps",
+  output: "edit",
+  regionEmphasis: 4,
+  consistency: true,
+  snapshot: true,
+  regionsOnly: true,
+};
 const SWITCHES: [string, Switch][] = [
   ["paper (input only)", { conditioning: "input", regionEmphasis: 0, consistency: false }],
   ["maps in every decoder block", { conditioning: "maps", regionEmphasis: 0, consistency: false }],
@@ -81,30 +89,13 @@ const SWITCHES: [string, Switch][] = [
     consistency: true,
     snapshot: true,
   }],
-  ["edit + regions + consistency moving only the expression regions", {
-    conditioning: "maps",
-    output: "edit",
-    regionEmphasis: 4,
-    consistency: true,
-    snapshot: true,
-    regionsOnly: true,
-  }],
+  ["edit + regions + consistency moving only the expression regions", EDIT_REGIONS],
   ["edit with the source's expression regions erased + regions + consistency", {
-    conditioning: "maps",
-    output: "edit",
-    regionEmphasis: 4,
-    consistency: true,
-    snapshot: true,
-    regionsOnly: true,
+    ...EDIT_REGIONS,
     erase: true,
   }],
   ["the improved defaults: the above, redrawing only the expression regions", {
-    conditioning: "maps",
-    output: "edit",
-    regionEmphasis: 4,
-    consistency: true,
-    snapshot: true,
-    regionsOnly: true,
+    ...EDIT_REGIONS,
     erase: true,
     limit: true,
   }],

@@ -594,7 +594,7 @@ function loadPretrained(model: ResNet34, dict: StateDict, path: string): void {
 function judgeDescription(config: ExperimentConfig): string {
   const size = judgeInputSize(config);
   const steps = config.fidelity.judgeSteps || config.regressor.steps;
-  const how = `${steps} Adam steps at ${size}x${size}`;
+  const how = `${steps} Adam steps at ${size}x${size}, ${config.fidelity.judgeSchedule} lr`;
   return config.data.source === "synthetic"
     ? `a ResNet34 of the regressors' width, trained (${how}) on freshly rendered faces of ` +
       `${config.fidelity.judgePersons} persons seen by neither the autoencoder nor the test set, ` +
@@ -638,6 +638,7 @@ async function trainJudge(
     seed: config.seed + 1000,
     steps: config.fidelity.judgeSteps || config.regressor.steps,
     inputSize: judgeInputSize(config),
+    schedule: config.fidelity.judgeSchedule,
     stop,
   });
 }
@@ -658,6 +659,8 @@ async function trainAuxiliaryRegressor(
     steps?: number;
     /** Input side; default the regressor's. */
     inputSize?: number;
+    /** lr schedule; default the regressor's. */
+    schedule?: "constant" | "cosine";
     stop?: StopSignal;
   },
 ): Promise<ResNet34 | null> {
@@ -682,7 +685,11 @@ async function trainAuxiliaryRegressor(
     spec.images,
     spec.labels,
     spec.labels.map((_, i) => i),
-    { ...regressorTraining(config, spec.seed, steps), inputSize },
+    {
+      ...regressorTraining(config, spec.seed, steps),
+      inputSize,
+      schedule: spec.schedule ?? config.regressor.schedule,
+    },
     {
       onStep: (r) => progress.update({ step: r.step, items: r.items, loss: r.loss }),
       stop: spec.stop,

@@ -122,7 +122,7 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
     }
     const report = await Deno.readTextFile(`${dir}/report.md`);
     assert.match(report, /## Generation fidelity/);
-    assert.match(report, /trained \(4 Adam steps at 24x24\)/);
+    assert.match(report, /trained \(4 Adam steps at 24x24, cosine lr\)/);
     assert.match(report, /## Generation options side by side/);
     assert.match(report, /## Generation options side by side/);
     assert.match(report, /Table 1: Under-sampling/);

@@ -80,6 +80,8 @@ export const AutoencoderConfig = z.object({
    * the warm-up ends) or "regressor" (a separately trained ResNet34 V/A reader).
    */
   consistencyReader: z.enum(["snapshot", "regressor"]).default("snapshot"),
+  /** Adam steps of a "regressor" reader; 0 = the regressor's steps. */
+  consistencyReaderSteps: z.number().int().min(0).default(0),
   /** The consistency term moves only the expression regions' pixels (no cues painted elsewhere). */
   consistencyRegionsOnly: z.boolean().default(false),
   /**
@@ -105,6 +107,7 @@ export const ImprovedConfig = z.object({
   consistencyWeight: z.number().min(0).default(0.01),
   consistencyWarmup: z.number().int().min(0).default(2),
   consistencyReader: z.enum(["snapshot", "regressor"]).default("snapshot"),
+  consistencyReaderSteps: z.number().int().min(0).default(0),
   consistencyRegionsOnly: z.boolean().default(true),
   editRegionsOnly: z.boolean().default(true),
 }).strict();
@@ -310,6 +313,7 @@ export interface AutoencoderVariant {
   consistencyWeight: number;
   consistencyWarmup: number;
   consistencyReader: "snapshot" | "regressor";
+  consistencyReaderSteps: number;
   consistencyRegionsOnly: boolean;
   editRegionsOnly: boolean;
 }
@@ -326,6 +330,7 @@ export function autoencoderVariants(config: ExperimentConfig): AutoencoderVarian
     consistencyWeight: ae.consistencyWeight,
     consistencyWarmup: ae.consistencyWarmup,
     consistencyReader: ae.consistencyReader,
+    consistencyReaderSteps: ae.consistencyReaderSteps,
     consistencyRegionsOnly: ae.consistencyRegionsOnly,
     editRegionsOnly: ae.editRegionsOnly,
   }];
@@ -333,6 +338,18 @@ export function autoencoderVariants(config: ExperimentConfig): AutoencoderVarian
     variants.push({ name: "improved", ...stripEnabled(config.improved) });
   }
   return variants;
+}
+
+/**
+ * Adam steps of the consistency reader (one ResNet34 shared by the variants that use one): the
+ * most any of them asks for, 0 when none uses a regressor reader.
+ */
+export function readerSteps(config: ExperimentConfig): number {
+  const users = autoencoderVariants(config).filter((v) =>
+    v.consistencyWeight > 0 && v.consistencyReader === "regressor"
+  );
+  if (users.length === 0) return 0;
+  return Math.max(...users.map((v) => v.consistencyReaderSteps || config.regressor.steps));
 }
 
 function stripEnabled(c: ExperimentConfig["improved"]): Omit<AutoencoderVariant, "name"> {

@@ -30,6 +30,7 @@ import {
   generatedStrategies,
   generatedStrategyName,
   judgeInputSize,
+  readerSteps,
   strategyNames,
 } from "./config.ts";
 import { Progress } from "./progress.ts";
@@ -341,7 +342,7 @@ export async function runExperiment(
   // improved one's consistency term needs a frozen V/A reader (never the judge).
   const variants = autoencoderVariants(config);
   let reader: ResNet34 | null = null;
-  if (variants.some((v) => v.consistencyWeight > 0 && v.consistencyReader === "regressor")) {
+  if (readerSteps(config) > 0) {
     checkPart({ kind: "reader" });
     await saveState();
     reader = await trainAuxiliaryRegressor(device, config, {
@@ -350,6 +351,7 @@ export async function runExperiment(
       images: train.images,
       labels: trainLabels,
       seed: config.seed + 2000,
+      steps: readerSteps(config),
       stop: options.stop,
     });
     if (!reader) return { runDir, interrupted: true };
@@ -1104,7 +1106,7 @@ function describeVariant(config: ExperimentConfig, name: string): string {
   if (v.consistencyWeight > 0) {
     const reader = v.consistencyReader === "snapshot"
       ? "a frozen snapshot of its own encoder"
-      : "a separately trained ResNet34 reader";
+      : `a separately trained ResNet34 reader (${readerSteps(config)} steps)`;
     parts.push(
       `consistency term ${v.consistencyWeight} (read by ${reader}) after ${v.consistencyWarmup} epoch(s)` +
         (v.consistencyRegionsOnly ? ", moving only the expression regions" : ""),

@@ -6,7 +6,7 @@
  * and the fields.
  */
 
-import { autoencoderVariants, type ExperimentConfig } from "./config.ts";
+import { autoencoderVariants, ExperimentConfig, readerSteps } from "./config.ts";
 
 /** A part of a run: a trained network, a fidelity report, or one regressor run. */
 export type RunPart =
@@ -53,7 +53,7 @@ export function partSettings(config: ExperimentConfig, part: RunPart): Record<st
   const base = { seed: config.seed, data: config.data };
   switch (part.kind) {
     case "reader":
-      return { ...base, regressor: config.regressor };
+      return { ...base, regressor: config.regressor, steps: readerSteps(config) };
     case "judge":
       return {
         ...base,
@@ -144,7 +144,8 @@ export function checkPartSettings(
     recorded[key] = now;
     return;
   }
-  const differences = settingsDifferences(recorded[key], now);
+  const made = withMissing(recorded[key], JSON.parse(JSON.stringify(partSettings(LEGACY, part))));
+  const differences = settingsDifferences(made, now);
   if (differences.length === 0) return;
   throw new ResumeMismatchError(
     `${runDir}: ${describePart(part)} was made with other settings than this configuration ` +
@@ -152,6 +153,27 @@ export function checkPartSettings(
       `run with --out, or delete "${key}" from "settings" in state.json together with the part ` +
       `itself to make it again.`,
   );
+}
+
+/**
+ * What a part recorded before a setting existed was made with: the schema defaults (a new setting
+ * defaults to the old behaviour), except where a new setting's default changed the behaviour.
+ */
+const LEGACY: ExperimentConfig = ExperimentConfig.parse({
+  improved: { enabled: true, editRegionsOnly: false },
+  fidelity: { judgeSchedule: "constant" },
+});
+
+/** `record` with the keys it lacks taken from `fallback`, recursively. */
+function withMissing(record: unknown, fallback: unknown): unknown {
+  const isObject = (x: unknown): x is Record<string, unknown> =>
+    typeof x === "object" && x !== null && !Array.isArray(x);
+  if (!isObject(record) || !isObject(fallback)) return record;
+  const out: Record<string, unknown> = { ...record };
+  for (const [key, value] of Object.entries(fallback)) {
+    out[key] = key in record ? withMissing(record[key], value) : value;
+  }
+  return out;
 }
 
 function describePart(part: RunPart): string {

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type ExperimentConfigInput, resolveConfig } from "../pipelines/config.ts";
+import { type ExperimentConfigInput, readerSteps, resolveConfig } from "../pipelines/config.ts";
 import {
   checkPartSettings,
   partKey,
@@ -63,6 +63,29 @@ Deno.test("each part depends on its own settings only", () => {
     "a regressor reader does",
   );
 
+  const reader: RunPart = { kind: "reader" };
+  const ownSteps = tiny({
+    improved: { consistencyReader: "regressor", consistencyReaderSteps: 77 },
+    regressor: { steps: 20 },
+  });
+  assert.equal(readerSteps(base), 0, "no regressor reader in the defaults");
+  assert.equal(readerSteps(withRegressorReader(20)), 20, "0 = the regressor's steps");
+  assert.equal(readerSteps(ownSteps), 77);
+  assert.ok(
+    settingsDifferences(
+      partSettings(withRegressorReader(20), reader),
+      partSettings(ownSteps, reader),
+    ).length > 0,
+    "the reader depends on its steps",
+  );
+  assert.ok(
+    settingsDifferences(
+      partSettings(withRegressorReader(20), originalRun),
+      partSettings(ownSteps, originalRun),
+    ).length === 0,
+    "a real-data run does not",
+  );
+
   // Extending a finished run: more strategies, more seeds, other logging.
   const extended = tiny({
     seeds: 5,
@@ -107,6 +130,20 @@ Deno.test("checkPartSettings records new parts and refuses changed ones", () => 
       return true;
     },
   );
+  // Records made before a setting existed: the old behaviour is assumed, which is the schema default
+  // unless the default changed it (the judge's lr schedule was constant).
+  const old = JSON.parse(JSON.stringify(partSettings(base, improvedAe)));
+  delete old.variant.consistencyReaderSteps;
+  checkPartSettings({ "autoencoder:improved": old }, base, improvedAe, "runs/x");
+  const oldJudge = JSON.parse(JSON.stringify(partSettings(base, judge)));
+  delete oldJudge.fidelity.judgeSchedule;
+  assert.throws(
+    () => checkPartSettings({ judge: oldJudge }, base, judge, "runs/x"),
+    /fidelity\.judgeSchedule: "constant" -> "cosine"/,
+  );
+  const constantJudge = tiny({ fidelity: { judgeSchedule: "constant" } });
+  checkPartSettings({ judge: oldJudge }, constantJudge, judge, "runs/x");
+
   // The record survives a JSON round trip (state.json) unchanged.
   const reloaded = JSON.parse(JSON.stringify(recorded));
   checkPartSettings(reloaded, base, improvedAe, "runs/x");

@@ -84,19 +84,19 @@ async function loadAutoencoder(
       `${path}: ${(error as Error).message} (train it: deno task train train-ae)`,
     );
   }
+  // A map the checkpoint holds, as zeros of its size: the load below fills it.
+  const placeholder = (name: string) => {
+    const tensor = state.get(name);
+    return tensor ? new Float32Array(tensor.shape.reduce((a, b) => a * b, 1)) : undefined;
+  };
   const model = new FaceAutoencoder(device, {
     size: config.autoencoder.size,
     codeSize: config.autoencoder.codeSize,
     conditioning: found.conditioning,
     // Runs saved before "output" existed hold whole-image decoders; the tensors say which.
     output: decoderOutputOf(state) ?? found.output,
-    // Filled by the load below.
-    eraseMask: state.has("erase_mask")
-      ? new Float32Array(state.get("erase_mask")!.shape.reduce((a, b) => a * b, 1))
-      : undefined,
-    editLimit: state.has("edit_limit")
-      ? new Float32Array(state.get("edit_limit")!.shape.reduce((a, b) => a * b, 1))
-      : undefined,
+    eraseMask: placeholder("erase_mask"),
+    editLimit: placeholder("edit_limit"),
   });
   model.loadStateDict(state, { strict: true });
   disposeStateDict(state);

@@ -167,6 +167,11 @@ export const FidelityConfig = z.object({
   judgeSchedule: z.enum(["constant", "cosine"]).default("cosine"),
 }).strict();
 
+/** Adam steps of the fidelity judge. */
+export function judgeSteps(config: ExperimentConfig): number {
+  return config.fidelity.judgeSteps || config.regressor.steps;
+}
+
 /** The side the fidelity judge reads faces at. */
 export function judgeInputSize(config: ExperimentConfig): number {
   return config.fidelity.judgeInputSize || config.regressor.inputSize;
@@ -254,7 +259,8 @@ export const PRESETS: Record<ExperimentConfig["preset"], ExperimentConfigInput> 
 
 type PlainObject = Record<string, unknown>;
 
-function isPlainObject(value: unknown): value is PlainObject {
+/** A JSON object (not an array, not null). */
+export function isPlainObject(value: unknown): value is PlainObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 

@@ -30,6 +30,7 @@ import {
   generatedStrategies,
   generatedStrategyName,
   judgeInputSize,
+  judgeSteps,
   readerSteps,
   strategyNames,
 } from "./config.ts";
@@ -595,8 +596,9 @@ function loadPretrained(model: ResNet34, dict: StateDict, path: string): void {
 
 function judgeDescription(config: ExperimentConfig): string {
   const size = judgeInputSize(config);
-  const steps = config.fidelity.judgeSteps || config.regressor.steps;
-  const how = `${steps} Adam steps at ${size}x${size}, ${config.fidelity.judgeSchedule} lr`;
+  const how = `${
+    judgeSteps(config)
+  } Adam steps at ${size}x${size}, ${config.fidelity.judgeSchedule} lr`;
   return config.data.source === "synthetic"
     ? `a ResNet34 of the regressors' width, trained (${how}) on freshly rendered faces of ` +
       `${config.fidelity.judgePersons} persons seen by neither the autoencoder nor the test set, ` +
@@ -638,7 +640,7 @@ async function trainJudge(
     images,
     labels,
     seed: config.seed + 1000,
-    steps: config.fidelity.judgeSteps || config.regressor.steps,
+    steps: judgeSteps(config),
     inputSize: judgeInputSize(config),
     schedule: config.fidelity.judgeSchedule,
     stop,
@@ -733,8 +735,7 @@ async function trainOrLoadAutoencoder(
 ): Promise<FaceAutoencoder | null> {
   const aeConfig = config.autoencoder;
   const train = experimentData.autoencoderTrain ?? experimentData.train;
-  const edit = variant.output === "edit";
-  const regions = edit && (variant.eraseSource || variant.editRegionsOnly)
+  const regions = variant.output === "edit" && (variant.eraseSource || variant.editRegionsOnly)
     ? meanExpressionMask(train.samples, train.size)
     : undefined;
   if (regions && !regions.some((x) => x > 0)) {

@@ -6,7 +6,7 @@
  * and the fields.
  */
 
-import { autoencoderVariants, ExperimentConfig, readerSteps } from "./config.ts";
+import { autoencoderVariants, ExperimentConfig, isPlainObject, readerSteps } from "./config.ts";
 
 /** A part of a run: a trained network, a fidelity report, or one regressor run. */
 export type RunPart =
@@ -104,9 +104,7 @@ export function partSettings(config: ExperimentConfig, part: RunPart): Record<st
 
 /** Dotted paths where two JSON values differ, with both values: "data.skew: uniform -> affectnet". */
 export function settingsDifferences(before: unknown, now: unknown, path = ""): string[] {
-  const isObject = (x: unknown): x is Record<string, unknown> =>
-    typeof x === "object" && x !== null && !Array.isArray(x);
-  if (isObject(before) && isObject(now)) {
+  if (isPlainObject(before) && isPlainObject(now)) {
     const keys = [...new Set([...Object.keys(before), ...Object.keys(now)])].sort();
     return keys.flatMap((key) =>
       settingsDifferences(before[key], now[key], path ? `${path}.${key}` : key)
@@ -166,9 +164,7 @@ const LEGACY: ExperimentConfig = ExperimentConfig.parse({
 
 /** `record` with the keys it lacks taken from `fallback`, recursively. */
 function withMissing(record: unknown, fallback: unknown): unknown {
-  const isObject = (x: unknown): x is Record<string, unknown> =>
-    typeof x === "object" && x !== null && !Array.isArray(x);
-  if (!isObject(record) || !isObject(fallback)) return record;
+  if (!isPlainObject(record) || !isPlainObject(fallback)) return record;
   const out: Record<string, unknown> = { ...record };
   for (const [key, value] of Object.entries(fallback)) {
     out[key] = key in record ? withMissing(record[key], value) : value;

@@ -266,6 +266,34 @@ Deno.test("erasing the source: block averages inside the erase map, the source o
   );
 });
 
+/**
+ * An editing decoder's output for `source` with its last conv's weights zeroed and bias
+ * [0, 0, 0, maskBias]: colour sigmoid(0) = 0.5 and mask sigmoid(maskBias) everywhere.
+ */
+async function decodeWithMaskBias(
+  ae: nn.FaceAutoencoder,
+  source: Tensor,
+  maskBias: number,
+): Promise<Float32Array> {
+  const last = ae.decoder.layers.filter((l) => l instanceof nn.Conv2d).pop() as nn.Conv2d;
+  const set = (target: Tensor, values: Float32Array) => {
+    const t = device.tensor(values, target.shape);
+    device.backend.copy(t.buffer, 0, target.buffer, 0, target.byteLength);
+    t.dispose();
+  };
+  set(last.weight, new Float32Array(last.weight.size));
+  set(last.bias!, new Float32Array([0, 0, 0, maskBias]));
+  const y = noGrad(() =>
+    tidy(() => {
+      const { z, v, a } = ae.encode(source);
+      return ae.decode(z, v, a, source);
+    })
+  );
+  const out = await y.toArray();
+  y.dispose();
+  return out;
+}
+
 Deno.test("the edit limit caps the blend mask: the source exactly where it is 0", async () => {
   const side = 64;
   const n = 2;
@@ -273,29 +301,16 @@ Deno.test("the edit limit caps the blend mask: the source exactly where it is 0"
   const limit = Float32Array.from({ length: side * side }, (_, i) => (i % side < 32 ? 1 : 0));
   const ae = new nn.FaceAutoencoder(device, { size: [4, 8], output: "edit", editLimit: limit });
   ae.eval();
-  const last = ae.decoder.layers.filter((l) => l instanceof nn.Conv2d).pop() as nn.Conv2d;
-  // Zero weights, mask bias 40: an unlimited mask would be 1 everywhere, colour sigmoid(0) = 0.5.
-  const zeros = device.tensor(new Float32Array(last.weight.size), last.weight.shape);
-  device.backend.copy(zeros.buffer, 0, last.weight.buffer, 0, last.weight.byteLength);
-  const bias = device.tensor(new Float32Array([0, 0, 0, 40]), [4]);
-  device.backend.copy(bias.buffer, 0, last.bias!.buffer, 0, last.bias!.byteLength);
-  zeros.dispose();
-  bias.dispose();
   const x = device.tensor(faces.images.subarray(0, n * 3 * side * side), [n, 3, side, side]);
-  const y = noGrad(() =>
-    tidy(() => {
-      const { z, v, a } = ae.encode(x);
-      return ae.decode(z, v, a, x);
-    })
-  );
-  const [out, source] = [await y.toArray(), await x.toArray()];
+  // Mask bias 40: an unlimited mask would be 1 everywhere, colour sigmoid(0) = 0.5.
+  const [out, source] = [await decodeWithMaskBias(ae, x, 40), await x.toArray()];
   for (let i = 0; i < out.length; i += 37) {
     const expected = i % side < 32 ? 0.5 : source[i];
     assert.ok(Math.abs(out[i] - expected) < 1e-5, `at ${i}: ${out[i]} vs ${expected}`);
   }
   assert.ok(ae.stateDict().has("edit_limit"), "the limit is saved with the weights");
   assert.deepEqual(Array.from(editLimitMap(new Float32Array([0, 0.25, 0.5, 0.9]))), [0, 0.5, 1, 1]);
-  [x, y].forEach((t) => t.dispose());
+  x.dispose();
   ae.dispose();
 });
 
@@ -321,25 +336,7 @@ Deno.test("an editing decoder blends its colours into the source face by its mas
   const n = 3;
   const x = device.tensor(faces.images.subarray(0, n * 3 * 64 * 64), [n, 3, 64, 64]);
 
-  const decodeWith = async (maskBias: number) => {
-    // Zero weights: colour = sigmoid(colour bias), mask = sigmoid(maskBias) everywhere.
-    const set = (target: Tensor, values: Float32Array) => {
-      const t = device.tensor(values, target.shape);
-      device.backend.copy(t.buffer, 0, target.buffer, 0, target.byteLength);
-      t.dispose();
-    };
-    set(last.weight, new Float32Array(last.weight.size));
-    set(last.bias!, new Float32Array([0, 0, 0, maskBias]));
-    const y = noGrad(() =>
-      tidy(() => {
-        const { z, v, a } = ae.encode(x);
-        return ae.decode(z, v, a, x);
-      })
-    );
-    const out = await y.toArray();
-    y.dispose();
-    return out;
-  };
+  const decodeWith = (maskBias: number) => decodeWithMaskBias(ae, x, maskBias);
   const source = await x.toArray();
   const kept = await decodeWith(-40); // mask 0: the source face, untouched
   const drawn = await decodeWith(40); // mask 1: the decoder's colour, sigmoid(0) = 0.5

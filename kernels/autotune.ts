@@ -34,6 +34,11 @@ interface TunerState {
 const states = new WeakMap<Backend, TunerState>();
 /** Timing rounds per variant (the median is kept). */
 const TUNING_ROUNDS = 3;
+/**
+ * Revision of the conv kernels the cached timings were measured with: a cache written by other
+ * kernels is ignored (and rewritten at the next tuning), since its choices compared old code.
+ */
+export const KERNELS_REVISION = 5;
 
 /** VA_AUTOTUNE, or undefined when unset or unreadable (no env permission: the defaults). */
 function autotuneEnv(): string | undefined {
@@ -76,6 +81,7 @@ function state(b: Backend): TunerState {
     try {
       if (s.path) {
         const json = JSON.parse(Deno.readTextFileSync(s.path));
+        if (json.revision !== KERNELS_REVISION) throw new Error("stale cache");
         for (const [key, value] of Object.entries(json.choices ?? {})) {
           const entry = value as { variant: ops.ConvVariant; ms: Record<string, number> };
           if (CANDIDATES.forward.includes(entry.variant)) s.choices.set(key, entry);
@@ -254,7 +260,8 @@ function save(s: TunerState, b: Backend): void {
     const choices = Object.fromEntries(s.choices);
     Deno.writeTextFileSync(
       s.path,
-      JSON.stringify({ adapter: b.adapterName, choices }, null, 1) + "\n",
+      JSON.stringify({ adapter: b.adapterName, revision: KERNELS_REVISION, choices }, null, 1) +
+        "\n",
     );
   } catch { /* read-only checkout or no write permission: keep the choices in memory */ }
 }

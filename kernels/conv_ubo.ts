@@ -11,13 +11,9 @@ import {
   convUboPackKernel,
   UBO_OC_BLOCK,
   UBO_WINDOW_VEC4,
+  type UboTile,
 } from "./wgsl/conv_ubo.ts";
-import {
-  convUboWgradKernel,
-  convUboWgradPackKernel,
-  WGRAD_WINDOW_VEC4,
-  WGRAD_WORKGROUP,
-} from "./wgsl/conv_ubo_wgrad.ts";
+import { conv3x3WgradKernel, type WgradTile } from "./wgsl/conv3x3_wgrad.ts";
 import { reduceAxis } from "./reductions.ts";
 
 const F32 = 4;
@@ -42,6 +38,26 @@ export function uboApplicable(
     b.maxUniformBindingBytes >= WINDOW_BYTES && b.uniformOffsetAlignment <= 256;
 }
 
+/** CPU rasterizers, whose lanes are SIMD lanes of CPU threads (register spills are cheap there). */
+function isSoftwareAdapter(b: Backend): boolean {
+  return b.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(b.adapterName);
+}
+
+/**
+ * The register tile of the ubo conv for a shape. CPU rasterizers (llvmpipe: each thread is a SIMD
+ * lane and register spills are cheap) run fastest with 4 rows x 2 quads per thread (measured on a
+ * 32->32 conv at 64x64: 41 GFLOP/s against 13 for 1 x 1); real GPUs get 2 x 1 (64 accumulators,
+ * within their register files; not measured here). Rows never exceed the map's height, and quads
+ * must divide the row's quads.
+ */
+export function uboTileFor(b: Backend, s: { H: number; W: number }): UboTile {
+  const software = isSoftwareAdapter(b);
+  const quadsW = s.W / 4;
+  const rows = Math.min(software ? 4 : 2, s.H);
+  const quads = software && quadsW % 2 === 0 ? 2 : 1;
+  return { rows, quads };
+}
+
 /**
  * y = conv3x3(x, w') + bias where w' is w ([outC, inC, 3, 3]), or with `transposeFlip` the
  * transposed, flipped w ([inC, outC, 3, 3] as stored: the backward-to-input filter).
@@ -55,6 +71,7 @@ export function uboConv(
   s: UboConvShape,
   transposeFlip: boolean,
   ocBlock = UBO_OC_BLOCK,
+  tileOverride?: UboTile,
 ): void {
   const blocksC = Math.ceil(s.outC / ocBlock);
   const maxChunk = Math.floor(WINDOW_FLOATS / (9 * ocBlock));
@@ -71,22 +88,26 @@ export function uboConv(
       .bytes,
     grid1d(total),
   );
-  const quads = (s.batch * s.H * s.W) / 4;
-  const groups = Math.ceil(quads / 64);
+  const quadsW = s.W / 4;
+  const tile = tileOverride ?? uboTileFor(b, s);
+  const rowGroups = Math.ceil(s.H / tile.rows);
+  const colGroups = quadsW / tile.quads;
+  const tiles = s.batch * rowGroups * colGroups;
+  const groups = Math.ceil(tiles / 64);
   const maxPerDim = b.device.limits.maxComputeWorkgroupsPerDimension;
   const foldX = Math.min(groups, maxPerDim);
   const foldZ = Math.ceil(groups / foldX);
   const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
-  const kernel = convUboKernel(bias !== null, ocBlock);
+  const kernel = convUboKernel(bias !== null, ocBlock, tile);
   for (let chunk = 0; chunk < chunks; chunk++) {
     const icStart = chunk * icChunk;
     const icCount = Math.min(icChunk, s.inC - icStart);
     for (let base = 0; base < blocksC; base += perWindow) {
       const blocks = Math.min(perWindow, blocksC - base);
       const offset = (chunk * blocksC + base) * segFloats * F32;
-      const u = new Uniforms(13).u32(s.batch).u32(s.inC).u32(s.H).u32(s.W).u32(s.outC)
-        .u32(s.W / 4).u32(quads).u32(icStart).u32(icCount).u32(chunk > 0 ? 1 : 0).u32(base)
-        .u32(segFloats / 4).u32(foldX);
+      const u = new Uniforms(15).u32(s.batch).u32(s.inC).u32(s.H).u32(s.W).u32(s.outC)
+        .u32(quadsW).u32(tiles).u32(icStart).u32(icCount).u32(chunk > 0 ? 1 : 0).u32(base)
+        .u32(segFloats / 4).u32(foldX).u32(rowGroups).u32(colGroups);
       const buffers = [x, { buffer: packed, offset, size: WINDOW_BYTES }];
       if (bias) buffers.push(bias);
       buffers.push(y);
@@ -96,33 +117,35 @@ export function uboConv(
   b.pool.release(packed);
 }
 
-/** Output channels per workgroup of the ubo weight-gradient kernel (J). */
-export const UBO_WGRAD_OC_BLOCK = 8;
-
-/** Rows of quads per uniform window of the weight-gradient kernel, or 0 when none fits. */
-function wgradRowsPerWindow(b: Backend, quadsW: number, ocBlock: number): number {
-  const quadBytes = ocBlock * 16;
-  const alignQuads = Math.max(1, b.uniformOffsetAlignment / quadBytes);
-  let rows = Math.floor(WGRAD_WINDOW_VEC4 / (quadsW * ocBlock));
-  while (rows > 0 && (rows * quadsW) % alignQuads !== 0) rows--;
-  return rows;
+/**
+ * Register blocking of the weight gradient for a shape. CPU rasterizers: 4 output x 4 input
+ * channels per lane and 2 x 2 tiles (measured on the 32->32 conv at 64x64: ~20 GFLOP/s; 8 x 1 or
+ * 4 x 2 channels, 1 x 4 or 4 x 2 tiles were 10-30% slower). Real GPUs get 2 x 1 channels and 1 x 1
+ * tiles (18 vec4 accumulators; not measured here). Channel blocks shrink for layers with fewer
+ * channels; quads must divide the row's quads.
+ */
+export function wgradTileFor(b: Backend, s: UboConvShape): WgradTile {
+  const software = isSoftwareAdapter(b);
+  const quadsW = s.W / 4;
+  const fit = (want: number, channels: number) => Math.min(want, channels <= 2 ? channels : want);
+  return {
+    oc: fit(software ? 4 : 2, s.outC),
+    ic: fit(software ? 4 : 1, s.inC),
+    rows: Math.min(software ? 2 : 1, s.H),
+    quads: software && quadsW % 2 === 0 ? 2 : 1,
+  };
 }
 
-/** Whether the ubo weight-gradient kernel takes this geometry (on top of {@link uboApplicable}). */
-export function uboWgradApplicable(
-  b: Backend,
-  g: { kH: number; kW: number; stride: number; pad: number; inW: number; inH: number },
-): boolean {
-  return uboApplicable(b, g) && b.uniformOffsetAlignment % 16 === 0 &&
-    wgradRowsPerWindow(b, g.inW / 4, UBO_WGRAD_OC_BLOCK) > 0;
-}
-
-/** Target workgroups per dispatch of the weight-gradient kernel (rows are split to reach it). */
-const WGRAD_TARGET_GROUPS = 8;
+/** Floats the per-lane partial sums of one weight gradient may take (16 MiB). */
+const WGRAD_PARTIAL_FLOATS = 4 << 20;
+/** Most lanes (pixel ranges) per channel block. */
+const WGRAD_MAX_LANES = 256;
 
 /**
- * dw = conv3x3 backward to the weight (stride 1, padding 1, width % 4 == 0), dy read through
- * uniform windows; see kernels/wgsl/conv_ubo_wgrad.ts.
+ * dw = conv3x3 backward to the weight (stride 1, padding 1, width % 4 == 0); see
+ * kernels/wgsl/conv3x3_wgrad.ts. The pixels are split over up to 256 lanes per channel block (fewer
+ * when the layer has many channels: their blocks already fill the machine, and each lane's slot
+ * holds a whole dw); the slots are then summed into dw.
  */
 export function uboConvBackwardWeight(
   b: Backend,
@@ -130,51 +153,31 @@ export function uboConvBackwardWeight(
   x: GPUBuffer,
   dw: GPUBuffer,
   s: UboConvShape,
-  ocBlock = UBO_WGRAD_OC_BLOCK,
+  tileOverride?: WgradTile,
 ): void {
+  const tile = tileOverride ?? wgradTileFor(b, s);
   const quadsW = s.W / 4;
-  const planeQuads = s.H * quadsW;
-  const quads = s.batch * planeQuads;
-  const quadBytes = ocBlock * 16;
-  const alignQuads = Math.max(1, b.uniformOffsetAlignment / quadBytes);
-  const quadsPadded = Math.ceil(quads / alignQuads) * alignQuads;
-  const blocksC = Math.ceil(s.outC / ocBlock);
-  const total = blocksC * quadsPadded * ocBlock;
-  const packed = b.pool.acquire(total * 16 + WGRAD_WINDOW_VEC4 * 16);
-  b.dispatch(
-    convUboWgradPackKernel(ocBlock),
-    [dy, packed],
-    new Uniforms(5).u32(total).u32(s.outC).u32(quads).u32(quadsPadded).u32(planeQuads).bytes,
-    grid1d(total),
-  );
-  const rowsPerWindow = wgradRowsPerWindow(b, quadsW, ocBlock);
-  const totalRows = s.batch * s.H;
-  const lanes = s.inC * 3;
-  const groupsX = Math.ceil(lanes / WGRAD_WORKGROUP);
-  const splits = Math.max(1, Math.min(8, Math.ceil(WGRAD_TARGET_GROUPS / groupsX)));
+  const rowGroups = Math.ceil(s.H / tile.rows);
+  const totalGroups = s.batch * rowGroups;
   const slotSize = s.outC * s.inC * 9;
-  const target = splits === 1 ? dw : b.pool.acquire(splits * slotSize * F32);
-  const kernel = convUboWgradKernel(ocBlock);
-  for (let block = 0; block < blocksC; block++) {
-    for (let rowStart = 0; rowStart < totalRows; rowStart += rowsPerWindow) {
-      const rows = Math.min(rowsPerWindow, totalRows - rowStart);
-      const rowsPerSplit = Math.ceil(rows / splits);
-      const offset = (block * quadsPadded + rowStart * quadsW) * quadBytes;
-      const u = new Uniforms(10).u32(s.inC).u32(s.H).u32(quadsW).u32(s.outC).u32(rowStart)
-        .u32(rows).u32(rowsPerSplit).u32(block * ocBlock).u32(rowStart > 0 ? 1 : 0)
-        .u32(slotSize);
-      b.dispatch(
-        kernel,
-        [x, { buffer: packed, offset, size: WGRAD_WINDOW_VEC4 * 16 }, target],
-        u.bytes,
-        [groupsX, splits],
-      );
-    }
-  }
-  // Every slot is written by the first window of each block (an empty split stores zeros).
-  if (splits > 1) {
-    reduceAxis(b, target, dw, 1, splits, slotSize);
+  let lanes = 1;
+  while (
+    lanes * 2 <= Math.min(WGRAD_MAX_LANES, totalGroups) &&
+    lanes * 2 * slotSize <= WGRAD_PARTIAL_FLOATS
+  ) lanes *= 2;
+  const rowGroupsPerLane = Math.ceil(totalGroups / lanes);
+  lanes = Math.ceil(totalGroups / rowGroupsPerLane);
+  const workgroup = Math.min(64, 1 << Math.ceil(Math.log2(lanes)));
+  const target = lanes === 1 ? dw : b.pool.acquire(lanes * slotSize * F32);
+  b.dispatch(
+    conv3x3WgradKernel(tile, workgroup),
+    [x, dy, target],
+    new Uniforms(8).u32(s.batch).u32(s.inC).u32(s.outC).u32(s.H).u32(quadsW).u32(rowGroups)
+      .u32(lanes).u32(rowGroupsPerLane).bytes,
+    [Math.ceil(lanes / workgroup), Math.ceil(s.outC / tile.oc), Math.ceil(s.inC / tile.ic)],
+  );
+  if (lanes > 1) {
+    reduceAxis(b, target, dw, 1, lanes, slotSize);
     b.pool.release(target);
   }
-  b.pool.release(packed);
 }

@@ -52,7 +52,7 @@ import {
   upsample2xForwardKernel,
 } from "./wgsl/spatial.ts";
 import { matmulKernel } from "./wgsl/matmul.ts";
-import { uboApplicable, uboConv, uboConvBackwardWeight, uboWgradApplicable } from "./conv_ubo.ts";
+import { uboApplicable, uboConv, uboConvBackwardWeight } from "./conv_ubo.ts";
 import {
   setOneWindowWgrad,
   uboAnyApplicable,
@@ -239,7 +239,7 @@ export function conv2dVariant(
   options: ConvOptions = {},
 ): ConvVariant {
   const wanted = options.variant ?? chooseConvVariant(b, pass, g);
-  if (wanted === "ubo" && uboVariantApplicable(b, pass, g)) return "ubo";
+  if (wanted === "ubo" && uboApplicable(b, g)) return "ubo";
   if (wanted === "ubo-cols" && uboColsApplicable(b, pass, g)) {
     return "ubo-cols";
   }
@@ -263,7 +263,7 @@ function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvV
   if (forced) return forced;
   const tuned = tunedConvVariant(b, pass, g);
   if (tuned) return tuned;
-  if (uboVariantApplicable(b, pass, g) && (pass !== "backwardWeight" || g.inW >= 8)) return "ubo";
+  if (uboApplicable(b, g) && (pass !== "backwardWeight" || g.inW >= 8)) return "ubo";
   const cols = colsByDefault && uboColsApplicable(b, pass, g);
   if (cols && pass !== "backwardWeight") return "ubo-cols";
   const blockChannels = pass === "backwardInput" ? g.inC : g.outC;
@@ -298,9 +298,6 @@ export function setRound3Defaults(enabled: boolean): void {
   round4Blocks = !enabled;
 }
 
-function uboVariantApplicable(b: Backend, pass: ConvPass, g: Conv2dGeometry): boolean {
-  return pass === "backwardWeight" ? uboWgradApplicable(b, g) : uboApplicable(b, g);
-}
 
 let forcedVariant: ConvVariant | null | undefined;
 
@@ -468,8 +465,7 @@ export function conv2dBackwardWeight(
   const variant = conv2dVariant(b, "backwardWeight", g, options);
   if (variant === "ubo") {
     const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
-    // 4-channel blocks for at most 4 output channels (an 8-block would be half empty or worse).
-    uboConvBackwardWeight(b, dy, x, dw, shape, uboBlockFor(g.outC));
+    uboConvBackwardWeight(b, dy, x, dw, shape);
     return;
   }
   if (variant === "ubo-any" || variant === "ubo-cols") {

@@ -3,6 +3,7 @@ import {
   autotuneConv,
   captureConvShapes,
   convKey,
+  KERNELS_REVISION,
   setAutotuneCachePath,
   setAutotuneEnabled,
   tuneAtFirstUse,
@@ -73,6 +74,14 @@ Deno.test("autotuner: captured shapes are timed once, cached on disk, then reuse
     for (const [key, pass, index, choice] of chosen) {
       assert.equal(tunedConvVariant(backend, pass, shapes[index]), choice, key);
     }
+    assert.equal(saved.revision, KERNELS_REVISION);
+
+    // A cache measured with other kernels (another revision) is ignored.
+    await Deno.writeTextFile(cache, JSON.stringify({ ...saved, revision: KERNELS_REVISION - 1 }));
+    setAutotuneCachePath(backend, cache);
+    assert.equal(tunedConvVariant(backend, chosen[0][1], shapes[chosen[0][2]]), null);
+    await Deno.writeTextFile(cache, JSON.stringify(saved));
+    setAutotuneCachePath(backend, cache);
 
     // Disabled: no choices are used and nothing is tuned.
     setAutotuneEnabled(backend, false);

@@ -8,6 +8,7 @@
 
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
+import { uboConv } from "../kernels/conv_ubo.ts";
 import * as ref from "./reference.ts";
 import {
   assertClose,
@@ -77,3 +78,47 @@ Deno.test("conv2dVariant reports the fallback for shapes a variant does not take
       throw new Error("stride 2 should fall back to direct");
     })();
 });
+
+// The ubo kernel's register tiles (rows x column quads per thread): llvmpipe takes 4 x 2 and real
+// GPUs 2 x 1 through `uboTileFor`; each tile is forced here, forward with a bias and backward to
+// the input (the transposed, flipped filter), on heights that are not tile multiples, maps one
+// tile covers whole, two input-channel chunks (the second accumulates) and 4-channel blocks.
+const tiles = [
+  { rows: 1, quads: 1 },
+  { rows: 2, quads: 1 },
+  { rows: 3, quads: 2 },
+  { rows: 4, quads: 2 },
+  { rows: 1, quads: 2 },
+];
+const tileCases: { name: string; g: ops.Conv2dGeometry }[] = [
+  { name: "6->13 5x16", g: geometry(2, 6, 13, 5, 16) },
+  { name: "3->4 9x8", g: geometry(3, 3, 4, 9, 8) },
+  { name: "5->9 2x16", g: geometry(1, 5, 9, 2, 16) },
+  { name: "230->9 3x16", g: geometry(1, 230, 9, 3, 16) },
+];
+for (const tile of tiles) {
+  Deno.test(`ubo conv tile ${tile.rows}x${tile.quads} against the reference`, async () => {
+    for (const { name, g } of tileCases) {
+      if ((g.inW / 4) % tile.quads !== 0) continue;
+      const run = convPassBuffers(backend, g, 23);
+      const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
+      const block = (c: number) => (c <= 4 ? 4 : 8);
+      uboConv(backend, run.x, run.w, run.bias, run.y, shape, false, block(g.outC), tile);
+      const back = { ...shape, inC: g.outC, outC: g.inC };
+      uboConv(backend, run.dy, run.w, null, run.dx, back, true, block(g.inC), tile);
+      const [yOut, dxOut] = await Promise.all([
+        download(run.y, run.sizes.y),
+        download(run.dx, run.sizes.x),
+      ]);
+      const wShape = [g.outC, g.inC, 3, 3];
+      const xShape = [g.batch, g.inC, g.inH, g.inW];
+      const expected = ref.conv2d(run.data.x, xShape, run.data.w, wShape, run.data.bias, 1, 1).out;
+      const tolerance = { atol: 1e-4 * Math.sqrt(g.inC * 9), rtol: 1e-3 };
+      const label = `tile ${tile.rows}x${tile.quads} ${name}`;
+      assertClose(yOut, expected, `${label} forward`, tolerance);
+      const grads = ref.convBackward(run.data.x, run.data.w, run.data.dy, g);
+      assertClose(dxOut, grads.dx, `${label} backward input`, tolerance);
+      run.release();
+    }
+  });
+}

@@ -1,14 +1,15 @@
 /**
- * The "ubo" conv backward-to-weight kernel (dy through uniform windows), forced through the
- * launcher's `variant` option, against a float64 reference on odd shapes: channel counts not
- * multiples of 4 or 8, widths whose quad count is odd (window rows rounded for the 256-byte
- * offset alignment), several windows and row splits, batch 1 and 37. The direct kernel runs the
- * same cases, and shapes the ubo kernel does not take must fall back to it. At most 4 output
- * channels run 4-channel blocks (J 4).
+ * The "ubo" conv backward-to-weight kernel (3x3 family: lanes walk pixel tiles, partial sums per
+ * lane summed afterwards), forced through the launcher's `variant` option, against a float64
+ * reference on odd shapes: channel counts not multiples of the channel blocks, widths whose quad
+ * count is odd, heights that are not tile multiples, one lane (written straight into dw) and many,
+ * batch 1 and 37. The direct kernel runs the same cases, and shapes the ubo kernel does not take
+ * must fall back to it. Then every register blocking is forced on the same kind of shapes.
  */
 
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
+import { uboConvBackwardWeight } from "../kernels/conv_ubo.ts";
 import * as ref from "./reference.ts";
 import { assertClose, convGeometry, randomArray, testDevice, uploadBuffer } from "./helpers.ts";
 
@@ -62,4 +63,49 @@ for (const variant of ["ubo", "direct"] as const) {
       backend.flush();
     });
   }
+}
+
+// Register blockings (output x input channels per lane, rows x quads per tile): llvmpipe's
+// 4 x 4 / 2 x 2 and the real-GPU 2 x 1 / 1 x 1 of `wgradTileFor`, and others.
+const blockings = [
+  { oc: 4, ic: 4, rows: 2, quads: 2 },
+  { oc: 2, ic: 1, rows: 1, quads: 1 },
+  { oc: 3, ic: 2, rows: 3, quads: 1 },
+  { oc: 1, ic: 5, rows: 1, quads: 3 },
+];
+const blockingCases = [
+  geometry(2, 5, 7, 5, 12),
+  geometry(1, 9, 6, 3, 24),
+  geometry(1, 2, 3, 2, 12), // a single row group for 2-row tiles: one lane, written into dw
+  geometry(5, 3, 2, 7, 24),
+];
+for (const tile of blockings) {
+  const label = `${tile.oc}x${tile.ic} channels, ${tile.rows}x${tile.quads} tiles`;
+  Deno.test(`conv backward weight ubo blocking ${label}`, async () => {
+    for (const g of blockingCases) {
+      if ((g.inW / 4) % tile.quads !== 0) continue;
+      const xSize = g.batch * g.inC * g.inH * g.inW;
+      const ySize = g.batch * g.outC * g.outH * g.outW;
+      const wSize = g.outC * g.inC * 9;
+      const xData = randomArray(xSize, 31);
+      const dyData = randomArray(ySize, 32);
+      const x = upload(xData);
+      const dy = upload(dyData);
+      const dw = backend.pool.acquire(wSize * 4);
+      ops.fill(backend, dw, wSize, 123);
+      const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
+      uboConvBackwardWeight(backend, dy, x, dw, shape, tile);
+      const out = new Float32Array(await backend.read(dw, wSize * 4));
+      const expected = ref.convBackward(xData, new Float32Array(wSize), dyData, g).dw;
+      const tolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC) * 3, rtol: 1e-3 };
+      assertClose(
+        out,
+        expected,
+        `${label} ${g.batch}x${g.inC}->${g.outC} ${g.inH}x${g.inW}`,
+        tolerance,
+      );
+      for (const buffer of [x, dy, dw]) backend.pool.release(buffer);
+      backend.flush();
+    }
+  });
 }

@@ -298,7 +298,6 @@ export function setRound3Defaults(enabled: boolean): void {
   round4Blocks = !enabled;
 }
 
-
 let forcedVariant: ConvVariant | null | undefined;
 
 /** `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols` forces a variant everywhere (debugging, A/B runs). */

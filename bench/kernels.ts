@@ -415,7 +415,7 @@ function summarize(rows: BenchRow[], step: StepResult | null, peers: PeerResult[
     if (p.what === "conv fwd+bwd 32->32 @64" && p.ms && fwd && bin && bw) {
       out.push(`vs ${p.peer} conv forward+backward: ${fmt(p.ms / (fwd.ms + bin.ms + bw.ms))}x`);
     }
-    if (p.what.startsWith("train step") && p.imagesPerSecond && step) {
+    if (p.what.startsWith("train step (batch") && p.imagesPerSecond && step) {
       out.push(`vs ${p.peer} training step: ${fmt(step.imagesPerSecond / p.imagesPerSecond)}x`);
     }
   }

@@ -66,8 +66,9 @@ for (const variant of ["ubo", "direct"] as const) {
 }
 
 // Register blockings (output x input channels per lane, rows x quads per tile): llvmpipe's
-// 4 x 4 / 2 x 2 and the real-GPU 2 x 1 / 1 x 1 of `wgradTileFor`, and others.
+// 8 x 4 / 1 x 2 and the real-GPU 2 x 1 / 1 x 1 of `wgradTileFor`, and others.
 const blockings = [
+  { oc: 8, ic: 4, rows: 1, quads: 2 },
   { oc: 4, ic: 4, rows: 2, quads: 2 },
   { oc: 2, ic: 1, rows: 1, quads: 1 },
   { oc: 3, ic: 2, rows: 3, quads: 1 },

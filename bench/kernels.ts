@@ -14,6 +14,7 @@
 import { parseArgs } from "node:util";
 import { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
+import { FMA_PROBE_CHAINS } from "../kernels/wgsl/probe.ts";
 import { autotuneConv, autotuneEnabled, tunedConvTimings } from "../kernels/autotune.ts";
 import { fenceFloorMs, fmt, markdownTable, timeRecorded } from "./harness.ts";
 import { activationShapes, convFlops, convLayers, resnetLayers, upsampleShapes } from "./shapes.ts";
@@ -121,6 +122,21 @@ console.error(`adapter: ${b.adapterName}; fence floor ${fmt(floor)} ms; batch ${
   );
   b.pool.release(src);
   b.pool.release(dst);
+}
+
+// ---- arithmetic reference: register-only multiply-adds (the ceiling no kernel can pass) -------
+{
+  const threads = 32 * 1024;
+  const iterations = 256;
+  const out = b.pool.acquire(threads * F32);
+  await time(
+    "fma peak",
+    `${threads / 1024}K threads`,
+    () => ops.fmaProbe(b, out, threads, iterations, 0.999, 0.001),
+    { flops: threads * iterations * FMA_PROBE_CHAINS * 8 },
+    `${FMA_PROBE_CHAINS} vec4 chains`,
+  );
+  b.pool.release(out);
 }
 
 // ---- convolutions -------------------------------------------------------------------------------
@@ -391,6 +407,13 @@ function summarize(rows: BenchRow[], step: StepResult | null, peers: PeerResult[
   if (bin && bw && fwd) {
     const backward = (2 * fwd.gflops! * fwd.ms) / (bin.ms + bw.ms);
     out.push(`conv 32->32 @64 backward (input + weight): ${fmt(backward)} GFLOP/s (target >= 25)`);
+  }
+  const peak = rows.find((r) => r.kernel === "fma peak");
+  if (peak?.gflops && fwd?.gflops) {
+    out.push(
+      `adapter's multiply-add ceiling (fma peak): ${fmt(peak.gflops)} GFLOP/s; conv forward at ` +
+        `${fmt((100 * fwd.gflops) / peak.gflops)}% of it`,
+    );
   }
   const copy = rows.find((r) => r.kernel === "copy");
   if (copy?.gbps) {

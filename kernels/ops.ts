@@ -52,6 +52,7 @@ import {
   upsample2xForwardKernel,
 } from "./wgsl/spatial.ts";
 import { matmulKernel } from "./wgsl/matmul.ts";
+import { FMA_PROBE_WORKGROUP, fmaProbeKernel } from "./wgsl/probe.ts";
 import { uboApplicable, uboConv, uboConvBackwardWeight } from "./conv_ubo.ts";
 import {
   setOneWindowWgrad,
@@ -144,6 +145,27 @@ export function affine(
 /** out[0..n) = value. */
 export function fill(b: Backend, out: GPUBuffer, n: number, value: number): void {
   b.dispatch(fillKernel(), [out], new Uniforms(2).u32(n).f32(value).bytes, grid1d(n));
+}
+
+/**
+ * The adapter's multiply-add ceiling (kernels/wgsl/probe.ts): `threads` threads each run
+ * FMA_PROBE_CHAINS vec4 chains acc = acc * m + a for `iterations` steps and write their sum to
+ * out[thread]. Benchmarks time it; it computes nothing a model needs.
+ */
+export function fmaProbe(
+  b: Backend,
+  out: GPUBuffer,
+  threads: number,
+  iterations: number,
+  m: number,
+  a: number,
+): void {
+  b.dispatch(
+    fmaProbeKernel(),
+    [out],
+    new Uniforms(4).u32(threads).u32(iterations).f32(m).f32(a).bytes,
+    grid1d(threads, FMA_PROBE_WORKGROUP),
+  );
 }
 
 /** out[i] = g[floor(i / inner)] * scale for i < n (inner = n broadcasts a scalar). */

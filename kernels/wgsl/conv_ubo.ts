@@ -3,7 +3,9 @@
  * uniform buffer. On CPU rasterizers (llvmpipe) storage loads become per-lane scalar loops while a
  * uniform load at a workgroup-uniform address is one broadcast, so every workgroup owns a block of
  * 8 output channels (its weights are uniform across its threads; 4 when a layer has at most 4)
- * and each thread computes 8 channels x 4 columns, loading its input row as three aligned vec4s (needs width % 4 == 0).
+ * and each thread computes those channels for a register tile of rows x column quads (4 columns
+ * each, so width % 4 == 0), loading each input row of the tile as aligned vec4s plus one value
+ * either side. The backward to the weight of the same family is kernels/wgsl/conv3x3_wgrad.ts.
  *
  * Weights are first repacked into uniform-sized segments (pack kernel): segment (chunk, ocBlock)
  * holds, for an input-channel chunk, the weights of 8 output channels as

@@ -1,7 +1,8 @@
 /**
- * Launchers of the "ubo" conv variant (kernels/wgsl/conv_ubo.ts): 3x3, stride 1, padding 1,
- * width a multiple of 4. Forward and backward-to-input (the same kernel on dy with the filter
- * transposed and flipped).
+ * Launchers of the "ubo" conv variant: 3x3, stride 1, padding 1, width a multiple of 4. Forward
+ * and backward-to-input (kernels/wgsl/conv_ubo.ts; the same kernel on dy with the filter
+ * transposed and flipped), and backward-to-weight (kernels/wgsl/conv3x3_wgrad.ts), each with the
+ * register tile that suits the adapter.
  */
 
 import type { Backend } from "./backend.ts";

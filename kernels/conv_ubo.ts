@@ -142,6 +142,8 @@ export function wgradTileFor(b: Backend, s: UboConvShape): WgradTile {
 const WGRAD_PARTIAL_FLOATS = 4 << 20;
 /** Most lanes (pixel ranges) per channel block. */
 const WGRAD_MAX_LANES = 256;
+/** Fewest pixel tiles a lane walks: below it the lane's slot costs more than its sums. */
+const WGRAD_MIN_TILES_PER_LANE = 16;
 
 /**
  * dw = conv3x3 backward to the weight (stride 1, padding 1, width % 4 == 0); see
@@ -162,9 +164,15 @@ export function uboConvBackwardWeight(
   const rowGroups = Math.ceil(s.H / tile.rows);
   const totalGroups = s.batch * rowGroups;
   const slotSize = s.outC * s.inC * 9;
+  const tilesPerRowGroup = quadsW / tile.quads;
+  const maxLanes = Math.min(
+    WGRAD_MAX_LANES,
+    totalGroups,
+    Math.floor((totalGroups * tilesPerRowGroup) / WGRAD_MIN_TILES_PER_LANE),
+  );
   let lanes = 1;
   while (
-    lanes * 2 <= Math.min(WGRAD_MAX_LANES, totalGroups) &&
+    lanes * 2 <= maxLanes &&
     lanes * 2 * slotSize <= WGRAD_PARTIAL_FLOATS
   ) lanes *= 2;
   const rowGroupsPerLane = Math.ceil(totalGroups / lanes);

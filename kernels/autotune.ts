@@ -38,7 +38,7 @@ const TUNING_ROUNDS = 3;
  * Revision of the conv kernels the cached timings were measured with: a cache written by other
  * kernels is ignored (and rewritten at the next tuning), since its choices compared old code.
  */
-export const KERNELS_REVISION = 8;
+export const KERNELS_REVISION = 9;
 
 /** VA_AUTOTUNE, or undefined when unset or unreadable (no env permission: the defaults). */
 function autotuneEnv(): string | undefined {
@@ -103,7 +103,7 @@ export function tuneAtFirstUse(b: Backend): boolean {
   const env = autotuneEnv();
   if (env === "1") return autotuneEnabled(b);
   if (env === "0") return false;
-  return autotuneEnabled(b) && !/llvmpipe|lavapipe|swiftshader/i.test(b.adapterName);
+  return autotuneEnabled(b) && !b.isCpuRasterizer;
 }
 
 /** Turn the tuner and its cache on or off for one backend (default: on unless VA_AUTOTUNE=0). */

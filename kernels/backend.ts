@@ -87,6 +87,12 @@ export class Backend {
   readonly adapterName: string;
   /** True for software adapters such as llvmpipe. */
   readonly isFallbackAdapter: boolean;
+  /**
+   * A CPU rasterizer (llvmpipe, lavapipe, SwiftShader, or any fallback adapter): its threads are
+   * SIMD lanes of CPU threads, so register spills are cheap and kernels pick larger register tiles;
+   * its fixed kernel defaults are the rules measured there.
+   */
+  readonly isCpuRasterizer: boolean;
   /** Buffer pool shared by all tensors of this device. */
   readonly pool: BufferPool;
   /** Submit after every dispatch and copy when true. */
@@ -120,6 +126,8 @@ export class Backend {
     const info = adapter.info;
     this.adapterName = info.description || info.device || info.vendor || "unknown adapter";
     this.isFallbackAdapter = Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter);
+    this.isCpuRasterizer = this.isFallbackAdapter ||
+      /llvmpipe|lavapipe|swiftshader/i.test(this.adapterName);
     this.pool = new BufferPool(device);
     this.flushEveryOp = flushEveryOp;
     this.#uniformAlign = Math.max(256, device.limits.minUniformBufferOffsetAlignment);

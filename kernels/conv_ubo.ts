@@ -39,11 +39,6 @@ export function uboApplicable(
     b.maxUniformBindingBytes >= WINDOW_BYTES && b.uniformOffsetAlignment <= 256;
 }
 
-/** CPU rasterizers, whose lanes are SIMD lanes of CPU threads (register spills are cheap there). */
-function isSoftwareAdapter(b: Backend): boolean {
-  return b.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(b.adapterName);
-}
-
 /**
  * The register tile of the ubo conv for a shape. CPU rasterizers (llvmpipe: each thread is a SIMD
  * lane and register spills are cheap) run fastest with 4 rows x 2 quads per thread (measured on a
@@ -52,7 +47,7 @@ function isSoftwareAdapter(b: Backend): boolean {
  * must divide the row's quads.
  */
 export function uboTileFor(b: Backend, s: { H: number; W: number }): UboTile {
-  const software = isSoftwareAdapter(b);
+  const software = b.isCpuRasterizer;
   const quadsW = s.W / 4;
   const rows = Math.min(software ? 4 : 2, s.H);
   const quads = software && quadsW % 2 === 0 ? 2 : 1;
@@ -126,7 +121,7 @@ export function uboConv(
  * to the next power of two of a layer's channels; quads must divide the row's quads.
  */
 export function wgradTileFor(b: Backend, s: UboConvShape): WgradTile {
-  const software = isSoftwareAdapter(b);
+  const software = b.isCpuRasterizer;
   const quadsW = s.W / 4;
   const fit = (want: number, channels: number) =>
     Math.min(want, 2 ** Math.ceil(Math.log2(channels)));
@@ -177,7 +172,9 @@ export function uboConvBackwardWeight(
   ) lanes *= 2;
   const rowGroupsPerLane = Math.ceil(totalGroups / lanes);
   lanes = Math.ceil(totalGroups / rowGroupsPerLane);
-  const workgroup = Math.min(64, 1 << Math.ceil(Math.log2(lanes)));
+  // Two workgroup sizes only, so a layer compiles at most two pipelines whatever the batch (8 was
+  // the fastest of 8-32 for the few lanes of small maps on llvmpipe).
+  const workgroup = lanes >= 64 ? 64 : 8;
   const target = lanes === 1 ? dw : b.pool.acquire(lanes * slotSize * F32);
   b.dispatch(
     conv3x3WgradKernel(tile, workgroup),

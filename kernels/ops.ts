@@ -294,7 +294,7 @@ function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvV
 }
 
 /** Channels per workgroup block of the ubo kernels: 4 for layers with at most 4, else 8. */
-function uboBlockFor(channels: number): number {
+export function uboBlockFor(channels: number): number {
   return channels <= 4 && round4Blocks ? 4 : 8;
 }
 

@@ -102,10 +102,9 @@ for (const tile of tiles) {
       if ((g.inW / 4) % tile.quads !== 0) continue;
       const run = convPassBuffers(backend, g, 23);
       const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
-      const block = (c: number) => (c <= 4 ? 4 : 8);
-      uboConv(backend, run.x, run.w, run.bias, run.y, shape, false, block(g.outC), tile);
+      uboConv(backend, run.x, run.w, run.bias, run.y, shape, false, ops.uboBlockFor(g.outC), tile);
       const back = { ...shape, inC: g.outC, outC: g.inC };
-      uboConv(backend, run.dy, run.w, null, run.dx, back, true, block(g.inC), tile);
+      uboConv(backend, run.dy, run.w, null, run.dx, back, true, ops.uboBlockFor(g.inC), tile);
       const [yOut, dxOut] = await Promise.all([
         download(run.y, run.sizes.y),
         download(run.dx, run.sizes.x),

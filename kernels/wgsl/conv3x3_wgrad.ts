@@ -16,6 +16,7 @@
 
 import type { KernelSource } from "../backend.ts";
 import { declareBindings, kernel } from "./common.ts";
+import { tileRowLoads, tileRowTap } from "./conv_ubo.ts";
 
 /** Register blocking of one lane: channel blocks and the pixel tile it walks. */
 export interface WgradTile {
@@ -68,33 +69,13 @@ export function conv3x3WgradKernel(tile: WgradTile, workgroup: number): KernelSo
   // Input row k (ih = oh - 1 + k) of channel i meets output row r through filter row kh = k - r.
   for (let i = 0; i < I; i++) {
     for (let k = 0; k < R + 2; k++) {
-      const v = `${i}_${k}`;
-      body.push(`let ih${v} = i32(oh) + ${k - 1};`);
-      body.push(`let inside${v} = ih${v} >= 0 && ih${v} < i32(params.H);`);
-      body.push(
-        `let at${v} = u32(i32(xAt + ${i}u * planeQuads) + ${k - 1} * i32(params.quadsW));`,
-      );
-      body.push(`let left${v} = select(0.0, x[at${v} - 1u].w, inside${v} && hasLeft);`);
-      for (let p = 0; p < P; p++) {
-        body.push(`let x${v}_${p} = select(vec4f(0.0), x[at${v} + ${p}u], inside${v});`);
-      }
-      body.push(`let right${v} = select(0.0, x[at${v} + ${P}u].x, inside${v} && hasRight);`);
-      for (let p = 0; p < P; p++) {
-        const prev = p === 0 ? `left${v}` : `x${v}_${p - 1}.w`;
-        const next = p === P - 1 ? `right${v}` : `x${v}_${p + 1}.x`;
-        body.push(`let shiftedRight${v}_${p} = vec4f(${prev}, x${v}_${p}.xyz);`);
-        body.push(`let shiftedLeft${v}_${p} = vec4f(x${v}_${p}.yzw, ${next});`);
-      }
+      body.push("{", ...tileRowLoads("oh", `xAt + ${i}u * planeQuads`, k - 1, P));
       for (let r = 0; r < R; r++) {
         const kh = k - r;
         if (kh < 0 || kh > 2) continue;
         for (let p = 0; p < P; p++) {
           for (let kw = 0; kw < 3; kw++) {
-            const xv = kw === 0
-              ? `shiftedRight${v}_${p}`
-              : kw === 1
-              ? `x${v}_${p}`
-              : `shiftedLeft${v}_${p}`;
+            const xv = tileRowTap(kw, p);
             for (let j = 0; j < J; j++) {
               const acc = `acc${j}_${i}_${kh * 3 + kw}`;
               body.push(`${acc} = fma(dy${j}_${r}_${p}, ${xv}, ${acc});`);
@@ -102,6 +83,7 @@ export function conv3x3WgradKernel(tile: WgradTile, workgroup: number): KernelSo
           }
         }
       }
+      body.push("}");
     }
   }
   return kernel(

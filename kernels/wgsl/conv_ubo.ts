@@ -63,6 +63,44 @@ ${linearMain()}
   );
 }
 
+/**
+ * WGSL lines, for a block scope, loading one input row of a register tile: the row `offset` rows
+ * from `originRow` (an i32-convertible row index), starting at quad index `originQuad` (of the
+ * origin row; the row offset is applied to it), as `q0..q{quads-1}` (the tile's column quads) and
+ * `shiftedRight{p}` / `shiftedLeft{p}` (the same columns moved one to the right / left: the taps
+ * kw 0 and 2, see {@link tileRowTap}); zeros outside the map, as selects. Needs `x` (vec4
+ * storage), `params.H`, `params.quadsW`, `hasLeft` and `hasRight` in scope.
+ */
+export function tileRowLoads(
+  originRow: string,
+  originQuad: string,
+  offset: number,
+  quads: number,
+): string[] {
+  const lines = [
+    `let ih = i32(${originRow}) + ${offset};`,
+    `let inside = ih >= 0 && ih < i32(params.H);`,
+    `let c = u32(i32(${originQuad}) + ${offset} * i32(params.quadsW));`,
+    `let left = select(0.0, x[c - 1u].w, inside && hasLeft);`,
+  ];
+  for (let p = 0; p < quads; p++) {
+    lines.push(`let q${p} = select(vec4f(0.0), x[c + ${p}u], inside);`);
+  }
+  lines.push(`let right = select(0.0, x[c + ${quads}u].x, inside && hasRight);`);
+  for (let p = 0; p < quads; p++) {
+    const prev = p === 0 ? "left" : `q${p - 1}.w`;
+    const next = p === quads - 1 ? "right" : `q${p + 1}.x`;
+    lines.push(`let shiftedRight${p} = vec4f(${prev}, q${p}.xyz);`);
+    lines.push(`let shiftedLeft${p} = vec4f(q${p}.yzw, ${next});`);
+  }
+  return lines;
+}
+
+/** The vec4 of {@link tileRowLoads} that filter column `kw` multiplies for the tile's quad `p`. */
+export function tileRowTap(kw: number, p: number): string {
+  return kw === 0 ? `shiftedRight${p}` : kw === 1 ? `q${p}` : `shiftedLeft${p}`;
+}
+
 /** Register tile of one thread of the ubo conv: output rows x column quads (4 columns each). */
 export interface UboTile {
   rows: number;
@@ -109,21 +147,7 @@ export function convUboKernel(
   // Input row k (ih = oh0 - 1 + k) feeds output row r through filter row kh = k - r.
   const body: string[] = [];
   for (let k = 0; k < R + 2; k++) {
-    body.push(`{`);
-    body.push(`  let ih = i32(oh0) + ${k - 1};`);
-    body.push(`  let inside = ih >= 0 && ih < i32(params.H);`);
-    body.push(`  let c = u32(i32(base) + ${k - 1} * i32(params.quadsW));`);
-    body.push(`  let left = select(0.0, x[c - 1u].w, inside && hasLeft);`);
-    for (let p = 0; p < P; p++) {
-      body.push(`  let q${p} = select(vec4f(0.0), x[c + ${p}u], inside);`);
-    }
-    body.push(`  let right = select(0.0, x[c + ${P}u].x, inside && hasRight);`);
-    for (let p = 0; p < P; p++) {
-      const prev = p === 0 ? "left" : `q${p - 1}.w`;
-      const next = p === P - 1 ? "right" : `q${p + 1}.x`;
-      body.push(`  let shiftedRight${p} = vec4f(${prev}, q${p}.xyz);`);
-      body.push(`  let shiftedLeft${p} = vec4f(q${p}.yzw, ${next});`);
-    }
+    body.push("{", ...tileRowLoads("oh0", "base", k - 1, P));
     for (let r = 0; r < R; r++) {
       const kh = k - r;
       if (kh < 0 || kh > 2) continue;
@@ -132,7 +156,7 @@ export function convUboKernel(
           body.push(`  let w${r}_${kw}_${i} = w[wRow + ${(kh * 3 + kw) * vecsPerTap + i}u];`);
         }
         for (let p = 0; p < P; p++) {
-          const xv = kw === 0 ? `shiftedRight${p}` : kw === 1 ? `q${p}` : `shiftedLeft${p}`;
+          const xv = tileRowTap(kw, p);
           for (let j = 0; j < ocBlock; j++) {
             const acc = `acc${r}_${p}_${j}`;
             body.push(`  ${acc} = fma(vec4f(w${r}_${kw}_${j >> 2}[${j & 3}]), ${xv}, ${acc});`);

@@ -36,7 +36,15 @@ import {
 } from "./config.ts";
 import { Progress } from "./progress.ts";
 import { checkPartSettings, type RunPart } from "./settings.ts";
-import { fidelityMarkdown, type FidelityReport, measureFidelity } from "./fidelity.ts";
+import {
+  fidelityMarkdown,
+  type FidelityReport,
+  measureFidelity,
+  type Quadrant,
+  type QuadrantError,
+  quadrantErrors,
+  QUADRANTS,
+} from "./fidelity.ts";
 import { barChartPng, lineChartPng } from "./plots.ts";
 import { editLimitMap, meanExpressionMask } from "./regions.ts";
 import { metricsTable, paperTables, type StrategyMetrics } from "./report.ts";
@@ -99,6 +107,8 @@ interface RunRecord {
   seed: number;
   trainingFaces: number;
   metrics: ReturnType<typeof vaMetrics>;
+  /** Mean error (prediction - truth) per quadrant of the test labels (runs before it: absent). */
+  quadrantErrors?: Record<Quadrant, QuadrantError | null>;
   losses: LossPoint[];
   seconds: number;
 }
@@ -289,6 +299,11 @@ export interface MetricsFile {
   autoencoders: Record<string, { finalLoss: number | null; epochs: number; seconds: number }>;
   /** How well generated faces carry their requested V/A, read by the judge, per variant. */
   fidelity?: Record<string, FidelityReport>;
+  /**
+   * Per strategy, the regressors' mean error (prediction - truth) per quadrant of the test
+   * labels, averaged over the seeds that recorded it: which way a strategy pulls each region.
+   */
+  quadrantErrors?: Record<string, Record<Quadrant, QuadrantError | null>>;
   config: ExperimentConfig;
 }
 
@@ -543,6 +558,7 @@ export async function runExperiment(
           seed,
           trainingFaces: order.length,
           metrics,
+          quadrantErrors: quadrantErrors(predictions, test.samples),
           losses: result.losses,
           seconds: seconds(runStarted),
         };
@@ -994,6 +1010,7 @@ function summarizeRuns(
   trainingFaces: Record<string, number>,
 ): MetricsFile {
   const strategies: Record<string, StrategyMetrics> = {};
+  const quadrantErrorsByStrategy: Record<string, Record<Quadrant, QuadrantError | null>> = {};
   for (const strategy of strategyNames(config)) {
     const runs = Object.values(state.runs).filter((r) => r.strategy === strategy)
       .sort((a, b) => a.seed - b.seed);
@@ -1010,6 +1027,8 @@ function summarizeRuns(
       sagr: over(runs.map((r) => r.metrics[d].sagr)),
     });
     strategies[strategy] = { valence: dimension("valence"), arousal: dimension("arousal") };
+    const errors = runs.flatMap((r) => r.quadrantErrors ? [r.quadrantErrors] : []);
+    if (errors.length) quadrantErrorsByStrategy[strategy] = meanQuadrantErrors(errors);
   }
   const autoencoders: MetricsFile["autoencoders"] = {};
   for (const [name, ae] of Object.entries(state.autoencoders)) {
@@ -1024,8 +1043,51 @@ function summarizeRuns(
     trainingFaces,
     autoencoders,
     fidelity: state.fidelity,
+    ...(Object.keys(quadrantErrorsByStrategy).length
+      ? { quadrantErrors: quadrantErrorsByStrategy }
+      : {}),
     config,
   };
+}
+
+/** The mean of several runs' per-quadrant errors (a quadrant empty in any run stays null). */
+function meanQuadrantErrors(
+  runs: Record<Quadrant, QuadrantError | null>[],
+): Record<Quadrant, QuadrantError | null> {
+  const out = {} as Record<Quadrant, QuadrantError | null>;
+  for (const q of QUADRANTS) {
+    const values = runs.map((r) => r[q]);
+    out[q] = values.every((v): v is QuadrantError => v !== null)
+      ? {
+        valence: values.reduce((s, v) => s + v.valence, 0) / values.length,
+        arousal: values.reduce((s, v) => s + v.arousal, 0) / values.length,
+        count: values[0].count,
+      }
+      : null;
+  }
+  return out;
+}
+
+/**
+ * The report's table of per-quadrant errors: a strategy whose generated faces carry a label's
+ * cue differently from real faces pulls real faces of those labels off (for example toward
+ * positive valence in the quadrant the generated faces filled).
+ */
+function quadrantErrorTable(
+  errors: Record<string, Record<Quadrant, QuadrantError | null>>,
+): string {
+  const header = `| strategy | ${QUADRANTS.map((q) => `${q} V | ${q} A`).join(" | ")} |
+| --- | ${QUADRANTS.map(() => "---: | ---:").join(" | ")} |`;
+  const signed = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(3)}`;
+  const rows = Object.entries(errors).map(([strategy, byQuadrant]) =>
+    `| ${strategy} | ${
+      QUADRANTS.map((q) => {
+        const e = byQuadrant[q];
+        return e ? `${signed(e.valence)} | ${signed(e.arousal)}` : "n/a | n/a";
+      }).join(" | ")
+    } |`
+  );
+  return [header, ...rows].join("\n");
 }
 
 /** The best strategy by mean CCC (V + A); `predict --run` uses its regressor. */
@@ -1212,6 +1274,19 @@ prediction of exactly 0): higher is better.
 ${metricsTable(rows, { boldBest: true })}
 
 ${paperTables(metrics.strategies)}
+${
+    metrics.quadrantErrors
+      ? `
+### Where the regressors err
+
+Mean error (prediction − truth) of valence (V) and arousal (A) on the test faces of each quadrant
+of their true labels, mean over seeds: a strategy whose training faces show a label region's cue
+differently from real faces pulls real faces of that region off.
+
+${quadrantErrorTable(metrics.quadrantErrors)}
+`
+      : ""
+  }
 ${
     generatedOptions
       ? `

@@ -51,6 +51,39 @@ export function quadrantOf(label: VaLabel): Quadrant {
   return `${v}${a}` as Quadrant;
 }
 
+/** Mean signed error (prediction - truth) of valence and arousal over the labels of a quadrant. */
+export interface QuadrantError {
+  valence: number;
+  arousal: number;
+  count: number;
+}
+
+/**
+ * Mean signed error (prediction - truth) per quadrant of the true labels, from interleaved
+ * predictions [v0, a0, v1, a1, ...]: where a regressor is pulled off (null for an empty quadrant).
+ */
+export function quadrantErrors(
+  predictions: Float32Array,
+  labels: readonly VaLabel[],
+): Record<Quadrant, QuadrantError | null> {
+  const sums = {} as Record<Quadrant, QuadrantError>;
+  for (const q of QUADRANTS) sums[q] = { valence: 0, arousal: 0, count: 0 };
+  labels.forEach((label, i) => {
+    const s = sums[quadrantOf(label)];
+    s.valence += predictions[2 * i] - label.valence;
+    s.arousal += predictions[2 * i + 1] - label.arousal;
+    s.count++;
+  });
+  const out = {} as Record<Quadrant, QuadrantError | null>;
+  for (const q of QUADRANTS) {
+    const s = sums[q];
+    out[q] = s.count
+      ? { valence: s.valence / s.count, arousal: s.arousal / s.count, count: s.count }
+      : null;
+  }
+  return out;
+}
+
 /** Score interleaved predictions [v0, a0, v1, a1, ...] against requested labels. */
 export function fidelityScores(
   predictions: Float32Array,

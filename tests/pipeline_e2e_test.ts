@@ -120,7 +120,14 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
       assert.equal(typeof metrics.fidelity[variant].generated.overall.valence.ccc, "number");
       assert.ok("v-a+" in metrics.fidelity[variant].generated.quadrants);
     }
+    // Every strategy's mean error per test quadrant; the quadrant counts add up to the test set.
+    for (const strategy of Object.keys(metrics.strategies)) {
+      const errors = metrics.quadrantErrors[strategy];
+      const counts = Object.values(errors).map((e) => (e as { count: number } | null)?.count ?? 0);
+      assert.equal(counts.reduce((s: number, c: number) => s + c, 0), 16, strategy);
+    }
     const report = await Deno.readTextFile(`${dir}/report.md`);
+    assert.match(report, /### Where the regressors err/);
     assert.match(report, /## Generation fidelity/);
     assert.match(report, /trained \(4 Adam steps at 24x24, cosine lr\)/);
     assert.match(report, /## Generation options side by side/);

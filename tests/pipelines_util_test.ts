@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Image } from "imagescript";
 import { summarize } from "../pipelines/metrics.ts";
 import { scheduledLr } from "../pipelines/training.ts";
+import { quadrantErrors } from "../pipelines/fidelity.ts";
 import { barChartPng, lineChartPng } from "../pipelines/plots.ts";
 import { formatDuration, Progress, type ProgressOptions } from "../pipelines/progress.ts";
 import {
@@ -417,4 +418,23 @@ Deno.test("scheduledLr: constant by default, cosine from lr down towards 0", () 
   for (let step = 2; step <= 100; step++) {
     assert.ok(scheduledLr(cosine, step) < scheduledLr(cosine, step - 1));
   }
+});
+
+Deno.test("quadrantErrors: mean prediction - truth per quadrant of the true labels", () => {
+  const labels = [
+    { valence: 0.5, arousal: 0.5 },
+    { valence: 0.3, arousal: 0.1 },
+    { valence: -0.5, arousal: 0.4 },
+    { valence: 0, arousal: -0.2 }, // 0 counts as positive: v+a-
+  ];
+  const predictions = Float32Array.from([0.7, 0.5, 0.1, 0.1, 0.25, 0.3, -0.5, -0.5]);
+  const errors = quadrantErrors(predictions, labels);
+  assert.equal(errors["v+a+"]!.count, 2);
+  assert.ok(Math.abs(errors["v+a+"]!.valence - (0.2 - 0.2) / 2) < 1e-6);
+  assert.ok(Math.abs(errors["v+a+"]!.arousal - 0) < 1e-6);
+  assert.ok(Math.abs(errors["v-a+"]!.valence - 0.75) < 1e-6);
+  assert.ok(Math.abs(errors["v-a+"]!.arousal + 0.1) < 1e-6);
+  assert.ok(Math.abs(errors["v+a-"]!.valence + 0.5) < 1e-6);
+  assert.ok(Math.abs(errors["v+a-"]!.arousal + 0.3) < 1e-6);
+  assert.equal(errors["v-a-"], null);
 });

@@ -57,6 +57,12 @@ export const AutoencoderConfig = z.object({
   lambdaArousal: z.number().min(0).default(0.5),
   /** Same-person partners drawn per face for each epoch. */
   pairsPerSample: positiveInt.default(1),
+  /**
+   * Draw each pair's target frame with weight 1 / (training frames in its V/A cell, cells of
+   * `strategies.binSize`): the decoder then learns to draw rare labels, the ones the generated
+   * strategies need, as often as common ones. The paper draws partners uniformly (false).
+   */
+  balancedTargets: z.boolean().default(false),
   /** How (v, a) reach the decoder: "input" (the paper) or also as maps into every block. */
   conditioning: z.enum(["input", "maps"]).default("input"),
   /**
@@ -110,6 +116,7 @@ export const ImprovedConfig = z.object({
   consistencyReaderSteps: z.number().int().min(0).default(0),
   consistencyRegionsOnly: z.boolean().default(true),
   editRegionsOnly: z.boolean().default(true),
+  balancedTargets: z.boolean().default(false),
 }).strict();
 
 /** The V/A regressor and its training, one run per strategy and seed. */
@@ -322,6 +329,7 @@ export interface AutoencoderVariant {
   consistencyReaderSteps: number;
   consistencyRegionsOnly: boolean;
   editRegionsOnly: boolean;
+  balancedTargets: boolean;
 }
 
 /** The autoencoders a configuration trains. */
@@ -339,6 +347,7 @@ export function autoencoderVariants(config: ExperimentConfig): AutoencoderVarian
     consistencyReaderSteps: ae.consistencyReaderSteps,
     consistencyRegionsOnly: ae.consistencyRegionsOnly,
     editRegionsOnly: ae.editRegionsOnly,
+    balancedTargets: ae.balancedTargets,
   }];
   if (config.improved.enabled) {
     variants.push({ name: "improved", ...stripEnabled(config.improved) });

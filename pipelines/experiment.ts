@@ -802,6 +802,9 @@ async function trainOrLoadAutoencoder(
         lambdaValence: aeConfig.lambdaValence,
         lambdaArousal: aeConfig.lambdaArousal,
         pairsPerSample: aeConfig.pairsPerSample,
+        balancedTargets: variant.balancedTargets
+          ? { binSize: config.strategies.binSize }
+          : undefined,
         seed: config.seed,
         logEvery: config.logEvery,
         regionEmphasis: variant.regionEmphasis,
@@ -1174,6 +1177,9 @@ function describeVariant(config: ExperimentConfig, name: string): string {
       `consistency term ${v.consistencyWeight} (read by ${reader}) after ${v.consistencyWarmup} epoch(s)` +
         (v.consistencyRegionsOnly ? ", moving only the expression regions" : ""),
     );
+  }
+  if (v.balancedTargets) {
+    parts.push("target frames drawn with weight 1 / (frames in their V/A cell)");
   }
   return parts.join(", ");
 }

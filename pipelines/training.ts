@@ -15,7 +15,7 @@ import { Adam } from "../nn/optim.ts";
 import { loadSafetensorsInto, writeSafetensors } from "../nn/io.ts";
 import { noGrad, type Tensor, tidy } from "../nn/tensor.ts";
 import { mulberry32, shuffleInPlace } from "./data/rng.ts";
-import { samePersonPairs, sampleUnitDisk } from "./data/samplers.ts";
+import { inverseCellFrequency, samePersonPairs, sampleUnitDisk } from "./data/samplers.ts";
 import type { FaceSample, VaLabel } from "./data/types.ts";
 import { batchWeights, expressionMask, expressionWeightMap } from "./regions.ts";
 import { vaMetrics } from "./metrics.ts";
@@ -80,6 +80,11 @@ export interface AutoencoderTraining {
   lambdaValence: number;
   lambdaArousal: number;
   pairsPerSample: number;
+  /**
+   * Draw each pair's target frame with weight 1 / (frames in its V/A cell of this bin size), so
+   * the decoder learns rare labels as often as common ones (default: uniform partners).
+   */
+  balancedTargets?: { binSize: number };
   seed: number;
   logEvery: number;
   /** Extra reconstruction weight on brows, eyes and mouth (0 = the paper's plain MSE). */
@@ -124,8 +129,13 @@ export function epochPairs(
   seed: number,
   epoch: number,
   pairsPerSample: number,
+  partnerWeights?: ArrayLike<number>,
 ): { i: number; j: number }[] {
-  const pairs = samePersonPairs(samples, { seed: seed * 7919 + epoch, pairsPerSample });
+  const pairs = samePersonPairs(samples, {
+    seed: seed * 7919 + epoch,
+    pairsPerSample,
+    partnerWeights,
+  });
   return shuffleInPlace(pairs, mulberry32(seed * 104729 + epoch + 1));
 }
 
@@ -156,7 +166,16 @@ export async function trainAutoencoder(
   const progress: AutoencoderProgress = options.progress
     ? { ...options.progress, losses: [...options.progress.losses] }
     : { epochsDone: 0, step: 0, losses: [] };
-  const firstPairs = epochPairs(samples, settings.seed, 0, settings.pairsPerSample);
+  const partnerWeights = settings.balancedTargets
+    ? inverseCellFrequency(samples, settings.balancedTargets.binSize)
+    : undefined;
+  const firstPairs = epochPairs(
+    samples,
+    settings.seed,
+    0,
+    settings.pairsPerSample,
+    partnerWeights,
+  );
   if (firstPairs.length === 0) {
     throw new Error(
       "no same-person pairs with different V/A, so the autoencoder cannot be trained (AffectNet " +
@@ -201,7 +220,7 @@ export async function trainAutoencoder(
       }
       const pairs = epoch === 0
         ? firstPairs
-        : epochPairs(samples, settings.seed, epoch, settings.pairsPerSample);
+        : epochPairs(samples, settings.seed, epoch, settings.pairsPerSample, partnerWeights);
       for (let start = 0; start < pairs.length; start += settings.batchSize) {
         const batch = pairs.slice(start, start + settings.batchSize);
         // Batch norm needs more than one value per channel.

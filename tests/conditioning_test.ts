@@ -51,6 +51,8 @@ interface Switch {
   erase?: boolean;
   /** Cap the blend mask by the expression regions (editRegionsOnly). */
   limit?: boolean;
+  /** Targets drawn with weight 1 / (frames in their V/A cell) (balancedTargets). */
+  balanced?: boolean;
 }
 
 // The paper's conditioning alone barely moves the output (that is the finding the fidelity
@@ -99,6 +101,12 @@ const SWITCHES: [string, Switch][] = [
     erase: true,
     limit: true,
   }],
+  ["the improved defaults with rare-label targets drawn as often as common ones", {
+    ...EDIT_REGIONS,
+    erase: true,
+    limit: true,
+    balanced: true,
+  }],
 ];
 
 for (const [name, options] of SWITCHES) {
@@ -121,6 +129,7 @@ for (const [name, options] of SWITCHES) {
       lambdaValence: 0.5,
       lambdaArousal: 0.5,
       pairsPerSample: 1,
+      balancedTargets: options.balanced ? { binSize: 0.5 } : undefined,
       seed: 0,
       logEvery: 1,
       regionEmphasis: options.regionEmphasis,
@@ -207,6 +216,34 @@ Deno.test("gradientOnlyInside: same values, gradient scaled by the mask", async 
   }
   image.dispose();
   shown.dispose();
+});
+
+Deno.test("balanced targets: a person's one rare-label frame is drawn as often as the rest", () => {
+  // One person, 9 frames in one V/A cell and 1 in another: uniform partners pick the rare
+  // frame ~1/9 of the time (from the 9 others), weighted ones ~1/2.
+  const samples = Array.from({ length: 10 }, (_, k) => ({
+    person: "p",
+    valence: k === 9 ? -0.8 : 0.5 + 0.01 * k,
+    arousal: k === 9 ? 0.6 : 0.1,
+  }));
+  const weights = data.inverseCellFrequency(samples, 0.2);
+  assert.ok(Math.abs(weights[9] - 1) < 1e-12 && Math.abs(weights[0] - 1 / 9) < 1e-12);
+  const rareShare = (partnerWeights?: Float64Array) => {
+    let rare = 0, total = 0;
+    for (let seed = 0; seed < 200; seed++) {
+      for (const { i, j } of data.samePersonPairs(samples, { seed, partnerWeights })) {
+        assert.notEqual(i, j);
+        if (i !== 9) {
+          total++;
+          if (j === 9) rare++;
+        }
+      }
+    }
+    return rare / total;
+  };
+  const uniform = rareShare(), balanced = rareShare(weights);
+  assert.ok(Math.abs(uniform - 1 / 9) < 0.03, `uniform partners: rare share ${uniform}`);
+  assert.ok(Math.abs(balanced - 0.5) < 0.04, `weighted partners: rare share ${balanced}`);
 });
 
 Deno.test("fill targets go to sparse cells inside the disk, within the budget", () => {

@@ -96,6 +96,7 @@ export {
   type BinOptions,
   type CellSamplerOptions,
   cellsPerAxis,
+  inverseCellFrequency,
   overSample,
   overSampleIndices,
   type PairOptions,

@@ -153,6 +153,20 @@ export interface PairOptions {
   pairsPerSample?: number;
   /** Minimum V/A distance between the two frames; must be > this. Default 0 (just different). */
   minDistance?: number;
+  /**
+   * Relative chance of each sample being drawn as a partner (default: all equal), e.g.
+   * {@link inverseCellFrequency} so rare V/A labels are the decoder's target as often as common ones.
+   */
+  partnerWeights?: ArrayLike<number>;
+}
+
+/**
+ * Per sample, 1 / (samples in its V/A cell): as partner weights, every occupied cell is drawn
+ * about equally often (within what each person's frames offer).
+ */
+export function inverseCellFrequency(labels: readonly VaLabel[], binSize = 0.1): Float64Array {
+  const counts = binCounts(labels, { binSize });
+  return Float64Array.from(labels, (label) => 1 / counts[vaCell(label, binSize)]);
 }
 
 /**
@@ -178,8 +192,24 @@ export function samePersonPairs(
       Math.hypot(samples[j].valence - s.valence, samples[j].arousal - s.arousal) > minDistance
     );
     if (partners.length === 0) return;
+    const weights = options.partnerWeights;
+    const total = weights ? partners.reduce((sum, j) => sum + weights[j], 0) : 0;
     for (let k = 0; k < perSample; k++) {
-      pairs.push({ i, j: partners[Math.floor(rng() * partners.length)] });
+      if (!weights) {
+        pairs.push({ i, j: partners[Math.floor(rng() * partners.length)] });
+        continue;
+      }
+      // Roulette over the partners' weights (the last one catches rounding).
+      let pick = rng() * total;
+      let chosen = partners[partners.length - 1];
+      for (const j of partners) {
+        pick -= weights[j];
+        if (pick < 0) {
+          chosen = j;
+          break;
+        }
+      }
+      pairs.push({ i, j: chosen });
     }
   });
   return pairs;

@@ -101,8 +101,9 @@ export const AutoencoderConfig = z.object({
  * A second autoencoder with conditioning beyond the paper's, trained in the same run so both
  * are measured side by side (fidelity and the regressors trained on their faces). The defaults
  * are the best measured combination (README, "The longer study"): (v, a) maps into every block,
- * an editing decoder, expression regions x5, and a small consistency term that moves only the
- * expression regions.
+ * an editing decoder, expression regions x5, a small consistency term that moves only the
+ * expression regions, and target frames drawn so that rare V/A labels are learned as often as
+ * common ones.
  */
 export const ImprovedConfig = z.object({
   enabled: z.boolean().default(false),
@@ -116,7 +117,12 @@ export const ImprovedConfig = z.object({
   consistencyReaderSteps: z.number().int().min(0).default(0),
   consistencyRegionsOnly: z.boolean().default(true),
   editRegionsOnly: z.boolean().default(true),
-  balancedTargets: z.boolean().default(false),
+  /**
+   * Measured in the study: the judge read the generated set's valence at 0.849 against 0.796
+   * with uniform partners (v-a- quadrant 0.463 against 0.256), and filling the sparse cells with
+   * its faces raised the regressors' valence CCC from 0.502 to 0.660 (README, "The longer study").
+   */
+  balancedTargets: z.boolean().default(true),
 }).strict();
 
 /** The V/A regressor and its training, one run per strategy and seed. */

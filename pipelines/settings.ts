@@ -158,7 +158,7 @@ export function checkPartSettings(
  * defaults to the old behaviour), except where a new setting's default changed the behaviour.
  */
 const LEGACY: ExperimentConfig = ExperimentConfig.parse({
-  improved: { enabled: true, editRegionsOnly: false },
+  improved: { enabled: true, editRegionsOnly: false, balancedTargets: false },
   fidelity: { judgeSchedule: "constant" },
 });
 

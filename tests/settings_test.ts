@@ -143,6 +143,15 @@ Deno.test("checkPartSettings records new parts and refuses changed ones", () => 
   );
   const constantJudge = tiny({ fidelity: { judgeSchedule: "constant" } });
   checkPartSettings({ judge: oldJudge }, constantJudge, judge, "runs/x");
+  // The improved autoencoder drew partners uniformly before balancedTargets (default now true).
+  const oldImproved = JSON.parse(JSON.stringify(partSettings(base, improvedAe)));
+  delete oldImproved.variant.balancedTargets;
+  assert.throws(
+    () => checkPartSettings({ "autoencoder:improved": oldImproved }, base, improvedAe, "runs/x"),
+    /variant\.balancedTargets: false -> true/,
+  );
+  const uniformPartners = tiny({ improved: { balancedTargets: false } });
+  checkPartSettings({ "autoencoder:improved": oldImproved }, uniformPartners, improvedAe, "runs/x");
 
   // The record survives a JSON round trip (state.json) unchanged.
   const reloaded = JSON.parse(JSON.stringify(recorded));

@@ -102,8 +102,9 @@ export const AutoencoderConfig = z.object({
  * are measured side by side (fidelity and the regressors trained on their faces). The defaults
  * are the best measured combination (README, "The longer study"): (v, a) maps into every block,
  * an editing decoder, expression regions x5, a small consistency term that moves only the
- * expression regions, and target frames drawn so that rare V/A labels are learned as often as
- * common ones.
+ * expression regions, read by a separately trained ResNet34 (1,000 steps on the autoencoder's
+ * training faces), and target frames drawn so that rare V/A labels are learned as often as common
+ * ones.
  */
 export const ImprovedConfig = z.object({
   enabled: z.boolean().default(false),
@@ -113,8 +114,13 @@ export const ImprovedConfig = z.object({
   regionEmphasis: z.number().min(0).default(4),
   consistencyWeight: z.number().min(0).default(0.01),
   consistencyWarmup: z.number().int().min(0).default(2),
-  consistencyReader: z.enum(["snapshot", "regressor"]).default("snapshot"),
-  consistencyReaderSteps: z.number().int().min(0).default(0),
+  /**
+   * Measured in the study (with balanced targets): the judge read the generated set at 0.905 /
+   * 0.932 against 0.849 / 0.920 with the snapshot reader, without the snapshot's pink marks above
+   * the mouth (README, "The longer study").
+   */
+  consistencyReader: z.enum(["snapshot", "regressor"]).default("regressor"),
+  consistencyReaderSteps: z.number().int().min(0).default(1000),
   consistencyRegionsOnly: z.boolean().default(true),
   editRegionsOnly: z.boolean().default(true),
   /**
@@ -223,6 +229,8 @@ export const PRESETS: Record<ExperimentConfig["preset"], ExperimentConfigInput> 
     autoencoder: { size: "tiny", epochs: 2, batchSize: 32, lr: 1e-3 },
     regressor: { width: 1 / 16, inputSize: 32, steps: 20, batchSize: 32, lr: 1e-3 },
     strategies: { under: [4], over: [6], binSize: 0.25 },
+    // An improved autoencoder's consistency reader trains as long as a regressor here.
+    improved: { consistencyReaderSteps: 0 },
     fidelity: { judgePersons: 8, judgeFramesPerPerson: 16 },
     logEvery: 5,
   },

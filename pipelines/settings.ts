@@ -158,7 +158,13 @@ export function checkPartSettings(
  * defaults to the old behaviour), except where a new setting's default changed the behaviour.
  */
 const LEGACY: ExperimentConfig = ExperimentConfig.parse({
-  improved: { enabled: true, editRegionsOnly: false, balancedTargets: false },
+  improved: {
+    enabled: true,
+    editRegionsOnly: false,
+    balancedTargets: false,
+    consistencyReader: "snapshot",
+    consistencyReaderSteps: 0,
+  },
   fidelity: { judgeSchedule: "constant" },
 });
 

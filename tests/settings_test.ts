@@ -49,7 +49,16 @@ Deno.test("each part depends on its own settings only", () => {
 
   const longer = tiny({ regressor: { steps: 999 } });
   assert.ok(!same(originalRun, longer) && !same(judge, longer));
-  assert.ok(same(improvedAe, longer), "a snapshot reader does not use the regressor settings");
+  const snapshotReader = (steps: number) =>
+    tiny({ improved: { consistencyReader: "snapshot" }, regressor: { steps } });
+  assert.equal(
+    settingsDifferences(
+      partSettings(snapshotReader(20), improvedAe),
+      partSettings(snapshotReader(999), improvedAe),
+    ).length,
+    0,
+    "a snapshot reader does not use the regressor settings",
+  );
   const withRegressorReader = (steps: number) =>
     tiny({
       improved: { enabled: true, consistencyReader: "regressor" },
@@ -68,7 +77,9 @@ Deno.test("each part depends on its own settings only", () => {
     improved: { consistencyReader: "regressor", consistencyReaderSteps: 77 },
     regressor: { steps: 20 },
   });
-  assert.equal(readerSteps(base), 0, "no regressor reader in the defaults");
+  assert.equal(readerSteps(snapshotReader(20)), 0, "no regressor reader with a snapshot");
+  assert.equal(readerSteps(base), 20, "the tiny preset's reader trains as long as its regressors");
+  assert.equal(readerSteps(resolveConfig({ improved: { enabled: true } })), 1000, "the default");
   assert.equal(readerSteps(withRegressorReader(20)), 20, "0 = the regressor's steps");
   assert.equal(readerSteps(ownSteps), 77);
   assert.ok(

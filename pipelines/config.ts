@@ -1,6 +1,6 @@
 /**
  * The experiment's configuration: zod schemas (so a config file or a flag with a bad value is an
- * error that names it), and the presets `tiny` (smoke test), `demo` (the default, ~14 minutes on
+ * error that names it), and the presets `tiny` (smoke test), `demo` (the default, ~19 minutes on
  * two CPU cores) and `paper` (the paper's hyper-parameters).
  */
 
@@ -234,7 +234,7 @@ export const PRESETS: Record<ExperimentConfig["preset"], ExperimentConfigInput> 
     fidelity: { judgePersons: 8, judgeFramesPerPerson: 16 },
     logEvery: 5,
   },
-  // The default: the paper's experiment scaled to two CPU cores (about 14 minutes): narrow
+  // The default: the paper's experiment scaled to two CPU cores (about 19 minutes): narrow
   // networks, few epochs and steps, plus the improved autoencoder beside the paper's. Measured
   // here: ResNet34 at width 1/16 needs 48x48 inputs or more to see expressions at all, and a few
   // hundred steps to get anywhere; that is where the compute goes.

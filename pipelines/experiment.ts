@@ -47,7 +47,7 @@ import {
 } from "./fidelity.ts";
 import { barChartPng, lineChartPng } from "./plots.ts";
 import { editLimitMap, meanExpressionMask } from "./regions.ts";
-import { metricsTable, paperTables, type StrategyMetrics } from "./report.ts";
+import { markdownTable, metricsTable, paperTables, type StrategyMetrics } from "./report.ts";
 import {
   type AutoencoderProgress,
   decodeFaces,
@@ -1046,9 +1046,10 @@ function summarizeRuns(
     trainingFaces,
     autoencoders,
     fidelity: state.fidelity,
-    ...(Object.keys(quadrantErrorsByStrategy).length
-      ? { quadrantErrors: quadrantErrorsByStrategy }
-      : {}),
+    // Absent (dropped by JSON) when no run recorded them.
+    quadrantErrors: Object.keys(quadrantErrorsByStrategy).length
+      ? quadrantErrorsByStrategy
+      : undefined,
     config,
   };
 }
@@ -1079,18 +1080,17 @@ function meanQuadrantErrors(
 function quadrantErrorTable(
   errors: Record<string, Record<Quadrant, QuadrantError | null>>,
 ): string {
-  const header = `| strategy | ${QUADRANTS.map((q) => `${q} V | ${q} A`).join(" | ")} |
-| --- | ${QUADRANTS.map(() => "---: | ---:").join(" | ")} |`;
+  const header = ["strategy", ...QUADRANTS.flatMap((q) => [`${q} V`, `${q} A`])];
   const signed = (x: number) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(3)}`;
-  const rows = Object.entries(errors).map(([strategy, byQuadrant]) =>
-    `| ${strategy} | ${
-      QUADRANTS.map((q) => {
-        const e = byQuadrant[q];
-        return e ? `${signed(e.valence)} | ${signed(e.arousal)}` : "n/a | n/a";
-      }).join(" | ")
-    } |`
-  );
-  return [header, ...rows].join("\n");
+  const rows = Object.entries(errors).map(([strategy, byQuadrant]) => [
+    strategy,
+    ...QUADRANTS.flatMap((q) => {
+      const e = byQuadrant[q];
+      return e ? [signed(e.valence), signed(e.arousal)] : ["n/a", "n/a"];
+    }),
+  ]);
+  const align = [undefined, ...header.slice(1).map(() => "right" as const)];
+  return markdownTable(header, rows, align).trimEnd();
 }
 
 /** The best strategy by mean CCC (V + A); `predict --run` uses its regressor. */

@@ -125,6 +125,11 @@ interface RunState {
   runs: Record<string, RunRecord>;
   /** The settings each part was made with, by partKey (checked on resume). */
   settings?: Record<string, unknown>;
+  /**
+   * Wall-clock seconds of every process that worked on this run folder, so that a resumed run's
+   * report still gives the whole run's time (absent in run folders written before it was kept).
+   */
+  seconds?: number;
   finished: boolean;
 }
 
@@ -314,6 +319,7 @@ export async function runExperiment(
 ): Promise<ExperimentResult> {
   const { runDir } = options;
   const log = options.log ?? ((line: string) => console.error(line));
+  const processStarted = performance.now();
   await Deno.mkdir(`${runDir}/checkpoints`, { recursive: true });
   const statePath = `${runDir}/state.json`;
   let state: RunState = {
@@ -330,7 +336,11 @@ export async function runExperiment(
       }
     }
   }
-  const saveState = () => writeFileAtomic(statePath, JSON.stringify(state) + "\n");
+  const secondsBefore = state.seconds ?? 0;
+  const saveState = () => {
+    state.seconds = Math.round((secondsBefore + seconds(processStarted)) * 10) / 10;
+    return writeFileAtomic(statePath, JSON.stringify(state) + "\n");
+  };
   // Refuse, before anything is overwritten, to resume parts made with other settings.
   const settings = state.settings ??= {};
   const checkPart = (part: RunPart) => checkPartSettings(settings, config, part, runDir);
@@ -582,7 +592,10 @@ export async function runExperiment(
   await writeRunPictures(runDir, state, metrics);
   await writeFileAtomic(
     `${runDir}/report.md`,
-    renderReport(config, experimentData, state, metrics, seconds(started)),
+    renderReport(config, experimentData, state, metrics, {
+      total: Math.round(secondsBefore + seconds(processStarted)),
+      thisProcess: options.resume ? Math.round(seconds(processStarted)) : null,
+    }),
   );
   state.finished = true;
   await saveState();
@@ -1233,7 +1246,7 @@ function renderReport(
   experimentData: ExperimentData,
   state: RunState,
   metrics: MetricsFile,
-  totalSeconds: number,
+  time: { total: number; thisProcess: number | null },
 ): string {
   const rows = Object.entries(metrics.strategies).map(([name, m]) => ({ name, metrics: m }));
   const faces = Object.entries(metrics.trainingFaces).map(([k, v]) => `\`${k}\` ${v}`).join(", ");
@@ -1269,9 +1282,9 @@ ${config.regressor.steps} Adam steps of batch ${config.regressor.batchSize}, lr 
     config.regressor.schedule === "cosine" ? " (cosine decay)" : ""
   }, ${
     config.regressor.pretrained ? `pretrained from ${config.regressor.pretrained}` : "random init"
-  }. Training faces per strategy: ${faces}. Total time ${totalSeconds} s (regressors ${
-    Math.round(runSeconds)
-  } s).
+  }. Training faces per strategy: ${faces}. Total time ${time.total} s${
+    time.thisProcess === null ? "" : ` (resumed; ${time.thisProcess} s in the last process)`
+  }, regressors ${Math.round(runSeconds)} s.
 
 Metrics on the test set (mean ± std over seeds). RMSE: lower is better; CORR (Pearson), CCC (Lin,
 population variances) and SAGR (sign agreement; a ground truth of exactly 0 agrees only with a

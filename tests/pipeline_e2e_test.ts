@@ -152,6 +152,7 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
     assert.equal(partial.interrupted, true);
     const state = JSON.parse(await Deno.readTextFile(`${root}/resumed/state.json`));
     assert.equal(state.autoencoders.paper.epochsDone, 1, "the checkpoint of epoch 1 was written");
+    assert.ok(state.seconds > 0, "the interrupted process's time is kept");
     const resumed = await runExperiment(config, {
       runDir: `${root}/resumed`,
       resume: true,
@@ -159,6 +160,15 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
       device,
     });
     assert.equal(resumed.interrupted, false);
+    const resumedState = JSON.parse(await Deno.readTextFile(`${root}/resumed/state.json`));
+    assert.ok(resumedState.seconds > state.seconds, "both processes' time counts");
+    const resumedReport = await Deno.readTextFile(`${root}/resumed/report.md`);
+    const total = Number(resumedReport.match(/Total time (\d+) s \(resumed; (\d+) s/)?.[1]);
+    const last = Number(resumedReport.match(/Total time (\d+) s \(resumed; (\d+) s/)?.[2]);
+    assert.ok(
+      total >= last,
+      `report gives the whole run's time: ${total} s, last process ${last} s`,
+    );
     assert.deepEqual(
       JSON.parse(await Deno.readTextFile(`${root}/resumed/metrics.json`)).strategies,
       metrics.strategies,

@@ -11,10 +11,14 @@
  *   (reported, not checked): it bounds what cheaper weight loads could gain.
  *
  * Every correct variant is checked against a float64 reference on 400 outputs (borders included).
+ * The row loads are written out here (not taken from conv_ubo.ts's tileRowLoads) because the
+ * texture variant replaces them.
  *
  *   deno run -A bench/conv_probe.ts [--batch 64] [--channels 32] [--size 64]
  *     [--tiles "8,4,2;8,2,1"] [--rounds 2]
  */
+
+import { tileRowTap } from "../kernels/wgsl/conv_ubo.ts";
 
 function flag(name: string): string | undefined {
   const i = Deno.args.indexOf(`--${name}`);
@@ -143,7 +147,7 @@ function kernelSource(variant: Variant, J: number, R: number, P: number): string
           body.push(`  let w${r}_${kw}_${i} = w[wRow + ${(kh * 3 + kw) * J / 4 + i}u];`);
         }
         for (let p = 0; p < P; p++) {
-          const tap = kw === 0 ? `shiftedRight${p}` : kw === 1 ? `q${p}` : `shiftedLeft${p}`;
+          const tap = tileRowTap(kw, p);
           for (let j = 0; j < J; j++) {
             const acc = `a${r}_${p}_${j}`;
             body.push(`  ${acc} = fma(vec4f(w${r}_${kw}_${j >> 2}[${j & 3}]), ${tap}, ${acc});`);

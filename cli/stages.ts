@@ -2,7 +2,7 @@
 
 import { Device } from "../nn/device.ts";
 import { disposeStateDict, readSafetensors } from "../nn/io.ts";
-import { decoderOutputOf, FaceAutoencoder } from "../nn/models/autoencoder.ts";
+import { decoderOutputOf, editColourOf, FaceAutoencoder } from "../nn/models/autoencoder.ts";
 import { ResNet34 } from "../nn/models/resnet.ts";
 import {
   autoencoderVariants,
@@ -97,6 +97,7 @@ async function loadAutoencoder(
     output: decoderOutputOf(state) ?? found.output,
     eraseMask: placeholder("erase_mask"),
     editLimit: placeholder("edit_limit"),
+    editColour: editColourOf(state),
   });
   model.loadStateDict(state, { strict: true });
   disposeStateDict(state);

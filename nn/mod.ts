@@ -37,6 +37,7 @@ export {
   type AutoencoderLoss,
   type AutoencoderLossWeights,
   decoderOutputOf,
+  editColourOf,
   FaceAutoencoder,
   type FaceAutoencoderOptions,
 } from "./models/autoencoder.ts";

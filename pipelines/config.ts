@@ -75,6 +75,11 @@ export const AutoencoderConfig = z.object({
    * training faces) before blending, so the decoder must draw the requested expression there.
    */
   eraseSource: z.boolean().default(false),
+  /**
+   * With output "edit": "absolute" (the colour channels are the colour) or "residual" (they are a
+   * change of the erased source, so skin tone and lighting come from the source).
+   */
+  editColour: z.enum(["absolute", "residual"]).default("absolute"),
   /** Extra reconstruction weight on brows, eyes and mouth; 0 = the paper's plain MSE. */
   regionEmphasis: z.number().min(0).default(0),
   /** Weight of the expression-consistency term (a frozen reader reads D's output); 0 = off. */
@@ -111,6 +116,7 @@ export const ImprovedConfig = z.object({
   conditioning: z.enum(["input", "maps"]).default("maps"),
   output: z.enum(["image", "edit"]).default("edit"),
   eraseSource: z.boolean().default(true),
+  editColour: z.enum(["absolute", "residual"]).default("absolute"),
   regionEmphasis: z.number().min(0).default(4),
   consistencyWeight: z.number().min(0).default(0.01),
   consistencyWarmup: z.number().int().min(0).default(2),
@@ -339,6 +345,7 @@ export interface AutoencoderVariant {
   conditioning: "input" | "maps";
   output: "image" | "edit";
   eraseSource: boolean;
+  editColour: "absolute" | "residual";
   regionEmphasis: number;
   consistencyWeight: number;
   consistencyWarmup: number;
@@ -357,6 +364,7 @@ export function autoencoderVariants(config: ExperimentConfig): AutoencoderVarian
     conditioning: ae.conditioning,
     output: ae.output,
     eraseSource: ae.eraseSource,
+    editColour: ae.editColour,
     regionEmphasis: ae.regionEmphasis,
     consistencyWeight: ae.consistencyWeight,
     consistencyWarmup: ae.consistencyWarmup,

@@ -780,6 +780,7 @@ async function trainOrLoadAutoencoder(
     output: variant.output,
     eraseMask: variant.eraseSource ? regions : undefined,
     editLimit: regions && variant.editRegionsOnly ? editLimitMap(regions) : undefined,
+    editColour: variant.output === "edit" ? variant.editColour : undefined,
     seed: config.seed,
   });
   const label = variant.name === "paper" ? "autoencoder" : `autoencoder (${variant.name})`;
@@ -1177,6 +1178,7 @@ function describeVariant(config: ExperimentConfig, name: string): string {
   if (v.output === "edit") {
     parts.push(
       "the decoder edits the source face (colour + blend mask)" +
+        (v.editColour === "residual" ? " as a change of the source's colours" : "") +
         (v.eraseSource ? " with the source's expression regions blurred away" : "") +
         (v.editRegionsOnly ? ", redrawing only those regions" : ""),
     );

@@ -337,6 +337,7 @@ async function encoderSnapshot(
     // Filled by loadStateDict below, or read back from the snapshot file.
     eraseMask: model.eraseMask ? new Float32Array(model.eraseMask.size) : undefined,
     editLimit: model.editLimit ? new Float32Array(model.editLimit.size) : undefined,
+    editColour: model.editColour,
   });
   if (!takeNow && path) {
     try {

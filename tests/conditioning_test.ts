@@ -53,6 +53,8 @@ interface Switch {
   limit?: boolean;
   /** Targets drawn with weight 1 / (frames in their V/A cell) (balancedTargets). */
   balanced?: boolean;
+  /** The editing decoder's colours are a change of the erased source (editColour "residual"). */
+  residual?: boolean;
 }
 
 // The paper's conditioning alone barely moves the output (that is the finding the fidelity
@@ -107,6 +109,13 @@ const SWITCHES: [string, Switch][] = [
     limit: true,
     balanced: true,
   }],
+  ["the improved defaults with colours drawn as a change of the source", {
+    ...EDIT_REGIONS,
+    erase: true,
+    limit: true,
+    balanced: true,
+    residual: true,
+  }],
 ];
 
 for (const [name, options] of SWITCHES) {
@@ -117,6 +126,7 @@ for (const [name, options] of SWITCHES) {
       output: options.output,
       eraseMask: options.erase ? meanExpressionMask(faces.samples, 64) : undefined,
       editLimit: options.limit ? editLimitMap(meanExpressionMask(faces.samples, 64)) : undefined,
+      editColour: options.residual ? "residual" : undefined,
     });
     const optimizer = new optim.Adam(ae.parameters(), { lr: 3e-3 });
     const reader = options.consistency && !options.snapshot
@@ -305,12 +315,14 @@ Deno.test("erasing the source: block averages inside the erase map, the source o
 
 /**
  * An editing decoder's output for `source` with its last conv's weights zeroed and bias
- * [0, 0, 0, maskBias]: colour sigmoid(0) = 0.5 and mask sigmoid(maskBias) everywhere.
+ * [c, c, c, maskBias]: colour channels sigmoid(c) (0.5 by default) and mask sigmoid(maskBias)
+ * everywhere.
  */
 async function decodeWithMaskBias(
   ae: nn.FaceAutoencoder,
   source: Tensor,
   maskBias: number,
+  colourBias = 0,
 ): Promise<Float32Array> {
   const last = ae.decoder.layers.filter((l) => l instanceof nn.Conv2d).pop() as nn.Conv2d;
   const set = (target: Tensor, values: Float32Array) => {
@@ -319,7 +331,7 @@ async function decodeWithMaskBias(
     t.dispose();
   };
   set(last.weight, new Float32Array(last.weight.size));
-  set(last.bias!, new Float32Array([0, 0, 0, maskBias]));
+  set(last.bias!, new Float32Array([colourBias, colourBias, colourBias, maskBias]));
   const y = noGrad(() =>
     tidy(() => {
       const { z, v, a } = ae.encode(source);
@@ -349,6 +361,36 @@ Deno.test("the edit limit caps the blend mask: the source exactly where it is 0"
   assert.deepEqual(Array.from(editLimitMap(new Float32Array([0, 0.25, 0.5, 0.9]))), [0, 0.5, 1, 1]);
   x.dispose();
   ae.dispose();
+});
+
+Deno.test("residual edit colours change the source: source + 2c - 1 under a full mask", async () => {
+  const ae = new nn.FaceAutoencoder(device, {
+    size: [4, 8],
+    output: "edit",
+    editColour: "residual",
+  });
+  ae.eval();
+  const n = 2;
+  const x = device.tensor(faces.images.subarray(0, n * 3 * 64 * 64), [n, 3, 64, 64]);
+  const source = await x.toArray();
+  // Mask 1 everywhere; colour channels sigmoid(0) = 0.5 (no change), sigmoid(ln 3) = 0.75 (+0.5).
+  const unchanged = await decodeWithMaskBias(ae, x, 40);
+  const lighter = await decodeWithMaskBias(ae, x, 40, Math.log(3));
+  for (let i = 0; i < source.length; i += 997) {
+    assert.ok(Math.abs(unchanged[i] - source[i]) < 1e-5, `c = 0.5 keeps the source at ${i}`);
+    assert.ok(Math.abs(lighter[i] - (source[i] + 0.5)) < 1e-5, `c = 0.75 adds 0.5 at ${i}`);
+  }
+  // The checkpoint says how its colours are read; an absolute one has no marker.
+  assert.equal(nn.editColourOf(ae.stateDict()), "residual");
+  const absolute = new nn.FaceAutoencoder(device, { size: [4, 8], output: "edit" });
+  assert.equal(nn.editColourOf(absolute.stateDict()), "absolute");
+  assert.throws(
+    () => new nn.FaceAutoencoder(device, { size: [4, 8], editColour: "residual" }),
+    /editColour "residual" needs output "edit"/,
+  );
+  x.dispose();
+  ae.dispose();
+  absolute.dispose();
 });
 
 Deno.test("mean expression mask: in [0, 1], high on the mouth, zeros without landmarks", () => {

@@ -67,6 +67,13 @@ export interface FaceAutoencoderOptions {
    * (lines, cues) over identity, hair or background. Saved with the weights (`edit_limit`).
    */
   editLimit?: Float32Array;
+  /**
+   * "edit" only: how the decoder's colour channels c in (0, 1) are read. "absolute": c is the
+   * colour. "residual": c is a change of the (erased) source, colour = source + 2c - 1, so skin
+   * tone and lighting come from the source and the decoder draws only what differs. Saved with
+   * the weights (a one-value `edit_residual` buffer).
+   */
+  editColour?: "absolute" | "residual";
 }
 
 /** Weights of the paper's loss. */
@@ -112,6 +119,8 @@ export class FaceAutoencoder extends Layer {
   readonly eraseMask: Tensor | null;
   /** The blend-mask ceiling [1, 1, S, S] (see {@link FaceAutoencoderOptions.editLimit}), or null. */
   readonly editLimit: Tensor | null;
+  /** How an "edit" decoder's colour is read (see {@link FaceAutoencoderOptions.editColour}). */
+  readonly editColour: "absolute" | "residual";
 
   constructor(device: Device, options: FaceAutoencoderOptions = {}) {
     super();
@@ -186,6 +195,14 @@ export class FaceAutoencoder extends Layer {
     };
     this.eraseMask = map("eraseMask", "erase_mask");
     this.editLimit = map("editLimit", "edit_limit");
+    this.editColour = options.editColour ?? "absolute";
+    if (this.editColour === "residual") {
+      if (this.output !== "edit") {
+        throw new Error('FaceAutoencoder: editColour "residual" needs output "edit"');
+      }
+      // A marker, so a checkpoint says how its colour channels are read.
+      this.registerBuffer("edit_residual", device.tensor(new Float32Array([1]), [1]));
+    }
   }
 
   /** x: [N, 3, S, S] in [0, 1] -> z [N, codeSize], v [N], a [N]. */
@@ -235,9 +252,11 @@ export class FaceAutoencoder extends Layer {
         );
       }
       const drawn = this.decodeRaw(z, v, a);
-      const colour = F.narrow(drawn, 1, 0, 3);
       const mask = F.narrow(drawn, 1, 3, 1);
       const base = this.eraseMask ? this.eraseExpression(source) : source;
+      const colour = this.editColour === "residual"
+        ? F.add(base, F.sub(F.mul(F.narrow(drawn, 1, 0, 3), 2), 1))
+        : F.narrow(drawn, 1, 0, 3);
       // base + mask * (colour - base), the mask repeated over the colour channels.
       let mask3 = F.cat([mask, mask, mask], 1);
       if (this.editLimit) mask3 = F.mul(mask3, repeatMap(this.editLimit, n, 3));
@@ -338,6 +357,11 @@ export function decoderOutputOf(
     if (!last || index > last.index) last = { index, channels: value.shape[0] };
   }
   return last?.channels === 4 ? "edit" : last?.channels === 3 ? "image" : undefined;
+}
+
+/** How a FaceAutoencoder checkpoint's edit colour is read: its `edit_residual` marker says. */
+export function editColourOf(state: ReadonlyMap<string, unknown>): "absolute" | "residual" {
+  return state.has("edit_residual") ? "residual" : "absolute";
 }
 
 /** mean(w * (a - b)^2): a reconstruction error that weights some pixels more. */

@@ -11,14 +11,14 @@
  *   (reported, not checked): it bounds what cheaper weight loads could gain.
  *
  * Every correct variant is checked against a float64 reference on 400 outputs (borders included).
- * The row loads are written out here (not taken from conv_ubo.ts's tileRowLoads) because the
- * texture variant replaces them.
+ * The row loads are the engine's (conv_ubo.ts's tileRowLoads); the texture variant passes its own
+ * load.
  *
  *   deno run -A bench/conv_probe.ts [--batch 64] [--channels 32] [--size 64]
  *     [--tiles "8,4,2;8,2,1"] [--rounds 2]
  */
 
-import { tileRowTap } from "../kernels/wgsl/conv_ubo.ts";
+import { tileRowLoads, tileRowTap } from "../kernels/wgsl/conv_ubo.ts";
 
 function flag(name: string): string | undefined {
   const i = Deno.args.indexOf(`--${name}`);
@@ -121,24 +121,12 @@ function kernelSource(variant: Variant, J: number, R: number, P: number): string
     }
   }
   for (let k = 0; k < R + 2; k++) {
-    body.push(
-      `{`,
-      `  let ih = i32(oh) - 1 + ${k};`,
-      `  let inside = ih >= 0 && ih < i32(params.H);`,
-    );
-    const load = (quadOffset: number) =>
-      variant === "texture"
-        ? `textureLoad(xt, vec2i(i32(quadW) + ${quadOffset}, i32(ic * params.H) + ih), i32(n), 0)`
-        : `x[u32(i32(base) + ${k - 1} * i32(params.quadsW) + ${quadOffset})]`;
-    body.push(`  let left = select(0.0, ${load(-1)}.w, inside && hasLeft);`);
-    for (let p = 0; p < P; p++) body.push(`  let q${p} = select(vec4f(0.0), ${load(p)}, inside);`);
-    body.push(`  let right = select(0.0, ${load(P)}.x, inside && hasRight);`);
-    for (let p = 0; p < P; p++) {
-      const prev = p === 0 ? "left" : `q${p - 1}.w`;
-      const next = p === P - 1 ? "right" : `q${p + 1}.x`;
-      body.push(`  let shiftedRight${p} = vec4f(${prev}, q${p}.xyz);`);
-      body.push(`  let shiftedLeft${p} = vec4f(q${p}.yzw, ${next});`);
-    }
+    const textureLoad = (p: number) =>
+      `textureLoad(xt, vec2i(i32(quadW) + ${p}, i32(ic * params.H) + ih), i32(n), 0)`;
+    const rowLoads = variant === "texture"
+      ? tileRowLoads("oh", "base", k - 1, P, textureLoad)
+      : tileRowLoads("oh", "base", k - 1, P);
+    body.push(`{`, ...rowLoads.map((line) => `  ${line}`));
     for (let r = 0; r < R; r++) {
       const kh = k - r;
       if (kh < 0 || kh > 2) continue;

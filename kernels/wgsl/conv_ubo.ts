@@ -69,24 +69,27 @@ ${linearMain()}
  * origin row; the row offset is applied to it), as `q0..q{quads-1}` (the tile's column quads) and
  * `shiftedRight{p}` / `shiftedLeft{p}` (the same columns moved one to the right / left: the taps
  * kw 0 and 2, see {@link tileRowTap}); zeros outside the map, as selects. Needs `x` (vec4
- * storage), `params.H`, `params.quadsW`, `hasLeft` and `hasRight` in scope.
+ * storage), `params.H`, `params.quadsW`, `hasLeft` and `hasRight` in scope. `load` gives the vec4
+ * at quad `p` of the row (-1 .. quads; `c` is the origin quad's index in `x` and `ih` the row):
+ * storage loads by default, another source in bench/conv_probe.ts.
  */
 export function tileRowLoads(
   originRow: string,
   originQuad: string,
   offset: number,
   quads: number,
+  load: (p: number) => string = (p) => p < 0 ? "x[c - 1u]" : `x[c + ${p}u]`,
 ): string[] {
   const lines = [
     `let ih = i32(${originRow}) + ${offset};`,
     `let inside = ih >= 0 && ih < i32(params.H);`,
     `let c = u32(i32(${originQuad}) + ${offset} * i32(params.quadsW));`,
-    `let left = select(0.0, x[c - 1u].w, inside && hasLeft);`,
+    `let left = select(0.0, ${load(-1)}.w, inside && hasLeft);`,
   ];
   for (let p = 0; p < quads; p++) {
-    lines.push(`let q${p} = select(vec4f(0.0), x[c + ${p}u], inside);`);
+    lines.push(`let q${p} = select(vec4f(0.0), ${load(p)}, inside);`);
   }
-  lines.push(`let right = select(0.0, x[c + ${quads}u].x, inside && hasRight);`);
+  lines.push(`let right = select(0.0, ${load(quads)}.x, inside && hasRight);`);
   for (let p = 0; p < quads; p++) {
     const prev = p === 0 ? "left" : `q${p - 1}.w`;
     const next = p === quads - 1 ? "right" : `q${p + 1}.x`;

@@ -2,7 +2,12 @@
 
 import { Device } from "../nn/device.ts";
 import { disposeStateDict, readSafetensors } from "../nn/io.ts";
-import { decoderOutputOf, editColourOf, FaceAutoencoder } from "../nn/models/autoencoder.ts";
+import {
+  decoderOutputOf,
+  editColourOf,
+  FaceAutoencoder,
+  seesSourceOf,
+} from "../nn/models/autoencoder.ts";
 import { ResNet34 } from "../nn/models/resnet.ts";
 import {
   autoencoderVariants,
@@ -53,7 +58,8 @@ Evaluates every regressor-<strategy>.safetensors of a run on the run's test set 
 RMSE, CORR, CCC and SAGR for valence and arousal.
 `;
 
-async function loadRunConfig(run: string): Promise<ExperimentConfig> {
+/** A run folder's configuration (its config.json, resolved). */
+export async function loadRunConfig(run: string): Promise<ExperimentConfig> {
   try {
     return resolveConfig(JSON.parse(await Deno.readTextFile(`${run}/config.json`)));
   } catch (error) {
@@ -61,7 +67,8 @@ async function loadRunConfig(run: string): Promise<ExperimentConfig> {
   }
 }
 
-async function loadAutoencoder(
+/** A run's trained autoencoder of one variant, built the way its checkpoint says. */
+export async function loadAutoencoder(
   device: Device,
   run: string,
   config: ExperimentConfig,
@@ -98,6 +105,7 @@ async function loadAutoencoder(
     eraseMask: placeholder("erase_mask"),
     editLimit: placeholder("edit_limit"),
     editColour: editColourOf(state),
+    seesSource: seesSourceOf(state),
   });
   model.loadStateDict(state, { strict: true });
   disposeStateDict(state);

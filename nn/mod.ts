@@ -40,4 +40,5 @@ export {
   editColourOf,
   FaceAutoencoder,
   type FaceAutoencoderOptions,
+  seesSourceOf,
 } from "./models/autoencoder.ts";

@@ -80,8 +80,18 @@ export const AutoencoderConfig = z.object({
    * change of the erased source, so skin tone and lighting come from the source).
    */
   editColour: z.enum(["absolute", "residual"]).default("absolute"),
+  /**
+   * With output "edit": every decoder conv also sees the (erased) source, resized to its block, so
+   * the decoder draws in the face's own skin tone and light.
+   */
+  seesSource: z.boolean().default(false),
   /** Extra reconstruction weight on brows, eyes and mouth; 0 = the paper's plain MSE. */
   regionEmphasis: z.number().min(0).default(0),
+  /**
+   * Relight each pair's target frame to its source frame's light (a smooth gain field fitted
+   * outside the expression regions) before the loss: the decoder cannot know the target's light.
+   */
+  relightTargets: z.boolean().default(false),
   /** Weight of the expression-consistency term (a frozen reader reads D's output); 0 = off. */
   consistencyWeight: z.number().min(0).default(0),
   /** Epochs before the consistency term starts. */
@@ -117,7 +127,9 @@ export const ImprovedConfig = z.object({
   output: z.enum(["image", "edit"]).default("edit"),
   eraseSource: z.boolean().default(true),
   editColour: z.enum(["absolute", "residual"]).default("absolute"),
+  seesSource: z.boolean().default(false),
   regionEmphasis: z.number().min(0).default(4),
+  relightTargets: z.boolean().default(false),
   consistencyWeight: z.number().min(0).default(0.01),
   consistencyWarmup: z.number().int().min(0).default(2),
   /**
@@ -346,7 +358,9 @@ export interface AutoencoderVariant {
   output: "image" | "edit";
   eraseSource: boolean;
   editColour: "absolute" | "residual";
+  seesSource: boolean;
   regionEmphasis: number;
+  relightTargets: boolean;
   consistencyWeight: number;
   consistencyWarmup: number;
   consistencyReader: "snapshot" | "regressor";
@@ -365,7 +379,9 @@ export function autoencoderVariants(config: ExperimentConfig): AutoencoderVarian
     output: ae.output,
     eraseSource: ae.eraseSource,
     editColour: ae.editColour,
+    seesSource: ae.seesSource,
     regionEmphasis: ae.regionEmphasis,
+    relightTargets: ae.relightTargets,
     consistencyWeight: ae.consistencyWeight,
     consistencyWarmup: ae.consistencyWarmup,
     consistencyReader: ae.consistencyReader,

@@ -7,7 +7,8 @@
  *   state.json             what is done (for --resume)
  *   autoencoder.safetensors, regressor-<strategy>.safetensors, regressor.json
  *   checkpoints/           per-epoch training state (model + optimizer)
- *   metrics.json, report.md, figure2.png, loss-*.png, histogram-*.png, samples-*.png
+ *   metrics.json, report.md, figure2.png, loss-*.png, histogram-*.png, samples-*.png,
+ *   drawing*.png (synthetic data: source | re-generated | truth triplets)
  */
 
 import { Device } from "../nn/device.ts";
@@ -37,6 +38,7 @@ import {
 import { Progress } from "./progress.ts";
 import { checkPartSettings, type RunPart } from "./settings.ts";
 import {
+  drawingGridPng,
   fidelityMarkdown,
   type FidelityReport,
   measureFidelity,
@@ -44,6 +46,7 @@ import {
   type QuadrantError,
   quadrantErrors,
   QUADRANTS,
+  renderTruth,
 } from "./fidelity.ts";
 import { barChartPng, lineChartPng } from "./plots.ts";
 import { editLimitMap, meanExpressionMask } from "./regions.ts";
@@ -439,15 +442,19 @@ export async function runExperiment(
     const judge = await trainJudge(device, config, experimentData, runDir, options.stop);
     if (!judge) return { runDir, interrupted: true };
     for (const name of pendingFidelity) {
-      const report = await measureFidelity(
+      const result = await measureFidelity(
         judge,
         autoencoders.get(name)!,
         generatedSets.get(name)!,
         { images: test.images, labels: test.samples },
         judgeInputSize(config),
         config.seed,
+        (labels) => renderTruth(test.samples, labels, test.size, config.data.align),
       );
+      const report = result.report;
       state.fidelity[name] = report;
+      const grid = await drawingGridPng(test.images, result);
+      if (grid) await writeFileAtomic(`${runDir}/${variantFile("drawing", name)}.png`, grid);
       const g = report.generated.overall;
       log(
         `fidelity (${name} autoencoder): the judge reads generated faces at CCC V ` +
@@ -781,6 +788,7 @@ async function trainOrLoadAutoencoder(
     eraseMask: variant.eraseSource ? regions : undefined,
     editLimit: regions && variant.editRegionsOnly ? editLimitMap(regions) : undefined,
     editColour: variant.output === "edit" ? variant.editColour : undefined,
+    seesSource: variant.output === "edit" && variant.seesSource,
     seed: config.seed,
   });
   const label = variant.name === "paper" ? "autoencoder" : `autoencoder (${variant.name})`;
@@ -822,6 +830,7 @@ async function trainOrLoadAutoencoder(
         seed: config.seed,
         logEvery: config.logEvery,
         regionEmphasis: variant.regionEmphasis,
+        relightTargets: variant.relightTargets,
         consistency: variant.consistencyWeight > 0
           ? {
             reader: variant.consistencyReader === "snapshot" ? "snapshot" : reader!,
@@ -1180,10 +1189,12 @@ function describeVariant(config: ExperimentConfig, name: string): string {
       "the decoder edits the source face (colour + blend mask)" +
         (v.editColour === "residual" ? " as a change of the source's colours" : "") +
         (v.eraseSource ? " with the source's expression regions blurred away" : "") +
-        (v.editRegionsOnly ? ", redrawing only those regions" : ""),
+        (v.editRegionsOnly ? ", redrawing only those regions" : "") +
+        (v.seesSource ? ", every decoder block seeing that source" : ""),
     );
   }
   if (v.regionEmphasis > 0) parts.push(`expression regions weighted x${1 + v.regionEmphasis}`);
+  if (v.relightTargets) parts.push("targets relit to their source's light");
   if (v.consistencyWeight > 0) {
     const reader = v.consistencyReader === "snapshot"
       ? "a frozen snapshot of its own encoder"
@@ -1333,7 +1344,17 @@ ${fidelity ? "## Generation fidelity\n\n" + fidelity : ""}
 - V/A histograms of each strategy's training labels: ${
     Object.keys(metrics.strategies).map((s) => `![${s}](histogram-${s}.png)`).join(" ")
   }
-- Loss curves: ![autoencoder](loss-autoencoder.png) ![regressors](loss-regressor.png)
+${
+    Object.entries(metrics.fidelity ?? {}).some(([, r]) => r.drawing)
+      ? `- Re-generated test faces next to their truth (source, re-generated with the label under it,
+  the same person rendered with that label): ${
+        Object.entries(metrics.fidelity ?? {}).filter(([, r]) => r.drawing).map(([name]) =>
+          `![drawing, ${name}](${variantFile("drawing", name)}.png)`
+        ).join(" ")
+      }
+`
+      : ""
+  }- Loss curves: ![autoencoder](loss-autoencoder.png) ![regressors](loss-regressor.png)
 - CCC by strategy: ![ccc](ccc.png)
 `;
 }

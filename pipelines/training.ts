@@ -18,6 +18,7 @@ import { mulberry32, shuffleInPlace } from "./data/rng.ts";
 import { inverseCellFrequency, samePersonPairs, sampleUnitDisk } from "./data/samplers.ts";
 import type { FaceSample, VaLabel } from "./data/types.ts";
 import { batchWeights, expressionMask, expressionWeightMap } from "./regions.ts";
+import { relightTo } from "./relight.ts";
 import { vaMetrics } from "./metrics.ts";
 
 /** A stop request (Ctrl-C): loops finish their step, save, and return. */
@@ -61,6 +62,27 @@ export function gatherImages(
   return out;
 }
 
+/**
+ * Relight each target of a batch (in place, N x 3 x S x S) to its source's light, fitted where
+ * neither face has an expression region (the product of their outside weights).
+ */
+function relightBatch(
+  targets: Float32Array,
+  faces: Float32Array,
+  iIdx: readonly number[],
+  jIdx: readonly number[],
+  outside: readonly Float32Array[],
+  side: number,
+): void {
+  const values = 3 * side * side;
+  iIdx.forEach((i, k) => {
+    const weight = outside[i].map((w, p) => w * outside[jIdx[k]][p]);
+    const source = faces.subarray(i * values, (i + 1) * values);
+    const target = targets.subarray(k * values, (k + 1) * values);
+    target.set(relightTo(source, target, weight, side));
+  });
+}
+
 /** Side of square 3-channel images stored N x 3 x S x S. */
 export function imageSide(images: Float32Array, count: number): number {
   const side = Math.round(Math.sqrt(images.length / count / 3));
@@ -89,6 +111,12 @@ export interface AutoencoderTraining {
   logEvery: number;
   /** Extra reconstruction weight on brows, eyes and mouth (0 = the paper's plain MSE). */
   regionEmphasis?: number;
+  /**
+   * Relight each pair's target frame to its source frame's light before the loss (a smooth gain
+   * field fitted outside the expression regions; pipelines/relight.ts), so the decoder is not
+   * asked for a light it cannot know.
+   */
+  relightTargets?: boolean;
   /**
    * Expression consistency: a frozen V/A reader (eval mode, never the judge) must read the
    * requested (v_j, a_j) from D's output; weighted, and only after `warmupEpochs`.
@@ -188,6 +216,14 @@ export async function trainAutoencoder(
   const regionMaps = emphasis > 0
     ? samples.map((s) => expressionWeightMap(s.landmarks, s.box, side, { emphasis }))
     : null;
+  // The light fit's weights: 1 outside a face's expression regions (everywhere without landmarks).
+  const outsideRegions = settings.relightTargets
+    ? samples.map((s) =>
+      s.landmarks && s.landmarks.length >= 68
+        ? expressionMask(s.landmarks, s.box, side).map((m) => 1 - m)
+        : new Float32Array(side * side).fill(1)
+    )
+    : null;
   const consistency = settings.consistency;
   const consistencyMasks = consistency?.regionsOnly
     ? samples.map((s) => expressionMask(s.landmarks, s.box, side))
@@ -233,7 +269,9 @@ export async function trainAutoencoder(
         tuner.before();
         const loss = tidy(() => {
           const imageI = device.tensor(gatherImages(faces, imageValues, iIdx), [n, 3, side, side]);
-          const imageJ = device.tensor(gatherImages(faces, imageValues, jIdx), [n, 3, side, side]);
+          const targets = gatherImages(faces, imageValues, jIdx);
+          if (outsideRegions) relightBatch(targets, faces, iIdx, jIdx, outsideRegions, side);
+          const imageJ = device.tensor(targets, [n, 3, side, side]);
           const reconstructionWeights = regionMaps
             ? device.tensor(batchWeights(jIdx.map((k) => regionMaps[k]), side), [n, 3, side, side])
             : undefined;
@@ -338,6 +376,7 @@ async function encoderSnapshot(
     eraseMask: model.eraseMask ? new Float32Array(model.eraseMask.size) : undefined,
     editLimit: model.editLimit ? new Float32Array(model.editLimit.size) : undefined,
     editColour: model.editColour,
+    seesSource: model.seesSource,
   });
   if (!takeNow && path) {
     try {

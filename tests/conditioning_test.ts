@@ -55,6 +55,10 @@ interface Switch {
   balanced?: boolean;
   /** The editing decoder's colours are a change of the erased source (editColour "residual"). */
   residual?: boolean;
+  /** Every decoder conv sees the erased source (seesSource). */
+  sees?: boolean;
+  /** Targets relit to their source's light (relightTargets). */
+  relight?: boolean;
 }
 
 // The paper's conditioning alone barely moves the output (that is the finding the fidelity
@@ -116,6 +120,20 @@ const SWITCHES: [string, Switch][] = [
     balanced: true,
     residual: true,
   }],
+  ["the improved defaults with every decoder block seeing the erased source", {
+    ...EDIT_REGIONS,
+    erase: true,
+    limit: true,
+    balanced: true,
+    sees: true,
+  }],
+  ["the improved defaults with targets relit to their source's light", {
+    ...EDIT_REGIONS,
+    erase: true,
+    limit: true,
+    balanced: true,
+    relight: true,
+  }],
 ];
 
 for (const [name, options] of SWITCHES) {
@@ -127,6 +145,7 @@ for (const [name, options] of SWITCHES) {
       eraseMask: options.erase ? meanExpressionMask(faces.samples, 64) : undefined,
       editLimit: options.limit ? editLimitMap(meanExpressionMask(faces.samples, 64)) : undefined,
       editColour: options.residual ? "residual" : undefined,
+      seesSource: options.sees,
     });
     const optimizer = new optim.Adam(ae.parameters(), { lr: 3e-3 });
     const reader = options.consistency && !options.snapshot
@@ -143,6 +162,7 @@ for (const [name, options] of SWITCHES) {
       seed: 0,
       logEvery: 1,
       regionEmphasis: options.regionEmphasis,
+      relightTargets: options.relight,
       consistency: options.consistency
         ? {
           reader: reader ?? "snapshot",
@@ -391,6 +411,50 @@ Deno.test("residual edit colours change the source: source + 2c - 1 under a full
   x.dispose();
   ae.dispose();
   absolute.dispose();
+});
+
+Deno.test("a decoder that sees the source draws from it; one that does not, only from (z, v, a)", async () => {
+  const n = 2;
+  const x = device.tensor(faces.images.subarray(0, n * 3 * 64 * 64), [n, 3, 64, 64]);
+  const other = device.tensor(faces.images.subarray(n * 3 * 64 * 64, 2 * n * 3 * 64 * 64), [
+    n,
+    3,
+    64,
+    64,
+  ]);
+  // The decoder's own colours (mask bias 40: blend mask 1) for one (z, v, a) over two sources.
+  const drawnOver = async (ae: nn.FaceAutoencoder): Promise<number> => {
+    ae.eval();
+    const last = ae.decoder.layers.filter((l) => l instanceof nn.Conv2d).pop() as nn.Conv2d;
+    const bias = device.tensor(new Float32Array([0, 0, 0, 40]), [4]);
+    device.backend.copy(bias.buffer, 0, last.bias!.buffer, 0, bias.byteLength);
+    bias.dispose();
+    const [one, two] = noGrad(() =>
+      tidy(() => {
+        const { z, v, a } = ae.encode(x);
+        return [ae.decode(z, v, a, x), ae.decode(z, v, a, other)];
+      })
+    );
+    const [p, q] = [await one.toArray(), await two.toArray()];
+    one.dispose();
+    two.dispose();
+    let total = 0;
+    for (let i = 0; i < p.length; i++) total += Math.abs(p[i] - q[i]);
+    return total / p.length;
+  };
+  const sees = new nn.FaceAutoencoder(device, { size: [4, 8], output: "edit", seesSource: true });
+  const blind = new nn.FaceAutoencoder(device, { size: [4, 8], output: "edit" });
+  const seen = await drawnOver(sees);
+  assert.ok(seen > 1e-3, `the source changes the drawing: mean |diff| ${seen}`);
+  assert.ok((await drawnOver(blind)) < 1e-6, "without seesSource the source is not drawn from");
+  // The checkpoint says so (its convs have 3 more input channels).
+  assert.equal(nn.seesSourceOf(sees.stateDict()), true);
+  assert.equal(nn.seesSourceOf(blind.stateDict()), false);
+  assert.throws(
+    () => new nn.FaceAutoencoder(device, { size: [4, 8], seesSource: true }),
+    /seesSource needs output "edit"/,
+  );
+  for (const t of [x, other, sees, blind]) t.dispose();
 });
 
 Deno.test("mean expression mask: in [0, 1], high on the mouth, zeros without landmarks", () => {

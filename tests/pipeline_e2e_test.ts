@@ -119,6 +119,14 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
       }
       assert.equal(typeof metrics.fidelity[variant].generated.overall.valence.ccc, "number");
       assert.ok("v-a+" in metrics.fidelity[variant].generated.quadrants);
+      // Synthetic faces have a truth: the drawing errors, and their picture.
+      const drawing = metrics.fidelity[variant].drawing;
+      for (const part of ["uniformLabels", "unchangedSource", "trueLabels"]) {
+        assert.equal(drawing[part].count, 16, `drawing.${part}`);
+        assert.ok(drawing[part].rmse > 0 && drawing[part].rmse < 1, `drawing.${part}.rmse`);
+      }
+      const png = variant === "paper" ? "drawing.png" : `drawing-${variant}.png`;
+      assert.ok((await Deno.stat(`${dir}/${png}`)).size > 0, png);
     }
     // Every strategy's mean error per test quadrant; the quadrant counts add up to the test set.
     for (const strategy of Object.keys(metrics.strategies)) {
@@ -129,6 +137,8 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
     const report = await Deno.readTextFile(`${dir}/report.md`);
     assert.match(report, /### Where the regressors err/);
     assert.match(report, /## Generation fidelity/);
+    assert.match(report, /\| the same test faces left unchanged \(no edit at all\) \| 16 \|/);
+    assert.match(report, /!\[drawing, improved\]\(drawing-improved\.png\)/);
     assert.match(report, /trained \(4 Adam steps at 24x24, cosine lr\)/);
     assert.match(report, /## Generation options side by side/);
     assert.match(report, /## Generation options side by side/);

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { Image } from "imagescript";
 import { summarize } from "../pipelines/metrics.ts";
 import { scheduledLr } from "../pipelines/training.ts";
-import { quadrantErrors } from "../pipelines/fidelity.ts";
+import {
+  drawingError,
+  drawingGridPng,
+  quadrantErrors,
+  renderTruth,
+} from "../pipelines/fidelity.ts";
+import * as data from "../pipelines/data/mod.ts";
 import { barChartPng, lineChartPng } from "../pipelines/plots.ts";
 import { formatDuration, Progress, type ProgressOptions } from "../pipelines/progress.ts";
 import {
@@ -437,4 +443,62 @@ Deno.test("quadrantErrors: mean prediction - truth per quadrant of the true labe
   assert.ok(Math.abs(errors["v+a-"]!.valence + 0.5) < 1e-6);
   assert.ok(Math.abs(errors["v+a-"]!.arousal + 0.3) < 1e-6);
   assert.equal(errors["v-a-"], null);
+});
+
+Deno.test("drawingError: RMSE overall, inside and outside the region maps", () => {
+  // One face, 2 x 2, the region map covers the first pixel fully and the second by half.
+  const truth = new Float32Array(12);
+  const images = new Float32Array(12);
+  for (let c = 0; c < 3; c++) {
+    images[c * 4 + 0] = 0.4; // inside
+    images[c * 4 + 1] = 0.2; // half inside
+    images[c * 4 + 3] = 0.1; // outside
+  }
+  const error = drawingError(images, {
+    images: truth,
+    regions: [Float32Array.from([1, 0.5, 0, 0])],
+  });
+  assert.equal(error.count, 1);
+  const close = (x: number, y: number) => assert.ok(Math.abs(x - y) < 1e-6, `${x} vs ${y}`);
+  close(error.rmse, Math.sqrt((0.16 + 0.04 + 0.01) / 4));
+  close(error.regions, Math.sqrt((0.16 + 0.5 * 0.04) / 1.5));
+  close(error.outside, Math.sqrt((0.5 * 0.04 + 0.01) / 2.5));
+  assert.throws(
+    () => drawingError(images.subarray(3), { images: truth, regions: [] }),
+    /drawingError/,
+  );
+});
+
+Deno.test("renderTruth: the shown labels give the aligned faces back; new ones move the regions", () => {
+  const set = data.synthetic({ seed: 5, persons: 2, framesPerPerson: 3 });
+  data.alignFaceSet(set);
+  const shown = set.samples.map((s) => data.parseSyntheticId(s.image));
+  const same = renderTruth(set.samples, shown, set.size, true)!;
+  const zero = drawingError(set.images, same);
+  assert.ok(zero.rmse < 1e-6, `the true render is the face itself: ${zero.rmse}`);
+  // Opposite expressions: the unchanged face differs from its truth, mostly in the regions.
+  const flipped = shown.map((l) => ({ valence: -l.valence, arousal: -l.arousal }));
+  const truth = renderTruth(set.samples, flipped, set.size, true)!;
+  const error = drawingError(set.images, truth);
+  assert.ok(error.regions > 0.02, `the expression changed: ${error.regions}`);
+  assert.ok(
+    error.regions > 3 * error.outside,
+    `in the regions: ${error.regions} vs ${error.outside}`,
+  );
+  assert.ok(truth.regions.every((m) => m.some((x) => x === 1) && m.every((x) => x >= 0 && x <= 1)));
+  const real = [{ ...set.samples[0], image: "faces/001.png" }];
+  assert.equal(renderTruth(real, [flipped[0]], set.size, true), null, "no truth for real faces");
+});
+
+Deno.test("drawingGridPng: source | re-generated | truth triplets, none without a truth", async () => {
+  const set = data.synthetic({ seed: 5, persons: 2, framesPerPerson: 3 });
+  const labels = set.samples.map((s) => ({ valence: -s.valence, arousal: s.arousal }));
+  const truth = renderTruth(set.samples, labels, set.size, false)!;
+  const regenerated = { images: set.images, labels };
+  const png = await drawingGridPng(set.images, { regenerated, truth }, 2, 2);
+  const image = await Image.decode(png!);
+  // 2 rows of 2 triplets: 6 cells of 128 px (scale 2) and 2 px gaps across; captions 8 px high.
+  assert.equal(image.width, 6 * 128 + 7 * 2);
+  assert.equal(image.height, 2 * (128 + 8) + 3 * 2);
+  assert.equal(await drawingGridPng(set.images, { regenerated, truth: null }), null);
 });

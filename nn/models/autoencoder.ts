@@ -74,6 +74,13 @@ export interface FaceAutoencoderOptions {
    * the weights (a one-value `edit_residual` buffer).
    */
   editColour?: "absolute" | "residual";
+  /**
+   * "edit" only: the source the decoder blends into (erased where the erase map says), resized to
+   * each decoder block's size, is concatenated to the input of every decoder conv, so the decoder
+   * draws in the face's own skin tone and light instead of guessing them from z. Marked in the
+   * weights (a one-value `decoder_sees_source` buffer).
+   */
+  seesSource?: boolean;
 }
 
 /** Weights of the paper's loss. */
@@ -121,6 +128,8 @@ export class FaceAutoencoder extends Layer {
   readonly editLimit: Tensor | null;
   /** How an "edit" decoder's colour is read (see {@link FaceAutoencoderOptions.editColour}). */
   readonly editColour: "absolute" | "residual";
+  /** Whether the decoder's convs see the (erased) source ({@link FaceAutoencoderOptions.seesSource}). */
+  readonly seesSource: boolean;
 
   constructor(device: Device, options: FaceAutoencoderOptions = {}) {
     super();
@@ -141,7 +150,12 @@ export class FaceAutoencoder extends Layer {
     const rng = new Rng(options.seed ?? 0);
     this.conditioning = options.conditioning ?? "input";
     this.output = options.output ?? "image";
-    const extra = this.conditioning === "maps" ? 2 : 0;
+    this.seesSource = options.seesSource ?? false;
+    if (this.seesSource && this.output !== "edit") {
+      throw new Error('FaceAutoencoder: seesSource needs output "edit"');
+    }
+    // Extra input channels of every decoder conv: the (v, a) maps, the resized source.
+    const extra = (this.conditioning === "maps" ? 2 : 0) + (this.seesSource ? 3 : 0);
     const encoderLayers: Layer[] = [];
     let channels = 3;
     for (const w of this.widths) {
@@ -203,6 +217,9 @@ export class FaceAutoencoder extends Layer {
       // A marker, so a checkpoint says how its colour channels are read.
       this.registerBuffer("edit_residual", device.tensor(new Float32Array([1]), [1]));
     }
+    if (this.seesSource) {
+      this.registerBuffer("decoder_sees_source", device.tensor(new Float32Array([1]), [1]));
+    }
   }
 
   /** x: [N, 3, S, S] in [0, 1] -> z [N, codeSize], v [N], a [N]. */
@@ -251,9 +268,9 @@ export class FaceAutoencoder extends Layer {
           }]`,
         );
       }
-      const drawn = this.decodeRaw(z, v, a);
-      const mask = F.narrow(drawn, 1, 3, 1);
       const base = this.eraseMask ? this.eraseExpression(source) : source;
+      const drawn = this.decodeRaw(z, v, a, this.seesSource ? base : undefined);
+      const mask = F.narrow(drawn, 1, 3, 1);
       const colour = this.editColour === "residual"
         ? F.add(base, F.sub(F.mul(F.narrow(drawn, 1, 0, 3), 2), 1))
         : F.narrow(drawn, 1, 0, 3);
@@ -281,21 +298,31 @@ export class FaceAutoencoder extends Layer {
   }
 
   /** The decoder's own output: the image, or colour + mask channels for "edit". */
-  private decodeRaw(z: Tensor, v: Tensor, a: Tensor): Tensor {
+  private decodeRaw(z: Tensor, v: Tensor, a: Tensor, base?: Tensor): Tensor {
     const n = z.shape[0];
     const input = F.cat([z, F.reshape(v, [n, 1]), F.reshape(a, [n, 1])], 1);
     const h = F.relu(this.decoderInput.forward(input));
     const last = this.widths[this.widths.length - 1];
     let x = F.reshape(h, [n, last, this.bottleneckSize, this.bottleneckSize]);
-    if (this.conditioning === "input") return this.decoder.forward(x);
+    if (this.conditioning === "input" && !base) return this.decoder.forward(x);
     const va = F.reshape(F.cat([F.reshape(v, [n, 1]), F.reshape(a, [n, 1])], 1), [n, 2, 1, 1]);
+    // The base at every block size, by exact 2x2 averages (bilinear halving at pixel centres).
+    const pyramid = new Map<number, Tensor>();
+    for (let level = base, s = this.imageSize; level && s > this.bottleneckSize; s /= 2) {
+      if (s < this.imageSize) level = F.interpolate(level, { size: [s, s], mode: "bilinear" });
+      pyramid.set(s, level);
+    }
     const layers = this.decoder.layers;
     for (let i = 0; i < layers.length; i++) {
       const layer = layers[i];
       if (layer instanceof Conv2d) {
-        // Constant (v, a) maps: a 1x1 map upsampled (nearest) to the feature map's size.
-        const maps = F.interpolate(va, { size: [x.shape[2], x.shape[3]], mode: "nearest" });
-        x = F.cat([x, maps], 1);
+        const parts = [x];
+        if (this.conditioning === "maps") {
+          // Constant (v, a) maps: a 1x1 map upsampled (nearest) to the feature map's size.
+          parts.push(F.interpolate(va, { size: [x.shape[2], x.shape[3]], mode: "nearest" }));
+        }
+        if (base) parts.push(pyramid.get(x.shape[2])!);
+        x = F.cat(parts, 1);
       }
       if (layer instanceof BatchNorm2d && layers[i + 1] instanceof ReLU) {
         // The same fusion Sequential does: BN and ReLU in one set of passes.
@@ -342,8 +369,12 @@ export class FaceAutoencoder extends Layer {
   }
 }
 
-/**
- * What a FaceAutoencoder checkpoint's decoder produces, from the output channels of its last
+/** Whether a FaceAutoencoder checkpoint's decoder sees the source: its `decoder_sees_source` marker. */
+export function seesSourceOf(state: ReadonlyMap<string, unknown>): boolean {
+  return state.has("decoder_sees_source");
+}
+
+/** What a FaceAutoencoder checkpoint's decoder produces, from the output channels of its last
  * decoder conv: 4 = "edit", 3 = "image"; undefined when the state has no decoder convs.
  */
 export function decoderOutputOf(

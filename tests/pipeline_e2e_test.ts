@@ -138,6 +138,7 @@ Deno.test("the whole experiment runs on a miniature configuration and resumes ex
     assert.match(report, /### Where the regressors err/);
     assert.match(report, /## Generation fidelity/);
     assert.match(report, /\| the same test faces left unchanged \(no edit at all\) \| 16 \|/);
+    assert.match(report, /In the expression regions the faces re-generated with new labels are /);
     assert.match(report, /!\[drawing, improved\]\(drawing-improved\.png\)/);
     assert.match(report, /trained \(4 Adam steps at 24x24, cosine lr\)/);
     assert.match(report, /## Generation options side by side/);

@@ -374,7 +374,8 @@ export function seesSourceOf(state: ReadonlyMap<string, unknown>): boolean {
   return state.has("decoder_sees_source");
 }
 
-/** What a FaceAutoencoder checkpoint's decoder produces, from the output channels of its last
+/**
+ * What a FaceAutoencoder checkpoint's decoder produces, from the output channels of its last
  * decoder conv: 4 = "edit", 3 = "image"; undefined when the state has no decoder convs.
  */
 export function decoderOutputOf(

@@ -31,7 +31,7 @@ Commands:
   predict           V/A of one photo: see 'predict --help'
 
 Flags:
-  --preset NAME     tiny (smoke test), demo (default, ~31 min on 2 cores), paper
+  --preset NAME     tiny (smoke test), demo (default, ~35 min on 2 cores), paper
   --data SOURCE     synthetic (default), afew-va:PATH or affectnet:PATH
   --ae-data SOURCE  afew-va:PATH: the autoencoder's faces when --data has no identities
                     (the paper: AE on AFEW-VA, regressor on AffectNet)

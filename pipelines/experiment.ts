@@ -1277,6 +1277,8 @@ function renderReport(
     )
   ).join("\n");
   const generatedOptions = generatedStrategies(config).length > 0;
+  // The autoencoders whose drawing error (and picture) the run has: synthetic data only.
+  const drawn = Object.entries(metrics.fidelity ?? {}).filter(([, r]) => r.drawing).map(([n]) => n);
   const pictures = Object.keys(metrics.autoencoders).map((name) =>
     `![figure 2, ${name}](${variantFile("figure2", name)}.png)`
   ).join(" ");
@@ -1345,12 +1347,10 @@ ${fidelity ? "## Generation fidelity\n\n" + fidelity : ""}
     Object.keys(metrics.strategies).map((s) => `![${s}](histogram-${s}.png)`).join(" ")
   }
 ${
-    Object.entries(metrics.fidelity ?? {}).some(([, r]) => r.drawing)
+    drawn.length
       ? `- Re-generated test faces next to their truth (source, re-generated with the label under it,
   the same person rendered with that label): ${
-        Object.entries(metrics.fidelity ?? {}).filter(([, r]) => r.drawing).map(([name]) =>
-          `![drawing, ${name}](${variantFile("drawing", name)}.png)`
-        ).join(" ")
+        drawn.map((name) => `![drawing, ${name}](${variantFile("drawing", name)}.png)`).join(" ")
       }
 `
       : ""

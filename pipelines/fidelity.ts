@@ -14,7 +14,7 @@
 import type { FaceAutoencoder } from "../nn/models/autoencoder.ts";
 import type { ResNet34 } from "../nn/models/resnet.ts";
 import { alignFace } from "./data/align.ts";
-import { imageGrid } from "./data/pictures.ts";
+import { imageGrid, vaCaption } from "./data/pictures.ts";
 import { isSyntheticId, parseSyntheticId, renderFace } from "./data/synthetic.ts";
 import type { FaceSample, VaLabel } from "./data/types.ts";
 import { sampleUnitDisk } from "./data/samplers.ts";
@@ -284,12 +284,10 @@ export async function drawingGridPng(
   const face = (all: Float32Array, i: number) => all.slice(i * plane, (i + 1) * plane);
   const images: Float32Array[] = [];
   const captions: string[] = [];
-  const signed = (x: number) => `${x < 0 ? "-" : "+"}${Math.abs(x).toFixed(2)}`;
   for (let k = 0; k < count; k++) {
     const i = Math.floor((k * regenerated.labels.length) / count);
-    const { valence, arousal } = regenerated.labels[i];
     images.push(face(sources, i), face(regenerated.images, i), face(truth.images, i));
-    captions.push("source", `V${signed(valence)} A${signed(arousal)}`, "truth");
+    captions.push("source", vaCaption(regenerated.labels[i]), "truth");
   }
   return await imageGrid(images, Math.ceil(count / perRow), 3 * perRow, {
     labels: captions,

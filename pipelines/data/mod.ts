@@ -112,5 +112,6 @@ export {
   type HistogramOptions,
   imageGrid,
   type ImageGridOptions,
+  vaCaption,
   vaHistogramPng,
 } from "./pictures.ts";

@@ -280,6 +280,12 @@ export async function imageGrid(
   return await encodePngRgba(canvas);
 }
 
+/** A face's caption: its V/A as "V+0.52 A-0.31". */
+export function vaCaption({ valence, arousal }: VaLabel): string {
+  const signed = (v: number) => (v >= 0 ? "+" : "-") + Math.abs(v).toFixed(2);
+  return `V${signed(valence)} A${signed(arousal)}`;
+}
+
 /** Options for `contactSheetPng`. */
 export interface ContactSheetOptions {
   /** Faces per row. Default 8. */
@@ -310,14 +316,13 @@ export async function contactSheetPng(
   const pad = 4;
   const canvas = new Canvas(columns * (cellW + pad) + pad, rowsCount * (cellH + pad) + pad);
   const plane = 3 * size * size;
-  const signed = (v: number) => (v >= 0 ? "+" : "-") + Math.abs(v).toFixed(2);
   for (let k = 0; k < count; k++) {
     const x = pad + (k % columns) * (cellW + pad);
     const y = pad + Math.floor(k / columns) * (cellH + pad);
     canvas.paste(faces.subarray(k * plane, (k + 1) * plane), size, x, y, scale);
     const { valence, arousal } = labels[k];
     const textY = y + size * scale + 2;
-    canvas.text(x, textY, `V${signed(valence)} A${signed(arousal)}`, [0, 0, 0]);
+    canvas.text(x, textY, vaCaption(labels[k]), [0, 0, 0]);
     const bar = (value: number, barY: number, positive: Rgb, negative: Rgb) => {
       const half = Math.floor(cellW / 2);
       const length = Math.round(Math.min(1, Math.abs(value)) * half);

@@ -50,6 +50,9 @@ import {
   type ResizeMode,
   upsample2xBackwardKernel,
   upsample2xForwardKernel,
+  warpBackwardFlowKernel,
+  warpBackwardImageKernel,
+  warpForwardKernel,
 } from "./wgsl/spatial.ts";
 import { matmulKernel } from "./wgsl/matmul.ts";
 import { FMA_PROBE_WORKGROUP, fmaProbeKernel } from "./wgsl/probe.ts";
@@ -978,6 +981,70 @@ export function resizeBackward(
     [dy, dx],
     resizeUniforms(g),
     grid1d(g.planes * g.inH * g.inW),
+  );
+}
+
+/** Geometry of a warp: image [batch, channels, height, width], flow [batch, 2, height, width]. */
+export interface WarpGeometry {
+  batch: number;
+  channels: number;
+  height: number;
+  width: number;
+  /** Largest shift in pixels; the flow is clamped to +-maxShift. */
+  maxShift: number;
+}
+
+function warpUniforms(g: WarpGeometry): Uint8Array {
+  return new Uniforms(6).u32(g.batch).u32(g.channels).u32(g.height).u32(g.width).f32(g.maxShift)
+    .u32(Math.ceil(g.maxShift) + 1).bytes;
+}
+
+/** y = image bilinearly sampled at each pixel plus its flow (x shift in channel 0, y in 1). */
+export function warpForward(
+  b: Backend,
+  image: GPUBuffer,
+  flow: GPUBuffer,
+  y: GPUBuffer,
+  g: WarpGeometry,
+): void {
+  b.dispatch(
+    warpForwardKernel(),
+    [image, flow, y],
+    warpUniforms(g),
+    grid1d(g.batch * g.height * g.width),
+  );
+}
+
+/** dflow of the warp. */
+export function warpBackwardFlow(
+  b: Backend,
+  dy: GPUBuffer,
+  image: GPUBuffer,
+  flow: GPUBuffer,
+  dflow: GPUBuffer,
+  g: WarpGeometry,
+): void {
+  b.dispatch(
+    warpBackwardFlowKernel(),
+    [dy, image, flow, dflow],
+    warpUniforms(g),
+    grid1d(g.batch * g.height * g.width),
+  );
+}
+
+/** dimage of the warp (gathered over the outputs within reach of each input pixel). */
+export function warpBackwardImage(
+  b: Backend,
+  dy: GPUBuffer,
+  flow: GPUBuffer,
+  dimage: GPUBuffer,
+  g: WarpGeometry,
+): void {
+  b.dispatch(
+    warpBackwardImageKernel(),
+    [dy, flow, dimage],
+    warpUniforms(g),
+    grid1d(g.batch * g.height * g.width),
   );
 }
 

@@ -795,6 +795,58 @@ export function interpolate(x: Tensor, options: InterpolateOptions): Tensor {
   });
 }
 
+/**
+ * Bilinear warp: y[n, c, h, w] = image[n, c] sampled at (w + flow[n, 0, h, w], h + flow[n, 1, h,
+ * w]), shifts in pixels, clamped to +-maxShift (no gradient where clamped); positions outside the
+ * image take its border (no gradient there either). Like torch's grid_sample with align_corners
+ * and border padding, but with the flow in pixels. `maxShift` bounds how far an input pixel's
+ * gradient can travel, so the image's backward is a gather over a small window (no atomics).
+ */
+export function warp(image: Tensor, flow: Tensor, maxShift: number): Tensor {
+  assertRank("warp", "image", image, [4]);
+  assertRank("warp", "flow", flow, [4]);
+  const [batch, channels, height, width] = image.shape;
+  if (
+    flow.shape[0] !== batch || flow.shape[1] !== 2 || flow.shape[2] !== height ||
+    flow.shape[3] !== width
+  ) {
+    throw new Error(
+      `warp: flow must be [${batch}, 2, ${height}, ${width}], got ${shapeText(flow)}`,
+    );
+  }
+  if (!(maxShift >= 0) || !Number.isFinite(maxShift) || maxShift > 64) {
+    throw new Error(`warp: maxShift ${maxShift} must be in [0, 64]`);
+  }
+  const geometry = { batch, channels, height, width, maxShift };
+  const backend = image.device.backend;
+  const y = image.device.empty(image.shape);
+  ops.warpForward(backend, image.buffer, flow.buffer, y.buffer, geometry);
+  if (!needsGrad(image, flow)) return y;
+  // Both are read by the backward: kept alive past the caller's scope.
+  const savedImage = image.share();
+  const savedFlow = flow.share();
+  return record(y, "warp", [image, flow], [savedImage, savedFlow], (g) => {
+    let dimage: Tensor | null = null;
+    if (image.requiresGrad) {
+      dimage = image.device.empty(image.shape);
+      ops.warpBackwardImage(backend, g.buffer, savedFlow.buffer, dimage.buffer, geometry);
+    }
+    let dflow: Tensor | null = null;
+    if (flow.requiresGrad) {
+      dflow = flow.device.empty(flow.shape);
+      ops.warpBackwardFlow(
+        backend,
+        g.buffer,
+        savedImage.buffer,
+        savedFlow.buffer,
+        dflow.buffer,
+        geometry,
+      );
+    }
+    return [dimage, dflow];
+  });
+}
+
 /** Options of {@link upsample}. */
 export interface UpsampleOptions {
   scaleFactor?: number | readonly [number, number];

@@ -4,6 +4,7 @@
  * backward against central finite differences of the reference forward.
  */
 
+import assert from "node:assert/strict";
 import { F, type Tensor } from "../mod.ts";
 import * as ref from "./reference.ts";
 import { assertClose, numericGradient, probed, randomArray, testDevice } from "./helpers.ts";
@@ -216,6 +217,59 @@ for (const mode of ["nearest", "bilinear"] as const) {
     });
   }
 }
+
+for (
+  const c of [
+    { name: "3 ch, shifts within 1.5", shape: [2, 3, 5, 7], maxShift: 1.5, range: 1.4 },
+    {
+      name: "5 ch, shifts past the clamp and the border",
+      shape: [1, 5, 9, 6],
+      maxShift: 3,
+      range: 4,
+    },
+    { name: "1 ch, sub-pixel", shape: [3, 1, 4, 11], maxShift: 0.75, range: 0.7 },
+  ]
+) {
+  Deno.test(`warp ${c.name}`, async () => {
+    const [n, , h, w] = c.shape;
+    await checkOp(
+      `warp ${c.name}`,
+      [{ shape: c.shape }, { shape: [n, 2, h, w], low: -c.range, high: c.range }],
+      ([image, flow]) => F.warp(image, flow, c.maxShift),
+      ([image, flow]) => ref.warp(image, flow, c.shape, c.maxShift),
+    );
+  });
+}
+
+Deno.test("warp: zero flow is the identity, a whole-pixel flow a shift", async () => {
+  const shape = [1, 2, 3, 5];
+  const data = randomArray(30, 4);
+  const image = device.tensor(data, shape);
+  const zero = device.tensor(new Float32Array(30), [1, 2, 3, 5]);
+  assertClose(await F.warp(image, zero, 2).toArray(), data, "identity", { atol: 0 });
+  // Every pixel reads one to its right (x + 1); the last column reads the border.
+  const right = device.tensor(new Float32Array(30).fill(1, 0, 15), [1, 2, 3, 5]);
+  const shifted = await F.warp(image, right, 2).toArray();
+  for (let p = 0; p < 2; p++) {
+    for (let y = 0; y < 3; y++) {
+      for (let x = 0; x < 5; x++) {
+        const at = (p * 3 + y) * 5 + x;
+        assertClose([shifted[at]], [data[(p * 3 + y) * 5 + Math.min(x + 1, 4)]], "shift", {
+          atol: 0,
+        });
+      }
+    }
+  }
+});
+
+Deno.test("warp: bad flow shapes and shifts are refused", () => {
+  const image = device.tensor(new Float32Array(24), [1, 2, 3, 4]);
+  const flow = device.tensor(new Float32Array(24), [1, 2, 3, 4]);
+  const wrong = device.tensor(new Float32Array(36), [1, 3, 3, 4]);
+  assert.throws(() => F.warp(image, wrong, 1), /flow must be \[1, 2, 3, 4\]/);
+  assert.throws(() => F.warp(image, flow, -1), /maxShift -1/);
+  assert.throws(() => F.warp(image, flow, NaN), /maxShift NaN/);
+});
 
 for (const op of ["relu", "sigmoid", "tanh"] as const) {
   for (const shape of [[3, 5, 7], [8]]) {

@@ -173,6 +173,41 @@ export function resize(
   return out;
 }
 
+/**
+ * Bilinear warp: image [n, c, h, w] sampled at (x + dx, y + dy), the flow [n, 2, h, w] clamped to
+ * +-maxShift, the position clamped to the image (border replication).
+ */
+export function warp(
+  image: ArrayLike<number>,
+  flow: ArrayLike<number>,
+  shape: Shape,
+  maxShift: number,
+): Float64Array {
+  const [n, c, h, w] = shape;
+  const out = new Float64Array(n * c * h * w);
+  const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v, lo), hi);
+  for (let b = 0; b < n; b++) {
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const at = (b * 2 * h + y) * w + x;
+        const px = clamp(x + clamp(flow[at], -maxShift, maxShift), 0, w - 1);
+        const py = clamp(y + clamp(flow[at + h * w], -maxShift, maxShift), 0, h - 1);
+        const x0 = Math.floor(px), y0 = Math.floor(py);
+        const x1 = Math.min(x0 + 1, w - 1), y1 = Math.min(y0 + 1, h - 1);
+        const fx = px - x0, fy = py - y0;
+        for (let ch = 0; ch < c; ch++) {
+          const base = (b * c + ch) * h * w;
+          const at00 = image[base + y0 * w + x0], at01 = image[base + y0 * w + x1];
+          const at10 = image[base + y1 * w + x0], at11 = image[base + y1 * w + x1];
+          out[base + y * w + x] = (1 - fy) * ((1 - fx) * at00 + fx * at01) +
+            fy * ((1 - fx) * at10 + fx * at11);
+        }
+      }
+    }
+  }
+  return out;
+}
+
 /** y = x W^T + b, x [rows, in], W [out, in]. */
 export function linear(
   x: ArrayLike<number>,

@@ -381,3 +381,144 @@ ${linearMain()}
 }`,
   );
 }
+
+// ---- Warp: bilinear sampling of an image at per-pixel offsets (a flow in pixels). --------------
+
+const WARP_UNIFORMS =
+  "batch: u32, channels: u32, height: u32, width: u32, maxShift: f32, reach: u32,";
+
+// Where output pixel (n, h, w) samples: the flow (dx, dy) there, clamped to +-maxShift, added to
+// (w, h) and clamped to the image (border replication). gradX / gradY say whether the position
+// moves with the flow (false where either clamp holds), so the flow's gradient is 0 there.
+const WARP_SAMPLE = `struct Sample { x0: u32, x1: u32, y0: u32, y1: u32, fx: f32, fy: f32,
+  gradX: bool, gradY: bool }
+fn warpSample(n: u32, h: u32, w: u32) -> Sample {
+  let plane = params.height * params.width;
+  let at = n * 2u * plane + h * params.width + w;
+  let shiftX = flow[at];
+  let shiftY = flow[at + plane];
+  let rawX = f32(w) + clamp(shiftX, -params.maxShift, params.maxShift);
+  let rawY = f32(h) + clamp(shiftY, -params.maxShift, params.maxShift);
+  let lastX = f32(params.width - 1u);
+  let lastY = f32(params.height - 1u);
+  let px = clamp(rawX, 0.0, lastX);
+  let py = clamp(rawY, 0.0, lastY);
+  let x0 = min(u32(floor(px)), params.width - 1u);
+  let y0 = min(u32(floor(py)), params.height - 1u);
+  return Sample(x0, min(x0 + 1u, params.width - 1u), y0, min(y0 + 1u, params.height - 1u),
+    px - f32(x0), py - f32(y0),
+    abs(shiftX) <= params.maxShift && rawX >= 0.0 && rawX <= lastX,
+    abs(shiftY) <= params.maxShift && rawY >= 0.0 && rawY <= lastY);
+}`;
+
+/** Decompose a thread index over batch * height * width into n, h, w. */
+const WARP_PIXEL = `let plane = params.height * params.width;
+  if (index >= params.batch * plane) { return; }
+  let n = index / plane;
+  let r = index - n * plane;
+  let h = r / params.width;
+  let w = r - h * params.width;`;
+
+/**
+ * y[n, c, h, w] = bilinear sample of image[n, c] at (w + dx, h + dy), (dx, dy) = flow[n, :, h, w]
+ * in pixels (clamped to +-maxShift, positions clamped to the image). Threads: one per pixel, all
+ * channels (the taps are computed once).
+ */
+export function warpForwardKernel(): KernelSource {
+  return kernel(
+    "warpForward",
+    {},
+    ["read", "read", "readWrite"],
+    `${declareBindings([["image", "read"], ["flow", "read"], ["y", "readWrite"]], WARP_UNIFORMS)}
+${WARP_SAMPLE}
+${linearMain()}
+  ${WARP_PIXEL}
+  let s = warpSample(n, h, w);
+  for (var c = 0u; c < params.channels; c = c + 1u) {
+    let base = (n * params.channels + c) * plane;
+    let top = image[base + s.y0 * params.width + s.x0] * (1.0 - s.fx) +
+      image[base + s.y0 * params.width + s.x1] * s.fx;
+    let bottom = image[base + s.y1 * params.width + s.x0] * (1.0 - s.fx) +
+      image[base + s.y1 * params.width + s.x1] * s.fx;
+    y[base + r] = top * (1.0 - s.fy) + bottom * s.fy;
+  }
+}`,
+  );
+}
+
+/**
+ * dflow of the warp: per pixel, the sum over channels of dy times the sample's derivative along x
+ * (and y), 0 where the position is clamped. Threads: one per pixel.
+ */
+export function warpBackwardFlowKernel(): KernelSource {
+  return kernel(
+    "warpBackwardFlow",
+    {},
+    ["read", "read", "read", "readWrite"],
+    `${
+      declareBindings(
+        [["dy", "read"], ["image", "read"], ["flow", "read"], ["dflow", "readWrite"]],
+        WARP_UNIFORMS,
+      )
+    }
+${WARP_SAMPLE}
+${linearMain()}
+  ${WARP_PIXEL}
+  let s = warpSample(n, h, w);
+  var gx = 0.0;
+  var gy = 0.0;
+  for (var c = 0u; c < params.channels; c = c + 1u) {
+    let base = (n * params.channels + c) * plane;
+    let i00 = image[base + s.y0 * params.width + s.x0];
+    let i01 = image[base + s.y0 * params.width + s.x1];
+    let i10 = image[base + s.y1 * params.width + s.x0];
+    let i11 = image[base + s.y1 * params.width + s.x1];
+    let g = dy[base + r];
+    gx = gx + g * ((1.0 - s.fy) * (i01 - i00) + s.fy * (i11 - i10));
+    gy = gy + g * ((1.0 - s.fx) * (i10 - i00) + s.fx * (i11 - i01));
+  }
+  let at = n * 2u * plane + r;
+  dflow[at] = select(0.0, gx, s.gradX);
+  dflow[at + plane] = select(0.0, gy, s.gradY);
+}`,
+  );
+}
+
+/**
+ * dimage of the warp, gathered: an input pixel can only be a tap of outputs within reach =
+ * ceil(maxShift) + 1 of it, so each thread scans that window, recomputes each candidate's taps as
+ * the forward does and sums weight * dy over the channels. No atomics, deterministic.
+ */
+export function warpBackwardImageKernel(): KernelSource {
+  return kernel(
+    "warpBackwardImage",
+    {},
+    ["read", "read", "readWrite"],
+    `${declareBindings([["dy", "read"], ["flow", "read"], ["dimage", "readWrite"]], WARP_UNIFORMS)}
+${WARP_SAMPLE}
+fn tap(i: u32, s0: u32, s1: u32, f: f32) -> f32 {
+  return select(0.0, 1.0 - f, s0 == i) + select(0.0, f, s1 == i);
+}
+${linearMain()}
+  ${WARP_PIXEL}
+  for (var c = 0u; c < params.channels; c = c + 1u) {
+    dimage[(n * params.channels + c) * plane + r] = 0.0;
+  }
+  let hEnd = min(h + params.reach + 1u, params.height);
+  let wStart = select(0u, w - params.reach, w > params.reach);
+  let wEnd = min(w + params.reach + 1u, params.width);
+  for (var oh = select(0u, h - params.reach, h > params.reach); oh < hEnd; oh = oh + 1u) {
+    for (var ow = wStart; ow < wEnd; ow = ow + 1u) {
+      let s = warpSample(n, oh, ow);
+      let weight = tap(h, s.y0, s.y1, s.fy) * tap(w, s.x0, s.x1, s.fx);
+      if (weight == 0.0) { continue; }
+      let o = oh * params.width + ow;
+      for (var c = 0u; c < params.channels; c = c + 1u) {
+        let base = (n * params.channels + c) * plane;
+        dimage[base + r] = dimage[base + r] + weight * dy[base + o];
+      }
+    }
+  }
+}`,
+  );
+}

@@ -7,6 +7,7 @@ import {
   editColourOf,
   FaceAutoencoder,
   seesSourceOf,
+  warpShiftOf,
 } from "../nn/models/autoencoder.ts";
 import { ResNet34 } from "../nn/models/resnet.ts";
 import {
@@ -106,6 +107,7 @@ export async function loadAutoencoder(
     editLimit: placeholder("edit_limit"),
     editColour: editColourOf(state),
     seesSource: seesSourceOf(state),
+    warpShift: await warpShiftOf(state),
   });
   model.loadStateDict(state, { strict: true });
   disposeStateDict(state);

@@ -41,4 +41,5 @@ export {
   FaceAutoencoder,
   type FaceAutoencoderOptions,
   seesSourceOf,
+  warpShiftOf,
 } from "./models/autoencoder.ts";

@@ -85,6 +85,12 @@ export const AutoencoderConfig = z.object({
    * the decoder draws in the face's own skin tone and light.
    */
   seesSource: z.boolean().default(false),
+  /**
+   * With output "edit": the decoder also draws a flow (shifts up to this many pixels, inside the
+   * expression regions when editRegionsOnly) that moves the source's pixels before blending, so
+   * moved brows, lids and mouth corners keep their own pixels. 0 = off.
+   */
+  warpShift: z.number().min(0).max(16).default(0),
   /** Extra reconstruction weight on brows, eyes and mouth; 0 = the paper's plain MSE. */
   regionEmphasis: z.number().min(0).default(0),
   /**
@@ -128,6 +134,7 @@ export const ImprovedConfig = z.object({
   eraseSource: z.boolean().default(true),
   editColour: z.enum(["absolute", "residual"]).default("absolute"),
   seesSource: z.boolean().default(false),
+  warpShift: z.number().min(0).max(16).default(0),
   regionEmphasis: z.number().min(0).default(4),
   relightTargets: z.boolean().default(false),
   consistencyWeight: z.number().min(0).default(0.01),
@@ -361,6 +368,7 @@ export interface AutoencoderVariant {
   eraseSource: boolean;
   editColour: "absolute" | "residual";
   seesSource: boolean;
+  warpShift: number;
   regionEmphasis: number;
   relightTargets: boolean;
   consistencyWeight: number;
@@ -382,6 +390,7 @@ export function autoencoderVariants(config: ExperimentConfig): AutoencoderVarian
     eraseSource: ae.eraseSource,
     editColour: ae.editColour,
     seesSource: ae.seesSource,
+    warpShift: ae.warpShift,
     regionEmphasis: ae.regionEmphasis,
     relightTargets: ae.relightTargets,
     consistencyWeight: ae.consistencyWeight,

@@ -789,6 +789,7 @@ async function trainOrLoadAutoencoder(
     editLimit: regions && variant.editRegionsOnly ? editLimitMap(regions) : undefined,
     editColour: variant.output === "edit" ? variant.editColour : undefined,
     seesSource: variant.output === "edit" && variant.seesSource,
+    warpShift: variant.output === "edit" ? variant.warpShift : 0,
     seed: config.seed,
   });
   const label = variant.name === "paper" ? "autoencoder" : `autoencoder (${variant.name})`;
@@ -1190,7 +1191,8 @@ function describeVariant(config: ExperimentConfig, name: string): string {
         (v.editColour === "residual" ? " as a change of the source's colours" : "") +
         (v.eraseSource ? " with the source's expression regions blurred away" : "") +
         (v.editRegionsOnly ? ", redrawing only those regions" : "") +
-        (v.seesSource ? ", every decoder block seeing that source" : ""),
+        (v.seesSource ? ", every decoder block seeing that source" : "") +
+        (v.warpShift > 0 ? `, moving its pixels by a drawn flow (up to ${v.warpShift} px)` : ""),
     );
   }
   if (v.regionEmphasis > 0) parts.push(`expression regions weighted x${1 + v.regionEmphasis}`);

@@ -377,6 +377,7 @@ async function encoderSnapshot(
     editLimit: model.editLimit ? new Float32Array(model.editLimit.size) : undefined,
     editColour: model.editColour,
     seesSource: model.seesSource,
+    warpShift: model.warpShift,
   });
   if (!takeNow && path) {
     try {

@@ -59,6 +59,8 @@ interface Switch {
   sees?: boolean;
   /** Targets relit to their source's light (relightTargets). */
   relight?: boolean;
+  /** Largest shift of the decoder's flow over the source (warpShift); 0 / absent = none. */
+  warp?: number;
 }
 
 // The paper's conditioning alone barely moves the output (that is the finding the fidelity
@@ -134,6 +136,12 @@ const SWITCHES: [string, Switch][] = [
     balanced: true,
     relight: true,
   }],
+  ["the source kept (not erased) and moved by a drawn flow of up to 3 px", {
+    ...EDIT_REGIONS,
+    limit: true,
+    balanced: true,
+    warp: 3,
+  }],
 ];
 
 for (const [name, options] of SWITCHES) {
@@ -146,6 +154,7 @@ for (const [name, options] of SWITCHES) {
       editLimit: options.limit ? editLimitMap(meanExpressionMask(faces.samples, 64)) : undefined,
       editColour: options.residual ? "residual" : undefined,
       seesSource: options.sees,
+      warpShift: options.warp,
     });
     const optimizer = new optim.Adam(ae.parameters(), { lr: 3e-3 });
     const reader = options.consistency && !options.snapshot
@@ -455,6 +464,56 @@ Deno.test("a decoder that sees the source draws from it; one that does not, only
     /seesSource needs output "edit"/,
   );
   for (const t of [x, other, sees, blind]) t.dispose();
+});
+
+Deno.test("a warping decoder moves the source's pixels by its flow, only where edits may go", async () => {
+  const n = 2;
+  const side = 64;
+  const data = faces.images.subarray(0, n * 3 * side * side);
+  const x = device.tensor(data, [n, 3, side, side]);
+  // Edits allowed in the left half only.
+  const limit = new Float32Array(side * side);
+  for (let y = 0; y < side; y++) limit.fill(1, y * side, y * side + side / 2);
+  const ae = new nn.FaceAutoencoder(device, {
+    size: [4, 8],
+    output: "edit",
+    editLimit: limit,
+    warpShift: 2,
+  });
+  ae.eval();
+  // Last conv: weights 0; bias = blend mask 0 (sigmoid(-40)), flow x sigmoid^-1(0.75) = +1 px,
+  // flow y 0: the output is the source read one pixel to the right, in the left half only.
+  const last = ae.decoder.layers.filter((l) => l instanceof nn.Conv2d).pop() as nn.Conv2d;
+  const zeros = device.tensor(new Float32Array(last.weight.size), last.weight.shape);
+  device.backend.copy(zeros.buffer, 0, last.weight.buffer, 0, zeros.byteLength);
+  const bias = device.tensor(new Float32Array([0, 0, 0, -40, Math.log(3), 0]), [6]);
+  device.backend.copy(bias.buffer, 0, last.bias!.buffer, 0, bias.byteLength);
+  const out = noGrad(() => ae.forward(x));
+  const got = await out.toArray();
+  let worst = 0;
+  for (let p = 0; p < n * 3; p++) {
+    for (let y = 0; y < side; y++) {
+      for (let c = 0; c < side; c++) {
+        const read = c < side / 2 ? c + 1 : c;
+        const expected = data[(p * side + y) * side + read];
+        worst = Math.max(worst, Math.abs(got[(p * side + y) * side + c] - expected));
+      }
+    }
+  }
+  assert.ok(worst < 1e-4, `shifted by one pixel where allowed, unchanged elsewhere: ${worst}`);
+  assert.equal(await nn.warpShiftOf(ae.stateDict()), 2);
+  const plain = new nn.FaceAutoencoder(device, { size: [4, 8], output: "edit" });
+  assert.equal(await nn.warpShiftOf(plain.stateDict()), 0);
+  assert.equal(nn.decoderOutputOf(ae.stateDict()), "edit");
+  assert.throws(
+    () => new nn.FaceAutoencoder(device, { size: [4, 8], warpShift: 2 }),
+    /warpShift needs output "edit"/,
+  );
+  assert.throws(
+    () => new nn.FaceAutoencoder(device, { size: [4, 8], output: "edit", warpShift: -1 }),
+    /warpShift -1 must be in \[0, 16\]/,
+  );
+  for (const t of [x, out, zeros, bias, ae, plain]) t.dispose();
 });
 
 Deno.test("mean expression mask: in [0, 1], high on the mouth, zeros without landmarks", () => {

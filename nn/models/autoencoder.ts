@@ -25,6 +25,7 @@ import {
   Upsample,
 } from "../layers.ts";
 import type { Tensor } from "../tensor.ts";
+import { isHostTensor, type StateValue } from "../module.ts";
 
 /** Named sizes: `paper` (64-128-256-512), `demo` (CPU-friendly), `tiny` (smoke tests). */
 export const AUTOENCODER_SIZES = {
@@ -81,6 +82,14 @@ export interface FaceAutoencoderOptions {
    * weights (a one-value `decoder_sees_source` buffer).
    */
   seesSource?: boolean;
+  /**
+   * "edit" only: the largest shift in pixels of a flow the decoder also draws (two more output
+   * channels, (2s - 1) * warpShift, times the blend-mask ceiling where there is one); the source
+   * the decoder blends into (erased or not) is warped by it first, so features it moves (brows,
+   * lids, mouth corners) keep their pixels and stay sharp. 0 (default) = no flow. Saved with the
+   * weights (a one-value `decoder_warp` buffer holding the shift).
+   */
+  warpShift?: number;
 }
 
 /** Weights of the paper's loss. */
@@ -130,6 +139,8 @@ export class FaceAutoencoder extends Layer {
   readonly editColour: "absolute" | "residual";
   /** Whether the decoder's convs see the (erased) source ({@link FaceAutoencoderOptions.seesSource}). */
   readonly seesSource: boolean;
+  /** Largest flow shift in pixels, 0 = none ({@link FaceAutoencoderOptions.warpShift}). */
+  readonly warpShift: number;
 
   constructor(device: Device, options: FaceAutoencoderOptions = {}) {
     super();
@@ -153,6 +164,13 @@ export class FaceAutoencoder extends Layer {
     this.seesSource = options.seesSource ?? false;
     if (this.seesSource && this.output !== "edit") {
       throw new Error('FaceAutoencoder: seesSource needs output "edit"');
+    }
+    this.warpShift = options.warpShift ?? 0;
+    if (!(this.warpShift >= 0 && this.warpShift <= 16)) {
+      throw new Error(`FaceAutoencoder: warpShift ${options.warpShift} must be in [0, 16]`);
+    }
+    if (this.warpShift > 0 && this.output !== "edit") {
+      throw new Error('FaceAutoencoder: warpShift needs output "edit"');
     }
     // Extra input channels of every decoder conv: the (v, a) maps, the resized source.
     const extra = (this.conditioning === "maps" ? 2 : 0) + (this.seesSource ? 3 : 0);
@@ -190,8 +208,14 @@ export class FaceAutoencoder extends Layer {
       channels = w;
     }
     decoderLayers.push(
-      // "edit": 3 colour channels + 1 blend mask.
-      new Conv2d(device, channels + extra, this.output === "edit" ? 4 : 3, 3, { padding: 1, rng }),
+      // "edit": 3 colour channels + 1 blend mask (+ 2 flow channels with a warp).
+      new Conv2d(
+        device,
+        channels + extra,
+        this.output === "edit" ? (this.warpShift > 0 ? 6 : 4) : 3,
+        3,
+        { padding: 1, rng },
+      ),
       new Sigmoid(),
     );
     this.decoder = this.registerModule("decoder", new Sequential(...decoderLayers));
@@ -219,6 +243,9 @@ export class FaceAutoencoder extends Layer {
     }
     if (this.seesSource) {
       this.registerBuffer("decoder_sees_source", device.tensor(new Float32Array([1]), [1]));
+    }
+    if (this.warpShift > 0) {
+      this.registerBuffer("decoder_warp", device.tensor(new Float32Array([this.warpShift]), [1]));
     }
   }
 
@@ -268,9 +295,15 @@ export class FaceAutoencoder extends Layer {
           }]`,
         );
       }
-      const base = this.eraseMask ? this.eraseExpression(source) : source;
+      let base = this.eraseMask ? this.eraseExpression(source) : source;
       const drawn = this.decodeRaw(z, v, a, this.seesSource ? base : undefined);
       const mask = F.narrow(drawn, 1, 3, 1);
+      if (this.warpShift > 0) {
+        // Flow channels in (0, 1) -> shifts in (-warpShift, warpShift), none outside the regions.
+        let flow = F.mul(F.sub(F.mul(F.narrow(drawn, 1, 4, 2), 2), 1), this.warpShift);
+        if (this.editLimit) flow = F.mul(flow, repeatMap(this.editLimit, n, 2));
+        base = F.warp(base, flow, this.warpShift);
+      }
       const colour = this.editColour === "residual"
         ? F.add(base, F.sub(F.mul(F.narrow(drawn, 1, 0, 3), 2), 1))
         : F.narrow(drawn, 1, 0, 3);
@@ -376,7 +409,7 @@ export function seesSourceOf(state: ReadonlyMap<string, unknown>): boolean {
 
 /**
  * What a FaceAutoencoder checkpoint's decoder produces, from the output channels of its last
- * decoder conv: 4 = "edit", 3 = "image"; undefined when the state has no decoder convs.
+ * decoder conv: 4 (6 with a flow) = "edit", 3 = "image"; undefined when it has no decoder convs.
  */
 export function decoderOutputOf(
   state: ReadonlyMap<string, { shape: readonly number[] }>,
@@ -388,7 +421,18 @@ export function decoderOutputOf(
     const index = Number(match[1]);
     if (!last || index > last.index) last = { index, channels: value.shape[0] };
   }
-  return last?.channels === 4 ? "edit" : last?.channels === 3 ? "image" : undefined;
+  return last?.channels === 4 || last?.channels === 6
+    ? "edit"
+    : last?.channels === 3
+    ? "image"
+    : undefined;
+}
+
+/** A FaceAutoencoder checkpoint's largest flow shift: its `decoder_warp` buffer, 0 without one. */
+export async function warpShiftOf(state: ReadonlyMap<string, StateValue>): Promise<number> {
+  const marker = state.get("decoder_warp");
+  if (!marker) return 0;
+  return isHostTensor(marker) ? Number(marker.data[0]) : (await marker.toArray())[0];
 }
 
 /** How a FaceAutoencoder checkpoint's edit colour is read: its `edit_residual` marker says. */

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { F, nn, noGrad, optim, type Tensor, tidy } from "../mod.ts";
+import { F, io, nn, noGrad, optim, type Tensor, tidy } from "../mod.ts";
 import * as data from "../pipelines/data/mod.ts";
 import {
   editLimitMap,
@@ -15,7 +15,8 @@ import {
 } from "../pipelines/regions.ts";
 import { fillTargets } from "../pipelines/experiment.ts";
 import { gradientOnlyInside, trainAutoencoder } from "../pipelines/training.ts";
-import { testDevice } from "./helpers.ts";
+import { assertClose, testDevice } from "./helpers.ts";
+import { loadAutoencoder, loadRunConfig } from "../cli/stages.ts";
 
 const device = await testDevice();
 const faces = data.synthetic({ seed: 3, persons: 4, framesPerPerson: 8 });
@@ -476,6 +477,7 @@ Deno.test("a warping decoder moves the source's pixels by its flow, only where e
   for (let y = 0; y < side; y++) limit.fill(1, y * side, y * side + side / 2);
   const ae = new nn.FaceAutoencoder(device, {
     size: [4, 8],
+    conditioning: "maps",
     output: "edit",
     editLimit: limit,
     warpShift: 2,
@@ -513,6 +515,28 @@ Deno.test("a warping decoder moves the source's pixels by its flow, only where e
     () => new nn.FaceAutoencoder(device, { size: [4, 8], output: "edit", warpShift: -1 }),
     /warpShift -1 must be in \[0, 16\]/,
   );
+  // A run folder's checkpoint comes back through the CLI's loader with its flow and shift.
+  const run = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${run}/config.json`,
+      JSON.stringify({
+        preset: "tiny",
+        autoencoder: { size: [4, 8] },
+        improved: { enabled: true },
+      }),
+    );
+    await io.writeSafetensors(`${run}/autoencoder-improved.safetensors`, ae.stateDict());
+    const loaded = await loadAutoencoder(device, run, await loadRunConfig(run), "improved");
+    loaded.eval();
+    assert.equal(loaded.warpShift, 2);
+    const again = noGrad(() => loaded.forward(x));
+    assertClose(await again.toArray(), got, "reloaded", { atol: 1e-6 });
+    again.dispose();
+    loaded.dispose();
+  } finally {
+    await Deno.remove(run, { recursive: true });
+  }
   for (const t of [x, out, zeros, bias, ae, plain]) t.dispose();
 });
 

@@ -5,7 +5,7 @@
  * (reuse waits for the submit, so that is safe).
  */
 
-import type { Backend } from "./backend.ts";
+import type { Backend, KernelSource } from "./backend.ts";
 import { grid1d, Uniforms, WORKGROUP_SIZE } from "./wgsl/common.ts";
 import {
   affineKernel,
@@ -994,9 +994,11 @@ export interface WarpGeometry {
   maxShift: number;
 }
 
-function warpUniforms(g: WarpGeometry): Uint8Array {
-  return new Uniforms(6).u32(g.batch).u32(g.channels).u32(g.height).u32(g.width).f32(g.maxShift)
-    .u32(Math.ceil(g.maxShift) + 1).bytes;
+// Every warp kernel runs one thread per pixel with the same uniforms.
+function dispatchWarp(b: Backend, source: KernelSource, buffers: GPUBuffer[], g: WarpGeometry) {
+  const uniforms = new Uniforms(6).u32(g.batch).u32(g.channels).u32(g.height).u32(g.width)
+    .f32(g.maxShift).u32(Math.ceil(g.maxShift) + 1).bytes;
+  b.dispatch(source, buffers, uniforms, grid1d(g.batch * g.height * g.width));
 }
 
 /** y = image bilinearly sampled at each pixel plus its flow (x shift in channel 0, y in 1). */
@@ -1007,12 +1009,7 @@ export function warpForward(
   y: GPUBuffer,
   g: WarpGeometry,
 ): void {
-  b.dispatch(
-    warpForwardKernel(),
-    [image, flow, y],
-    warpUniforms(g),
-    grid1d(g.batch * g.height * g.width),
-  );
+  dispatchWarp(b, warpForwardKernel(), [image, flow, y], g);
 }
 
 /** dflow of the warp. */
@@ -1024,12 +1021,7 @@ export function warpBackwardFlow(
   dflow: GPUBuffer,
   g: WarpGeometry,
 ): void {
-  b.dispatch(
-    warpBackwardFlowKernel(),
-    [dy, image, flow, dflow],
-    warpUniforms(g),
-    grid1d(g.batch * g.height * g.width),
-  );
+  dispatchWarp(b, warpBackwardFlowKernel(), [dy, image, flow, dflow], g);
 }
 
 /** dimage of the warp (gathered over the outputs within reach of each input pixel). */
@@ -1040,12 +1032,7 @@ export function warpBackwardImage(
   dimage: GPUBuffer,
   g: WarpGeometry,
 ): void {
-  b.dispatch(
-    warpBackwardImageKernel(),
-    [dy, flow, dimage],
-    warpUniforms(g),
-    grid1d(g.batch * g.height * g.width),
-  );
+  dispatchWarp(b, warpBackwardImageKernel(), [dy, flow, dimage], g);
 }
 
 /** c[M, N] = op(a) op(b) (+ bias[N]); see matmulKernel for the stored layouts. */

@@ -216,18 +216,21 @@ export async function trainAutoencoder(
   const regionMaps = emphasis > 0
     ? samples.map((s) => expressionWeightMap(s.landmarks, s.box, side, { emphasis }))
     : null;
-  // The light fit's weights: 1 outside a face's expression regions (everywhere without landmarks).
+  const consistency = settings.consistency;
+  // Each training face's expression regions, computed once for whichever of the two uses them.
+  const expressionMasks = settings.relightTargets || consistency?.regionsOnly
+    ? samples.map((s) => expressionMask(s.landmarks, s.box, side))
+    : null;
+  // The light fit's weights: 1 outside a face's expression regions (everywhere without landmarks,
+  // where expressionMask covers the whole face).
   const outsideRegions = settings.relightTargets
-    ? samples.map((s) =>
+    ? samples.map((s, i) =>
       s.landmarks && s.landmarks.length >= 68
-        ? expressionMask(s.landmarks, s.box, side).map((m) => 1 - m)
+        ? expressionMasks![i].map((m) => 1 - m)
         : new Float32Array(side * side).fill(1)
     )
     : null;
-  const consistency = settings.consistency;
-  const consistencyMasks = consistency?.regionsOnly
-    ? samples.map((s) => expressionMask(s.landmarks, s.box, side))
-    : null;
+  const consistencyMasks = consistency?.regionsOnly ? expressionMasks : null;
   // The reader is a fixed function: running statistics, no parameter updates.
   const freeze = (m: FaceAutoencoder | ResNet34) => {
     m.eval();

@@ -1,8 +1,9 @@
 /**
  * Kernel benchmark (`deno task bench`): conv2d forward / backward-input / backward-weight on the
  * layer shapes of a 64x64 conv autoencoder, batch norm, max-pool, nearest x2 upsampling, Adam and
- * a copy kernel (the machine's memory-bandwidth reference), then the autoencoder's training step,
- * with the peers (TF.js webgpu on the same adapter, PyTorch CPU when installed) in the same run.
+ * a copy kernel (the machine's memory-bandwidth reference), then the autoencoder's training step
+ * and the paper's face autoencoder's at the demo's and the paper's sizes, with the peers (TF.js
+ * webgpu on the same adapter, PyTorch CPU when installed) in the same run.
  *
  * Flags: --quick (batch 8, fewer layers; under a minute), --batch N, --json PATH, --no-peers,
  * --no-step, --only REGEX (rows whose name matches), --variant NAME (force a conv variant),
@@ -19,7 +20,12 @@ import { autotuneConv, autotuneEnabled, tunedConvTimings } from "../kernels/auto
 import { fenceFloorMs, fmt, markdownTable, timeRecorded } from "./harness.ts";
 import { activationShapes, convFlops, convLayers, resnetLayers, upsampleShapes } from "./shapes.ts";
 import { type PeerResult, runPeers } from "./peers.ts";
-import { type StepResult, trainStepBench } from "./step.ts";
+import {
+  faceAutoencoderStepBench,
+  type FaceStepResult,
+  type StepResult,
+  trainStepBench,
+} from "./step.ts";
 
 const F32 = 4;
 
@@ -336,7 +342,15 @@ for (const [n, c, h, w] of upsampleShapes(batch)) {
 
 // ---- training step and peers ----------------------------------------------------------------------
 let step: StepResult | null = null;
-if (!args["no-step"] && !only) step = await trainStepBench(batch, quick);
+const faceSteps: FaceStepResult[] = [];
+if (!args["no-step"] && !only) {
+  step = await trainStepBench(batch, quick);
+  // The paper's face autoencoder at the demo preset's size and (not with --quick) the paper's.
+  for (const size of quick ? ["demo"] as const : ["demo", "paper"] as const) {
+    console.error(`training step: face autoencoder, ${size} size ...`);
+    faceSteps.push(await faceAutoencoderStepBench(size, quick));
+  }
+}
 b.destroy();
 let peers: PeerResult[] = [];
 if (!args["no-peers"] && !only) peers = await runPeers(batch, quick, step !== null);
@@ -356,6 +370,13 @@ if (step) {
       `${step.bytesInUseLast} over ${step.steps} steps`,
   );
 }
+for (const f of faceSteps) {
+  console.log(
+    `training step (face autoencoder ${f.size} ${f.widths.join("-")}, paper's loss, batch ` +
+      `${f.batch}): ${fmt(f.msPerStep)} ms/step, ${fmt(f.imagesPerSecond)} images/s; GPU bytes ` +
+      `in use ${f.bytesInUseFirst} -> ${f.bytesInUseLast} over ${f.steps} steps`,
+  );
+}
 if (peers.length) {
   console.log(
     "\n" + markdownTable(
@@ -371,7 +392,7 @@ if (peers.length) {
     ),
   );
 }
-const ratios = summarize(rows, step, peers);
+const ratios = summarize(rows, step, faceSteps, peers);
 if (ratios.length) console.log("\n" + ratios.join("\n"));
 if (args.json) {
   await Deno.writeTextFile(
@@ -386,6 +407,7 @@ if (args.json) {
         cores: navigator.hardwareConcurrency,
         rows,
         step,
+        faceSteps,
         peers,
         summary: ratios,
       },
@@ -396,7 +418,12 @@ if (args.json) {
 }
 
 /** The issue-6 targets, as ratios computed from this run. */
-function summarize(rows: BenchRow[], step: StepResult | null, peers: PeerResult[]): string[] {
+function summarize(
+  rows: BenchRow[],
+  step: StepResult | null,
+  faceSteps: FaceStepResult[],
+  peers: PeerResult[],
+): string[] {
   const out: string[] = [];
   const find = (kernel: string, shape: string) =>
     rows.find((r) => r.kernel === kernel && r.shape === shape);
@@ -440,6 +467,14 @@ function summarize(rows: BenchRow[], step: StepResult | null, peers: PeerResult[
     }
     if (p.what.startsWith("train step (batch") && p.imagesPerSecond && step) {
       out.push(`vs ${p.peer} training step: ${fmt(step.imagesPerSecond / p.imagesPerSecond)}x`);
+    }
+    for (const f of faceSteps) {
+      if (p.what === `train step face AE ${f.size} (batch ${f.batch})` && p.imagesPerSecond) {
+        out.push(
+          `vs ${p.peer} face autoencoder step, ${f.size} size: ` +
+            `${fmt(f.imagesPerSecond / p.imagesPerSecond)}x (target >= 0.5)`,
+        );
+      }
     }
   }
   if (step) {

@@ -16,7 +16,7 @@
  * choices go to the on-disk cache) and profiles again.
  *
  *   deno run -A bench/profile_step.ts [--batch 32] [--steps 3] [--only ae|resnet] [--top 25] [--detail]
- *     [--compare [--ab-steps 8] | --tune]
+ *     [--ae-size tiny|demo|paper] [--conditioning maps|input] [--compare [--ab-steps 8] | --tune]
  */
 
 import { Device } from "../nn/device.ts";
@@ -38,6 +38,8 @@ const args = {
   only: flag("only"),
   top: flag("top"),
   stepsAB: Number(flag("ab-steps") ?? 8),
+  aeSize: (flag("ae-size") ?? "tiny") as "tiny" | "demo" | "paper",
+  conditioning: (flag("conditioning") ?? "maps") as "input" | "maps",
 };
 const batch = Number(args.batch ?? 32);
 const steps = Number(args.steps ?? 3);
@@ -147,8 +149,9 @@ if (!args.only || args.only === "ae") {
   const v = device.rand([batch], 4);
   const a = device.rand([batch], 5);
   const w = device.rand([batch, 3, 64, 64], 6);
-  await profile(`autoencoder tiny maps 64x64 batch ${batch}`, (config) => {
-    const model = new FaceAutoencoder(device, { size: "tiny", conditioning: "maps", seed: 1 });
+  const { aeSize, conditioning } = args;
+  await profile(`autoencoder ${aeSize} ${conditioning} 64x64 batch ${batch}`, (config) => {
+    const model = new FaceAutoencoder(device, { size: aeSize, conditioning, seed: 1 });
     model.train();
     for (const s of [model.encoder, model.decoder]) s.fuseBatchNormRelu = !config.round3;
     const opt = new Adam(model.parameters(), { lr: 1e-3, foreach: !config.round3 });

@@ -10,6 +10,7 @@ import * as F from "../nn/functional.ts";
 import * as optim from "../nn/optim.ts";
 import { type Tensor, tidy } from "../nn/tensor.ts";
 import { DECODER, ENCODER } from "./shapes.ts";
+import { AUTOENCODER_SIZES, FaceAutoencoder } from "../nn/models/autoencoder.ts";
 
 /** Result of {@link trainStepBench}. */
 export interface StepResult {
@@ -115,5 +116,65 @@ async function paramLayer(
     bnB: bn ? device.zeros([outC], { requiresGrad: true }) : null,
     runningMean: bn ? device.zeros([outC]) : null,
     runningVar: bn ? device.ones([outC]) : null,
+  };
+}
+
+/** Result of {@link faceAutoencoderStepBench}. */
+export interface FaceStepResult extends StepResult {
+  /** "demo" (the demo preset's paper autoencoder) or "paper" (the paper's widths). */
+  size: "demo" | "paper";
+  widths: readonly number[];
+}
+
+/**
+ * The paper's face autoencoder (nn/models/autoencoder.ts, conditioning through the first linear
+ * layer, image output) trained on pairs with the paper's loss and Adam: at the demo preset's size
+ * ("tiny" widths 8-16-16-32, batch 32, as `deno task train` trains it) or the paper's (64-128-256-
+ * 512, batch 64). The same model and loss are built in bench/peers/torch_bench.py.
+ */
+export async function faceAutoencoderStepBench(
+  size: "demo" | "paper",
+  quick: boolean,
+): Promise<FaceStepResult> {
+  const device = await Device.create();
+  const widths = size === "demo" ? AUTOENCODER_SIZES.tiny : AUTOENCODER_SIZES.paper;
+  const batch = size === "demo" ? (quick ? 8 : 32) : (quick ? 8 : 64);
+  const model = new FaceAutoencoder(device, { size: [...widths], seed: 1 });
+  const opt = new optim.Adam(model.parameters(), { lr: 1e-4 });
+  const imageI = device.rand([batch, 3, 64, 64], 11);
+  const imageJ = device.rand([batch, 3, 64, 64], 12);
+  const valence = tidy(() => F.sub(F.mul(device.rand([batch], 13), 2), 1));
+  const arousal = tidy(() => F.sub(F.mul(device.rand([batch], 14), 2), 1));
+  const step = async () => {
+    const loss = tidy(() => model.loss(imageI, valence, arousal, imageJ, arousal, valence).total);
+    opt.zeroGrad();
+    await loss.backward();
+    opt.step();
+    loss.dispose();
+  };
+  // Two warm-up steps: pipelines compiled, pool filled.
+  await step();
+  await step();
+  await device.sync();
+  const bytesInUseFirst = device.stats().bytesInUse;
+  const steps = quick ? 2 : size === "demo" ? 10 : 3;
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) await step();
+  await device.sync();
+  const msPerStep = (performance.now() - t0) / steps;
+  const bytesInUseLast = device.stats().bytesInUse;
+  opt.dispose();
+  model.dispose();
+  for (const t of [imageI, imageJ, valence, arousal]) t.dispose();
+  device.destroy();
+  return {
+    size,
+    widths,
+    batch,
+    steps,
+    msPerStep,
+    imagesPerSecond: (batch * 1000) / msPerStep,
+    bytesInUseFirst,
+    bytesInUseLast,
   };
 }

@@ -3,7 +3,7 @@
  * lane summed afterwards), forced through the launcher's `variant` option, against a float64
  * reference on odd shapes: channel counts not multiples of the channel blocks, widths whose quad
  * count is odd, heights that are not tile multiples, one lane (written straight into dw) and many,
- * batch 1 and 37. The direct kernel runs the same cases, and shapes the ubo kernel does not take
+ * few lanes sharing workgroups with output-channel blocks, batch 1 and 37. The direct kernel runs the same cases, and shapes the ubo kernel does not take
  * must fall back to it. Then every register blocking is forced on the same kind of shapes.
  */
 
@@ -26,6 +26,10 @@ const cases: { name: string; g: ops.Conv2dGeometry; ubo: boolean }[] = [
   { name: "b3 13->10 3x16", g: geometry(3, 13, 10, 3, 16), ubo: true },
   { name: "b37 5->3 5x28 (J 4, 2 windows)", g: geometry(37, 5, 3, 5, 28), ubo: true },
   { name: "b2 7->4 9x20 (J 4, full block)", g: geometry(2, 7, 4, 9, 20), ubo: true },
+  // Few lanes, several output-channel blocks: the workgroup's threads take blocks, not lanes.
+  { name: "b1 5->67 6x8 (1 lane, 9 oc blocks on 8 lanes)", g: geometry(1, 5, 67, 6, 8), ubo: true },
+  { name: "b3 6->37 5x16 (1 lane, 5 oc blocks on 4)", g: geometry(3, 6, 37, 5, 16), ubo: true },
+  { name: "b2 4->20 8x32 (4 lanes x 2 oc blocks)", g: geometry(2, 4, 20, 8, 32), ubo: true },
   // Not taken by the ubo kernel: falls back to direct.
   { name: "b2 4->5 3x3 s2", g: geometry(2, 4, 5, 9, 8, 3, 2, 1), ubo: false },
   { name: "b2 3->6 7x7 s2", g: geometry(2, 3, 6, 11, 13, 7, 2, 3), ubo: false },

@@ -1,5 +1,6 @@
 """PyTorch CPU peer of bench/kernels.ts: the same conv (3x3, 32->32, 64x64) forward and
-forward+backward, the same autoencoder training step (bench/step.ts), and the demo regressor's
+forward+backward, the same autoencoder training steps (bench/step.ts: the conv autoencoder and
+the paper's face autoencoder at the demo's and the paper's sizes), and the demo regressor's
 step (ResNet34 at width 1/8 on 64x64 faces, as bench/profile_step.ts times it), on 2 threads.
 Prints one JSON object on stdout."""
 import json
@@ -116,6 +117,64 @@ def resnet34(width):
             channels = o
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 2))
 
+
+class FaceAE(nn.Module):
+    """The paper's face autoencoder as nn/models/autoencoder.ts builds it (conditioning through
+    the first linear layer, image output): encoder [conv3x3, BN, ReLU, max-pool] per width, a
+    linear head to (z, v, a), a linear layer from (z, v, a) back to the bottleneck map, decoder
+    [upsample x2, conv3x3, BN, ReLU] per width, a last conv3x3 to 3 channels and a sigmoid."""
+
+    def __init__(self, widths, code=32, side=64):
+        super().__init__()
+        enc, c = [], 3
+        for w in widths:
+            enc += [nn.Conv2d(c, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2)]
+            c = w
+        self.encoder = nn.Sequential(*enc)
+        self.side = side // 2 ** len(widths)
+        self.last = c
+        flat = c * self.side * self.side
+        self.code = code
+        self.head = nn.Linear(flat, code + 2)
+        self.decoder_input = nn.Linear(code + 2, flat)
+        dec = []
+        for w in reversed(widths):
+            dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, w, 3, padding=1),
+                    nn.BatchNorm2d(w), nn.ReLU()]
+            c = w
+        self.decoder = nn.Sequential(*dec, nn.Conv2d(c, 3, 3, padding=1), nn.Sigmoid())
+
+    def loss(self, image_i, valence_i, arousal_i, image_j, valence_j, arousal_j):
+        """The paper's loss: 0.5 MSE(v_i) + 0.5 MSE(a_i) + MSE(D(z_i, v_j, a_j), I_j)."""
+        head = self.head(self.encoder(image_i).flatten(1))
+        z, v, a = head[:, :self.code], head[:, self.code], head[:, self.code + 1]
+        code = torch.cat([z, valence_j[:, None], arousal_j[:, None]], 1)
+        h = F.relu(self.decoder_input(code)).view(-1, self.last, self.side, self.side)
+        return (0.5 * F.mse_loss(v, valence_i) + 0.5 * F.mse_loss(a, arousal_i) +
+                F.mse_loss(self.decoder(h), image_j))
+
+
+# The demo preset's autoencoder (widths "tiny", batch 32) and the paper's (64-128-256-512, batch
+# 64), as bench/step.ts faceAutoencoderStepBench trains them; batch 8 and the demo size only
+# when quick.
+for size, widths, face_batch in [("demo", [8, 16, 16, 32], 32), ("paper", [64, 128, 256, 512], 64)]:
+    if quick and size == "paper":
+        continue
+    face_batch = 8 if quick else face_batch
+    face_model = FaceAE(widths)
+    face_opt = torch.optim.Adam(face_model.parameters(), lr=1e-4)
+    image_i, image_j = torch.rand(face_batch, 3, 64, 64), torch.rand(face_batch, 3, 64, 64)
+    valence, arousal = torch.rand(face_batch) * 2 - 1, torch.rand(face_batch) * 2 - 1
+
+    def face_step():
+        face_opt.zero_grad(set_to_none=True)
+        face_model.loss(image_i, valence, arousal, image_j, arousal, valence).backward()
+        face_opt.step()
+
+    face_step()
+    ms = timed(face_step, 2 if quick else 10 if size == "demo" else 3)
+    results.append({"what": f"train step face AE {size} (batch {face_batch})", "ms": ms,
+                    "imagesPerSecond": face_batch * 1000 / ms})
 
 regressor = resnet34(1 / 8)
 regressor_opt = torch.optim.Adam(regressor.parameters(), lr=1e-3)

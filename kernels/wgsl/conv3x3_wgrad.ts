@@ -31,10 +31,20 @@ export interface WgradTile {
 }
 
 /**
- * Threads: x = lanes (`workgroup` per workgroup), y = output-channel block, z = input-channel block.
+ * Threads: x = lanes, y = output-channel blocks, z = input-channel block. A workgroup holds
+ * `workgroup / ocLanes` lanes times `ocLanes` consecutive output-channel blocks: layers with many
+ * channels have few lanes (each lane's slot holds a whole dw), and with one block per workgroup
+ * most of a CPU rasterizer's SIMD lanes would idle.
  * Uniforms: batch, inC, outC, H, quadsW, rowGroups (ceil(H / R)), lanes, rowGroupsPerLane.
  */
-export function conv3x3WgradKernel(tile: WgradTile, workgroup: number): KernelSource {
+export function conv3x3WgradKernel(
+  tile: WgradTile,
+  workgroup: number,
+  ocLanes = 1,
+): KernelSource {
+  if (workgroup % ocLanes !== 0) {
+    throw new Error(`conv3x3WgradKernel: ${ocLanes} channel lanes do not divide ${workgroup}`);
+  }
   const { oc: J, ic: I, rows: R, quads: P } = tile;
   const accs: string[] = [];
   const stores: string[] = [];
@@ -88,7 +98,7 @@ export function conv3x3WgradKernel(tile: WgradTile, workgroup: number): KernelSo
   }
   return kernel(
     "conv3x3Wgrad",
-    { j: J, i: I, rows: R, quads: P, workgroup },
+    { j: J, i: I, rows: R, quads: P, workgroup, ocLanes },
     ["read", "read", "readWrite"],
     `${
       declareBindings(
@@ -102,9 +112,9 @@ fn horizontal(v: vec4f) -> f32 {
 }
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let lane = wid.x * ${workgroup}u + lid;
-  if (lane >= params.lanes) { return; }
-  let oc0 = wid.y * ${J}u;
+  let lane = wid.x * ${workgroup / ocLanes}u + lid / ${ocLanes}u;
+  let oc0 = (wid.y * ${ocLanes}u + lid % ${ocLanes}u) * ${J}u;
+  if (lane >= params.lanes || oc0 >= params.outC) { return; }
   let ic0 = wid.z * ${I}u;
   let planeQuads = params.H * params.quadsW;
   let first = lane * params.rowGroupsPerLane;

@@ -17,8 +17,8 @@ function gridPerItem(items: number): [number, number] {
 /**
  * out[m] = scale * sum over outer and inner of x viewed as [outer, mid, inner] (or of
  * (x - y)^2 when y is given). Scalar loads unless `vec4: true`: the vec4 kernel sums in another
- * order, and conv bias gradients that are zero in exact arithmetic (a conv before batch norm) then
- * carry different float32 noise than PyTorch's (tests/parity_test.ts bounds it).
+ * order. One workgroup per m: for per-channel sums of activations (conv bias gradients) see
+ * kernels/ops.ts `channelSums`, which splits each channel over many threads.
  */
 export function reduceMiddle(
   b: Backend,
@@ -80,7 +80,7 @@ export function sumAll(
   const chunk = Math.max(SUM_CHUNK, Math.ceil(n / 65535));
   const rows = Math.ceil(n / chunk);
   const partial = b.pool.acquire(rows * F32);
-  reduceMiddle(b, x, partial, 1, rows, chunk, 1, y, n);
+  reduceMiddle(b, x, partial, 1, rows, chunk, 1, y, n, { vec4: true });
   sumAll(b, partial, out, rows, scale);
   b.pool.release(partial);
 }

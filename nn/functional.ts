@@ -421,7 +421,9 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
     }
     if (bias?.requiresGrad) {
       db = x.device.empty(bias.shape);
-      ops.reduceMiddle(backend, g.buffer, db.buffer, rows, outFeatures, 1);
+      // One thread per feature down the rows: a workgroup per feature (reduceMiddle) spent its
+      // time in barriers for a few dozen rows.
+      ops.reduceAxis(backend, g.buffer, db.buffer, 1, rows, outFeatures);
     }
     return [dx, dw, db];
   });
@@ -490,7 +492,7 @@ export function conv2d(
     }
     if (bias?.requiresGrad) {
       db = x.device.empty(bias.shape);
-      ops.reduceMiddle(backend, g.buffer, db.buffer, batch, outC, outH * outW);
+      ops.channelSums(backend, g.buffer, db.buffer, batch, outC, outH * outW);
     }
     return [dx, dw, db];
   });

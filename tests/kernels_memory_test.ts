@@ -461,6 +461,30 @@ for (const [outer, mid, inner] of [[5, 3, 12], [4, 7, 9], [37, 2, 1100]]) {
   }
 }
 
+// Per-channel sums of [batch, channels, spatial] (conv bias gradients): vec4 planes and scalar
+// ones (spatial 9, 7), one chunk per channel and many, a single channel.
+for (
+  const [batch, channels, spatial] of [[5, 3, 12], [4, 7, 9], [37, 2, 1100], [3, 1, 7], [
+    64,
+    5,
+    256,
+  ]]
+) {
+  Deno.test(`channelSums [${batch}, ${channels}, ${spatial}]`, async () => {
+    const n = batch * channels * spatial;
+    const x = randomArray(n, 56);
+    const xb = upload(x);
+    const out = backend.pool.acquire(channels * 4);
+    ops.channelSums(backend, xb, out, batch, channels, spatial, 0.5);
+    const tol = { atol: 1e-4 * Math.sqrt(n), rtol: 1e-4 };
+    const expected = ref.reduceMiddle(x, batch, channels, spatial, 0.5);
+    assertClose(await download(out, channels), expected, "sums", tol);
+    backend.pool.release(xb);
+    backend.pool.release(out);
+    backend.flush();
+  });
+}
+
 // Max-pool 3x3 stride 2 padding 1 (the ResNet stem's): the "3x3s2" backward (one thread per 2x2
 // input block) and the generic one, on even and odd sizes, with ties (the first maximum wins).
 for (const variant of ["3x3s2", "generic"] as const) {

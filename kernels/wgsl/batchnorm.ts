@@ -251,17 +251,36 @@ function chunkWalk(body: string): string {
  * rasterizers and the per-channel partials are few) and writes its two sums to
  * partial[(c * chunks + k) * 2 + {0, 1}].
  */
-function chunkKernel(prologue: string, body: string): string {
+function chunkKernel(prologue: string, body: string, sums: 1 | 2 = 2): string {
   return `${linearMain(64)}
   if (index >= params.channels * params.chunks) { return; }
   let k = index / params.channels;
   let c = index - k * params.channels;
   ${prologue}
   ${chunkWalk(body)}
-  let at = (c * params.chunks + k) * 2u;
+  ${
+    sums === 2
+      ? `let at = (c * params.chunks + k) * 2u;
   partial[at] = SUM_A;
-  partial[at + 1u] = SUM_B;
+  partial[at + 1u] = SUM_B;`
+      : "partial[c * params.chunks + k] = SUM_A;"
+  }
 }`;
+}
+
+/**
+ * Chunk partial sums of each channel, partial[c * chunks + k] = sum of x over chunk k (the conv
+ * bias gradient's first pass; kernels/reductions.ts reduceAxis adds the chunks).
+ */
+export function channelSumPartialKernel(vec4: boolean): KernelSource {
+  const l = lane(vec4);
+  return kernel(
+    "channelSumPartial",
+    { vec4 },
+    ["read", "readWrite"],
+    `${declareBindings([["x", "read", l.type], ["partial", "readWrite"]], CHUNK_UNIFORMS)}
+${chunkKernel(`var a = ${l.zero};`, "a = a + x[e];", 1).replace("SUM_A", l.sum("a"))}`,
+  );
 }
 
 /**

@@ -2,10 +2,11 @@
  * Time the conv variants of one pass on the ResNet34 w1/8 batch-32 shapes (the profile_step demo)
  * in one process, interleaved rounds, median of 3 (VA_AUTOTUNE=0 shows the untuned default).
  *
- * `--set ae` times the tiny autoencoder's conv shapes instead (maps conditioning: +2 channels).
+ * `--set ae` times the tiny autoencoder's conv shapes instead (maps conditioning: +2 channels),
+ * `--set paper` the paper-size face autoencoder's; `--variants` picks the variants to time.
  *
  *   deno run -A bench/conv_variants.ts [--pass forward|backwardInput|backwardWeight] [--batch 32]
- *     [--set resnet|ae] [--only NAME]
+ *     [--set resnet|ae|paper] [--only NAME] [--variants direct,ubo,ubo-any,ubo-cols]
  */
 
 import { Device } from "../nn/device.ts";
@@ -43,8 +44,23 @@ const aeShapes: [string, ops.Conv2dGeometry][] = [
   ["dec 18->8 @64", convGeometry(batch, 18, 8, 64, 64)],
   ["dec 10->3 @64", convGeometry(batch, 10, 3, 64, 64)],
 ];
-const shapes = flag("set") === "ae" ? aeShapes : resnetShapes;
-const variants: ops.ConvVariant[] = ["direct", "ubo", "ubo-any", "ubo-cols"];
+// The paper's face autoencoder (widths 64-128-256-512; run it with --batch 64 --variants ubo:
+// the direct kernel takes minutes on these).
+const paperShapes: [string, ops.Conv2dGeometry][] = [
+  ["enc 3->64 @64", convGeometry(batch, 3, 64, 64, 64)],
+  ["enc 64->128 @32", convGeometry(batch, 64, 128, 32, 32)],
+  ["enc 128->256 @16", convGeometry(batch, 128, 256, 16, 16)],
+  ["enc 256->512 @8", convGeometry(batch, 256, 512, 8, 8)],
+  ["dec 512->512 @8", convGeometry(batch, 512, 512, 8, 8)],
+  ["dec 512->256 @16", convGeometry(batch, 512, 256, 16, 16)],
+  ["dec 256->128 @32", convGeometry(batch, 256, 128, 32, 32)],
+  ["dec 128->64 @64", convGeometry(batch, 128, 64, 64, 64)],
+  ["dec 64->3 @64", convGeometry(batch, 64, 3, 64, 64)],
+];
+const set = flag("set") ?? "resnet";
+const shapes = set === "ae" ? aeShapes : set === "paper" ? paperShapes : resnetShapes;
+const variants = (flag("variants")?.split(",") ??
+  ["direct", "ubo", "ubo-any", "ubo-cols"]) as ops.ConvVariant[];
 const only = flag("only");
 for (const [name, g] of shapes) {
   if (only && !name.includes(only)) continue;

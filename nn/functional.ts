@@ -421,13 +421,18 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
     }
     if (bias?.requiresGrad) {
       db = x.device.empty(bias.shape);
-      // One thread per feature down the rows: a workgroup per feature (reduceMiddle) spent its
-      // time in barriers for a few dozen rows.
-      ops.reduceAxis(backend, g.buffer, db.buffer, 1, rows, outFeatures);
+      // A batch of rows: one thread per feature walks them (a workgroup per feature spent its
+      // time in barriers for a few dozen rows). Many rows: a workgroup per feature.
+      if (rows <= LINEAR_BIAS_SERIAL_ROWS) {
+        ops.reduceAxis(backend, g.buffer, db.buffer, 1, rows, outFeatures);
+      } else ops.reduceMiddle(backend, g.buffer, db.buffer, rows, outFeatures, 1);
     }
     return [dx, dw, db];
   });
 }
+
+/** Most rows whose bias gradient one thread per feature sums serially. */
+const LINEAR_BIAS_SERIAL_ROWS = 1024;
 
 /** Options of {@link conv2d}. */
 export interface Conv2dOptions {

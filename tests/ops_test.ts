@@ -293,6 +293,15 @@ Deno.test("linear with bias, batched leading dims", async () => {
   );
 });
 
+Deno.test("linear with bias, many rows (the bias gradient summed by workgroups)", async () => {
+  await checkOp(
+    "linear",
+    [{ shape: [1100, 3] }, { shape: [2, 3] }, { shape: [2] }],
+    ([x, w, b]) => F.linear(x, w, b),
+    ([x, w, b]) => ref.linear(x, 1100, 3, w, 2, b),
+  );
+});
+
 Deno.test("linear without bias, odd sizes", async () => {
   await checkOp(
     "linear",

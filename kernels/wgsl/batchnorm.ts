@@ -249,7 +249,7 @@ function chunkWalk(body: string): string {
  * One thread per (chunk, channel), channel fastest: the thread walks chunk k of its channel's
  * [batch, spatialV] elements serially (no workgroup reduction: barriers are costly on CPU
  * rasterizers and the per-channel partials are few) and writes its two sums to
- * partial[(c * chunks + k) * 2 + {0, 1}].
+ * partial[(c * chunks + k) * 2 + {0, 1}] (with `sums` 1, its one sum to partial[c * chunks + k]).
  */
 function chunkKernel(prologue: string, body: string, sums: 1 | 2 = 2): string {
   return `${linearMain(64)}

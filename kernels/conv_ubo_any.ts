@@ -67,12 +67,30 @@ function packWeights(
   return { packed, blocks, chunks, loopChunk, segFloats, perWindow };
 }
 
-/** Grid x (folded over z) for `lanes` threads in workgroups of ANY_WORKGROUP. */
-function foldedGrid(b: Backend, lanes: number): { foldX: number; foldZ: number } {
-  const groups = Math.ceil(lanes / ANY_WORKGROUP);
+/** Fewest workgroups a dispatch should have on a CPU rasterizer (a few per core). */
+const MIN_CPU_WORKGROUPS = 4;
+
+/**
+ * Workgroup size and grid x (folded over z) for `lanes` threads, with `yGroups` workgroups along y.
+ * ANY_WORKGROUP threads per workgroup, except on CPU rasterizers when that leaves fewer than
+ * MIN_CPU_WORKGROUPS workgroups: llvmpipe runs a workgroup on one core, so a late ResNet layer's
+ * one-workgroup dispatches (64 lanes: batch 32 x 2x2 pixels) kept the other core idle. Halved down
+ * to 8 threads (one SIMD batch) instead.
+ */
+function foldedGrid(
+  b: Backend,
+  lanes: number,
+  yGroups = 1,
+): { foldX: number; foldZ: number; workgroup: number } {
+  let workgroup = ANY_WORKGROUP;
+  while (
+    b.isCpuRasterizer && workgroup > 8 &&
+    Math.ceil(lanes / workgroup) * yGroups < MIN_CPU_WORKGROUPS
+  ) workgroup /= 2;
+  const groups = Math.ceil(lanes / workgroup);
   const maxPerDim = b.device.limits.maxComputeWorkgroupsPerDimension;
   const foldX = Math.min(groups, maxPerDim);
-  return { foldX, foldZ: Math.ceil(groups / foldX) };
+  return { foldX, foldZ: Math.ceil(groups / foldX), workgroup };
 }
 
 /** [start, end) of the kernel taps along one axis that any output position reaches. */
@@ -122,14 +140,14 @@ function windowedForward(
   const p = packWeights(b, w, g.outC, g.inC, taps, false, j);
   const colGroups = cols === null ? g.outW : Math.ceil(g.outW / cols);
   const lanes = g.batch * g.outH * colGroups;
-  const { foldX, foldZ } = foldedGrid(b, lanes);
+  const { foldX, foldZ, workgroup } = foldedGrid(b, lanes, Math.min(p.perWindow, p.blocks));
   const [khStart, khEnd] = forwardTaps(g.kH, g.stride, g.pad, g.inH, g.outH);
   const [kwStart, kwEnd] = cols === null
     ? forwardTaps(g.kW, g.stride, g.pad, g.inW, g.outW)
     : [0, g.kW];
   const kernel = cols === null
-    ? convAnyForwardKernel(bias !== null, j)
-    : convColsForwardKernel(bias !== null, j, g.kW, g.stride, cols);
+    ? convAnyForwardKernel(bias !== null, j, workgroup)
+    : convColsForwardKernel(bias !== null, j, g.kW, g.stride, cols, workgroup);
   for (let chunk = 0; chunk < p.chunks; chunk++) {
     const icStart = chunk * p.loopChunk;
     const icCount = Math.min(p.loopChunk, g.inC - icStart);
@@ -202,9 +220,6 @@ function windowedBackwardInput(
   const taps = g.kH * g.kW;
   const j = anyBlockFor(g.inC);
   const p = packWeights(b, w, g.inC, g.outC, taps, true, j);
-  const kernel = cols === null
-    ? convAnyBackwardInputKernel(j)
-    : convColsBackwardInputKernel(j, g.kW, g.stride, cols);
   const s = g.stride;
   for (let rh = 0; rh < Math.min(s, g.inH); rh++) {
     for (let rw = 0; rw < Math.min(s, g.inW); rw++) {
@@ -212,7 +227,10 @@ function windowedBackwardInput(
       const phaseW = Math.ceil((g.inW - rw) / s);
       const colGroups = cols === null ? phaseW : Math.ceil(phaseW / cols);
       const lanes = g.batch * phaseH * colGroups;
-      const { foldX, foldZ } = foldedGrid(b, lanes);
+      const { foldX, foldZ, workgroup } = foldedGrid(b, lanes, Math.min(p.perWindow, p.blocks));
+      const kernel = cols === null
+        ? convAnyBackwardInputKernel(j, workgroup)
+        : convColsBackwardInputKernel(j, g.kW, g.stride, cols, workgroup);
       let [khStart, khEnd] = phaseTaps(g.kH, s, g.pad, rh, g.inH, g.outH);
       let [kwStart, kwEnd] = phaseTaps(g.kW, s, g.pad, rw, g.inW, g.outW);
       if (khStart >= khEnd || kwStart >= kwEnd) {

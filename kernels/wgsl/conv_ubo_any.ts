@@ -42,6 +42,13 @@ function flagsWithBlock(
 ): Record<string, string | number | boolean> {
   return j === ANY_BLOCK ? flags : { ...flags, j };
 }
+/** The flags plus the workgroup size when it is not the default (keys of 64-thread kernels keep). */
+function withWorkgroup(
+  flags: Record<string, string | number | boolean>,
+  workgroup: number,
+): Record<string, string | number | boolean> {
+  return workgroup === ANY_WORKGROUP ? flags : { ...flags, wg: workgroup };
+}
 /** vec4s in the declared uniform window (64 KiB). */
 export const ANY_WINDOW_VEC4 = 4096;
 /** Threads per workgroup. */
@@ -113,11 +120,15 @@ function stores(jBlock: number, call: (j: string, acc: string) => string): strin
 
 /**
  * Forward over one input-channel chunk and a window of output-channel blocks. Threads: x = output
- * pixels (batch * outH * outW) in groups of 64, folded over z; y = block in the window.
+ * pixels (batch * outH * outW) in groups of `workgroup`, folded over z; y = block in the window.
  * Uniforms: geometry, icStart, icCount, accumulate, blockBase, segVec4, foldX, pixels, khStart,
  * khEnd, kwStart, kwEnd (the taps any output pixel reaches).
  */
-export function convAnyForwardKernel(bias: boolean, jBlock = ANY_BLOCK): KernelSource {
+export function convAnyForwardKernel(
+  bias: boolean,
+  jBlock = ANY_BLOCK,
+  workgroup = ANY_WORKGROUP,
+): KernelSource {
   const JV = jBlock / 4;
   const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
     ["x", "read", "f32"],
@@ -128,7 +139,7 @@ export function convAnyForwardKernel(bias: boolean, jBlock = ANY_BLOCK): KernelS
   const { decl, fma } = accumulators(jBlock);
   return kernel(
     "convAnyForward",
-    flagsWithBlock({ bias }, jBlock),
+    withWorkgroup(flagsWithBlock({ bias }, jBlock), workgroup),
     bindings.map(([, k]) => k),
     `${
       declareBindings(
@@ -146,9 +157,9 @@ fn store(n: u32, oc: u32, oh: u32, ow: u32, acc: f32) {
     y[at] = acc${bias ? " + b[oc]" : ""};
   }
 }
-@compute @workgroup_size(${ANY_WORKGROUP})
+@compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let p = (wid.z * params.foldX + wid.x) * ${ANY_WORKGROUP}u + lid;
+  let p = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
   // No barriers: lanes past the end leave at once (whole idle SIMD groups then skip the loops).
   if (p >= params.pixels) { return; }
   let q = p;
@@ -189,12 +200,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
  * Uniforms: geometry, ocStart, ocCount, accumulate, blockBase, segVec4, foldX, pixels, rh, rw,
  * phaseH, phaseW, khStart, khEnd, kwStart, kwEnd.
  */
-export function convAnyBackwardInputKernel(jBlock = ANY_BLOCK): KernelSource {
+export function convAnyBackwardInputKernel(
+  jBlock = ANY_BLOCK,
+  workgroup = ANY_WORKGROUP,
+): KernelSource {
   const JV = jBlock / 4;
   const { decl, fma } = accumulators(jBlock);
   return kernel(
     "convAnyBackwardInput",
-    flagsWithBlock({}, jBlock),
+    withWorkgroup(flagsWithBlock({}, jBlock), workgroup),
     ["read", "uniform", "readWrite"],
     `${
       declareBindings(
@@ -217,9 +231,9 @@ fn store(n: u32, ic: u32, ih: u32, iw: u32, acc: f32) {
     dx[at] = acc;
   }
 }
-@compute @workgroup_size(${ANY_WORKGROUP})
+@compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let p = (wid.z * params.foldX + wid.x) * ${ANY_WORKGROUP}u + lid;
+  let p = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
   // No barriers: lanes past the end leave at once (whole idle SIMD groups then skip the loops).
   if (p >= params.pixels) { return; }
   let q = p;
@@ -377,7 +391,7 @@ export const COLS_MAX_STRIDE = 2;
  * K and stride S compiled in, so that the (P - 1) * S + K input values of one input row that the
  * lane's P pixels read are loaded once (the ResNet stem, 7x7 stride 2, loads 13 values per row
  * for 4 pixels instead of 28) and every uniform weight vector feeds P pixels. Threads: x = (n, oh,
- * column group) lanes in groups of 64, folded over z; y = block in the window. Uniforms: those of
+ * column group) lanes in groups of `workgroup`, folded over z; y = block in the window. Uniforms: those of
  * {@link convAnyForwardKernel} plus colGroups (ceil(outW / P)).
  */
 export function convColsForwardKernel(
@@ -386,6 +400,7 @@ export function convColsForwardKernel(
   kW: number,
   stride: number,
   cols: number,
+  workgroup = ANY_WORKGROUP,
 ): KernelSource {
   const JV = jBlock / 4;
   const span = (cols - 1) * stride + kW;
@@ -432,7 +447,7 @@ export function convColsForwardKernel(
   }
   return kernel(
     "convColsForward",
-    { bias, j: jBlock, kw: kW, s: stride, p: cols },
+    withWorkgroup({ bias, j: jBlock, kw: kW, s: stride, p: cols }, workgroup),
     bindings.map(([, k]) => k),
     `${
       declareBindings(
@@ -450,9 +465,9 @@ fn store(at: u32, oc: u32, acc: f32) {
     y[at] = acc${bias ? " + b[oc]" : ""};
   }
 }
-@compute @workgroup_size(${ANY_WORKGROUP})
+@compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let p = (wid.z * params.foldX + wid.x) * ${ANY_WORKGROUP}u + lid;
+  let p = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
   // No barriers: lanes past the end leave at once (whole idle SIMD groups then skip the loops).
   if (p >= params.pixels) { return; }
   let group = p % params.colGroups;
@@ -497,6 +512,7 @@ export function convColsBackwardInputKernel(
   kW: number,
   stride: number,
   cols: number,
+  workgroup = ANY_WORKGROUP,
 ): KernelSource {
   const JV = jBlock / 4;
   const T = Math.ceil(kW / stride);
@@ -542,7 +558,7 @@ export function convColsBackwardInputKernel(
   }
   return kernel(
     "convColsBackwardInput",
-    { j: jBlock, kw: kW, s: stride, p: cols },
+    withWorkgroup({ j: jBlock, kw: kW, s: stride, p: cols }, workgroup),
     ["read", "uniform", "readWrite"],
     `${
       declareBindings(
@@ -564,9 +580,9 @@ fn store(at: u32, ic: u32, acc: f32) {
     dx[at] = acc;
   }
 }
-@compute @workgroup_size(${ANY_WORKGROUP})
+@compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let p = (wid.z * params.foldX + wid.x) * ${ANY_WORKGROUP}u + lid;
+  let p = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
   // No barriers: lanes past the end leave at once (whole idle SIMD groups then skip the loops).
   if (p >= params.pixels) { return; }
   let group = p % params.colGroups;

@@ -71,15 +71,8 @@ export async function trainStepBench(batch: number, quick: boolean): Promise<Ste
     opt.step();
     loss.dispose();
   };
-  await step();
-  await device.sync();
-  const bytesInUseFirst = device.stats().bytesInUse;
   const steps = quick ? 2 : 5;
-  const t0 = performance.now();
-  for (let s = 0; s < steps; s++) await step();
-  await device.sync();
-  const msPerStep = (performance.now() - t0) / steps;
-  const bytesInUseLast = device.stats().bytesInUse;
+  const timing = await timeSteps(device, step, 1, steps);
   opt.dispose();
   for (const t of [...params, images]) t.dispose();
   for (const l of layers) {
@@ -87,14 +80,27 @@ export async function trainStepBench(batch: number, quick: boolean): Promise<Ste
     l.runningVar?.dispose();
   }
   device.destroy();
-  return {
-    batch,
-    steps,
-    msPerStep,
-    imagesPerSecond: (batch * 1000) / msPerStep,
-    bytesInUseFirst,
-    bytesInUseLast,
-  };
+  return { batch, steps, ...timing, imagesPerSecond: (batch * 1000) / timing.msPerStep };
+}
+
+/**
+ * Run `warmup` steps (pipelines compiled, pool filled), then time `steps` more; the GPU bytes in
+ * use before and after the timed ones.
+ */
+async function timeSteps(
+  device: Device,
+  step: () => Promise<void>,
+  warmup: number,
+  steps: number,
+): Promise<{ msPerStep: number; bytesInUseFirst: number; bytesInUseLast: number }> {
+  for (let i = 0; i < warmup; i++) await step();
+  await device.sync();
+  const bytesInUseFirst = device.stats().bytesInUse;
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) await step();
+  await device.sync();
+  const msPerStep = (performance.now() - t0) / steps;
+  return { msPerStep, bytesInUseFirst, bytesInUseLast: device.stats().bytesInUse };
 }
 
 async function paramLayer(
@@ -152,17 +158,8 @@ export async function faceAutoencoderStepBench(
     opt.step();
     loss.dispose();
   };
-  // Two warm-up steps: pipelines compiled, pool filled.
-  await step();
-  await step();
-  await device.sync();
-  const bytesInUseFirst = device.stats().bytesInUse;
   const steps = quick ? 2 : size === "demo" ? 10 : 3;
-  const t0 = performance.now();
-  for (let s = 0; s < steps; s++) await step();
-  await device.sync();
-  const msPerStep = (performance.now() - t0) / steps;
-  const bytesInUseLast = device.stats().bytesInUse;
+  const timing = await timeSteps(device, step, 2, steps);
   opt.dispose();
   model.dispose();
   for (const t of [imageI, imageJ, valence, arousal]) t.dispose();
@@ -172,9 +169,7 @@ export async function faceAutoencoderStepBench(
     widths,
     batch,
     steps,
-    msPerStep,
-    imagesPerSecond: (batch * 1000) / msPerStep,
-    bytesInUseFirst,
-    bytesInUseLast,
+    ...timing,
+    imagesPerSecond: (batch * 1000) / timing.msPerStep,
   };
 }

@@ -6,6 +6,7 @@
  * webgpu on the same adapter, PyTorch CPU when installed) in the same run.
  *
  * Flags: --quick (batch 8, fewer layers; under a minute), --batch N, --json PATH, --no-peers,
+ * --memory-steps N (training steps of the GPU-memory check; default 1000, 20 with --quick),
  * --no-step, --only REGEX (rows whose name matches), --variant NAME (force a conv variant),
  * --baseline (also time the previous implementation of each kernel that has a newer variant, in
  * the row right after it: direct conv backward-to-weight, per-channel batch norm, generic
@@ -23,6 +24,8 @@ import { type PeerResult, runPeers } from "./peers.ts";
 import {
   faceAutoencoderStepBench,
   type FaceStepResult,
+  memoryOverSteps,
+  type MemoryResult,
   type StepResult,
   trainStepBench,
 } from "./step.ts";
@@ -52,6 +55,7 @@ const { values: args } = parseArgs({
     variant: { type: "string" },
     baseline: { type: "boolean", default: false },
     resnet: { type: "boolean", default: false },
+    "memory-steps": { type: "string" },
   },
 });
 
@@ -351,6 +355,12 @@ if (!args["no-step"] && !only) {
     faceSteps.push(await faceAutoencoderStepBench(size, quick));
   }
 }
+let memory: MemoryResult | null = null;
+const memorySteps = Number(args["memory-steps"] ?? (quick ? 20 : 1000));
+if (!args["no-step"] && !only && memorySteps > 0) {
+  console.error(`GPU memory over ${memorySteps} training steps ...`);
+  memory = await memoryOverSteps(memorySteps);
+}
 b.destroy();
 let peers: PeerResult[] = [];
 if (!args["no-peers"] && !only) peers = await runPeers(batch, quick, step !== null);
@@ -377,6 +387,15 @@ for (const f of faceSteps) {
       `in use ${f.bytesInUseFirst} -> ${f.bytesInUseLast} over ${f.steps} steps`,
   );
 }
+if (memory) {
+  console.log(
+    `GPU memory over ${memory.steps} steps of the demo-size face autoencoder (batch ${memory.batch}` +
+      `, loss read every 50): ` +
+      memory.samples.map(([step, inUse, allocated]) => `step ${step} ${inUse} (${allocated})`)
+        .join(", ") +
+      " bytes in use (allocated)",
+  );
+}
 if (peers.length) {
   console.log(
     "\n" + markdownTable(
@@ -392,7 +411,7 @@ if (peers.length) {
     ),
   );
 }
-const ratios = summarize(rows, step, faceSteps, peers);
+const ratios = summarize(rows, step, faceSteps, peers, memory);
 if (ratios.length) console.log("\n" + ratios.join("\n"));
 if (args.json) {
   await Deno.writeTextFile(
@@ -408,6 +427,7 @@ if (args.json) {
         rows,
         step,
         faceSteps,
+        memory,
         peers,
         summary: ratios,
       },
@@ -423,6 +443,7 @@ function summarize(
   step: StepResult | null,
   faceSteps: FaceStepResult[],
   peers: PeerResult[],
+  memory: MemoryResult | null,
 ): string[] {
   const out: string[] = [];
   const find = (kernel: string, shape: string) =>
@@ -480,6 +501,19 @@ function summarize(
   if (step) {
     out.push(
       `GPU bytes in use over ${step.steps} steps: ${step.bytesInUseFirst} -> ${step.bytesInUseLast}`,
+    );
+  }
+  if (memory) {
+    const inUse = memory.samples.map(([, bytes]) => bytes);
+    const allocated = memory.samples.map(([, , bytes]) => bytes);
+    const flat = (v: number[]) => v.every((b) => b === v[0]);
+    // The pool grows during the first steps (the first loss read-back among them), then not.
+    out.push(
+      `GPU bytes in use over ${memory.steps} training steps: ${inUse[0]} -> ${inUse.at(-1)} ` +
+        `(${flat(inUse) ? "flat" : "NOT flat"}; pool allocated ${allocated[0]} at step 1, ` +
+        `${allocated[1] ?? allocated[0]} -> ${allocated.at(-1)} from step ` +
+        `${memory.samples[1]?.[0] ?? 1}${flat(allocated.slice(1)) ? ", flat" : ", NOT flat"}) ` +
+        `(target: flat)`,
     );
   }
   return out;

@@ -83,6 +83,49 @@ export async function trainStepBench(batch: number, quick: boolean): Promise<Ste
   return { batch, steps, ...timing, imagesPerSecond: (batch * 1000) / timing.msPerStep };
 }
 
+/** Result of {@link memoryOverSteps}. */
+export interface MemoryResult {
+  steps: number;
+  batch: number;
+  /** [step, bytes in use, bytes allocated by the pool] after step 1, every 100th step and the last. */
+  samples: [number, number, number][];
+}
+
+/**
+ * GPU memory over a long run (issue 6: flat over 1000 training steps): the demo-size face
+ * autoencoder trained `steps` steps at batch 8 with the loss read back every 50 steps (as the
+ * training loops log), sampling the device's bytes in use and allocated.
+ */
+export async function memoryOverSteps(steps: number): Promise<MemoryResult> {
+  const device = await Device.create();
+  const batch = 8;
+  const model = new FaceAutoencoder(device, { size: [...AUTOENCODER_SIZES.tiny], seed: 2 });
+  const opt = new optim.Adam(model.parameters(), { lr: 1e-4 });
+  const imageI = device.rand([batch, 3, 64, 64], 21);
+  const imageJ = device.rand([batch, 3, 64, 64], 22);
+  const valence = tidy(() => F.sub(F.mul(device.rand([batch], 23), 2), 1));
+  const arousal = tidy(() => F.sub(F.mul(device.rand([batch], 24), 2), 1));
+  const samples: [number, number, number][] = [];
+  for (let step = 1; step <= steps; step++) {
+    const loss = tidy(() => model.loss(imageI, valence, arousal, imageJ, arousal, valence).total);
+    opt.zeroGrad();
+    await loss.backward();
+    opt.step();
+    if (step % 50 === 0) await loss.item();
+    loss.dispose();
+    if (step === 1 || step % 100 === 0 || step === steps) {
+      await device.sync();
+      const stats = device.stats();
+      samples.push([step, stats.bytesInUse, stats.bytesAllocated]);
+    }
+  }
+  opt.dispose();
+  model.dispose();
+  for (const t of [imageI, imageJ, valence, arousal]) t.dispose();
+  device.destroy();
+  return { steps, batch, samples };
+}
+
 /**
  * Run `warmup` steps (pipelines compiled, pool filled), then time `steps` more; the GPU bytes in
  * use before and after the timed ones.

@@ -12,6 +12,7 @@
 import { Device } from "../nn/device.ts";
 import * as ops from "../kernels/ops.ts";
 import { convGeometry } from "../tests/helpers.ts";
+import { AUTOENCODER_SIZES } from "../nn/models/autoencoder.ts";
 
 function flag(name: string): string | undefined {
   const i = Deno.args.indexOf(`--${name}`);
@@ -33,32 +34,37 @@ const resnetShapes: [string, ops.Conv2dGeometry][] = [
   ["l4 ds 32->64 1x1s2 @4", convGeometry(batch, 32, 64, 4, 4, 1, 2, 0)],
   ["l4 64->64 3x3 @2", convGeometry(batch, 64, 64, 2, 2, 3, 1, 1)],
 ];
-const aeShapes: [string, ops.Conv2dGeometry][] = [
-  ["enc 3->8 @64", convGeometry(batch, 3, 8, 64, 64)],
-  ["enc 8->16 @32", convGeometry(batch, 8, 16, 32, 32)],
-  ["enc 16->16 @16", convGeometry(batch, 16, 16, 16, 16)],
-  ["enc 16->32 @8", convGeometry(batch, 16, 32, 8, 8)],
-  ["dec 34->32 @8", convGeometry(batch, 34, 32, 8, 8)],
-  ["dec 34->16 @16", convGeometry(batch, 34, 16, 16, 16)],
-  ["dec 18->16 @32", convGeometry(batch, 18, 16, 32, 32)],
-  ["dec 18->8 @64", convGeometry(batch, 18, 8, 64, 64)],
-  ["dec 10->3 @64", convGeometry(batch, 10, 3, 64, 64)],
-];
-// The paper's face autoencoder (widths 64-128-256-512; run it with --batch 64 --variants ubo:
-// the direct kernel takes minutes on these).
-const paperShapes: [string, ops.Conv2dGeometry][] = [
-  ["enc 3->64 @64", convGeometry(batch, 3, 64, 64, 64)],
-  ["enc 64->128 @32", convGeometry(batch, 64, 128, 32, 32)],
-  ["enc 128->256 @16", convGeometry(batch, 128, 256, 16, 16)],
-  ["enc 256->512 @8", convGeometry(batch, 256, 512, 8, 8)],
-  ["dec 512->512 @8", convGeometry(batch, 512, 512, 8, 8)],
-  ["dec 512->256 @16", convGeometry(batch, 512, 256, 16, 16)],
-  ["dec 256->128 @32", convGeometry(batch, 256, 128, 32, 32)],
-  ["dec 128->64 @64", convGeometry(batch, 128, 64, 64, 64)],
-  ["dec 64->3 @64", convGeometry(batch, 64, 3, 64, 64)],
-];
+/**
+ * The 3x3 convs of a 64x64 face autoencoder of `widths` (nn/models/autoencoder.ts): the encoder's,
+ * then the decoder's with `extra` input channels each (the (v, a) maps) and the last conv to 3.
+ */
+function autoencoderShapes(
+  widths: readonly number[],
+  extra: number,
+): [string, ops.Conv2dGeometry][] {
+  const shapes: [string, ops.Conv2dGeometry][] = [];
+  const add = (part: string, inC: number, outC: number, side: number) =>
+    shapes.push([`${part} ${inC}->${outC} @${side}`, convGeometry(batch, inC, outC, side, side)]);
+  let channels = 3;
+  widths.forEach((w, i) => {
+    add("enc", channels, w, 64 / 2 ** i);
+    channels = w;
+  });
+  [...widths].reverse().forEach((w, i) => {
+    add("dec", channels + extra, w, 64 / 2 ** (widths.length - 1 - i));
+    channels = w;
+  });
+  add("dec", channels + extra, 3, 64);
+  return shapes;
+}
 const set = flag("set") ?? "resnet";
-const shapes = set === "ae" ? aeShapes : set === "paper" ? paperShapes : resnetShapes;
+// "ae": the demo's tiny autoencoder with maps conditioning; "paper": the paper's widths (run it with
+// --batch 64 --variants ubo: the direct kernel takes minutes on these).
+const shapes = set === "ae"
+  ? autoencoderShapes(AUTOENCODER_SIZES.tiny, 2)
+  : set === "paper"
+  ? autoencoderShapes(AUTOENCODER_SIZES.paper, 0)
+  : resnetShapes;
 const variants = (flag("variants")?.split(",") ??
   ["direct", "ubo", "ubo-any", "ubo-cols"]) as ops.ConvVariant[];
 const only = flag("only");

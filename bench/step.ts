@@ -99,31 +99,48 @@ export interface MemoryResult {
 export async function memoryOverSteps(steps: number): Promise<MemoryResult> {
   const device = await Device.create();
   const batch = 8;
-  const model = new FaceAutoencoder(device, { size: [...AUTOENCODER_SIZES.tiny], seed: 2 });
-  const opt = new optim.Adam(model.parameters(), { lr: 1e-4 });
-  const imageI = device.rand([batch, 3, 64, 64], 21);
-  const imageJ = device.rand([batch, 3, 64, 64], 22);
-  const valence = tidy(() => F.sub(F.mul(device.rand([batch], 23), 2), 1));
-  const arousal = tidy(() => F.sub(F.mul(device.rand([batch], 24), 2), 1));
+  const trainer = faceTrainer(device, AUTOENCODER_SIZES.tiny, batch, 2);
   const samples: [number, number, number][] = [];
   for (let step = 1; step <= steps; step++) {
-    const loss = tidy(() => model.loss(imageI, valence, arousal, imageJ, arousal, valence).total);
-    opt.zeroGrad();
-    await loss.backward();
-    opt.step();
-    if (step % 50 === 0) await loss.item();
-    loss.dispose();
+    await trainer.step(step % 50 === 0);
     if (step === 1 || step % 100 === 0 || step === steps) {
       await device.sync();
       const stats = device.stats();
       samples.push([step, stats.bytesInUse, stats.bytesAllocated]);
     }
   }
-  opt.dispose();
-  model.dispose();
-  for (const t of [imageI, imageJ, valence, arousal]) t.dispose();
+  trainer.dispose();
   device.destroy();
   return { steps, batch, samples };
+}
+
+/**
+ * The paper's face autoencoder of `widths` with Adam and a fixed batch of pairs (model seed
+ * `seed`, data seeds 10 * seed + 1..4): `step(readLoss)` trains one step on the paper's loss,
+ * reading the loss back when asked (as the training loops do when they log).
+ */
+function faceTrainer(device: Device, widths: readonly number[], batch: number, seed: number) {
+  const model = new FaceAutoencoder(device, { size: [...widths], seed });
+  const opt = new optim.Adam(model.parameters(), { lr: 1e-4 });
+  const imageI = device.rand([batch, 3, 64, 64], 10 * seed + 1);
+  const imageJ = device.rand([batch, 3, 64, 64], 10 * seed + 2);
+  const valence = tidy(() => F.sub(F.mul(device.rand([batch], 10 * seed + 3), 2), 1));
+  const arousal = tidy(() => F.sub(F.mul(device.rand([batch], 10 * seed + 4), 2), 1));
+  return {
+    async step(readLoss = false): Promise<void> {
+      const loss = tidy(() => model.loss(imageI, valence, arousal, imageJ, arousal, valence).total);
+      opt.zeroGrad();
+      await loss.backward();
+      opt.step();
+      if (readLoss) await loss.item();
+      loss.dispose();
+    },
+    dispose(): void {
+      opt.dispose();
+      model.dispose();
+      for (const t of [imageI, imageJ, valence, arousal]) t.dispose();
+    },
+  };
 }
 
 /**
@@ -188,24 +205,10 @@ export async function faceAutoencoderStepBench(
   const device = await Device.create();
   const widths = size === "demo" ? AUTOENCODER_SIZES.tiny : AUTOENCODER_SIZES.paper;
   const batch = size === "demo" ? (quick ? 8 : 32) : (quick ? 8 : 64);
-  const model = new FaceAutoencoder(device, { size: [...widths], seed: 1 });
-  const opt = new optim.Adam(model.parameters(), { lr: 1e-4 });
-  const imageI = device.rand([batch, 3, 64, 64], 11);
-  const imageJ = device.rand([batch, 3, 64, 64], 12);
-  const valence = tidy(() => F.sub(F.mul(device.rand([batch], 13), 2), 1));
-  const arousal = tidy(() => F.sub(F.mul(device.rand([batch], 14), 2), 1));
-  const step = async () => {
-    const loss = tidy(() => model.loss(imageI, valence, arousal, imageJ, arousal, valence).total);
-    opt.zeroGrad();
-    await loss.backward();
-    opt.step();
-    loss.dispose();
-  };
+  const trainer = faceTrainer(device, widths, batch, 1);
   const steps = quick ? 2 : size === "demo" ? 10 : 3;
-  const timing = await timeSteps(device, step, 2, steps);
-  opt.dispose();
-  model.dispose();
-  for (const t of [imageI, imageJ, valence, arousal]) t.dispose();
+  const timing = await timeSteps(device, () => trainer.step(), 2, steps);
+  trainer.dispose();
   device.destroy();
   return {
     size,

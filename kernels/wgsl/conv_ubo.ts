@@ -130,7 +130,9 @@ export function convUboKernel(
     ["w", "uniform", `array<vec4f, ${UBO_WINDOW_VEC4}>`],
   ];
   if (bias) bindings.push(["b", "read", "f32"]);
-  bindings.push(["y", "readWrite", "f32"]);
+  // y as vec4s: llvmpipe pays per store instruction whatever its width, and on layers with few
+  // input channels four scalar stores per output vec4 cost more than the loads and multiply-adds.
+  bindings.push(["y", "readWrite", "vec4f"]);
   const { rows: R, quads: P } = tile;
   const vecsPerTap = ocBlock / 4;
   const accs: string[] = [];
@@ -183,17 +185,12 @@ export function convUboKernel(
     }
 fn store(n: u32, oc: u32, oh: u32, ow0: u32, acc: vec4f) {
   if (oc >= params.outC) { return; }
-  let base = ((n * params.outC + oc) * params.H + oh) * params.W + ow0;
-  var v = acc;
+  let at = ((n * params.outC + oc) * params.H + oh) * params.quadsW + ow0 / 4u;
   if (params.accumulate != 0u) {
-    v = v + vec4f(y[base], y[base + 1u], y[base + 2u], y[base + 3u]);
+    y[at] = y[at] + acc;
   } else {
-    v = v + vec4f(${bias ? "b[oc]" : "0.0"});
+    y[at] = acc${bias ? " + vec4f(b[oc])" : ""};
   }
-  y[base] = v.x;
-  y[base + 1u] = v.y;
-  y[base + 2u] = v.z;
-  y[base + 3u] = v.w;
 }
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {

@@ -137,8 +137,11 @@ export function wgradTileFor(b: Backend, s: UboConvShape): WgradTile {
 const WGRAD_PARTIAL_FLOATS = 4 << 20;
 /** Most lanes (pixel ranges) per channel block. */
 const WGRAD_MAX_LANES = 256;
-/** Fewest pixel tiles a lane walks: below it the lane's slot costs more than its sums. */
-const WGRAD_MIN_TILES_PER_LANE = 16;
+/**
+ * Fewest pixel tiles a lane walks: below it writing and summing the lane's slot costs more than its
+ * sums (64 against 16: the demo autoencoder's 16-channel layers at batch 32 10-20% faster).
+ */
+const WGRAD_MIN_TILES_PER_LANE = 64;
 
 /**
  * dw = conv3x3 backward to the weight (stride 1, padding 1, width % 4 == 0); see

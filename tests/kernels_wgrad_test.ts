@@ -29,7 +29,7 @@ const cases: { name: string; g: ops.Conv2dGeometry; ubo: boolean }[] = [
   // Few lanes, several output-channel blocks: the workgroup's threads take blocks, not lanes.
   { name: "b1 5->67 6x8 (1 lane, 9 oc blocks on 8 lanes)", g: geometry(1, 5, 67, 6, 8), ubo: true },
   { name: "b3 6->37 5x16 (1 lane, 5 oc blocks on 4)", g: geometry(3, 6, 37, 5, 16), ubo: true },
-  { name: "b2 4->20 8x32 (4 lanes x 2 oc blocks)", g: geometry(2, 4, 20, 8, 32), ubo: true },
+  { name: "b8 4->20 8x32 (4 lanes x 2 oc blocks)", g: geometry(8, 4, 20, 8, 32), ubo: true },
   // Not taken by the ubo kernel: falls back to direct.
   { name: "b2 4->5 3x3 s2", g: geometry(2, 4, 5, 9, 8, 3, 2, 1), ubo: false },
   { name: "b2 3->6 7x7 s2", g: geometry(2, 3, 6, 11, 13, 7, 2, 3), ubo: false },

@@ -12,6 +12,7 @@ import {
   convUboPackKernel,
   UBO_OC_BLOCK,
   UBO_WINDOW_VEC4,
+  type UboResample,
   type UboTile,
 } from "./wgsl/conv_ubo.ts";
 import { conv3x3WgradKernel, type WgradTile } from "./wgsl/conv3x3_wgrad.ts";
@@ -46,17 +47,32 @@ export function uboApplicable(
  * within their register files; not measured here). Rows never exceed the map's height, and quads
  * must divide the row's quads.
  */
-export function uboTileFor(b: Backend, s: { H: number; W: number }): UboTile {
+export function uboTileFor(
+  b: Backend,
+  s: { H: number; W: number },
+  resample = false,
+): UboTile {
   const software = b.isCpuRasterizer;
   const quadsW = s.W / 4;
   const rows = Math.min(software ? 4 : 2, s.H);
-  const quads = software && quadsW % 2 === 0 ? 2 : 1;
+  // Resampling kernels pair rows and quads (the map's height and quads are even then).
+  const quads = (software || resample) && quadsW % 2 === 0 ? 2 : 1;
   return { rows, quads };
 }
 
 /**
+ * Whether a conv of this size can fold a 2x nearest upsampling in (convUboKernel's "upsampleInput"
+ * and "sumOutput2x2"; H and W are the upsampled map's): an even height, whole source quads.
+ */
+export function uboResampleApplicable(s: { H: number; W: number }): boolean {
+  return s.H % 2 === 0 && s.W % 8 === 0;
+}
+
+/**
  * y = conv3x3(x, w') + bias where w' is w ([outC, inC, 3, 3]), or with `transposeFlip` the
- * transposed, flipped w ([inC, outC, 3, 3] as stored: the backward-to-input filter).
+ * transposed, flipped w ([inC, outC, 3, 3] as stored: the backward-to-input filter). `resample`
+ * folds a 2x nearest upsampling in (see {@link UboResample}; `s` gives the upsampled size):
+ * "upsampleInput" reads x at half the resolution, "sumOutput2x2" writes y at half the resolution.
  */
 export function uboConv(
   b: Backend,
@@ -68,7 +84,11 @@ export function uboConv(
   transposeFlip: boolean,
   ocBlock = UBO_OC_BLOCK,
   tileOverride?: UboTile,
+  resample: UboResample = "none",
 ): void {
+  if (resample !== "none" && !uboResampleApplicable(s)) {
+    throw new Error(`uboConv: ${resample} needs an even height and a width divisible by 8`);
+  }
   const blocksC = Math.ceil(s.outC / ocBlock);
   const maxChunk = Math.floor(WINDOW_FLOATS / (9 * ocBlock));
   const chunks = Math.ceil(s.inC / maxChunk);
@@ -85,7 +105,7 @@ export function uboConv(
     grid1d(total),
   );
   const quadsW = s.W / 4;
-  const tile = tileOverride ?? uboTileFor(b, s);
+  const tile = tileOverride ?? uboTileFor(b, s, resample !== "none");
   const rowGroups = Math.ceil(s.H / tile.rows);
   const colGroups = quadsW / tile.quads;
   const tiles = s.batch * rowGroups * colGroups;
@@ -94,7 +114,7 @@ export function uboConv(
   const foldX = Math.min(groups, maxPerDim);
   const foldZ = Math.ceil(groups / foldX);
   const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
-  const kernel = convUboKernel(bias !== null, ocBlock, tile);
+  const kernel = convUboKernel(bias !== null, ocBlock, tile, resample);
   for (let chunk = 0; chunk < chunks; chunk++) {
     const icStart = chunk * icChunk;
     const icCount = Math.min(icChunk, s.inC - icStart);
@@ -120,7 +140,7 @@ export function uboConv(
  * 2 x 1 channels and 1 x 1 tiles (18 vec4 accumulators; not measured here). Channel blocks shrink
  * to the next power of two of a layer's channels; quads must divide the row's quads.
  */
-export function wgradTileFor(b: Backend, s: UboConvShape): WgradTile {
+export function wgradTileFor(b: Backend, s: UboConvShape, upsampleInput = false): WgradTile {
   const software = b.isCpuRasterizer;
   const quadsW = s.W / 4;
   const fit = (want: number, channels: number) =>
@@ -129,7 +149,8 @@ export function wgradTileFor(b: Backend, s: UboConvShape): WgradTile {
     oc: fit(software ? 8 : 2, s.outC),
     ic: fit(software ? 4 : 1, s.inC),
     rows: 1,
-    quads: software && quadsW % 2 === 0 ? 2 : 1,
+    // An upsampled input is read a source vec4 (2 quads) at a time.
+    quads: (software || upsampleInput) && quadsW % 2 === 0 ? 2 : 1,
   };
 }
 
@@ -147,7 +168,8 @@ const WGRAD_MIN_TILES_PER_LANE = 64;
  * dw = conv3x3 backward to the weight (stride 1, padding 1, width % 4 == 0); see
  * kernels/wgsl/conv3x3_wgrad.ts. The pixels are split over up to 256 lanes per channel block (fewer
  * when the layer has many channels: their blocks already fill the machine, and each lane's slot
- * holds a whole dw); the slots are then summed into dw.
+ * holds a whole dw); the slots are then summed into dw. With `upsampleInput` the conv's input is x
+ * upsampled 2x (nearest), read from x at half the resolution (`s` gives the upsampled size).
  */
 export function uboConvBackwardWeight(
   b: Backend,
@@ -156,8 +178,14 @@ export function uboConvBackwardWeight(
   dw: GPUBuffer,
   s: UboConvShape,
   tileOverride?: WgradTile,
+  upsampleInput = false,
 ): void {
-  const tile = tileOverride ?? wgradTileFor(b, s);
+  if (upsampleInput && !uboResampleApplicable(s)) {
+    throw new Error(
+      "uboConvBackwardWeight: an upsampled input needs an even height, width % 8 == 0",
+    );
+  }
+  const tile = tileOverride ?? wgradTileFor(b, s, upsampleInput);
   const quadsW = s.W / 4;
   const rowGroups = Math.ceil(s.H / tile.rows);
   const totalGroups = s.batch * rowGroups;
@@ -185,7 +213,7 @@ export function uboConvBackwardWeight(
   const ocLanes = lanes >= 8 ? 1 : Math.min(8, 2 ** Math.floor(Math.log2(ocBlocks)));
   const target = lanes === 1 ? dw : b.pool.acquire(lanes * slotSize * F32);
   b.dispatch(
-    conv3x3WgradKernel(tile, workgroup, ocLanes),
+    conv3x3WgradKernel(tile, workgroup, ocLanes, upsampleInput),
     [x, dy, target],
     new Uniforms(8).u32(s.batch).u32(s.inC).u32(s.outC).u32(s.H).u32(quadsW).u32(rowGroups)
       .u32(lanes).u32(rowGroupsPerLane).bytes,

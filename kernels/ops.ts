@@ -57,7 +57,12 @@ import {
 } from "./wgsl/spatial.ts";
 import { matmulKernel } from "./wgsl/matmul.ts";
 import { FMA_PROBE_WORKGROUP, fmaProbeKernel } from "./wgsl/probe.ts";
-import { uboApplicable, uboConv, uboConvBackwardWeight } from "./conv_ubo.ts";
+import {
+  uboApplicable,
+  uboConv,
+  uboConvBackwardWeight,
+  uboResampleApplicable,
+} from "./conv_ubo.ts";
 import {
   setOneWindowWgrad,
   uboAnyApplicable,
@@ -1010,6 +1015,104 @@ export function resizeBackward(
     resizeUniforms(g),
     grid1d(g.planes * g.inH * g.inW),
   );
+}
+
+// ---- 2x nearest upsampling followed by a conv (a decoder block), fused where the ubo kernels run
+
+/**
+ * Whether the fused kernels run a 2x nearest upsampling + conv pass: the ubo variant is the
+ * conv's choice for that pass (so no adapter loses a better variant to the fusion), an even
+ * height and a width divisible by 8 (`g` is the conv's geometry on the upsampled map).
+ */
+export function upsampleConvFused(
+  b: Backend,
+  pass: ConvPass,
+  g: Conv2dGeometry,
+  options: ConvOptions = {},
+): boolean {
+  return conv2dVariant(b, pass, g, options) === "ubo" &&
+    uboResampleApplicable({ H: g.inH, W: g.inW });
+}
+
+function upsampleGeometry(g: Conv2dGeometry): ResizeGeometry {
+  return {
+    planes: g.batch * g.inC,
+    inH: g.inH / 2,
+    inW: g.inW / 2,
+    outH: g.inH,
+    outW: g.inW,
+    scaleH: 0.5,
+    scaleW: 0.5,
+  };
+}
+
+function uboShape(g: Conv2dGeometry) {
+  return { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
+}
+
+/**
+ * y = conv2d(upsample2x(x), w) + bias, x [batch, inC, inH / 2, inW / 2] where `g` is the conv's
+ * geometry on the upsampled map (nearest, as torch.nn.Upsample(scale_factor=2)). The fused kernel
+ * reads each source value once for the two rows and columns it covers and never writes the
+ * upsampled map; other shapes and variants upsample into a temporary buffer first.
+ */
+export function upsampleConv2dForward(
+  b: Backend,
+  x: GPUBuffer,
+  w: GPUBuffer,
+  bias: GPUBuffer | null,
+  y: GPUBuffer,
+  g: Conv2dGeometry,
+  options: ConvOptions = {},
+): void {
+  if (upsampleConvFused(b, "forward", g, options)) {
+    uboConv(b, x, w, bias, y, uboShape(g), false, uboBlockFor(g.outC), undefined, "upsampleInput");
+    return;
+  }
+  const upsampled = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);
+  resizeForward(b, "nearest", x, upsampled, upsampleGeometry(g));
+  conv2dForward(b, upsampled, w, bias, y, g, options);
+  b.pool.release(upsampled);
+}
+
+/** dx of {@link upsampleConv2dForward} (at the source resolution): the conv's backward to its
+ * input with each 2x2 block summed, in one kernel where fused. */
+export function upsampleConv2dBackwardInput(
+  b: Backend,
+  dy: GPUBuffer,
+  w: GPUBuffer,
+  dx: GPUBuffer,
+  g: Conv2dGeometry,
+  options: ConvOptions = {},
+): void {
+  if (upsampleConvFused(b, "backwardInput", g, options)) {
+    const shape = { batch: g.batch, inC: g.outC, outC: g.inC, H: g.inH, W: g.inW };
+    uboConv(b, dy, w, null, dx, shape, true, uboBlockFor(g.inC), undefined, "sumOutput2x2");
+    return;
+  }
+  const upsampled = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);
+  conv2dBackwardInput(b, dy, w, upsampled, g, options);
+  resizeBackward(b, "nearest", upsampled, dx, upsampleGeometry(g));
+  b.pool.release(upsampled);
+}
+
+/** dw of {@link upsampleConv2dForward}, x at the source resolution. */
+export function upsampleConv2dBackwardWeight(
+  b: Backend,
+  dy: GPUBuffer,
+  x: GPUBuffer,
+  dw: GPUBuffer,
+  g: Conv2dGeometry,
+  options: ConvOptions = {},
+): void {
+  if (upsampleConvFused(b, "backwardWeight", g, options)) {
+    uboConvBackwardWeight(b, dy, x, dw, uboShape(g), undefined, true);
+    return;
+  }
+  const upsampled = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);
+  resizeForward(b, "nearest", x, upsampled, upsampleGeometry(g));
+  conv2dBackwardWeight(b, dy, upsampled, dw, g, options);
+  b.pool.release(upsampled);
 }
 
 /** Geometry of a warp: image [batch, channels, height, width], flow [batch, 2, height, width]. */

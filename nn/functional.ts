@@ -503,6 +503,77 @@ export function conv2d(
   });
 }
 
+/**
+ * conv2d(upsample(x, { scaleFactor: 2, mode: "nearest" }), weight, bias, options): a decoder
+ * block's upsampling and conv as one op. For 3x3 kernels with stride 1 and padding 1 the kernels
+ * read x at its own resolution (the upsampled map is never written: kernels/ops.ts
+ * upsampleConv2dForward and its backward passes); other convs run the two ops in turn.
+ */
+export function upsampleConv2d(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null = null,
+  options: Conv2dOptions = {},
+): Tensor {
+  assertRank("upsampleConv2d", "input", x, [4]);
+  assertRank("upsampleConv2d", "weight", weight, [4]);
+  const [batch, inC, sourceH, sourceW] = x.shape;
+  const [outC, weightInC, kH, kW] = weight.shape;
+  const stride = options.stride ?? 1;
+  const pad = options.padding ?? 0;
+  if (kH !== 3 || kW !== 3 || stride !== 1 || pad !== 1 || weightInC !== inC) {
+    return conv2d(upsample(x, { scaleFactor: 2, mode: "nearest" }), weight, bias, options);
+  }
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== outC)) {
+    throw new Error(`upsampleConv2d: bias ${shapeText(bias)} must be [${outC}]`);
+  }
+  const [inH, inW] = [2 * sourceH, 2 * sourceW];
+  const geometry = {
+    batch,
+    inC,
+    inH,
+    inW,
+    outC,
+    outH: inH,
+    outW: inW,
+    kH,
+    kW,
+    stride,
+    pad,
+  };
+  const backend = x.device.backend;
+  const y = x.device.empty([batch, outC, inH, inW]);
+  ops.upsampleConv2dForward(
+    backend,
+    x.buffer,
+    weight.buffer,
+    bias?.buffer ?? null,
+    y.buffer,
+    geometry,
+  );
+  if (!needsGrad(x, weight, bias)) return y;
+  const savedX = x.share();
+  const savedW = weight.share();
+  return record(y, "upsampleConv2d", [x, weight, bias], [savedX, savedW], (g) => {
+    let dx: Tensor | null = null;
+    let dw: Tensor | null = null;
+    let db: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = x.device.empty(x.shape);
+      ops.upsampleConv2dBackwardInput(backend, g.buffer, savedW.buffer, dx.buffer, geometry);
+    }
+    if (weight.requiresGrad) {
+      dw = x.device.empty(weight.shape);
+      ops.upsampleConv2dBackwardWeight(backend, g.buffer, savedX.buffer, dw.buffer, geometry);
+    }
+    if (bias?.requiresGrad) {
+      db = x.device.empty(bias.shape);
+      ops.channelSums(backend, g.buffer, db.buffer, batch, outC, inH * inW);
+    }
+    return [dx, dw, db];
+  });
+}
+
 // ---- normalization ---------------------------------------------------------------------------
 
 /** Options of {@link batchNorm2d}. */

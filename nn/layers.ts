@@ -83,6 +83,14 @@ export class Conv2d extends Layer {
   forward(x: Tensor): Tensor {
     return F.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
   }
+
+  /** forward(upsample(x)) for a 2x nearest upsampling, as one op (F.upsampleConv2d). */
+  forwardUpsampled(x: Tensor): Tensor {
+    return F.upsampleConv2d(x, this.weight, this.bias, {
+      stride: this.stride,
+      padding: this.padding,
+    });
+  }
 }
 
 /** Fully connected layer, torch.nn.Linear: weight [out, in]. */
@@ -203,6 +211,13 @@ export class Upsample extends Layer {
   forward(x: Tensor): Tensor {
     return F.upsample(x, this.options);
   }
+  /** Whether this is a 2x nearest upsampling (which Conv2d.forwardUpsampled can fold in). */
+  get isNearest2x(): boolean {
+    const { scaleFactor, size, mode } = this.options;
+    const factors = typeof scaleFactor === "number" ? [scaleFactor, scaleFactor] : scaleFactor;
+    return (mode ?? "nearest") === "nearest" && size === undefined && factors !== undefined &&
+      factors[0] === 2 && factors[1] === 2;
+  }
 }
 
 /** torch.nn.AdaptiveAvgPool2d((1, 1)). */
@@ -230,6 +245,11 @@ export class Sequential extends Layer {
    * same numbers, two fewer passes). Default true.
    */
   fuseBatchNormRelu = true;
+  /**
+   * Run a 2x nearest Upsample directly followed by a Conv2d as one op (Conv2d.forwardUpsampled:
+   * the same numbers, the upsampled map never written). Default true.
+   */
+  fuseUpsampleConv = true;
   constructor(...layers: Layer[]) {
     super();
     this.layers = layers;
@@ -242,6 +262,12 @@ export class Sequential extends Layer {
       const layer = layers[i];
       if (this.fuseBatchNormRelu && layer instanceof BatchNorm2d && layers[i + 1] instanceof ReLU) {
         h = layer.forwardRelu(h);
+        i++;
+      } else if (
+        this.fuseUpsampleConv && layer instanceof Upsample && layer.isNearest2x &&
+        layers[i + 1] instanceof Conv2d
+      ) {
+        h = (layers[i + 1] as Conv2d).forwardUpsampled(h);
         i++;
       } else {
         h = layer.forward(h);

@@ -92,6 +92,31 @@ Deno.test("conv2d weight gradient split over a larger batch", async () => {
   );
 });
 
+// upsampleConv2d = conv2d(2x nearest upsample(x)): fused kernels on llvmpipe where the upsampled
+// width is a multiple of 8 (source 3x4 -> 6x8, 2 channels past a J 4 block), the two ops in turn
+// otherwise (source width 3 -> 6) and for other convs (stride 2).
+const upsampleConvCases = [
+  { name: "3x3 fused", x: [2, 3, 3, 4], w: [5, 3, 3, 3], stride: 1, pad: 1 },
+  { name: "3x3 fused 10 in", x: [1, 10, 2, 8], w: [3, 10, 3, 3], stride: 1, pad: 1 },
+  { name: "3x3 unfused width", x: [2, 3, 3, 3], w: [4, 3, 3, 3], stride: 1, pad: 1 },
+  { name: "3x3 s2", x: [2, 3, 3, 4], w: [4, 3, 3, 3], stride: 2, pad: 1 },
+];
+
+for (const c of upsampleConvCases) {
+  Deno.test(`upsampleConv2d ${c.name}`, async () => {
+    const [n, ch, h, w] = c.x;
+    await checkOp(
+      `upsampleConv2d ${c.name}`,
+      [{ shape: c.x }, { shape: c.w }, { shape: [c.w[0]] }],
+      ([x, wt, b]) => F.upsampleConv2d(x, wt, b, { stride: c.stride, padding: c.pad }),
+      ([x, wt, b]) => {
+        const up = ref.resize(x, c.x, 2 * h, 2 * w, 0.5, 0.5, "nearest");
+        return ref.conv2d(up, [n, ch, 2 * h, 2 * w], wt, c.w, b, c.stride, c.pad).out;
+      },
+    );
+  });
+}
+
 for (const training of [true, false]) {
   for (const shape of [[3, 5, 7, 9], [4, 3, 1, 1], [6, 7]]) {
     Deno.test(`batchNorm2d ${training ? "training" : "eval"} [${shape}]`, async () => {

@@ -348,6 +348,22 @@ export class FaceAutoencoder extends Layer {
     const layers = this.decoder.layers;
     for (let i = 0; i < layers.length; i++) {
       const layer = layers[i];
+      const next = layers[i + 1];
+      if (
+        !base && this.decoder.fuseUpsampleConv && layer instanceof Upsample &&
+        layer.isNearest2x && next instanceof Conv2d
+      ) {
+        // Constant (v, a) maps upsample to themselves: concatenated before the upsampling, the
+        // upsample + conv run as one op (the same numbers, as in Sequential). The base pyramid
+        // is not constant, so with a base the two run apart.
+        const parts = [x];
+        if (this.conditioning === "maps") {
+          parts.push(F.interpolate(va, { size: [x.shape[2], x.shape[3]], mode: "nearest" }));
+        }
+        x = next.forwardUpsampled(F.cat(parts, 1));
+        i++;
+        continue;
+      }
       if (layer instanceof Conv2d) {
         const parts = [x];
         if (this.conditioning === "maps") {

@@ -1,0 +1,168 @@
+/**
+ * The ubo conv kernels with a 2x nearest upsampling folded in (kernels/wgsl/conv_ubo.ts
+ * "upsampleInput" / "sumOutput2x2", kernels/wgsl/conv3x3_wgrad.ts `upsampleInput`) against
+ * float64 references, on odd shapes: channel counts not multiples of 4 or 8, heights that are not
+ * tile multiples, input channels past one uniform window (two chunks, the accumulate path), 4-channel
+ * blocks, every tile they take forced (the CPU tile 4 x 2, the GPU-sized 2 x 2, wider 2 x 4), one
+ * weight-gradient lane and many. Also the ops launchers' fallback (upsample, then the plain conv)
+ * where the fused kernels do not apply.
+ */
+
+import type { Backend } from "../kernels/backend.ts";
+import * as ops from "../kernels/ops.ts";
+import { uboConv, uboConvBackwardWeight } from "../kernels/conv_ubo.ts";
+import type { UboTile } from "../kernels/wgsl/conv_ubo.ts";
+import * as ref from "./reference.ts";
+import {
+  assertClose,
+  convGeometry,
+  downloadBuffer,
+  randomArray,
+  testDevice,
+  uploadBuffer,
+} from "./helpers.ts";
+
+const backend: Backend = (await testDevice()).backend;
+
+/** x [n, c, h, w] upsampled 2x (nearest), in float64. */
+function upsampled(x: ArrayLike<number>, shape: number[]): Float64Array {
+  const [, , h, w] = shape;
+  return ref.resize(x, shape, 2 * h, 2 * w, 0.5, 0.5, "nearest");
+}
+
+/** Each 2x2 block of y [n, c, 2h, 2w] summed: upsampling's backward. */
+function sum2x2(y: ArrayLike<number>, shape: number[]): Float64Array {
+  const [n, c, h, w] = shape; // the half-resolution shape
+  const out = new Float64Array(n * c * h * w);
+  for (let p = 0; p < n * c; p++) {
+    for (let i = 0; i < 2 * h; i++) {
+      for (let j = 0; j < 2 * w; j++) {
+        out[(p * h + (i >> 1)) * w + (j >> 1)] += y[(p * 2 * h + i) * 2 * w + j];
+      }
+    }
+  }
+  return out;
+}
+
+interface Case {
+  name: string;
+  batch: number;
+  inC: number;
+  outC: number;
+  /** Source (half-resolution) height and width; the conv runs at twice them. */
+  h: number;
+  w: number;
+  tile?: UboTile;
+}
+
+const cases: Case[] = [
+  { name: "3->5 3x4", batch: 2, inC: 3, outC: 5, h: 3, w: 4 },
+  { name: "6->13 5x8 (rows past the map)", batch: 3, inC: 6, outC: 13, h: 5, w: 8 },
+  { name: "9->3 1x4 (2 rows, J 4)", batch: 2, inC: 9, outC: 3, h: 1, w: 4 },
+  // More input channels than one 64 KiB window holds: two chunks, the accumulating stores.
+  { name: "230->9 2x4 (2 chunks)", batch: 1, inC: 230, outC: 9, h: 2, w: 4 },
+  { name: "9->230 2x4 (2 chunks back)", batch: 1, inC: 9, outC: 230, h: 2, w: 4 },
+  { name: "5->7 3x8 tile 2x2", batch: 2, inC: 5, outC: 7, h: 3, w: 8, tile: { rows: 2, quads: 2 } },
+  { name: "5->7 3x8 tile 2x4", batch: 2, inC: 5, outC: 7, h: 3, w: 8, tile: { rows: 2, quads: 4 } },
+  { name: "4->6 5x4 tile 4x2", batch: 1, inC: 4, outC: 6, h: 5, w: 4, tile: { rows: 4, quads: 2 } },
+  // Enough pixel tiles for several weight-gradient lanes (partial slots summed).
+  { name: "7->10 8x16 b9 (lanes)", batch: 9, inC: 7, outC: 10, h: 8, w: 16 },
+];
+
+for (const c of cases) {
+  Deno.test(`upsample + ubo conv ${c.name}: forward, backward to input and weight`, async () => {
+    const H = 2 * c.h, W = 2 * c.w;
+    const g = convGeometry(c.batch, c.inC, c.outC, H, W);
+    const shape = { batch: c.batch, inC: c.inC, outC: c.outC, H, W };
+    const sourceShape = [c.batch, c.inC, c.h, c.w];
+    const xData = randomArray(c.batch * c.inC * c.h * c.w, 3);
+    const wData = randomArray(c.outC * c.inC * 9, 4);
+    const bData = randomArray(c.outC, 5);
+    const dyData = randomArray(c.batch * c.outC * H * W, 6);
+    const [x, w, bias, dy] = [xData, wData, bData, dyData].map((d) => uploadBuffer(backend, d));
+    const output = (n: number) => {
+      const buffer = backend.pool.acquire(n * 4);
+      ops.fill(backend, buffer, n, 99);
+      return buffer;
+    };
+    const y = output(dyData.length);
+    const dx = output(xData.length);
+    const dw = output(wData.length);
+    const block = ops.uboBlockFor(c.outC);
+    uboConv(backend, x, w, bias, y, shape, false, block, c.tile, "upsampleInput");
+    const backShape = { ...shape, inC: c.outC, outC: c.inC };
+    uboConv(
+      backend,
+      dy,
+      w,
+      null,
+      dx,
+      backShape,
+      true,
+      ops.uboBlockFor(c.inC),
+      c.tile,
+      "sumOutput2x2",
+    );
+    uboConvBackwardWeight(backend, dy, x, dw, shape, undefined, true);
+    const [yOut, dxOut, dwOut] = await Promise.all([
+      downloadBuffer(backend, y, dyData.length),
+      downloadBuffer(backend, dx, xData.length),
+      downloadBuffer(backend, dw, wData.length),
+    ]);
+    const xUp = upsampled(xData, sourceShape);
+    const wShape = [c.outC, c.inC, 3, 3];
+    const expected = ref.conv2d(xUp, [c.batch, c.inC, H, W], wData, wShape, bData, 1, 1).out;
+    const tolerance = { atol: 1e-4 * Math.sqrt(c.inC * 9), rtol: 1e-3 };
+    assertClose(yOut, expected, `${c.name} forward`, tolerance);
+    const grads = ref.convBackward(Float32Array.from(xUp), wData, dyData, g);
+    const backTolerance = { atol: 4e-4 * Math.sqrt(c.outC * 9), rtol: 1e-3 };
+    assertClose(dxOut, sum2x2(grads.dx, sourceShape), `${c.name} backward input`, backTolerance);
+    const dwTolerance = { atol: 1e-4 * Math.sqrt(c.batch * H * W), rtol: 1e-3 };
+    assertClose(dwOut, grads.dw, `${c.name} backward weight`, dwTolerance);
+    for (const buffer of [x, w, bias, dy, y, dx, dw]) backend.pool.release(buffer);
+    backend.flush();
+  });
+}
+
+Deno.test("upsampleConv2d launchers fall back to upsample + conv where the kernels do not fold", async () => {
+  // Upsampled width 12 (not a multiple of 8): not fused, same results as the references.
+  const [batch, inC, outC, h, w] = [2, 3, 4, 3, 6];
+  const g = convGeometry(batch, inC, outC, 2 * h, 2 * w);
+  if (ops.upsampleConvFused(backend, "forward", g)) throw new Error("width 12 should not fuse");
+  const sourceShape = [batch, inC, h, w];
+  const xData = randomArray(batch * inC * h * w, 7);
+  const wData = randomArray(outC * inC * 9, 8);
+  const dyData = randomArray(batch * outC * 4 * h * w, 9);
+  const [x, wt, dy] = [xData, wData, dyData].map((d) => uploadBuffer(backend, d));
+  const [y, dx, dw] = [dyData.length, xData.length, wData.length].map((n) =>
+    backend.pool.acquire(n * 4)
+  );
+  ops.upsampleConv2dForward(backend, x, wt, null, y, g);
+  ops.upsampleConv2dBackwardInput(backend, dy, wt, dx, g);
+  ops.upsampleConv2dBackwardWeight(backend, dy, x, dw, g);
+  const xUp = upsampled(xData, sourceShape);
+  const expected = ref.conv2d(
+    xUp,
+    [batch, inC, 2 * h, 2 * w],
+    wData,
+    [outC, inC, 3, 3],
+    null,
+    1,
+    1,
+  );
+  const grads = ref.convBackward(Float32Array.from(xUp), wData, dyData, g);
+  const tolerance = { atol: 1e-3, rtol: 1e-3 };
+  assertClose(await downloadBuffer(backend, y, dyData.length), expected.out, "forward", tolerance);
+  assertClose(
+    await downloadBuffer(backend, dx, xData.length),
+    sum2x2(grads.dx, sourceShape),
+    "backward input",
+    tolerance,
+  );
+  assertClose(await downloadBuffer(backend, dw, wData.length), grads.dw, "backward weight", {
+    atol: 1e-2,
+    rtol: 1e-3,
+  });
+  for (const buffer of [x, wt, dy, y, dx, dw]) backend.pool.release(buffer);
+  backend.flush();
+});

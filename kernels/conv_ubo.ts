@@ -5,18 +5,18 @@
  * register tile that suits the adapter.
  */
 
-import type { Backend } from "./backend.ts";
+import type { Backend, KernelSource } from "./backend.ts";
 import { grid1d, Uniforms } from "./wgsl/common.ts";
 import {
   convUboKernel,
   convUboPackKernel,
   UBO_OC_BLOCK,
   UBO_WINDOW_VEC4,
-  type UboResample,
   type UboTile,
 } from "./wgsl/conv_ubo.ts";
 import { conv3x3WgradKernel, type WgradTile } from "./wgsl/conv3x3_wgrad.ts";
 import { reduceAxis } from "./reductions.ts";
+import { foldedGrid } from "./conv_ubo_any.ts";
 
 const F32 = 4;
 const WINDOW_FLOATS = UBO_WINDOW_VEC4 * 4;
@@ -47,32 +47,17 @@ export function uboApplicable(
  * within their register files; not measured here). Rows never exceed the map's height, and quads
  * must divide the row's quads.
  */
-export function uboTileFor(
-  b: Backend,
-  s: { H: number; W: number },
-  resample = false,
-): UboTile {
+export function uboTileFor(b: Backend, s: { H: number; W: number }): UboTile {
   const software = b.isCpuRasterizer;
   const quadsW = s.W / 4;
   const rows = Math.min(software ? 4 : 2, s.H);
-  // Resampling kernels pair rows and quads (the map's height and quads are even then).
-  const quads = (software || resample) && quadsW % 2 === 0 ? 2 : 1;
+  const quads = software && quadsW % 2 === 0 ? 2 : 1;
   return { rows, quads };
 }
 
 /**
- * Whether a conv of this size can fold a 2x nearest upsampling in (convUboKernel's "upsampleInput"
- * and "sumOutput2x2"; H and W are the upsampled map's): an even height, whole source quads.
- */
-export function uboResampleApplicable(s: { H: number; W: number }): boolean {
-  return s.H % 2 === 0 && s.W % 8 === 0;
-}
-
-/**
  * y = conv3x3(x, w') + bias where w' is w ([outC, inC, 3, 3]), or with `transposeFlip` the
- * transposed, flipped w ([inC, outC, 3, 3] as stored: the backward-to-input filter). `resample`
- * folds a 2x nearest upsampling in (see {@link UboResample}; `s` gives the upsampled size):
- * "upsampleInput" reads x at half the resolution, "sumOutput2x2" writes y at half the resolution.
+ * transposed, flipped w ([inC, outC, 3, 3] as stored: the backward-to-input filter).
  */
 export function uboConv(
   b: Backend,
@@ -84,11 +69,7 @@ export function uboConv(
   transposeFlip: boolean,
   ocBlock = UBO_OC_BLOCK,
   tileOverride?: UboTile,
-  resample: UboResample = "none",
 ): void {
-  if (resample !== "none" && !uboResampleApplicable(s)) {
-    throw new Error(`uboConv: ${resample} needs an even height and a width divisible by 8`);
-  }
   const blocksC = Math.ceil(s.outC / ocBlock);
   const maxChunk = Math.floor(WINDOW_FLOATS / (9 * ocBlock));
   const chunks = Math.ceil(s.inC / maxChunk);
@@ -105,16 +86,14 @@ export function uboConv(
     grid1d(total),
   );
   const quadsW = s.W / 4;
-  const tile = tileOverride ?? uboTileFor(b, s, resample !== "none");
+  const tile = tileOverride ?? uboTileFor(b, s);
   const rowGroups = Math.ceil(s.H / tile.rows);
   const colGroups = quadsW / tile.quads;
   const tiles = s.batch * rowGroups * colGroups;
-  const groups = Math.ceil(tiles / 64);
-  const maxPerDim = b.device.limits.maxComputeWorkgroupsPerDimension;
-  const foldX = Math.min(groups, maxPerDim);
-  const foldZ = Math.ceil(groups / foldX);
   const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
-  const kernel = convUboKernel(bias !== null, ocBlock, tile, resample);
+  // Small maps (the paper's 8x8 layers: 128 tiles) would be one or two workgroups per dispatch.
+  const { foldX, foldZ, workgroup } = foldedGrid(b, tiles, Math.min(perWindow, blocksC));
+  const kernel = convUboKernel(bias !== null, ocBlock, tile, workgroup);
   for (let chunk = 0; chunk < chunks; chunk++) {
     const icStart = chunk * icChunk;
     const icCount = Math.min(icChunk, s.inC - icStart);
@@ -140,7 +119,7 @@ export function uboConv(
  * 2 x 1 channels and 1 x 1 tiles (18 vec4 accumulators; not measured here). Channel blocks shrink
  * to the next power of two of a layer's channels; quads must divide the row's quads.
  */
-export function wgradTileFor(b: Backend, s: UboConvShape, upsampleInput = false): WgradTile {
+export function wgradTileFor(b: Backend, s: UboConvShape): WgradTile {
   const software = b.isCpuRasterizer;
   const quadsW = s.W / 4;
   const fit = (want: number, channels: number) =>
@@ -149,8 +128,7 @@ export function wgradTileFor(b: Backend, s: UboConvShape, upsampleInput = false)
     oc: fit(software ? 8 : 2, s.outC),
     ic: fit(software ? 4 : 1, s.inC),
     rows: 1,
-    // An upsampled input is read a source vec4 (2 quads) at a time.
-    quads: (software || upsampleInput) && quadsW % 2 === 0 ? 2 : 1,
+    quads: software && quadsW % 2 === 0 ? 2 : 1,
   };
 }
 
@@ -168,8 +146,7 @@ const WGRAD_MIN_TILES_PER_LANE = 64;
  * dw = conv3x3 backward to the weight (stride 1, padding 1, width % 4 == 0); see
  * kernels/wgsl/conv3x3_wgrad.ts. The pixels are split over up to 256 lanes per channel block (fewer
  * when the layer has many channels: their blocks already fill the machine, and each lane's slot
- * holds a whole dw); the slots are then summed into dw. With `upsampleInput` the conv's input is x
- * upsampled 2x (nearest), read from x at half the resolution (`s` gives the upsampled size).
+ * holds a whole dw); the slots are then summed into dw.
  */
 export function uboConvBackwardWeight(
   b: Backend,
@@ -178,23 +155,54 @@ export function uboConvBackwardWeight(
   dw: GPUBuffer,
   s: UboConvShape,
   tileOverride?: WgradTile,
-  upsampleInput = false,
 ): void {
-  if (upsampleInput && !uboResampleApplicable(s)) {
-    throw new Error(
-      "uboConvBackwardWeight: an upsampled input needs an even height, width % 8 == 0",
-    );
-  }
-  const tile = tileOverride ?? wgradTileFor(b, s, upsampleInput);
+  const tile = tileOverride ?? wgradTileFor(b, s);
   const quadsW = s.W / 4;
-  const rowGroups = Math.ceil(s.H / tile.rows);
-  const totalGroups = s.batch * rowGroups;
-  const slotSize = s.outC * s.inC * 9;
-  const tilesPerRowGroup = quadsW / tile.quads;
+  runWgradLanes(
+    b,
+    x,
+    dy,
+    dw,
+    { ...s, quadsW, rowGroups: Math.ceil(s.H / tile.rows), tilesPerRowGroup: quadsW / tile.quads },
+    tile,
+    (workgroup, ocLanes) => conv3x3WgradKernel(tile, workgroup, ocLanes),
+  );
+}
+
+/** The pixel walk of a lane-split weight gradient: the kernel's uniforms and tiling. */
+export interface WgradWalk {
+  batch: number;
+  inC: number;
+  outC: number;
+  /** The H and quadsW uniforms of the kernel. */
+  H: number;
+  quadsW: number;
+  /** Row groups per image; tiles each walks. */
+  rowGroups: number;
+  tilesPerRowGroup: number;
+}
+
+/**
+ * Split a weight gradient's pixels over lanes and dispatch it (shared by conv3x3WgradKernel and
+ * the sub-pixel subpixelWgradKernel): up to 256 lanes per channel block, each walking at least
+ * 64 tiles, fewer when one slot (a whole dw) is large; then the slots are summed into dw.
+ * `kernelFor` builds the kernel for a workgroup size and channel-lane count.
+ */
+export function runWgradLanes(
+  b: Backend,
+  x: GPUBuffer,
+  dy: GPUBuffer,
+  dw: GPUBuffer,
+  walk: WgradWalk,
+  tile: { oc: number; ic: number },
+  kernelFor: (workgroup: number, ocLanes: number) => KernelSource,
+): void {
+  const totalGroups = walk.batch * walk.rowGroups;
+  const slotSize = walk.outC * walk.inC * 9;
   const maxLanes = Math.min(
     WGRAD_MAX_LANES,
     totalGroups,
-    Math.floor((totalGroups * tilesPerRowGroup) / WGRAD_MIN_TILES_PER_LANE),
+    Math.floor((totalGroups * walk.tilesPerRowGroup) / WGRAD_MIN_TILES_PER_LANE),
   );
   let lanes = 1;
   while (
@@ -209,18 +217,18 @@ export function uboConvBackwardWeight(
   // workgroup, 1 to 7 of 8 did: at batch 64 the paper autoencoder's 512->512 weight gradient took
   // 3.8 s at 5 GFLOP/s, now 0.65 s at 30, like its other layers).
   const workgroup = lanes >= 64 ? 64 : 8;
-  const ocBlocks = Math.ceil(s.outC / tile.oc);
+  const ocBlocks = Math.ceil(walk.outC / tile.oc);
   const ocLanes = lanes >= 8 ? 1 : Math.min(8, 2 ** Math.floor(Math.log2(ocBlocks)));
   const target = lanes === 1 ? dw : b.pool.acquire(lanes * slotSize * F32);
   b.dispatch(
-    conv3x3WgradKernel(tile, workgroup, ocLanes, upsampleInput),
+    kernelFor(workgroup, ocLanes),
     [x, dy, target],
-    new Uniforms(8).u32(s.batch).u32(s.inC).u32(s.outC).u32(s.H).u32(quadsW).u32(rowGroups)
-      .u32(lanes).u32(rowGroupsPerLane).bytes,
+    new Uniforms(8).u32(walk.batch).u32(walk.inC).u32(walk.outC).u32(walk.H).u32(walk.quadsW)
+      .u32(walk.rowGroups).u32(lanes).u32(rowGroupsPerLane).bytes,
     [
       Math.ceil(lanes / (workgroup / ocLanes)),
       Math.ceil(ocBlocks / ocLanes),
-      Math.ceil(s.inC / tile.ic),
+      Math.ceil(walk.inC / tile.ic),
     ],
   );
   if (lanes > 1) {

@@ -75,9 +75,9 @@ const MIN_CPU_WORKGROUPS = 4;
  * ANY_WORKGROUP threads per workgroup, except on CPU rasterizers when that leaves fewer than
  * MIN_CPU_WORKGROUPS workgroups: llvmpipe runs a workgroup on one core, so a late ResNet layer's
  * one-workgroup dispatches (64 lanes: batch 32 x 2x2 pixels) kept the other core idle. Halved down
- * to 8 threads (one SIMD batch) instead.
+ * to 8 threads (one SIMD batch) instead. Shared by the ubo and sub-pixel launchers.
  */
-function foldedGrid(
+export function foldedGrid(
   b: Backend,
   lanes: number,
   yGroups = 1,

@@ -57,12 +57,13 @@ import {
 } from "./wgsl/spatial.ts";
 import { matmulKernel } from "./wgsl/matmul.ts";
 import { FMA_PROBE_WORKGROUP, fmaProbeKernel } from "./wgsl/probe.ts";
+import { uboApplicable, uboConv, uboConvBackwardWeight } from "./conv_ubo.ts";
 import {
-  uboApplicable,
-  uboConv,
-  uboConvBackwardWeight,
-  uboResampleApplicable,
-} from "./conv_ubo.ts";
+  subpixelApplicable,
+  subpixelConv,
+  subpixelConvBackwardInput,
+  subpixelConvBackwardWeight,
+} from "./conv_subpixel.ts";
 import {
   setOneWindowWgrad,
   uboAnyApplicable,
@@ -1020,9 +1021,12 @@ export function resizeBackward(
 // ---- 2x nearest upsampling followed by a conv (a decoder block), fused where the ubo kernels run
 
 /**
- * Whether the fused kernels run a 2x nearest upsampling + conv pass: the ubo variant is the
- * conv's choice for that pass (so no adapter loses a better variant to the fusion), an even
- * height and a width divisible by 8 (`g` is the conv's geometry on the upsampled map).
+ * Whether the sub-pixel kernels (kernels/conv_subpixel.ts: the conv at the source resolution with
+ * 2x2 filters per output parity, 4 multiply-adds per output instead of 9) run a 2x nearest
+ * upsampling + 3x3 conv pass: when the ubo variant is the plain conv's choice for that pass (the
+ * same uniform-window structure; on adapters where the tuner picks another variant the two ops run
+ * in turn), with an even height and a width divisible by 8 (`g` is the conv's geometry on the
+ * upsampled map).
  */
 export function upsampleConvFused(
   b: Backend,
@@ -1030,8 +1034,8 @@ export function upsampleConvFused(
   g: Conv2dGeometry,
   options: ConvOptions = {},
 ): boolean {
-  return conv2dVariant(b, pass, g, options) === "ubo" &&
-    uboResampleApplicable({ H: g.inH, W: g.inW });
+  return conv2dVariant(b, pass, g, options) === "ubo" && g.inH % 2 === 0 && g.inW % 8 === 0 &&
+    subpixelApplicable(b, { W: g.inW / 2 });
 }
 
 function upsampleGeometry(g: Conv2dGeometry): ResizeGeometry {
@@ -1046,15 +1050,16 @@ function upsampleGeometry(g: Conv2dGeometry): ResizeGeometry {
   };
 }
 
-function uboShape(g: Conv2dGeometry) {
-  return { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
+/** The source map's shape of an upsample + conv whose conv geometry is `g`. */
+function subpixelShape(g: Conv2dGeometry) {
+  return { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH / 2, W: g.inW / 2 };
 }
 
 /**
  * y = conv2d(upsample2x(x), w) + bias, x [batch, inC, inH / 2, inW / 2] where `g` is the conv's
- * geometry on the upsampled map (nearest, as torch.nn.Upsample(scale_factor=2)). The fused kernel
- * reads each source value once for the two rows and columns it covers and never writes the
- * upsampled map; other shapes and variants upsample into a temporary buffer first.
+ * geometry on the upsampled map (nearest, as torch.nn.Upsample(scale_factor=2)). The sub-pixel
+ * kernel never forms the upsampled map and does 4 multiply-adds per output instead of 9 (see
+ * {@link upsampleConvFused}); other shapes and variants upsample into a temporary buffer first.
  */
 export function upsampleConv2dForward(
   b: Backend,
@@ -1066,7 +1071,7 @@ export function upsampleConv2dForward(
   options: ConvOptions = {},
 ): void {
   if (upsampleConvFused(b, "forward", g, options)) {
-    uboConv(b, x, w, bias, y, uboShape(g), false, uboBlockFor(g.outC), undefined, "upsampleInput");
+    subpixelConv(b, x, w, bias, y, subpixelShape(g), uboBlockFor(g.outC));
     return;
   }
   const upsampled = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);
@@ -1086,8 +1091,7 @@ export function upsampleConv2dBackwardInput(
   options: ConvOptions = {},
 ): void {
   if (upsampleConvFused(b, "backwardInput", g, options)) {
-    const shape = { batch: g.batch, inC: g.outC, outC: g.inC, H: g.inH, W: g.inW };
-    uboConv(b, dy, w, null, dx, shape, true, uboBlockFor(g.inC), undefined, "sumOutput2x2");
+    subpixelConvBackwardInput(b, dy, w, dx, subpixelShape(g), uboBlockFor(g.inC));
     return;
   }
   const upsampled = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);
@@ -1106,7 +1110,7 @@ export function upsampleConv2dBackwardWeight(
   options: ConvOptions = {},
 ): void {
   if (upsampleConvFused(b, "backwardWeight", g, options)) {
-    uboConvBackwardWeight(b, dy, x, dw, uboShape(g), undefined, true);
+    subpixelConvBackwardWeight(b, dy, x, dw, subpixelShape(g));
     return;
   }
   const upsampled = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);

@@ -1,17 +1,22 @@
 /**
- * The ubo conv kernels with a 2x nearest upsampling folded in (kernels/wgsl/conv_ubo.ts
- * "upsampleInput" / "sumOutput2x2", kernels/wgsl/conv3x3_wgrad.ts `upsampleInput`) against
- * float64 references, on odd shapes: channel counts not multiples of 4 or 8, heights that are not
- * tile multiples, input channels past one uniform window (two chunks, the accumulate path), 4-channel
- * blocks, every tile they take forced (the CPU tile 4 x 2, the GPU-sized 2 x 2, wider 2 x 4), one
- * weight-gradient lane and many. Also the ops launchers' fallback (upsample, then the plain conv)
- * where the fused kernels do not apply.
+ * The sub-pixel kernels (kernels/wgsl/conv_subpixel.ts: a 3x3 conv on a 2x nearest upsampling,
+ * computed at the source resolution with 2x2 filters per output parity) against float64
+ * references of upsample-then-conv, on odd shapes: channel counts not multiples of 4 or 8, heights
+ * that are not tile multiples, input channels past one uniform window (two chunks, the accumulate
+ * path, both ways), 4-channel blocks, the tiles forced (8 x 1 on 3 rows, 1 x 1, 2 x 2, 4 x 2) and
+ * weight-gradient blockings forced (2-row tiles on an odd height), one weight-gradient lane and
+ * many. Also the ops
+ * launchers' fallback (upsample, then the plain conv) where the sub-pixel kernels do not apply.
  */
 
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
-import { uboConv, uboConvBackwardWeight } from "../kernels/conv_ubo.ts";
-import type { UboTile } from "../kernels/wgsl/conv_ubo.ts";
+import {
+  subpixelConv,
+  subpixelConvBackwardInput,
+  subpixelConvBackwardWeight,
+} from "../kernels/conv_subpixel.ts";
+import type { SubpixelTile, SubpixelWgradTile } from "../kernels/wgsl/conv_subpixel.ts";
 import * as ref from "./reference.ts";
 import {
   assertClose,
@@ -52,28 +57,56 @@ interface Case {
   /** Source (half-resolution) height and width; the conv runs at twice them. */
   h: number;
   w: number;
-  tile?: UboTile;
+  tile?: SubpixelTile;
+  wgradTile?: SubpixelWgradTile;
 }
 
 const cases: Case[] = [
   { name: "3->5 3x4", batch: 2, inC: 3, outC: 5, h: 3, w: 4 },
-  { name: "6->13 5x8 (rows past the map)", batch: 3, inC: 6, outC: 13, h: 5, w: 8 },
-  { name: "9->3 1x4 (2 rows, J 4)", batch: 2, inC: 9, outC: 3, h: 1, w: 4 },
-  // More input channels than one 64 KiB window holds: two chunks, the accumulating stores.
-  { name: "230->9 2x4 (2 chunks)", batch: 1, inC: 230, outC: 9, h: 2, w: 4 },
-  { name: "9->230 2x4 (2 chunks back)", batch: 1, inC: 9, outC: 230, h: 2, w: 4 },
-  { name: "5->7 3x8 tile 2x2", batch: 2, inC: 5, outC: 7, h: 3, w: 8, tile: { rows: 2, quads: 2 } },
-  { name: "5->7 3x8 tile 2x4", batch: 2, inC: 5, outC: 7, h: 3, w: 8, tile: { rows: 2, quads: 4 } },
-  { name: "4->6 5x4 tile 4x2", batch: 1, inC: 4, outC: 6, h: 5, w: 4, tile: { rows: 4, quads: 2 } },
-  // Enough pixel tiles for several weight-gradient lanes (partial slots summed).
+  { name: "6->13 5x8", batch: 3, inC: 6, outC: 13, h: 5, w: 8 },
+  { name: "9->3 1x4 (J 4)", batch: 2, inC: 9, outC: 3, h: 1, w: 4 },
+  // More channels than one 64 KiB window holds (128 per chunk at J 8): two chunks each way.
+  { name: "130->9 2x4 (2 chunks)", batch: 1, inC: 130, outC: 9, h: 2, w: 4 },
+  { name: "9->130 2x4 (2 chunks back)", batch: 1, inC: 9, outC: 130, h: 2, w: 4 },
+  { name: "5->7 3x8 tile 8x1", batch: 2, inC: 5, outC: 7, h: 3, w: 8, tile: { rows: 8, quads: 1 } },
+  { name: "5->7 3x8 tile 1x1", batch: 2, inC: 5, outC: 7, h: 3, w: 8, tile: { rows: 1, quads: 1 } },
+  {
+    name: "5->7 3x8 tile 2x2, wgrad 2x1",
+    batch: 2,
+    inC: 5,
+    outC: 7,
+    h: 3,
+    w: 8,
+    tile: { rows: 2, quads: 2 },
+    wgradTile: { oc: 2, ic: 1 },
+  },
+  {
+    name: "4->6 5x8 tile 4x2, wgrad 8x2",
+    batch: 1,
+    inC: 4,
+    outC: 6,
+    h: 5,
+    w: 8,
+    tile: { rows: 4, quads: 2 },
+    wgradTile: { oc: 8, ic: 2 },
+  },
+  {
+    name: "6->5 5x8, wgrad 4x8 on 2-row tiles (rows past the map)",
+    batch: 2,
+    inC: 6,
+    outC: 5,
+    h: 5,
+    w: 8,
+    wgradTile: { oc: 4, ic: 8, rows: 2 },
+  },
+  // Enough source rows for several weight-gradient lanes (partial slots summed).
   { name: "7->10 8x16 b9 (lanes)", batch: 9, inC: 7, outC: 10, h: 8, w: 16 },
 ];
 
 for (const c of cases) {
-  Deno.test(`upsample + ubo conv ${c.name}: forward, backward to input and weight`, async () => {
+  Deno.test(`sub-pixel conv ${c.name}: forward, backward to input and weight`, async () => {
     const H = 2 * c.h, W = 2 * c.w;
     const g = convGeometry(c.batch, c.inC, c.outC, H, W);
-    const shape = { batch: c.batch, inC: c.inC, outC: c.outC, H, W };
     const sourceShape = [c.batch, c.inC, c.h, c.w];
     const xData = randomArray(c.batch * c.inC * c.h * c.w, 3);
     const wData = randomArray(c.outC * c.inC * 9, 4);
@@ -88,22 +121,10 @@ for (const c of cases) {
     const y = output(dyData.length);
     const dx = output(xData.length);
     const dw = output(wData.length);
-    const block = ops.uboBlockFor(c.outC);
-    uboConv(backend, x, w, bias, y, shape, false, block, c.tile, "upsampleInput");
-    const backShape = { ...shape, inC: c.outC, outC: c.inC };
-    uboConv(
-      backend,
-      dy,
-      w,
-      null,
-      dx,
-      backShape,
-      true,
-      ops.uboBlockFor(c.inC),
-      c.tile,
-      "sumOutput2x2",
-    );
-    uboConvBackwardWeight(backend, dy, x, dw, shape, undefined, true);
+    const source = { batch: c.batch, inC: c.inC, outC: c.outC, H: c.h, W: c.w };
+    subpixelConv(backend, x, w, bias, y, source, ops.uboBlockFor(c.outC), c.tile);
+    subpixelConvBackwardInput(backend, dy, w, dx, source, ops.uboBlockFor(c.inC), c.tile);
+    subpixelConvBackwardWeight(backend, dy, x, dw, source, c.wgradTile);
     const [yOut, dxOut, dwOut] = await Promise.all([
       downloadBuffer(backend, y, dyData.length),
       downloadBuffer(backend, dx, xData.length),

@@ -16,7 +16,7 @@
 
 import type { KernelSource } from "../backend.ts";
 import { declareBindings, kernel } from "./common.ts";
-import { tileRowLoads, tileRowTap, upsampledRowLoads } from "./conv_ubo.ts";
+import { tileRowLoads, tileRowTap } from "./conv_ubo.ts";
 
 /** Register blocking of one lane: channel blocks and the pixel tile it walks. */
 export interface WgradTile {
@@ -41,15 +41,11 @@ export function conv3x3WgradKernel(
   tile: WgradTile,
   workgroup: number,
   ocLanes = 1,
-  upsampleInput = false,
 ): KernelSource {
   if (workgroup % ocLanes !== 0) {
     throw new Error(`conv3x3WgradKernel: ${ocLanes} channel lanes do not divide ${workgroup}`);
   }
   const { oc: J, ic: I, rows: R, quads: P } = tile;
-  if (upsampleInput && P % 2 !== 0) {
-    throw new Error(`conv3x3WgradKernel: an upsampled input needs even quads, got ${P}`);
-  }
   const accs: string[] = [];
   const stores: string[] = [];
   for (let j = 0; j < J; j++) {
@@ -83,17 +79,7 @@ export function conv3x3WgradKernel(
   // Input row k (ih = oh - 1 + k) of channel i meets output row r through filter row kh = k - r.
   for (let i = 0; i < I; i++) {
     for (let k = 0; k < R + 2; k++) {
-      body.push(
-        "{",
-        ...(upsampleInput
-          // Source row floor(ih / 2), ih = oh + k - 1 >= -1.
-          ? upsampledRowLoads(
-            `(i32(oh) + ${k + 1}) / 2 - 1`,
-            `u32(i32(xAt + ${i}u * sourcePlaneQuads) + sr * i32(sourceQuadsW))`,
-            P,
-          )
-          : tileRowLoads("oh", `xAt + ${i}u * planeQuads`, k - 1, P)),
-      );
+      body.push("{", ...tileRowLoads("oh", `xAt + ${i}u * planeQuads`, k - 1, P));
       for (let r = 0; r < R; r++) {
         const kh = k - r;
         if (kh < 0 || kh > 2) continue;
@@ -112,9 +98,7 @@ export function conv3x3WgradKernel(
   }
   return kernel(
     "conv3x3Wgrad",
-    upsampleInput
-      ? { j: J, i: I, rows: R, quads: P, workgroup, ocLanes, upsampleInput }
-      : { j: J, i: I, rows: R, quads: P, workgroup, ocLanes },
+    { j: J, i: I, rows: R, quads: P, workgroup, ocLanes },
     ["read", "read", "readWrite"],
     `${
       declareBindings(
@@ -133,14 +117,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   if (lane >= params.lanes || oc0 >= params.outC) { return; }
   let ic0 = wid.z * ${I}u;
   let planeQuads = params.H * params.quadsW;
-  ${
-      upsampleInput
-        ? `// x is at half the resolution (the input upsampled 2x, nearest).
-  let sourceH = i32(params.H / 2u);
-  let sourceQuadsW = params.quadsW / 2u;
-  let sourcePlaneQuads = (params.H / 2u) * sourceQuadsW;`
-        : ""
-    }
   let first = lane * params.rowGroupsPerLane;
   let last = min(params.batch * params.rowGroups, first + params.rowGroupsPerLane);
   // (n, oh, quadW) of the first tile, then advanced by counters (no division per tile). One flat
@@ -155,11 +131,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let hasLeft = quadW > 0u;
     let hasRight = quadW + ${P}u < params.quadsW;
     let dyAt = ((n * params.outC + oc0) * params.H + oh) * params.quadsW + quadW;
-    let xAt = ${
-      upsampleInput
-        ? "(n * params.inC + ic0) * sourcePlaneQuads + quadW / 2u"
-        : "((n * params.inC + ic0) * params.H + oh) * params.quadsW + quadW"
-    };
+    let xAt = ((n * params.inC + ic0) * params.H + oh) * params.quadsW + quadW;
     ${body.join("\n    ")}
     quadW = quadW + ${P}u;
     if (quadW >= params.quadsW) {

@@ -104,48 +104,6 @@ export function tileRowTap(kw: number, p: number): string {
   return kw === 0 ? `shiftedRight${p}` : kw === 1 ? `q${p}` : `shiftedLeft${p}`;
 }
 
-/**
- * WGSL lines like {@link tileRowLoads} for an input that is x upsampled 2x (nearest): one source
- * row `sourceRow` (an i32 expression) of x at half the width, whose vec4 at index `sourceQuad`
- * holds the source columns under the tile's first 8 output columns. Gives the same names
- * (`q{p}`, `shiftedRight{p}`, `shiftedLeft{p}` at output resolution: each source value twice),
- * from quads / 2 source vec4s plus one value either side: half the loads of a row of the upsampled
- * map, and no upsampled map at all. `quads` must be even. Needs `x`, `hasLeft`, `hasRight` and
- * `sourceH` (the source height, i32) in scope.
- */
-export function upsampledRowLoads(sourceRow: string, sourceQuad: string, quads: number): string[] {
-  if (quads % 2 !== 0) throw new Error(`upsampledRowLoads: ${quads} quads is not even`);
-  const lines = [
-    `let sr = ${sourceRow};`,
-    `let inside = sr >= 0 && sr < sourceH;`,
-    `let c = ${sourceQuad};`,
-    `let left = select(0.0, x[c - 1u].w, inside && hasLeft);`,
-  ];
-  for (let i = 0; i < quads / 2; i++) {
-    lines.push(`let s${i} = select(vec4f(0.0), x[c + ${i}u], inside);`);
-  }
-  lines.push(`let right = select(0.0, x[c + ${quads / 2}u].x, inside && hasRight);`);
-  const components = ["x", "y", "z", "w"];
-  // Output column j (-1 .. 4 quads) of the tile, as a scalar expression.
-  const column = (j: number) =>
-    j < 0 ? "left" : j >= 4 * quads ? "right" : `s${j >> 3}.${components[(j >> 1) & 3]}`;
-  const vec = (from: number) => `vec4f(${[0, 1, 2, 3].map((k) => column(from + k)).join(", ")})`;
-  for (let p = 0; p < quads; p++) {
-    lines.push(`let q${p} = ${vec(4 * p)};`);
-    lines.push(`let shiftedRight${p} = ${vec(4 * p - 1)};`);
-    lines.push(`let shiftedLeft${p} = ${vec(4 * p + 1)};`);
-  }
-  return lines;
-}
-
-/**
- * How the ubo conv meets a 2x nearest upsampling: "upsampleInput" convolves the upsampled input
- * without materializing it (x at half the resolution; forward of a decoder's upsample + conv);
- * "sumOutput2x2" writes each 2x2 block of the result summed into one value (y at half the
- * resolution: the backward to the input of the same pair, upsampling's backward folded in).
- */
-export type UboResample = "none" | "upsampleInput" | "sumOutput2x2";
-
 /** Register tile of one thread of the ubo conv: output rows x column quads (4 columns each). */
 export interface UboTile {
   rows: number;
@@ -158,7 +116,8 @@ export interface UboTile {
  * vec4 it loads feeds up to 3 x 3 x J multiply-adds per row it touches and every uniform weight
  * vector serves rows x quads outputs (on llvmpipe a 4 x 2 tile runs ~3x faster than 1 x 1). All
  * taps are unrolled; image borders are selects, not branches (no divergent control flow).
- * Threads: x = tiles (batch * rowGroups * colGroups) in groups of 64, folded over z; y = oc block
+ * Threads: x = tiles (batch * rowGroups * colGroups) in groups of `workgroup` (64; fewer for small
+ * maps on CPU rasterizers), folded over z; y = oc block
  * in the window. Uniforms: batch, inC, H, W, outC, quadsW, tiles, icStart, icCount, accumulate,
  * ocBlockBase, segVec4, foldX, rowGroups, colGroups (colGroups * tile.quads == quadsW).
  */
@@ -166,7 +125,7 @@ export function convUboKernel(
   bias: boolean,
   ocBlock = UBO_OC_BLOCK,
   tile: UboTile = { rows: 1, quads: 1 },
-  resample: UboResample = "none",
+  workgroup = 64,
 ): KernelSource {
   const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
     ["x", "read", "vec4f"],
@@ -177,9 +136,6 @@ export function convUboKernel(
   // input channels four scalar stores per output vec4 cost more than the loads and multiply-adds.
   bindings.push(["y", "readWrite", "vec4f"]);
   const { rows: R, quads: P } = tile;
-  if (resample !== "none" && (R % 2 !== 0 || P % 2 !== 0)) {
-    throw new Error(`convUboKernel: ${resample} needs an even tile, got ${R} x ${P}`);
-  }
   const vecsPerTap = ocBlock / 4;
   const accs: string[] = [];
   const stores: string[] = [];
@@ -187,67 +143,30 @@ export function convUboKernel(
     for (let p = 0; p < P; p++) {
       for (let j = 0; j < ocBlock; j++) {
         accs.push(`var acc${r}_${p}_${j} = vec4f(0.0);`);
-        if (resample === "sumOutput2x2") continue;
         stores.push(
-          `if (oh0 + ${r}u < params.H) { store(n, oc0 + ${j}u, oh0 + ${r}u, ow0 / 4u + ${p}u, acc${r}_${p}_${j}); }`,
+          `if (oh0 + ${r}u < params.H) { store(n, oc0 + ${j}u, oh0 + ${r}u, ow0 + ${
+            4 * p
+          }u, acc${r}_${p}_${j}); }`,
         );
       }
     }
   }
-  if (resample === "sumOutput2x2") {
-    // Output rows r, r + 1 and quads p, p + 1 sum into one vec4 of the half-resolution y (its
-    // row oh0 / 2 + r / 2, quad ow0 / 8 + p / 2). H is even, so row r + 1 exists with row r.
-    for (let r = 0; r < R; r += 2) {
-      for (let p = 0; p < P; p += 2) {
-        for (let j = 0; j < ocBlock; j++) {
-          const a = `acc${r}_${p}_${j} + acc${r + 1}_${p}_${j}`;
-          const b = `acc${r}_${p + 1}_${j} + acc${r + 1}_${p + 1}_${j}`;
-          stores.push(
-            `if (oh0 + ${r}u < params.H) { let a = ${a}; let b = ${b}; store(n, oc0 + ${j}u, ` +
-              `oh0 / 2u + ${r / 2}u, ow0 / 8u + ${p / 2}u, ` +
-              `vec4f(a.x + a.y, a.z + a.w, b.x + b.y, b.z + b.w)); }`,
-          );
-        }
-      }
-    }
-  }
-  // Input row k (ih = oh0 - 1 + k) feeds output row r through filter row kh = k - r. Upsampled
-  // input: rows k = 2d - 1 and 2d are the same source row (oh0 / 2 - 1 + d), loaded once.
+  // Input row k (ih = oh0 - 1 + k) feeds output row r through filter row kh = k - r.
   const body: string[] = [];
-  const rowGroups: number[][] = [];
   for (let k = 0; k < R + 2; k++) {
-    if (resample === "upsampleInput") (rowGroups[(k + 1) >> 1] ??= []).push(k);
-    else rowGroups.push([k]);
-  }
-  for (const [d, ks] of rowGroups.entries()) {
-    body.push(
-      "{",
-      ...(resample === "upsampleInput"
-        ? upsampledRowLoads(
-          `i32(oh0 / 2u) + ${d - 1}`,
-          `u32(i32(base) + ${d - 1} * i32(sourceQuadsW))`,
-          P,
-        )
-        : tileRowLoads("oh0", "base", ks[0] - 1, P)),
-    );
-    for (const k of ks) {
-      for (let r = 0; r < R; r++) {
-        const kh = k - r;
-        if (kh < 0 || kh > 2) continue;
-        for (let kw = 0; kw < 3; kw++) {
-          for (let i = 0; i < vecsPerTap; i++) {
-            body.push(
-              `  let w${k}_${r}_${kw}_${i} = w[wRow + ${(kh * 3 + kw) * vecsPerTap + i}u];`,
-            );
-          }
-          for (let p = 0; p < P; p++) {
-            const xv = tileRowTap(kw, p);
-            for (let j = 0; j < ocBlock; j++) {
-              const acc = `acc${r}_${p}_${j}`;
-              body.push(
-                `  ${acc} = fma(vec4f(w${k}_${r}_${kw}_${j >> 2}[${j & 3}]), ${xv}, ${acc});`,
-              );
-            }
+    body.push("{", ...tileRowLoads("oh0", "base", k - 1, P));
+    for (let r = 0; r < R; r++) {
+      const kh = k - r;
+      if (kh < 0 || kh > 2) continue;
+      for (let kw = 0; kw < 3; kw++) {
+        for (let i = 0; i < vecsPerTap; i++) {
+          body.push(`  let w${r}_${kw}_${i} = w[wRow + ${(kh * 3 + kw) * vecsPerTap + i}u];`);
+        }
+        for (let p = 0; p < P; p++) {
+          const xv = tileRowTap(kw, p);
+          for (let j = 0; j < ocBlock; j++) {
+            const acc = `acc${r}_${p}_${j}`;
+            body.push(`  ${acc} = fma(vec4f(w${r}_${kw}_${j >> 2}[${j & 3}]), ${xv}, ${acc});`);
           }
         }
       }
@@ -256,13 +175,9 @@ export function convUboKernel(
   }
   return kernel(
     "convUbo",
-    resample === "none" ? { bias, j: ocBlock, rows: R, quads: P } : {
-      bias,
-      j: ocBlock,
-      rows: R,
-      quads: P,
-      resample,
-    },
+    workgroup === 64
+      ? { bias, j: ocBlock, rows: R, quads: P }
+      : { bias, j: ocBlock, rows: R, quads: P, wg: workgroup },
     bindings.map(([, k]) => k),
     `${
       declareBindings(
@@ -272,22 +187,18 @@ export function convUboKernel(
           "rowGroups: u32, colGroups: u32,",
       )
     }
-fn store(n: u32, oc: u32, oh: u32, quad: u32, acc: vec4f) {
+fn store(n: u32, oc: u32, oh: u32, ow0: u32, acc: vec4f) {
   if (oc >= params.outC) { return; }
-  let at = ((n * params.outC + oc) * ${
-      resample === "sumOutput2x2"
-        ? "(params.H / 2u) + oh) * (params.quadsW / 2u)"
-        : "params.H + oh) * params.quadsW"
-    } + quad;
+  let at = ((n * params.outC + oc) * params.H + oh) * params.quadsW + ow0 / 4u;
   if (params.accumulate != 0u) {
     y[at] = y[at] + acc;
   } else {
     y[at] = acc${bias ? " + vec4f(b[oc])" : ""};
   }
 }
-@compute @workgroup_size(64)
+@compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.z * params.foldX + wid.x) * 64u + lid;
+  let t = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
   if (t >= params.tiles) { return; }
   let colGroup = t % params.colGroups;
   let rest = t / params.colGroups;
@@ -299,18 +210,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let seg = wid.y * params.segVec4;
   let hasLeft = quadW > 0u;
   let hasRight = quadW + ${P}u < params.quadsW;
-  ${
-      resample === "upsampleInput"
-        ? `// x is at half the resolution: quad index of (n, icStart, oh0 / 2, quadW / 2).
-  let sourceH = i32(params.H / 2u);
-  let sourceQuadsW = params.quadsW / 2u;
-  let planeQuads = (params.H / 2u) * sourceQuadsW;
-  var base = ((n * params.inC + params.icStart) * (params.H / 2u) + oh0 / 2u) * sourceQuadsW +
-    quadW / 2u;`
-        : `let planeQuads = params.H * params.quadsW;
+  let planeQuads = params.H * params.quadsW;
   // Quad index of (n, icStart, oh0, quadW); one plane further per input channel.
-  var base = ((n * params.inC + params.icStart) * params.H + oh0) * params.quadsW + quadW;`
-    }
+  var base = ((n * params.inC + params.icStart) * params.H + oh0) * params.quadsW + quadW;
   ${accs.join("\n  ")}
   for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
     let wRow = seg + icLocal * ${9 * vecsPerTap}u;

@@ -1,0 +1,196 @@
+/**
+ * Launchers of the sub-pixel kernels (kernels/wgsl/conv_subpixel.ts): a 3x3 conv (stride 1,
+ * padding 1) on a 2x nearest upsampling of x, computed at x's resolution with 2x2 filters per
+ * output parity: 4 multiply-adds per output instead of 9. Shapes are the source map's; its width
+ * must be a multiple of 4.
+ */
+
+import type { Backend } from "./backend.ts";
+import { grid1d, Uniforms } from "./wgsl/common.ts";
+import { UBO_WINDOW_VEC4 } from "./wgsl/conv_ubo.ts";
+import {
+  SUBPIXEL_TAPS,
+  subpixelConvBackwardInputKernel,
+  subpixelConvKernel,
+  subpixelPackKernel,
+  type SubpixelTile,
+  subpixelWgradKernel,
+  type SubpixelWgradTile,
+} from "./wgsl/conv_subpixel.ts";
+import { runWgradLanes } from "./conv_ubo.ts";
+import { foldedGrid } from "./conv_ubo_any.ts";
+
+const F32 = 4;
+const WINDOW_FLOATS = UBO_WINDOW_VEC4 * 4;
+const WINDOW_BYTES = WINDOW_FLOATS * F32;
+
+/** A conv on x upsampled 2x: x is [batch, inC, H, W], the result [batch, outC, 2H, 2W]. */
+export interface SubpixelShape {
+  batch: number;
+  inC: number;
+  outC: number;
+  /** The source (half-resolution) height and width. */
+  H: number;
+  W: number;
+}
+
+/** Whether the sub-pixel kernels take a source map of this size on this backend. */
+export function subpixelApplicable(b: Backend, s: { W: number }): boolean {
+  return s.W % 4 === 0 && b.maxUniformBindingBytes >= WINDOW_BYTES &&
+    b.uniformOffsetAlignment <= 256;
+}
+
+/**
+ * Register tile (source rows x quads) of both passes. CPU rasterizers: 8 x 1, at most the map's
+ * height (forward 256 vec4 accumulators, backward 64; measured against 2 x 1, 4 x 1, 2 x 2 and 4 x
+ * 2 on the paper's 128->64 layer at batch 64: forward 358 against 405-428 ms, backward 424
+ * against 468-522; on the demo's layers within a few percent of the best); GPUs 1 x 1 (not
+ * measured).
+ */
+export function subpixelTileFor(b: Backend, s: { H: number }): SubpixelTile {
+  return { rows: Math.min(b.isCpuRasterizer ? 8 : 1, s.H), quads: 1 };
+}
+
+/** Pack w's sub-pixel filters into uniform segments; returns the buffer and its layout. */
+function packFilters(
+  b: Backend,
+  w: GPUBuffer,
+  runInC: number,
+  runOutC: number,
+  ocBlock: number,
+  transpose: boolean,
+) {
+  const blocksC = Math.ceil(runOutC / ocBlock);
+  const maxChunk = Math.floor(WINDOW_FLOATS / (SUBPIXEL_TAPS * ocBlock));
+  const chunks = Math.ceil(runInC / maxChunk);
+  const icChunk = Math.ceil(runInC / chunks);
+  const segFloats = Math.ceil((icChunk * SUBPIXEL_TAPS * ocBlock) / 64) * 64;
+  const total = chunks * blocksC * segFloats;
+  // The tail keeps every 64 KiB window inside the buffer.
+  const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
+  b.dispatch(
+    subpixelPackKernel(transpose, ocBlock),
+    [w, packed],
+    new Uniforms(6).u32(total).u32(runInC).u32(runOutC).u32(icChunk).u32(blocksC).u32(segFloats)
+      .bytes,
+    grid1d(total),
+  );
+  return { packed, blocksC, chunks, icChunk, segFloats };
+}
+
+/** y = conv3x3(upsample2x(x), w) + bias, w [outC, inC, 3, 3]. */
+export function subpixelConv(
+  b: Backend,
+  x: GPUBuffer,
+  w: GPUBuffer,
+  bias: GPUBuffer | null,
+  y: GPUBuffer,
+  s: SubpixelShape,
+  ocBlock: number,
+  tileOverride?: SubpixelTile,
+): void {
+  runSubpixel(b, x, w, bias, y, s, ocBlock, tileOverride, false);
+}
+
+/**
+ * dx of {@link subpixelConv} at the source resolution (upsampling's backward folded in); dy is
+ * [batch, outC, 2H, 2W], w [outC, inC, 3, 3]. `ocBlock` blocks x's channels.
+ */
+export function subpixelConvBackwardInput(
+  b: Backend,
+  dy: GPUBuffer,
+  w: GPUBuffer,
+  dx: GPUBuffer,
+  s: SubpixelShape,
+  ocBlock: number,
+  tileOverride?: SubpixelTile,
+): void {
+  // The packed conv runs from dy's channels (s.outC) to x's (s.inC).
+  const shape = { ...s, inC: s.outC, outC: s.inC };
+  runSubpixel(b, dy, w, null, dx, shape, ocBlock, tileOverride, true);
+}
+
+function runSubpixel(
+  b: Backend,
+  x: GPUBuffer,
+  w: GPUBuffer,
+  bias: GPUBuffer | null,
+  y: GPUBuffer,
+  s: SubpixelShape,
+  ocBlock: number,
+  tileOverride: SubpixelTile | undefined,
+  backward: boolean,
+): void {
+  const { packed, blocksC, chunks, icChunk, segFloats } = packFilters(
+    b,
+    w,
+    s.inC,
+    s.outC,
+    ocBlock,
+    backward,
+  );
+  const quadsW = s.W / 4;
+  const tile = tileOverride ?? subpixelTileFor(b, s);
+  if (quadsW % tile.quads !== 0) {
+    throw new Error(`subpixelConv: ${tile.quads} quads do not divide ${quadsW}`);
+  }
+  const rowGroups = Math.ceil(s.H / tile.rows);
+  const colGroups = quadsW / tile.quads;
+  const tiles = s.batch * rowGroups * colGroups;
+  const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
+  // Small maps (the paper's 4x4 sources: 64 tiles) would be one workgroup per dispatch.
+  const { foldX, foldZ, workgroup } = foldedGrid(b, tiles, Math.min(perWindow, blocksC));
+  const kernel = backward
+    ? subpixelConvBackwardInputKernel(ocBlock, tile, workgroup)
+    : subpixelConvKernel(bias !== null, ocBlock, tile, workgroup);
+  for (let chunk = 0; chunk < chunks; chunk++) {
+    const icStart = chunk * icChunk;
+    const icCount = Math.min(icChunk, s.inC - icStart);
+    for (let base = 0; base < blocksC; base += perWindow) {
+      const blocks = Math.min(perWindow, blocksC - base);
+      const offset = (chunk * blocksC + base) * segFloats * F32;
+      const u = new Uniforms(14).u32(s.batch).u32(s.inC).u32(s.H).u32(quadsW).u32(s.outC)
+        .u32(tiles).u32(icStart).u32(icCount).u32(chunk > 0 ? 1 : 0).u32(base)
+        .u32(segFloats / 4).u32(foldX).u32(rowGroups).u32(colGroups);
+      const buffers = [x, { buffer: packed, offset, size: WINDOW_BYTES }];
+      if (bias) buffers.push(bias);
+      buffers.push(y);
+      b.dispatch(kernel, buffers, u.bytes, [foldX, blocks, foldZ]);
+    }
+  }
+  b.pool.release(packed);
+}
+
+/**
+ * Channel blocking of the sub-pixel weight gradient: on CPU rasterizers 4 output x 8 input channels
+ * per lane (16 sums per pair: 512 vec4 accumulators; on the paper's 256->128 layer at batch 64 862
+ * to 972 ms against 1015 for 4 x 4, 925 for 8 x 4, 1226-1325 for 2 x 4 and 4 x 2), on GPUs 2 x 1
+ * (not measured); shrunk to a layer's channels.
+ */
+export function subpixelWgradTileFor(b: Backend, s: SubpixelShape): SubpixelWgradTile {
+  const fit = (want: number, channels: number) =>
+    Math.min(want, 2 ** Math.ceil(Math.log2(channels)));
+  return { oc: fit(b.isCpuRasterizer ? 4 : 2, s.outC), ic: fit(b.isCpuRasterizer ? 8 : 1, s.inC) };
+}
+
+/** dw of {@link subpixelConv}: x [batch, inC, H, W] (the source), dy [batch, outC, 2H, 2W]. */
+export function subpixelConvBackwardWeight(
+  b: Backend,
+  dy: GPUBuffer,
+  x: GPUBuffer,
+  dw: GPUBuffer,
+  s: SubpixelShape,
+  tileOverride?: SubpixelWgradTile,
+): void {
+  const tile = tileOverride ?? subpixelWgradTileFor(b, s);
+  const quadsW = s.W / 4;
+  runWgradLanes(
+    b,
+    x,
+    dy,
+    dw,
+    { ...s, quadsW, rowGroups: Math.ceil(s.H / (tile.rows ?? 1)), tilesPerRowGroup: quadsW },
+    tile,
+    (workgroup, ocLanes) => subpixelWgradKernel(tile, workgroup, ocLanes),
+  );
+}

@@ -1,0 +1,560 @@
+/**
+ * A 3x3 conv (stride 1, padding 1) on a map upsampled 2x by nearest neighbour, computed at the
+ * source resolution ("sub-pixel" form). Output pixel (2s + a, 2t + b) sees source rows s - 1 .. s
+ * (a = 0) or s .. s + 1 (a = 1), and likewise columns, because each source value fills a 2x2
+ * block: so it is a 2x2 conv of x with a filter U_ab that depends on the output parity (a, b), each
+ * tap the sum of the 3x3 taps that land on the same source value:
+ *
+ *   U_ab[i][j] = sum over kh in K(a, i), kw in K(b, j) of w[kh][kw],
+ *   K(0, 0) = {0}, K(0, 1) = {1, 2}, K(1, 0) = {0, 1}, K(1, 1) = {2}  (source row s + i - 1 + a).
+ *
+ * 4 multiply-adds per output and input channel instead of 9, the upsampled map never written. The
+ * backward passes use the same U: to the input, dx[s][t] = sum over (a, b, i, j) of U_ab[i][j] *
+ * dy[2(s - i + 1 - a) + a][...] (a 4x4, stride-2 correlation over dy: 16 multiply-adds per source
+ * value instead of 4 x 9); to the weight, the 16 sums dU_ab[i][j] = sum of dy(2s + a, 2t + b) *
+ * x(s + i - 1 + a, t + j - 1 + b) are formed per lane and folded into the 9 taps of dw (each tap is
+ * the sum of the 4 dU entries whose K sets hold it).
+ *
+ * Like the ubo kernels (kernels/wgsl/conv_ubo.ts), the filters of a block of J output channels sit
+ * in a uniform window (a broadcast load on CPU rasterizers) and each thread owns a register tile;
+ * output vec4s hold 4 source columns of one column parity, interleaved when stored.
+ */
+
+import type { KernelSource } from "../backend.ts";
+import { declareBindings, kernel, linearMain } from "./common.ts";
+
+/** Taps of the sub-pixel filters per channel pair: 4 parities x 2 x 2. */
+export const SUBPIXEL_TAPS = 16;
+
+/** Index of U_ab[i][j] among a channel pair's {@link SUBPIXEL_TAPS}. */
+export function subpixelTap(a: number, b: number, i: number, j: number): number {
+  return ((a * 2 + b) * 2 + i) * 2 + j;
+}
+
+/** The 3x3 filter rows (or columns) K(parity, i) whose values land on source offset i. */
+export function subpixelRows(parity: number, i: number): number[] {
+  return i === 0 ? (parity === 0 ? [0] : [0, 1]) : (parity === 0 ? [1, 2] : [2]);
+}
+
+/**
+ * Pack U into uniform segments, as convUboPackKernel packs w: segment (chunk, block) holds, for an
+ * input-channel chunk, [(icLocal * 16 + tap) * J + j], padded to 256 bytes. With `transpose` the
+ * packed conv's output channels are w's input channels (w [runInC, runOutC, 3, 3] as stored: the
+ * backward to the input). Threads: one per packed float. Uniforms: total, runInC, runOutC,
+ * icChunk, blocksC, segFloats.
+ */
+export function subpixelPackKernel(transpose: boolean, ocBlock: number): KernelSource {
+  const at = transpose ? "(ic * params.runOutC + oc) * 9u" : "(oc * params.runInC + ic) * 9u";
+  return kernel(
+    "subpixelPack",
+    { transpose, j: ocBlock },
+    ["read", "readWrite"],
+    `${
+      declareBindings(
+        [["w", "read"], ["packed", "readWrite"]],
+        "total: u32, runInC: u32, runOutC: u32, icChunk: u32, blocksC: u32, segFloats: u32,",
+      )
+    }
+${linearMain()}
+  if (index >= params.total) { return; }
+  let segment = index / params.segFloats;
+  let within = index - segment * params.segFloats;
+  let chunk = segment / params.blocksC;
+  let ocBlock = segment - chunk * params.blocksC;
+  let j = within % ${ocBlock}u;
+  let t = within / ${ocBlock}u;
+  let tap = t % 16u;
+  let icLocal = t / 16u;
+  let oc = ocBlock * ${ocBlock}u + j;
+  let ic = chunk * params.icChunk + icLocal;
+  var value = 0.0;
+  if (icLocal < params.icChunk && ic < params.runInC && oc < params.runOutC) {
+    // tap = ((a * 2 + b) * 2 + i) * 2 + j: K(a, i) = {0} | {1, 2} | {0, 1} | {2}.
+    let a = tap / 8u;
+    let b = (tap / 4u) % 2u;
+    let i = (tap / 2u) % 2u;
+    let jj = tap % 2u;
+    let rowLo = select(1u + a, 0u, i == 0u);
+    let rowHi = select(2u, a, i == 0u);
+    let colLo = select(1u + b, 0u, jj == 0u);
+    let colHi = select(2u, b, jj == 0u);
+    let base = ${at};
+    for (var kh = rowLo; kh <= rowHi; kh = kh + 1u) {
+      for (var kw = colLo; kw <= colHi; kw = kw + 1u) {
+        value = value + w[base + kh * 3u + kw];
+      }
+    }
+  }
+  packed[index] = value;
+}`,
+  );
+}
+
+/** Register tile of a sub-pixel thread: source rows x source column quads. */
+export interface SubpixelTile {
+  rows: number;
+  quads: number;
+}
+
+/**
+ * The source row `r` (offset from the tile's first, -1 .. rows) of x as the three vec4s per quad
+ * p the 2x2 filters need: `xm{p}` (columns t - 1 ..), `x0{p}` (t ..), `xp{p}` (t + 1 ..); zeros
+ * outside the map. Needs x (vec4), base (quad index of the tile's first row and quad), the
+ * source size in params (H, quadsW: the source's), s0, hasLeft, hasRight.
+ */
+function sourceRowLoads(r: number, quads: number): string[] {
+  const lines = [
+    `let sr = i32(s0) + ${r};`,
+    `let inside = sr >= 0 && sr < i32(params.H);`,
+    `let c = u32(i32(base) + ${r} * i32(params.quadsW));`,
+    `let left = select(0.0, x[c - 1u].w, inside && hasLeft);`,
+  ];
+  for (let p = 0; p < quads; p++) {
+    lines.push(`let x0${p} = select(vec4f(0.0), x[c + ${p}u], inside);`);
+  }
+  lines.push(`let right = select(0.0, x[c + ${quads}u].x, inside && hasRight);`);
+  for (let p = 0; p < quads; p++) {
+    const prev = p === 0 ? "left" : `x0${p - 1}.w`;
+    const next = p === quads - 1 ? "right" : `x0${p + 1}.x`;
+    lines.push(`let xm${p} = vec4f(${prev}, x0${p}.xyz);`);
+    lines.push(`let xp${p} = vec4f(x0${p}.yzw, ${next});`);
+  }
+  return lines;
+}
+
+/** The shifted source vector for column offset dj (-1, 0, +1) at quad p. */
+function shifted(dj: number, p: number): string {
+  return dj < 0 ? `xm${p}` : dj === 0 ? `x0${p}` : `xp${p}`;
+}
+
+/**
+ * Forward of upsample-2x-then-conv3x3 in sub-pixel form over one input-channel chunk and a
+ * window of output-channel blocks (the same dispatch layout as convUboKernel). params.H and
+ * params.quadsW are the source map's; y is written at twice them. Threads: x = tiles (batch *
+ * rowGroups * colGroups) in groups of `workgroup`, folded over z; y = oc block in the window. Uniforms:
+ * batch, inC, H, quadsW, outC, tiles, icStart, icCount, accumulate, ocBlockBase, segVec4, foldX,
+ * rowGroups, colGroups (colGroups * tile.quads == quadsW).
+ */
+export function subpixelConvKernel(
+  bias: boolean,
+  ocBlock: number,
+  tile: SubpixelTile,
+  workgroup = 64,
+): KernelSource {
+  const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
+    ["x", "read", "vec4f"],
+    ["w", "uniform", "array<vec4f, 4096>"],
+  ];
+  if (bias) bindings.push(["b", "read", "f32"]);
+  bindings.push(["y", "readWrite", "vec4f"]);
+  const { rows: R, quads: P } = tile;
+  const J = ocBlock;
+  const vecsPerTap = J / 4;
+  const acc = (a: number, b: number, r: number, p: number, j: number) =>
+    `acc${a}${b}_${r}_${p}_${j}`;
+  const accs: string[] = [];
+  const stores: string[] = [];
+  for (let a = 0; a < 2; a++) {
+    for (let r = 0; r < R; r++) {
+      for (let p = 0; p < P; p++) {
+        for (let j = 0; j < J; j++) {
+          accs.push(
+            `var ${acc(a, 0, r, p, j)} = vec4f(0.0);`,
+            `var ${acc(a, 1, r, p, j)} = vec4f(0.0);`,
+          );
+          // Columns 2t + b of the 4 source columns: even (b = 0) and odd interleaved.
+          const e = acc(a, 0, r, p, j), o = acc(a, 1, r, p, j);
+          stores.push(
+            `if (s0 + ${r}u < params.H) {` +
+              ` let q = 2u * (quadS + ${p}u); let oh = 2u * (s0 + ${r}u) + ${a}u;` +
+              ` store(n, oc0 + ${j}u, oh, q, vec4f(${e}.x, ${o}.x, ${e}.y, ${o}.y));` +
+              ` store(n, oc0 + ${j}u, oh, q + 1u, vec4f(${e}.z, ${o}.z, ${e}.w, ${o}.w)); }`,
+          );
+        }
+      }
+    }
+  }
+  // Source row k (offset -1 .. R) feeds output row r of parity a through filter row i, where
+  // k = r + i - 1 + a.
+  const body: string[] = [];
+  for (let k = -1; k <= R; k++) {
+    body.push("{", ...sourceRowLoads(k, P));
+    for (let r = 0; r < R; r++) {
+      for (let a = 0; a < 2; a++) {
+        const i = k - r + 1 - a;
+        if (i < 0 || i > 1) continue;
+        for (let b = 0; b < 2; b++) {
+          for (let jj = 0; jj < 2; jj++) {
+            const tap = subpixelTap(a, b, i, jj);
+            const name = `w${r}_${a}${b}${jj}`;
+            for (let v = 0; v < vecsPerTap; v++) {
+              body.push(`let ${name}_${v} = w[wRow + ${tap * vecsPerTap + v}u];`);
+            }
+            const dj = jj - 1 + b;
+            for (let p = 0; p < P; p++) {
+              for (let j = 0; j < J; j++) {
+                const target = acc(a, b, r, p, j);
+                body.push(
+                  `${target} = fma(vec4f(${name}_${j >> 2}[${j & 3}]), ${
+                    shifted(dj, p)
+                  }, ${target});`,
+                );
+              }
+            }
+          }
+        }
+      }
+    }
+    body.push("}");
+  }
+  return kernel(
+    "subpixelConv",
+    { bias, j: J, rows: R, quads: P, wg: workgroup },
+    bindings.map(([, k]) => k),
+    `${
+      declareBindings(
+        bindings,
+        "batch: u32, inC: u32, H: u32, quadsW: u32, outC: u32, tiles: u32, icStart: u32, " +
+          "icCount: u32, accumulate: u32, ocBlockBase: u32, segVec4: u32, foldX: u32, " +
+          "rowGroups: u32, colGroups: u32,",
+      )
+    }
+fn store(n: u32, oc: u32, oh: u32, quad: u32, acc: vec4f) {
+  if (oc >= params.outC) { return; }
+  let at = ((n * params.outC + oc) * 2u * params.H + oh) * 2u * params.quadsW + quad;
+  if (params.accumulate != 0u) {
+    y[at] = y[at] + acc;
+  } else {
+    y[at] = acc${bias ? " + vec4f(b[oc])" : ""};
+  }
+}
+@compute @workgroup_size(${workgroup})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
+  if (t >= params.tiles) { return; }
+  let colGroup = t % params.colGroups;
+  let rest = t / params.colGroups;
+  let s0 = (rest % params.rowGroups) * ${R}u;
+  let n = rest / params.rowGroups;
+  let quadS = colGroup * ${P}u;
+  let oc0 = (params.ocBlockBase + wid.y) * ${J}u;
+  let seg = wid.y * params.segVec4;
+  let hasLeft = quadS > 0u;
+  let hasRight = quadS + ${P}u < params.quadsW;
+  let planeQuads = params.H * params.quadsW;
+  var base = ((n * params.inC + params.icStart) * params.H + s0) * params.quadsW + quadS;
+  ${accs.join("\n  ")}
+  for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
+    let wRow = seg + icLocal * ${SUBPIXEL_TAPS * vecsPerTap}u;
+    ${body.join("\n    ")}
+    base = base + planeQuads;
+  }
+  ${stores.join("\n  ")}
+}`,
+  );
+}
+
+/**
+ * dy row `k` (offset from 2 * s0, -1 .. 2 * rows) as the four stride-2 vec4s per source quad p
+ * that the backward to the input needs: `dg{γ}_{p}` holds dy columns 2t + γ, 2t + 2 + γ, ... for
+ * γ in -1, 0, 1, 2 (named m1, 0, 1, 2); zeros outside the map. Needs dy (vec4), dyBase (the dy quad
+ * index of row 2 * s0 and column 2t of the tile), params.H / quadsW (source), s0, hasLeft,
+ * hasRight.
+ */
+function dyRowLoads(k: number, quads: number): string[] {
+  const lines = [
+    `let dr = 2 * i32(s0) + ${k};`,
+    `let inside = dr >= 0 && dr < 2 * i32(params.H);`,
+    `let c = u32(i32(dyBase) + ${k} * 2 * i32(params.quadsW));`,
+    `let left = select(0.0, dy[c - 1u].w, inside && hasLeft);`,
+  ];
+  for (let p = 0; p < quads; p++) {
+    lines.push(`let d${p}a = select(vec4f(0.0), dy[c + ${2 * p}u], inside);`);
+    lines.push(`let d${p}b = select(vec4f(0.0), dy[c + ${2 * p + 1}u], inside);`);
+  }
+  lines.push(`let right = select(0.0, dy[c + ${2 * quads}u].x, inside && hasRight);`);
+  for (let p = 0; p < quads; p++) {
+    const prev = p === 0 ? "left" : `d${p - 1}b.w`;
+    const next = p === quads - 1 ? "right" : `d${p + 1}a.x`;
+    lines.push(`let dg0_${p} = vec4f(d${p}a.x, d${p}a.z, d${p}b.x, d${p}b.z);`);
+    lines.push(`let dg1_${p} = vec4f(d${p}a.y, d${p}a.w, d${p}b.y, d${p}b.w);`);
+    lines.push(`let dg2_${p} = vec4f(d${p}a.z, d${p}b.x, d${p}b.z, ${next});`);
+    lines.push(`let dgm1_${p} = vec4f(${prev}, d${p}a.y, d${p}a.w, d${p}b.y);`);
+  }
+  return lines;
+}
+
+/**
+ * Backward to the input of {@link subpixelConvKernel}, over one chunk of dy's channels (the
+ * packed conv's input channels) and a window of blocks of x's channels (its output channels; the
+ * filters packed with `transpose`): dx at the source resolution, each value the 16 taps
+ * U_ab[i][j] against dy(2s + 2 - 2i - a, 2t + 2 - 2j - b). Threads and uniforms as
+ * subpixelConvKernel, with inC = dy's channels, outC = dx's, H and quadsW the source's.
+ */
+export function subpixelConvBackwardInputKernel(
+  ocBlock: number,
+  tile: SubpixelTile,
+  workgroup = 64,
+): KernelSource {
+  const { rows: R, quads: P } = tile;
+  const J = ocBlock;
+  const vecsPerTap = J / 4;
+  const acc = (r: number, p: number, j: number) => `acc${r}_${p}_${j}`;
+  const accs: string[] = [];
+  const stores: string[] = [];
+  for (let r = 0; r < R; r++) {
+    for (let p = 0; p < P; p++) {
+      for (let j = 0; j < J; j++) {
+        accs.push(`var ${acc(r, p, j)} = vec4f(0.0);`);
+        stores.push(
+          `if (s0 + ${r}u < params.H) { store(n, oc0 + ${j}u, s0 + ${r}u, quadS + ${p}u, ${
+            acc(r, p, j)
+          }); }`,
+        );
+      }
+    }
+  }
+  const gammaName = (g: number) => (g < 0 ? "m1" : String(g));
+  const body: string[] = [];
+  for (let k = -1; k <= 2 * R; k++) {
+    body.push("{", ...dyRowLoads(k, P));
+    for (let r = 0; r < R; r++) {
+      for (let a = 0; a < 2; a++) {
+        for (let i = 0; i < 2; i++) {
+          if (2 * r + 2 - 2 * i - a !== k) continue;
+          for (let b = 0; b < 2; b++) {
+            for (let jj = 0; jj < 2; jj++) {
+              const tap = subpixelTap(a, b, i, jj);
+              const name = `w${r}_${a}${i}${b}${jj}`;
+              for (let v = 0; v < vecsPerTap; v++) {
+                body.push(`let ${name}_${v} = w[wRow + ${tap * vecsPerTap + v}u];`);
+              }
+              const gamma = 2 - 2 * jj - b;
+              for (let p = 0; p < P; p++) {
+                for (let j = 0; j < J; j++) {
+                  const target = acc(r, p, j);
+                  body.push(
+                    `${target} = fma(vec4f(${name}_${j >> 2}[${j & 3}]), dg${
+                      gammaName(gamma)
+                    }_${p}, ${target});`,
+                  );
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    body.push("}");
+  }
+  return kernel(
+    "subpixelConvBackwardInput",
+    { j: J, rows: R, quads: P, wg: workgroup },
+    ["read", "uniform", "readWrite"],
+    `${
+      declareBindings(
+        [["dy", "read", "vec4f"], ["w", "uniform", "array<vec4f, 4096>"], [
+          "dx",
+          "readWrite",
+          "vec4f",
+        ]],
+        "batch: u32, inC: u32, H: u32, quadsW: u32, outC: u32, tiles: u32, icStart: u32, " +
+          "icCount: u32, accumulate: u32, ocBlockBase: u32, segVec4: u32, foldX: u32, " +
+          "rowGroups: u32, colGroups: u32,",
+      )
+    }
+fn store(n: u32, oc: u32, row: u32, quad: u32, acc: vec4f) {
+  if (oc >= params.outC) { return; }
+  let at = ((n * params.outC + oc) * params.H + row) * params.quadsW + quad;
+  if (params.accumulate != 0u) {
+    dx[at] = dx[at] + acc;
+  } else {
+    dx[at] = acc;
+  }
+}
+@compute @workgroup_size(${workgroup})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
+  if (t >= params.tiles) { return; }
+  let colGroup = t % params.colGroups;
+  let rest = t / params.colGroups;
+  let s0 = (rest % params.rowGroups) * ${R}u;
+  let n = rest / params.rowGroups;
+  let quadS = colGroup * ${P}u;
+  let oc0 = (params.ocBlockBase + wid.y) * ${J}u;
+  let seg = wid.y * params.segVec4;
+  let hasLeft = quadS > 0u;
+  let hasRight = quadS + ${P}u < params.quadsW;
+  // dy is [batch, inC, 2H, 2W]: quad index of (n, icStart, 2 * s0, 2 * 4 * quadS).
+  let planeQuads = 4u * params.H * params.quadsW;
+  var dyBase = ((n * params.inC + params.icStart) * 2u * params.H + 2u * s0) * 2u * params.quadsW +
+    2u * quadS;
+  ${accs.join("\n  ")}
+  for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
+    let wRow = seg + icLocal * ${SUBPIXEL_TAPS * vecsPerTap}u;
+    ${body.join("\n    ")}
+    dyBase = dyBase + planeQuads;
+  }
+  ${stores.join("\n  ")}
+}`,
+  );
+}
+
+/** Register blocking of the sub-pixel weight gradient: J output x I input channels per lane. */
+export interface SubpixelWgradTile {
+  oc: number;
+  ic: number;
+  /** Source rows per tile (default 1): the tile's input rows are loaded once for all of them. */
+  rows?: number;
+}
+
+/**
+ * Backward to the weight of {@link subpixelConvKernel}, laid out like conv3x3WgradKernel (lanes
+ * walk contiguous ranges of (n, group of `rows` source rows) with a flat loop over the quads; each
+ * lane's partial dw goes to its own slot [lane][outC][inC][9], summed afterwards). Per tile (one
+ * source quad of `rows` source rows) a lane forms the 16 sub-pixel sums dU_ab[i][j] of each of its J x I
+ * channel pairs (dy rows 2s and 2s + 1 split into even and odd columns against the source rows
+ * s - 1 .. s + 1 shifted by a column), and at the end folds each pair's 16 into its 9 taps.
+ * Threads: x = lanes, y = output-channel blocks, z = input-channel block (workgroup / ocLanes
+ * lanes x ocLanes blocks per workgroup). Uniforms: batch, inC, outC, H, quadsW (the source's),
+ * rowGroups (ceil(H / rows)), lanes, rowGroupsPerLane.
+ */
+export function subpixelWgradKernel(
+  tile: SubpixelWgradTile,
+  workgroup: number,
+  ocLanes = 1,
+): KernelSource {
+  const { oc: J, ic: I } = tile;
+  const R = tile.rows ?? 1;
+  const acc = (j: number, i: number, a: number, b: number, ii: number, jj: number) =>
+    `acc${j}_${i}_${subpixelTap(a, b, ii, jj)}`;
+  const accs: string[] = [];
+  const stores: string[] = [];
+  for (let j = 0; j < J; j++) {
+    for (let i = 0; i < I; i++) {
+      for (let t = 0; t < SUBPIXEL_TAPS; t++) accs.push(`var acc${j}_${i}_${t} = vec4f(0.0);`);
+      const taps: string[] = [];
+      for (let kh = 0; kh < 3; kh++) {
+        for (let kw = 0; kw < 3; kw++) {
+          const terms: string[] = [];
+          for (let a = 0; a < 2; a++) {
+            for (let ii = 0; ii < 2; ii++) {
+              if (!subpixelRows(a, ii).includes(kh)) continue;
+              for (let b = 0; b < 2; b++) {
+                for (let jj = 0; jj < 2; jj++) {
+                  if (subpixelRows(b, jj).includes(kw)) terms.push(acc(j, i, a, b, ii, jj));
+                }
+              }
+            }
+          }
+          taps.push(` partial[at + ${kh * 3 + kw}u] = horizontal(${terms.join(" + ")});`);
+        }
+      }
+      stores.push(
+        `if (oc0 + ${j}u < params.outC && ic0 + ${i}u < params.inC) {` +
+          ` let at = slot + ((oc0 + ${j}u) * params.inC + ic0 + ${i}u) * 9u;` + taps.join("") +
+          ` }`,
+      );
+    }
+  }
+  const body: string[] = [];
+  // dy of the tile: rows 2(s + r) + a, 8 columns from 2t, as even (b = 0) and odd columns; rows
+  // past the map read as zero.
+  for (let j = 0; j < J; j++) {
+    for (let r = 0; r < R; r++) {
+      for (let a = 0; a < 2; a++) {
+        const at = `dyAt + ${j}u * dyPlane + ${2 * r + a}u * 2u * params.quadsW`;
+        const name = `dy${j}_${r}${a}`;
+        const ok = `s + ${r}u < params.H`;
+        body.push(
+          `let ${name}a = select(vec4f(0.0), dy[${at}], ${ok});`,
+          `let ${name}b = select(vec4f(0.0), dy[${at} + 1u], ${ok});`,
+          `let ${name}_0 = vec4f(${name}a.x, ${name}a.z, ${name}b.x, ${name}b.z);`,
+          `let ${name}_1 = vec4f(${name}a.y, ${name}a.w, ${name}b.y, ${name}b.w);`,
+        );
+      }
+    }
+  }
+  // Source row s - 1 + k of input channel i meets row r, parity a through filter row
+  // ii = k - r - a.
+  for (let i = 0; i < I; i++) {
+    for (let k = 0; k < R + 2; k++) {
+      body.push(
+        "{",
+        `let sr = i32(s) + ${k - 1};`,
+        `let inside = sr >= 0 && sr < i32(params.H);`,
+        `let c = u32(i32(xAt + ${i}u * planeQuads) + sr * i32(params.quadsW));`,
+        `let left = select(0.0, x[c - 1u].w, inside && hasLeft);`,
+        `let x00 = select(vec4f(0.0), x[c], inside);`,
+        `let right = select(0.0, x[c + 1u].x, inside && hasRight);`,
+        `let xm0 = vec4f(left, x00.xyz);`,
+        `let xp0 = vec4f(x00.yzw, right);`,
+      );
+      for (let r = 0; r < R; r++) {
+        for (let a = 0; a < 2; a++) {
+          const ii = k - r - a;
+          if (ii < 0 || ii > 1) continue;
+          for (let b = 0; b < 2; b++) {
+            for (let jj = 0; jj < 2; jj++) {
+              const xv = shifted(jj - 1 + b, 0);
+              for (let j = 0; j < J; j++) {
+                const target = acc(j, i, a, b, ii, jj);
+                body.push(`${target} = fma(dy${j}_${r}${a}_${b}, ${xv}, ${target});`);
+              }
+            }
+          }
+        }
+      }
+      body.push("}");
+    }
+  }
+  return kernel(
+    "subpixelWgrad",
+    { j: J, i: I, rows: R, workgroup, ocLanes },
+    ["read", "read", "readWrite"],
+    `${
+      declareBindings(
+        [["x", "read", "vec4f"], ["dy", "read", "vec4f"], ["partial", "readWrite", "f32"]],
+        "batch: u32, inC: u32, outC: u32, H: u32, quadsW: u32, rowGroups: u32, lanes: u32, " +
+          "rowGroupsPerLane: u32,",
+      )
+    }
+fn horizontal(v: vec4f) -> f32 {
+  return (v.x + v.y) + (v.z + v.w);
+}
+@compute @workgroup_size(${workgroup})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let lane = wid.x * ${workgroup / ocLanes}u + lid / ${ocLanes}u;
+  let oc0 = (wid.y * ${ocLanes}u + lid % ${ocLanes}u) * ${J}u;
+  if (lane >= params.lanes || oc0 >= params.outC) { return; }
+  let ic0 = wid.z * ${I}u;
+  let planeQuads = params.H * params.quadsW;
+  let dyPlane = 4u * planeQuads;
+  let first = lane * params.rowGroupsPerLane;
+  let last = min(params.batch * params.rowGroups, first + params.rowGroupsPerLane);
+  var n = first / params.rowGroups;
+  var s = (first - n * params.rowGroups) * ${R}u;
+  var quad = 0u;
+  let tiles = (last - min(first, last)) * params.quadsW;
+  ${accs.join("\n  ")}
+  for (var tile = 0u; tile < tiles; tile = tile + 1u) {
+    let hasLeft = quad > 0u;
+    let hasRight = quad + 1u < params.quadsW;
+    let dyAt = ((n * params.outC + oc0) * 2u * params.H + 2u * s) * 2u * params.quadsW + 2u * quad;
+    let xAt = (n * params.inC + ic0) * planeQuads + quad;
+    ${body.join("\n    ")}
+    quad = quad + 1u;
+    if (quad >= params.quadsW) {
+      quad = 0u;
+      s = s + ${R}u;
+      if (s >= params.H) {
+        s = 0u;
+        n = n + 1u;
+      }
+    }
+  }
+  let slot = lane * params.outC * params.inC * 9u;
+  ${stores.join("\n  ")}
+}`,
+  );
+}

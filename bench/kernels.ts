@@ -200,6 +200,42 @@ for (const { name, geometry: g } of layers) {
   b.flush();
 }
 
+// ---- decoder blocks: nearest x2 upsampling + 3x3 conv as one op (sub-pixel kernels) -------------
+// FLOPs counted as the conv on the upsampled map (what PyTorch runs); the sub-pixel kernels do 4
+// of those 9 multiply-adds per output (kernels/conv_subpixel.ts).
+for (const { name, geometry: g } of layers.filter((l) => l.name.startsWith("dec "))) {
+  const sourceSize = g.batch * g.inC * (g.inH / 2) * (g.inW / 2);
+  const x = randomBuffer(sourceSize, 2);
+  const w = randomBuffer(g.outC * g.inC * 9, 3, -0.2, 0.2);
+  const bias = randomBuffer(g.outC, 4);
+  const y = b.pool.acquire(g.batch * g.outC * g.outH * g.outW * F32);
+  const dx = b.pool.acquire(sourceSize * F32);
+  const dw = b.pool.acquire(g.outC * g.inC * 9 * F32);
+  const flops = convFlops(g);
+  const passes: [string, ops.ConvPass, () => void][] = [
+    ["upconv fwd", "forward", () => ops.upsampleConv2dForward(b, x, w, bias, y, g, convOptions)],
+    [
+      "upconv bwd-in",
+      "backwardInput",
+      () => ops.upsampleConv2dBackwardInput(b, y, w, dx, g, convOptions),
+    ],
+    [
+      "upconv bwd-w",
+      "backwardWeight",
+      () => ops.upsampleConv2dBackwardWeight(b, y, x, dw, g, convOptions),
+    ],
+  ];
+  for (const [kernel, pass, record] of passes) {
+    const fused = ops.upsampleConvFused(b, pass, g, convOptions);
+    const variant = fused
+      ? "sub-pixel"
+      : `upsample + ${ops.conv2dVariant(b, pass, g, convOptions)}`;
+    await time(kernel, name.replace("dec ", "up "), record, { flops }, variant);
+  }
+  for (const buffer of [x, w, bias, y, dx, dw]) b.pool.release(buffer);
+  b.flush();
+}
+
 // ---- batch norm, max-pool ------------------------------------------------------------------------
 const spatialVariants: (ops.SpatialVariant | undefined)[] = baseline
   ? [undefined, "generic"]

@@ -52,11 +52,16 @@ export async function trainStepBench(batch: number, quick: boolean): Promise<Ste
     let h = x;
     for (let k = 0; k < layers.length; k++) {
       const l = layers[k];
-      if (k >= ENCODER.length) h = F.upsample(h, { scaleFactor: 2, mode: "nearest" });
-      h = F.conv2d(h, l.w, l.b, { padding: 1 });
+      // The decoder's nearest x2 upsampling + conv as the engine runs it (one op, as
+      // nn.Sequential fuses an Upsample followed by a Conv2d), batch norm + ReLU fused likewise.
+      h = k >= ENCODER.length
+        ? F.upsampleConv2d(h, l.w, l.b, { padding: 1 })
+        : F.conv2d(h, l.w, l.b, { padding: 1 });
       if (l.bnW) {
-        h = F.batchNorm2d(h, l.runningMean, l.runningVar, l.bnW, l.bnB, { training: true });
-        h = F.relu(h);
+        h = F.batchNorm2d(h, l.runningMean, l.runningVar, l.bnW, l.bnB, {
+          training: true,
+          relu: true,
+        });
       } else {
         h = F.sigmoid(h);
       }

@@ -506,8 +506,10 @@ export function conv2d(
 /**
  * conv2d(upsample(x, { scaleFactor: 2, mode: "nearest" }), weight, bias, options): a decoder
  * block's upsampling and conv as one op. For 3x3 kernels with stride 1 and padding 1 the kernels
- * read x at its own resolution (the upsampled map is never written: kernels/ops.ts
- * upsampleConv2dForward and its backward passes); other convs run the two ops in turn.
+ * work at x's own resolution with 2x2 filters per output parity (4 of the 9 multiply-adds per
+ * output; the upsampled map is never written: kernels/ops.ts upsampleConv2dForward and its
+ * backward passes); other convs run the two ops in turn. Same function as the two ops; the float
+ * rounding differs slightly (filter taps are added up first).
  */
 export function upsampleConv2d(
   x: Tensor,

@@ -247,7 +247,8 @@ export class Sequential extends Layer {
   fuseBatchNormRelu = true;
   /**
    * Run a 2x nearest Upsample directly followed by a Conv2d as one op (Conv2d.forwardUpsampled:
-   * the same numbers, the upsampled map never written). Default true.
+   * the same function, the upsampled map never written; float rounding differs where the sub-pixel
+   * kernels add up filter taps first). Default true.
    */
   fuseUpsampleConv = true;
   constructor(...layers: Layer[]) {

@@ -354,8 +354,8 @@ export class FaceAutoencoder extends Layer {
         layer.isNearest2x && next instanceof Conv2d
       ) {
         // Constant (v, a) maps upsample to themselves: concatenated before the upsampling, the
-        // upsample + conv run as one op (the same numbers, as in Sequential). The base pyramid
-        // is not constant, so with a base the two run apart.
+        // upsample + conv run as one op (as in Sequential). The base pyramid is not constant, so
+        // with a base the two run apart.
         const parts = [x];
         if (this.conditioning === "maps") {
           parts.push(F.interpolate(va, { size: [x.shape[2], x.shape[3]], mode: "nearest" }));

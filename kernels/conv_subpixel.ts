@@ -6,7 +6,6 @@
  */
 
 import type { Backend } from "./backend.ts";
-import { grid1d, Uniforms } from "./wgsl/common.ts";
 import { UBO_WINDOW_VEC4 } from "./wgsl/conv_ubo.ts";
 import {
   SUBPIXEL_TAPS,
@@ -17,12 +16,9 @@ import {
   subpixelWgradKernel,
   type SubpixelWgradTile,
 } from "./wgsl/conv_subpixel.ts";
-import { runWgradLanes } from "./conv_ubo.ts";
-import { foldedGrid } from "./conv_ubo_any.ts";
+import { dispatchWindowed, packWindows, runWgradLanes } from "./conv_ubo.ts";
 
-const F32 = 4;
-const WINDOW_FLOATS = UBO_WINDOW_VEC4 * 4;
-const WINDOW_BYTES = WINDOW_FLOATS * F32;
+const WINDOW_BYTES = UBO_WINDOW_VEC4 * 16;
 
 /** A conv on x upsampled 2x: x is [batch, inC, H, W], the result [batch, outC, 2H, 2W]. */
 export interface SubpixelShape {
@@ -49,33 +45,6 @@ export function subpixelApplicable(b: Backend, s: { W: number }): boolean {
  */
 export function subpixelTileFor(b: Backend, s: { H: number }): SubpixelTile {
   return { rows: Math.min(b.isCpuRasterizer ? 8 : 1, s.H), quads: 1 };
-}
-
-/** Pack w's sub-pixel filters into uniform segments; returns the buffer and its layout. */
-function packFilters(
-  b: Backend,
-  w: GPUBuffer,
-  runInC: number,
-  runOutC: number,
-  ocBlock: number,
-  transpose: boolean,
-) {
-  const blocksC = Math.ceil(runOutC / ocBlock);
-  const maxChunk = Math.floor(WINDOW_FLOATS / (SUBPIXEL_TAPS * ocBlock));
-  const chunks = Math.ceil(runInC / maxChunk);
-  const icChunk = Math.ceil(runInC / chunks);
-  const segFloats = Math.ceil((icChunk * SUBPIXEL_TAPS * ocBlock) / 64) * 64;
-  const total = chunks * blocksC * segFloats;
-  // The tail keeps every 64 KiB window inside the buffer.
-  const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
-  b.dispatch(
-    subpixelPackKernel(transpose, ocBlock),
-    [w, packed],
-    new Uniforms(6).u32(total).u32(runInC).u32(runOutC).u32(icChunk).u32(blocksC).u32(segFloats)
-      .bytes,
-    grid1d(total),
-  );
-  return { packed, blocksC, chunks, icChunk, segFloats };
 }
 
 /** y = conv3x3(upsample2x(x), w) + bias, w [outC, inC, 3, 3]. */
@@ -121,44 +90,14 @@ function runSubpixel(
   tileOverride: SubpixelTile | undefined,
   backward: boolean,
 ): void {
-  const { packed, blocksC, chunks, icChunk, segFloats } = packFilters(
-    b,
-    w,
-    s.inC,
-    s.outC,
-    ocBlock,
-    backward,
-  );
-  const quadsW = s.W / 4;
   const tile = tileOverride ?? subpixelTileFor(b, s);
-  if (quadsW % tile.quads !== 0) {
-    throw new Error(`subpixelConv: ${tile.quads} quads do not divide ${quadsW}`);
-  }
-  const rowGroups = Math.ceil(s.H / tile.rows);
-  const colGroups = quadsW / tile.quads;
-  const tiles = s.batch * rowGroups * colGroups;
-  const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
-  // Small maps (the paper's 4x4 sources: 64 tiles) would be one workgroup per dispatch.
-  const { foldX, foldZ, workgroup } = foldedGrid(b, tiles, Math.min(perWindow, blocksC));
-  const kernel = backward
-    ? subpixelConvBackwardInputKernel(ocBlock, tile, workgroup)
-    : subpixelConvKernel(bias !== null, ocBlock, tile, workgroup);
-  for (let chunk = 0; chunk < chunks; chunk++) {
-    const icStart = chunk * icChunk;
-    const icCount = Math.min(icChunk, s.inC - icStart);
-    for (let base = 0; base < blocksC; base += perWindow) {
-      const blocks = Math.min(perWindow, blocksC - base);
-      const offset = (chunk * blocksC + base) * segFloats * F32;
-      const u = new Uniforms(14).u32(s.batch).u32(s.inC).u32(s.H).u32(quadsW).u32(s.outC)
-        .u32(tiles).u32(icStart).u32(icCount).u32(chunk > 0 ? 1 : 0).u32(base)
-        .u32(segFloats / 4).u32(foldX).u32(rowGroups).u32(colGroups);
-      const buffers = [x, { buffer: packed, offset, size: WINDOW_BYTES }];
-      if (bias) buffers.push(bias);
-      buffers.push(y);
-      b.dispatch(kernel, buffers, u.bytes, [foldX, blocks, foldZ]);
-    }
-  }
-  b.pool.release(packed);
+  const pack = subpixelPackKernel(backward, ocBlock);
+  const filters = packWindows(b, pack, w, s.inC, s.outC, ocBlock, SUBPIXEL_TAPS);
+  const kernelFor = (workgroup: number) =>
+    backward
+      ? subpixelConvBackwardInputKernel(ocBlock, tile, workgroup)
+      : subpixelConvKernel(bias !== null, ocBlock, tile, workgroup);
+  dispatchWindowed(b, kernelFor, x, bias, y, s, tile, filters);
 }
 
 /**

@@ -70,30 +70,99 @@ export function uboConv(
   ocBlock = UBO_OC_BLOCK,
   tileOverride?: UboTile,
 ): void {
-  const blocksC = Math.ceil(s.outC / ocBlock);
-  const maxChunk = Math.floor(WINDOW_FLOATS / (9 * ocBlock));
-  const chunks = Math.ceil(s.inC / maxChunk);
-  const icChunk = Math.ceil(s.inC / chunks);
-  const segFloats = Math.ceil((icChunk * 9 * ocBlock) / 64) * 64;
+  const tile = tileOverride ?? uboTileFor(b, s);
+  const filters = packWindows(
+    b,
+    convUboPackKernel(transposeFlip, ocBlock),
+    w,
+    s.inC,
+    s.outC,
+    ocBlock,
+    9,
+  );
+  dispatchWindowed(
+    b,
+    (workgroup) => convUboKernel(bias !== null, ocBlock, tile, workgroup),
+    x,
+    bias,
+    y,
+    s,
+    tile,
+    filters,
+  );
+}
+
+/** Filters packed into 64 KiB uniform windows (see {@link packWindows}). */
+export interface PackedFilters {
+  packed: GPUBuffer;
+  /** Output-channel blocks, input-channel chunks, channels per chunk, floats per segment. */
+  blocksC: number;
+  chunks: number;
+  icChunk: number;
+  segFloats: number;
+}
+
+/**
+ * Run a filter-pack kernel (convUboPackKernel, subpixelPackKernel: uniforms total, runInC, runOutC,
+ * icChunk, blocksC, segFloats) into segments (chunk, block) of `taps` x `ocBlock` floats per input
+ * channel, padded to 256 bytes, input channels chunked so a segment fits one 64 KiB window.
+ */
+export function packWindows(
+  b: Backend,
+  packKernel: KernelSource,
+  w: GPUBuffer,
+  runInC: number,
+  runOutC: number,
+  ocBlock: number,
+  taps: number,
+): PackedFilters {
+  const blocksC = Math.ceil(runOutC / ocBlock);
+  const maxChunk = Math.floor(WINDOW_FLOATS / (taps * ocBlock));
+  const chunks = Math.ceil(runInC / maxChunk);
+  const icChunk = Math.ceil(runInC / chunks);
+  const segFloats = Math.ceil((icChunk * taps * ocBlock) / 64) * 64;
   const total = chunks * blocksC * segFloats;
   // The tail keeps every 64 KiB window inside the buffer.
   const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
   b.dispatch(
-    convUboPackKernel(transposeFlip, ocBlock),
+    packKernel,
     [w, packed],
-    new Uniforms(6).u32(total).u32(s.inC).u32(s.outC).u32(icChunk).u32(blocksC).u32(segFloats)
+    new Uniforms(6).u32(total).u32(runInC).u32(runOutC).u32(icChunk).u32(blocksC).u32(segFloats)
       .bytes,
     grid1d(total),
   );
+  return { packed, blocksC, chunks, icChunk, segFloats };
+}
+
+/**
+ * Dispatch a conv whose filters sit in uniform windows (the ubo kernels, the sub-pixel ones): one
+ * dispatch per input-channel chunk and window of output-channel blocks, threads over the register
+ * tiles of `tile` (rows x quads of s.H x s.W / 4), smaller workgroups for small maps on CPU
+ * rasterizers. Releases the packed filters. Kernel uniforms: batch, inC, H, W, outC, quadsW,
+ * tiles, icStart, icCount, accumulate, ocBlockBase, segVec4, foldX, rowGroups, colGroups.
+ */
+export function dispatchWindowed(
+  b: Backend,
+  kernelFor: (workgroup: number) => KernelSource,
+  x: GPUBuffer,
+  bias: GPUBuffer | null,
+  y: GPUBuffer,
+  s: UboConvShape,
+  tile: UboTile,
+  filters: PackedFilters,
+): void {
+  const { packed, blocksC, chunks, icChunk, segFloats } = filters;
   const quadsW = s.W / 4;
-  const tile = tileOverride ?? uboTileFor(b, s);
+  if (quadsW % tile.quads !== 0) {
+    throw new Error(`conv tile: ${tile.quads} quads do not divide ${quadsW}`);
+  }
   const rowGroups = Math.ceil(s.H / tile.rows);
   const colGroups = quadsW / tile.quads;
   const tiles = s.batch * rowGroups * colGroups;
   const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
-  // Small maps (the paper's 8x8 layers: 128 tiles) would be one or two workgroups per dispatch.
+  // Small maps (the paper's 4x4 and 8x8 layers: 64-128 tiles) would be one or two workgroups.
   const { foldX, foldZ, workgroup } = foldedGrid(b, tiles, Math.min(perWindow, blocksC));
-  const kernel = convUboKernel(bias !== null, ocBlock, tile, workgroup);
+  const kernel = kernelFor(workgroup);
   for (let chunk = 0; chunk < chunks; chunk++) {
     const icStart = chunk * icChunk;
     const icCount = Math.min(icChunk, s.inC - icStart);

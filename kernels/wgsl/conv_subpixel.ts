@@ -90,6 +90,32 @@ ${linearMain()}
   );
 }
 
+/** The uniforms of the windowed conv dispatches (kernels/conv_ubo.ts dispatchWindowed). */
+const WINDOWED_UNIFORMS = "batch: u32, inC: u32, H: u32, W: u32, outC: u32, quadsW: u32, " +
+  "tiles: u32, icStart: u32, icCount: u32, accumulate: u32, ocBlockBase: u32, segVec4: u32, " +
+  "foldX: u32, rowGroups: u32, colGroups: u32,";
+
+/**
+ * The entry point of the windowed sub-pixel kernels down to the thread's tile: image n, first
+ * source row s0, first source quad quadS, first channel oc0 of its block, its filter segment seg,
+ * and whether the tile has columns to its left and right.
+ */
+function tileMain(workgroup: number, R: number, P: number, J: number): string {
+  return `@compute @workgroup_size(${workgroup})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
+  if (t >= params.tiles) { return; }
+  let colGroup = t % params.colGroups;
+  let rest = t / params.colGroups;
+  let s0 = (rest % params.rowGroups) * ${R}u;
+  let n = rest / params.rowGroups;
+  let quadS = colGroup * ${P}u;
+  let oc0 = (params.ocBlockBase + wid.y) * ${J}u;
+  let seg = wid.y * params.segVec4;
+  let hasLeft = quadS > 0u;
+  let hasRight = quadS + ${P}u < params.quadsW;`;
+}
+
 /** Register tile of a sub-pixel thread: source rows x source column quads. */
 export interface SubpixelTile {
   rows: number;
@@ -131,9 +157,8 @@ function shifted(dj: number, p: number): string {
  * Forward of upsample-2x-then-conv3x3 in sub-pixel form over one input-channel chunk and a
  * window of output-channel blocks (the same dispatch layout as convUboKernel). params.H and
  * params.quadsW are the source map's; y is written at twice them. Threads: x = tiles (batch *
- * rowGroups * colGroups) in groups of `workgroup`, folded over z; y = oc block in the window. Uniforms:
- * batch, inC, H, quadsW, outC, tiles, icStart, icCount, accumulate, ocBlockBase, segVec4, foldX,
- * rowGroups, colGroups (colGroups * tile.quads == quadsW).
+ * rowGroups * colGroups) in groups of `workgroup`, folded over z; y = oc block in the window.
+ * Uniforms: those of kernels/conv_ubo.ts dispatchWindowed (W unused).
  */
 export function subpixelConvKernel(
   bias: boolean,
@@ -214,9 +239,7 @@ export function subpixelConvKernel(
     `${
       declareBindings(
         bindings,
-        "batch: u32, inC: u32, H: u32, quadsW: u32, outC: u32, tiles: u32, icStart: u32, " +
-          "icCount: u32, accumulate: u32, ocBlockBase: u32, segVec4: u32, foldX: u32, " +
-          "rowGroups: u32, colGroups: u32,",
+        WINDOWED_UNIFORMS,
       )
     }
 fn store(n: u32, oc: u32, oh: u32, quad: u32, acc: vec4f) {
@@ -228,19 +251,7 @@ fn store(n: u32, oc: u32, oh: u32, quad: u32, acc: vec4f) {
     y[at] = acc${bias ? " + vec4f(b[oc])" : ""};
   }
 }
-@compute @workgroup_size(${workgroup})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
-  if (t >= params.tiles) { return; }
-  let colGroup = t % params.colGroups;
-  let rest = t / params.colGroups;
-  let s0 = (rest % params.rowGroups) * ${R}u;
-  let n = rest / params.rowGroups;
-  let quadS = colGroup * ${P}u;
-  let oc0 = (params.ocBlockBase + wid.y) * ${J}u;
-  let seg = wid.y * params.segVec4;
-  let hasLeft = quadS > 0u;
-  let hasRight = quadS + ${P}u < params.quadsW;
+${tileMain(workgroup, R, P, J)}
   let planeQuads = params.H * params.quadsW;
   var base = ((n * params.inC + params.icStart) * params.H + s0) * params.quadsW + quadS;
   ${accs.join("\n  ")}
@@ -358,9 +369,7 @@ export function subpixelConvBackwardInputKernel(
           "readWrite",
           "vec4f",
         ]],
-        "batch: u32, inC: u32, H: u32, quadsW: u32, outC: u32, tiles: u32, icStart: u32, " +
-          "icCount: u32, accumulate: u32, ocBlockBase: u32, segVec4: u32, foldX: u32, " +
-          "rowGroups: u32, colGroups: u32,",
+        WINDOWED_UNIFORMS,
       )
     }
 fn store(n: u32, oc: u32, row: u32, quad: u32, acc: vec4f) {
@@ -372,19 +381,7 @@ fn store(n: u32, oc: u32, row: u32, quad: u32, acc: vec4f) {
     dx[at] = acc;
   }
 }
-@compute @workgroup_size(${workgroup})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
-  if (t >= params.tiles) { return; }
-  let colGroup = t % params.colGroups;
-  let rest = t / params.colGroups;
-  let s0 = (rest % params.rowGroups) * ${R}u;
-  let n = rest / params.rowGroups;
-  let quadS = colGroup * ${P}u;
-  let oc0 = (params.ocBlockBase + wid.y) * ${J}u;
-  let seg = wid.y * params.segVec4;
-  let hasLeft = quadS > 0u;
-  let hasRight = quadS + ${P}u < params.quadsW;
+${tileMain(workgroup, R, P, J)}
   // dy is [batch, inC, 2H, 2W]: quad index of (n, icStart, 2 * s0, 2 * 4 * quadS).
   let planeQuads = 4u * params.H * params.quadsW;
   var dyBase = ((n * params.inC + params.icStart) * 2u * params.H + 2u * s0) * 2u * params.quadsW +

@@ -96,9 +96,45 @@ export function conv3x3WgradKernel(
       body.push("}");
     }
   }
-  return kernel(
+  return wgradWalkKernel(
     "conv3x3Wgrad",
     { j: J, i: I, rows: R, quads: P, workgroup, ocLanes },
+    { oc: J, ic: I, rows: R, quads: P },
+    workgroup,
+    ocLanes,
+    {
+      accs,
+      tile: [
+        "let dyAt = ((n * params.outC + oc0) * params.H + oh) * params.quadsW + quadW;",
+        "let xAt = ((n * params.inC + ic0) * params.H + oh) * params.quadsW + quadW;",
+      ],
+      body,
+      stores,
+    },
+  );
+}
+
+/**
+ * A lane-split weight-gradient kernel (this file's, and the sub-pixel one in conv_subpixel.ts):
+ * bindings x, dy, partial; thread (lane, output-channel block oc0, input-channel block ic0); the
+ * lane walks its row groups' tiles in one flat loop with (n, oh, quadW) advanced by counters (no
+ * division per tile; a loop over a row's tiles nested in a loop over rows cost ~40% on maps 8 wide:
+ * llvmpipe moves the many live accumulators at every inner-loop entry and exit), `tile` lines
+ * address the tile, `body` accumulates, and `stores` write the lane's slot (at `slot`). Uniforms:
+ * batch, inC, outC, H, quadsW, rowGroups, lanes, rowGroupsPerLane.
+ */
+export function wgradWalkKernel(
+  family: string,
+  flags: Record<string, number | boolean>,
+  tile: { oc: number; ic: number; rows: number; quads: number },
+  workgroup: number,
+  ocLanes: number,
+  parts: { accs: string[]; tile: string[]; body: string[]; stores: string[] },
+): KernelSource {
+  const { oc: J, ic: I, rows: R, quads: P } = tile;
+  return kernel(
+    family,
+    flags,
     ["read", "read", "readWrite"],
     `${
       declareBindings(
@@ -119,20 +155,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let planeQuads = params.H * params.quadsW;
   let first = lane * params.rowGroupsPerLane;
   let last = min(params.batch * params.rowGroups, first + params.rowGroupsPerLane);
-  // (n, oh, quadW) of the first tile, then advanced by counters (no division per tile). One flat
-  // loop over the tiles: a nested loop over a row's tiles cost ~40% on maps 8 wide (llvmpipe
-  // moves the many live accumulators at every inner-loop entry and exit).
   var n = first / params.rowGroups;
   var oh = (first - n * params.rowGroups) * ${R}u;
   var quadW = 0u;
   let tiles = (last - min(first, last)) * (params.quadsW / ${P}u);
-  ${accs.join("\n  ")}
+  ${parts.accs.join("\n  ")}
   for (var tile = 0u; tile < tiles; tile = tile + 1u) {
     let hasLeft = quadW > 0u;
     let hasRight = quadW + ${P}u < params.quadsW;
-    let dyAt = ((n * params.outC + oc0) * params.H + oh) * params.quadsW + quadW;
-    let xAt = ((n * params.inC + ic0) * params.H + oh) * params.quadsW + quadW;
-    ${body.join("\n    ")}
+    ${parts.tile.join("\n    ")}
+    ${parts.body.join("\n    ")}
     quadW = quadW + ${P}u;
     if (quadW >= params.quadsW) {
       quadW = 0u;
@@ -144,7 +176,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     }
   }
   let slot = lane * params.outC * params.inC * 9u;
-  ${stores.join("\n  ")}
+  ${parts.stores.join("\n  ")}
 }`,
   );
 }

@@ -22,6 +22,7 @@
 
 import type { KernelSource } from "../backend.ts";
 import { declareBindings, kernel, linearMain } from "./common.ts";
+import { wgradWalkKernel } from "./conv3x3_wgrad.ts";
 
 /** Taps of the sub-pixel filters per channel pair: 4 parities x 2 x 2. */
 export const SUBPIXEL_TAPS = 16;
@@ -462,7 +463,7 @@ export function subpixelWgradKernel(
       for (let a = 0; a < 2; a++) {
         const at = `dyAt + ${j}u * dyPlane + ${2 * r + a}u * 2u * params.quadsW`;
         const name = `dy${j}_${r}${a}`;
-        const ok = `s + ${r}u < params.H`;
+        const ok = `oh + ${r}u < params.H`;
         body.push(
           `let ${name}a = select(vec4f(0.0), dy[${at}], ${ok});`,
           `let ${name}b = select(vec4f(0.0), dy[${at} + 1u], ${ok});`,
@@ -478,7 +479,7 @@ export function subpixelWgradKernel(
     for (let k = 0; k < R + 2; k++) {
       body.push(
         "{",
-        `let sr = i32(s) + ${k - 1};`,
+        `let sr = i32(oh) + ${k - 1};`,
         `let inside = sr >= 0 && sr < i32(params.H);`,
         `let c = u32(i32(xAt + ${i}u * planeQuads) + sr * i32(params.quadsW));`,
         `let left = select(0.0, x[c - 1u].w, inside && hasLeft);`,
@@ -505,53 +506,23 @@ export function subpixelWgradKernel(
       body.push("}");
     }
   }
-  return kernel(
+  return wgradWalkKernel(
     "subpixelWgrad",
     { j: J, i: I, rows: R, workgroup, ocLanes },
-    ["read", "read", "readWrite"],
-    `${
-      declareBindings(
-        [["x", "read", "vec4f"], ["dy", "read", "vec4f"], ["partial", "readWrite", "f32"]],
-        "batch: u32, inC: u32, outC: u32, H: u32, quadsW: u32, rowGroups: u32, lanes: u32, " +
-          "rowGroupsPerLane: u32,",
-      )
-    }
-fn horizontal(v: vec4f) -> f32 {
-  return (v.x + v.y) + (v.z + v.w);
-}
-@compute @workgroup_size(${workgroup})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let lane = wid.x * ${workgroup / ocLanes}u + lid / ${ocLanes}u;
-  let oc0 = (wid.y * ${ocLanes}u + lid % ${ocLanes}u) * ${J}u;
-  if (lane >= params.lanes || oc0 >= params.outC) { return; }
-  let ic0 = wid.z * ${I}u;
-  let planeQuads = params.H * params.quadsW;
-  let dyPlane = 4u * planeQuads;
-  let first = lane * params.rowGroupsPerLane;
-  let last = min(params.batch * params.rowGroups, first + params.rowGroupsPerLane);
-  var n = first / params.rowGroups;
-  var s = (first - n * params.rowGroups) * ${R}u;
-  var quad = 0u;
-  let tiles = (last - min(first, last)) * params.quadsW;
-  ${accs.join("\n  ")}
-  for (var tile = 0u; tile < tiles; tile = tile + 1u) {
-    let hasLeft = quad > 0u;
-    let hasRight = quad + 1u < params.quadsW;
-    let dyAt = ((n * params.outC + oc0) * 2u * params.H + 2u * s) * 2u * params.quadsW + 2u * quad;
-    let xAt = (n * params.inC + ic0) * planeQuads + quad;
-    ${body.join("\n    ")}
-    quad = quad + 1u;
-    if (quad >= params.quadsW) {
-      quad = 0u;
-      s = s + ${R}u;
-      if (s >= params.H) {
-        s = 0u;
-        n = n + 1u;
-      }
-    }
-  }
-  let slot = lane * params.outC * params.inC * 9u;
-  ${stores.join("\n  ")}
-}`,
+    { oc: J, ic: I, rows: R, quads: 1 },
+    workgroup,
+    ocLanes,
+    {
+      accs,
+      // oh is the tile's first source row, quadW its source quad; dy is [.., 2H, 2W].
+      tile: [
+        "let dyPlane = 4u * planeQuads;",
+        "let dyAt = ((n * params.outC + oc0) * 2u * params.H + 2u * oh) * 2u * params.quadsW + " +
+        "2u * quadW;",
+        "let xAt = (n * params.inC + ic0) * planeQuads + quadW;",
+      ],
+      body,
+      stores,
+    },
   );
 }

@@ -21,8 +21,9 @@
  */
 
 import type { KernelSource } from "../backend.ts";
-import { declareBindings, kernel, linearMain } from "./common.ts";
+import { declareBindings, kernel } from "./common.ts";
 import { wgradWalkKernel } from "./conv3x3_wgrad.ts";
+import { windowPackKernel } from "./conv_ubo.ts";
 
 /** Taps of the sub-pixel filters per channel pair: 4 parities x 2 x 2. */
 export const SUBPIXEL_TAPS = 16;
@@ -46,31 +47,12 @@ export function subpixelRows(parity: number, i: number): number[] {
  */
 export function subpixelPackKernel(transpose: boolean, ocBlock: number): KernelSource {
   const at = transpose ? "(ic * params.runOutC + oc) * 9u" : "(oc * params.runInC + ic) * 9u";
-  return kernel(
+  return windowPackKernel(
     "subpixelPack",
     { transpose, j: ocBlock },
-    ["read", "readWrite"],
-    `${
-      declareBindings(
-        [["w", "read"], ["packed", "readWrite"]],
-        "total: u32, runInC: u32, runOutC: u32, icChunk: u32, blocksC: u32, segFloats: u32,",
-      )
-    }
-${linearMain()}
-  if (index >= params.total) { return; }
-  let segment = index / params.segFloats;
-  let within = index - segment * params.segFloats;
-  let chunk = segment / params.blocksC;
-  let ocBlock = segment - chunk * params.blocksC;
-  let j = within % ${ocBlock}u;
-  let t = within / ${ocBlock}u;
-  let tap = t % 16u;
-  let icLocal = t / 16u;
-  let oc = ocBlock * ${ocBlock}u + j;
-  let ic = chunk * params.icChunk + icLocal;
-  var value = 0.0;
-  if (icLocal < params.icChunk && ic < params.runInC && oc < params.runOutC) {
-    // tap = ((a * 2 + b) * 2 + i) * 2 + j: K(a, i) = {0} | {1, 2} | {0, 1} | {2}.
+    ocBlock,
+    SUBPIXEL_TAPS,
+    `// tap = ((a * 2 + b) * 2 + i) * 2 + j: K(a, i) = {0} | {1, 2} | {0, 1} | {2}.
     let a = tap / 8u;
     let b = (tap / 4u) % 2u;
     let i = (tap / 2u) % 2u;
@@ -84,10 +66,7 @@ ${linearMain()}
       for (var kw = colLo; kw <= colHi; kw = kw + 1u) {
         value = value + w[base + kh * 3u + kw];
       }
-    }
-  }
-  packed[index] = value;
-}`,
+    }`,
   );
 }
 

@@ -32,9 +32,31 @@ export function convUboPackKernel(transposeFlip: boolean, ocBlock = UBO_OC_BLOCK
   const source = transposeFlip
     ? "w[(ic * params.runOutC + oc) * 9u + 8u - tap]"
     : "w[(oc * params.runInC + ic) * 9u + tap]";
-  return kernel(
+  return windowPackKernel(
     "convUboPack",
     ocBlock === UBO_OC_BLOCK ? { transposeFlip } : { transposeFlip, j: ocBlock },
+    ocBlock,
+    9,
+    `value = ${source};`,
+  );
+}
+
+/**
+ * A kernel packing filters into uniform-window segments (kernels/conv_ubo.ts packWindows): one
+ * thread per packed float [(chunk, block) segment][(icLocal * taps + tap) * J + j], zero past the
+ * channels; `valueLines` set `value` from w for (oc, ic, tap). Uniforms: total, runInC, runOutC,
+ * icChunk, blocksC, segFloats.
+ */
+export function windowPackKernel(
+  family: string,
+  flags: Record<string, number | boolean>,
+  ocBlock: number,
+  taps: number,
+  valueLines: string,
+): KernelSource {
+  return kernel(
+    family,
+    flags,
     ["read", "readWrite"],
     `${
       declareBindings(
@@ -50,13 +72,13 @@ ${linearMain()}
   let ocBlock = segment - chunk * params.blocksC;
   let j = within % ${ocBlock}u;
   let t = within / ${ocBlock}u;
-  let tap = t % 9u;
-  let icLocal = t / 9u;
+  let tap = t % ${taps}u;
+  let icLocal = t / ${taps}u;
   let oc = ocBlock * ${ocBlock}u + j;
   let ic = chunk * params.icChunk + icLocal;
   var value = 0.0;
   if (icLocal < params.icChunk && ic < params.runInC && oc < params.runOutC) {
-    value = ${source};
+    ${valueLines}
   }
   packed[index] = value;
 }`,

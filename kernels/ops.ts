@@ -368,6 +368,12 @@ export interface BatchNormOptions {
    */
   reluOutput?: GPUBuffer;
   /**
+   * {@link batchNormBackwardTraining} where {@link batchNormReluMaskFromInput} holds: the forward
+   * applied a fused ReLU, and its mask is recomputed from x, the statistics and the affine
+   * parameters (`bias` when affine; the weight is the launcher's) instead of read from the output.
+   */
+  reluFromInput?: { bias: GPUBuffer | null };
+  /**
    * Training passes ({@link batchNormForwardTraining}, {@link batchNormBackwardTraining}) of the
    * chunked variant: fold the per-channel finalize into the element pass (default true).
    */
@@ -376,6 +382,19 @@ export interface BatchNormOptions {
 
 function bnVariant(_b: Backend, _channels: number, options: BatchNormOptions): BatchNormVariant {
   return options.variant ?? "chunked";
+}
+
+/**
+ * Whether {@link batchNormBackwardTraining} can recompute a fused ReLU's mask from its input
+ * (`reluFromInput`; the fused chunked passes) instead of reading the forward's output
+ * (`reluOutput`), so that a caller need not keep the output for the backward.
+ */
+export function batchNormReluMaskFromInput(
+  b: Backend,
+  channels: number,
+  options: BatchNormOptions = {},
+): boolean {
+  return bnFused(b, channels, options);
 }
 
 /** The batch-norm implementation used for a shape (n elements, `channels`, `spatial`). */
@@ -692,7 +711,7 @@ export function batchNormForwardTraining(
 /**
  * Training-mode batch norm backward to the input and the sums (sums[c] = sum(dy), sums[channels +
  * c] = sum(dy * xhat), for the weight and bias gradients), dy masked by `options.reluOutput` > 0
- * when given. The chunked variant runs two passes (chunk partials, then sums and dx fused, one
+ * when given, or by the ReLU mask recomputed from x with `options.reluFromInput` (fused passes). The chunked variant runs two passes (chunk partials, then sums and dx fused, one
  * workgroup per channel); otherwise {@link batchNormBackwardSums} then
  * {@link batchNormBackwardInput}.
  */
@@ -713,6 +732,11 @@ export function batchNormBackwardTraining(
 ): void {
   const stats = { mean, stat: invStd, fromVariance: false };
   if (!bnFused(b, channels, options)) {
+    if (options.reluFromInput && !options.reluOutput) {
+      throw new Error(
+        "batchNormBackwardTraining: the unfused passes read the ReLU mask from reluOutput",
+      );
+    }
     batchNormBackwardSums(b, dy, x, stats, sums, batch, channels, spatial, eps, options);
     batchNormBackwardInput(
       b,
@@ -733,17 +757,28 @@ export function batchNormBackwardTraining(
   const k = bnChunking(batch, channels, spatial);
   const partial = b.pool.acquire(channels * k.chunks * 2 * F32);
   const relu = options.reluOutput ?? null;
+  const fromInput = options.reluFromInput ?? null;
+  if (fromInput && weight && !fromInput.bias) {
+    throw new Error("batchNormBackwardTraining: reluFromInput of an affine batch norm needs bias");
+  }
+  const affineParams = fromInput && weight ? [weight, fromInput.bias!] : [];
+  const mask = fromInput ? "input" : relu !== null;
   b.dispatch(
-    batchNormBackwardPartialKernel(k.vec4, relu !== null),
-    relu ? [dy, x, relu, mean, partial] : [dy, x, mean, partial],
+    batchNormBackwardPartialKernel(k.vec4, mask, weight !== null),
+    fromInput
+      ? [dy, x, mean, invStd, ...affineParams, partial]
+      : relu
+      ? [dy, x, relu, mean, partial]
+      : [dy, x, mean, partial],
     bnChunkUniforms(batch, channels, k),
     grid1d(k.chunks * channels, 64),
   );
-  const buffers = relu ? [dy, x, relu, mean, invStd] : [dy, x, mean, invStd];
+  const buffers = relu && !fromInput ? [dy, x, relu, mean, invStd] : [dy, x, mean, invStd];
   if (weight) buffers.push(weight);
+  if (fromInput && weight) buffers.push(fromInput.bias!);
   buffers.push(partial, dx, sums);
   b.dispatch(
-    batchNormBackwardFusedKernel(k.vec4, weight !== null, relu !== null),
+    batchNormBackwardFusedKernel(k.vec4, weight !== null, mask),
     buffers,
     fusedUniforms(batch, channels, k, batch * spatial, eps, 0),
     gridPerItem(channels),

@@ -691,11 +691,21 @@ export function batchNorm2d(
   }
   const savedX = x.share();
   const savedWeight = weight?.share() ?? null;
-  const savedY = relu ? y.share() : null;
+  // A fused ReLU's mask: recomputed from x in the fused training backward (the output need not be
+  // kept nor read again), else read from the output.
+  const maskFromInput = relu && training && x.requiresGrad &&
+    ops.batchNormReluMaskFromInput(backend, channels);
+  const savedY = relu && !maskFromInput ? y.share() : null;
+  const savedBias = maskFromInput && bias ? bias.share() : null;
   const saved = [savedX, stats.mean, stats.stat];
   if (savedWeight) saved.push(savedWeight);
   if (savedY) saved.push(savedY);
-  const backwardOptions = savedY ? { reluOutput: savedY.buffer } : {};
+  if (savedBias) saved.push(savedBias);
+  const backwardOptions = maskFromInput
+    ? { reluFromInput: { bias: savedBias?.buffer ?? null } }
+    : savedY
+    ? { reluOutput: savedY.buffer }
+    : {};
   return record(y, relu ? "batchNorm2d+relu" : "batchNorm2d", [x, weight, bias], saved, (g) => {
     const sums = device.empty([2 * channels]);
     let dx: Tensor | null = null;

@@ -7,6 +7,7 @@
  * upsampling; row copies (cat / narrow) and middle-axis sums, vec4 and scalar.
  */
 
+import assert from "node:assert/strict";
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
 import * as ref from "./reference.ts";
@@ -562,8 +563,10 @@ const fusedShapes: [number, number, number, number][] = [
 ];
 for (const fused of [true, false]) {
   for (const shape of fusedShapes) {
-    for (const relu of [false, true]) {
-      Deno.test(`batch norm training passes fused=${fused} relu=${relu} [${shape}]`, async () => {
+    // relu "input": the backward recomputes the ReLU mask from x (fused passes only).
+    for (const mode of fused ? [false, true, "input"] as const : [false, true] as const) {
+      const relu = mode !== false;
+      Deno.test(`batch norm training passes fused=${fused} relu=${mode} [${shape}]`, async () => {
         const [n, c, h, w] = shape;
         const spatial = h * w;
         const size = n * c * spatial;
@@ -626,10 +629,9 @@ for (const fused of [true, false]) {
           c,
           spatial,
           eps,
-          {
-            fused,
-            reluOutput: relu ? y : undefined,
-          },
+          mode === "input"
+            ? { fused, reluFromInput: { bias } }
+            : { fused, reluOutput: relu ? y : undefined },
         );
         const [meanOut, invOut, rmOut, rvOut, yOut, y2Out, sumsOut, dxOut] = await Promise.all([
           download(mean, c),
@@ -668,6 +670,37 @@ for (const fused of [true, false]) {
         assertClose(y2Out, y2Ref, "y without affine", { atol: 1e-3, rtol: 2e-3 });
         assertClose(sumsOut, r.sums, "sums", { atol: 1e-4 * Math.sqrt(count), rtol: 1e-3 });
         assertClose(dxOut, r.dx, "dx", { atol: 1e-3, rtol: 2e-3 });
+        if (mode === "input") {
+          // The recomputed mask is the forward's exactly: the same dx as reading it from y, with
+          // and without affine parameters (y2's statistics are the same batch's).
+          const dx2 = backend.pool.acquire(size * 4);
+          const run = (w: GPUBuffer | null, out: GPUBuffer, back: ops.BatchNormOptions) =>
+            ops.batchNormBackwardTraining(
+              backend,
+              dy,
+              x,
+              mean,
+              invStd,
+              w,
+              sums,
+              out,
+              n,
+              c,
+              spatial,
+              eps,
+              { fused, ...back },
+            );
+          run(weight, dx2, { reluOutput: y });
+          assert.deepEqual(await download(dx2, size), dxOut, "dx, mask read from y");
+          run(null, dx, { reluFromInput: { bias: null } });
+          run(null, dx2, { reluOutput: y2 });
+          const [plainInput, plainOutput] = await Promise.all([
+            download(dx, size),
+            download(dx2, size),
+          ]);
+          assert.deepEqual(plainInput, plainOutput, "dx without affine, mask read from y2");
+          backend.pool.release(dx2);
+        }
         for (const buffer of [x, dy, weight, bias, rm, rv, mean, invStd, sums, y, dx, y2]) {
           backend.pool.release(buffer);
         }

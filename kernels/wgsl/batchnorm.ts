@@ -83,9 +83,31 @@ function reluOf(value: string, relu: boolean, zero: string): string {
   return relu ? `max(${value}, ${zero})` : value;
 }
 
-/** The upstream gradient at element `at`, masked by the fused ReLU's output when `relu`. */
-function gradient(relu: boolean, zero: string, at = "e"): string {
-  return relu ? `select(${zero}, dy[${at}], y[${at}] > ${zero})` : `dy[${at}]`;
+/**
+ * Where a backward kernel finds the fused ReLU's mask: "output" reads y (the forward's result),
+ * "input" recomputes x * scale + shift > 0 from x and the channel's statistics and affine
+ * parameters, exactly as the forward computed y (one stream less to read, and y need not be kept).
+ */
+export type ReluMask = "output" | "input";
+
+/** The upstream gradient at element `at`, masked by the fused ReLU when `relu` says how. */
+function gradient(relu: boolean | ReluMask, zero: string, at = "e"): string {
+  const mask = relu === true ? "output" : relu;
+  if (mask === "output") return `select(${zero}, dy[${at}], y[${at}] > ${zero})`;
+  if (mask === "input") {
+    return `select(${zero}, dy[${at}], x[${at}] * reluScale + reluShift > ${zero})`;
+  }
+  return `dy[${at}]`;
+}
+
+/**
+ * The per-channel scale and shift of the forward's normalize (batchNormForwardFusedKernel: scale =
+ * invStd * weight, shift = bias - mean * scale, the same operations in the same order), for the
+ * "input" ReLU mask. Needs c, mean, invStd (and weight, bias when affine) in scope.
+ */
+function reluMaskPrologue(affine: boolean): string {
+  return `let reluScale = invStd[c]${affine ? " * weight[c]" : ""};
+  let reluShift = ${affine ? "bias[c]" : "0.0"} - mean[c] * reluScale;`;
 }
 
 const APPLY_UNIFORMS = "n: u32, channels: u32, spatial: u32, eps: f32, count: f32,";
@@ -357,22 +379,35 @@ ${linearMain()}
  * Chunk partial sums for the backward: partial[(c * chunks + k) * 2] = sum(dy),
  * [.. + 1] = sum(dy * (x - mean)).
  */
-export function batchNormBackwardPartialKernel(vec4: boolean, relu = false): KernelSource {
+export function batchNormBackwardPartialKernel(
+  vec4: boolean,
+  relu: boolean | ReluMask = false,
+  affine = false,
+): KernelSource {
   const l = lane(vec4);
+  const fromInput = relu === "input";
   const bindings: [string, "read" | "readWrite", string][] = [
     ["dy", "read", l.type],
     ["x", "read", l.type],
   ];
-  if (relu) bindings.push(["y", "read", l.type]);
-  bindings.push(["mean", "read", "f32"], ["partial", "readWrite", "f32"]);
+  if (relu && !fromInput) bindings.push(["y", "read", l.type]);
+  bindings.push(["mean", "read", "f32"]);
+  if (fromInput) {
+    bindings.push(["invStd", "read", "f32"]);
+    if (affine) bindings.push(["weight", "read", "f32"], ["bias", "read", "f32"]);
+  }
+  bindings.push(["partial", "readWrite", "f32"]);
   return kernel(
     "batchNormBackwardPartial",
-    reluFlag({ vec4 }, relu),
+    fromInput
+      ? { vec4, relu: "input", affine }
+      : reluFlag({ vec4 }, relu === true || relu === "output"),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, CHUNK_UNIFORMS)}
 ${
       chunkKernel(
-        `let m = mean[c];\n  var a = ${l.zero};\n  var q = ${l.zero};`,
+        `let m = mean[c];\n  var a = ${l.zero};\n  var q = ${l.zero};` +
+          (fromInput ? `\n  ${reluMaskPrologue(affine)}` : ""),
         `let g = ${gradient(relu, l.zero)}; a = a + g; q = q + g * (x[e] - m);`,
       ).replace("SUM_A", l.sum("a")).replace("SUM_B", l.sum("q"))
     }`,
@@ -593,16 +628,18 @@ ${
 export function batchNormBackwardFusedKernel(
   vec4: boolean,
   affine: boolean,
-  relu: boolean,
+  relu: boolean | ReluMask,
 ): KernelSource {
   const l = lane(vec4);
+  const fromInput = relu === "input";
   const bindings: [string, "read" | "readWrite", string][] = [
     ["dy", "read", l.type],
     ["x", "read", l.type],
   ];
-  if (relu) bindings.push(["y", "read", l.type]);
+  if (relu && !fromInput) bindings.push(["y", "read", l.type]);
   bindings.push(["mean", "read", "f32"], ["invStd", "read", "f32"]);
   if (affine) bindings.push(["weight", "read", "f32"]);
+  if (affine && fromInput) bindings.push(["bias", "read", "f32"]);
   bindings.push(["partial", "read", "f32"], ["dx", "readWrite", l.type], [
     "sums",
     "readWrite",
@@ -610,7 +647,7 @@ export function batchNormBackwardFusedKernel(
   ]);
   return kernel(
     "batchNormBackwardFused",
-    { vec4, affine, relu },
+    { vec4, affine, relu: fromInput ? "input" : relu === true || relu === "output" },
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, FUSED_UNIFORMS)}
 ${
@@ -623,7 +660,7 @@ ${
   }
   let gain = ${affine ? "weight[c] * inv" : "inv"};
   let k1 = a / params.count;
-  let k2 = q * inv / params.count * inv;`,
+  let k2 = q * inv / params.count * inv;${fromInput ? `\n  ${reluMaskPrologue(affine)}` : ""}`,
         `let g = ${gradient(relu, l.zero)};
       dx[e] = gain * (g - k1 - (x[e] - m) * k2);`,
       )

@@ -7,7 +7,7 @@
  */
 
 import type { KernelSource } from "../backend.ts";
-import { declareBindings, kernel, linearMain } from "./common.ts";
+import { declareBindings, kernel, linearMain, memoizedTemplate } from "./common.ts";
 
 /** Uniform layout shared by the three conv kernels (all u32). */
 export const CONV_UNIFORM_FIELDS = [
@@ -31,7 +31,7 @@ export const CONV_UNIFORM_FIELDS = [
 const CONV_UNIFORMS = CONV_UNIFORM_FIELDS.map((f) => `${f}: u32,`).join(" ");
 
 /** Forward: y = conv(x, w) (+ bias). Threads: batch * ceil(outC/4) * outH * ceil(outW/4). */
-export function conv2dForwardKernel(bias: boolean): KernelSource {
+function buildConv2dForwardKernel(bias: boolean): KernelSource {
   const bindings: [string, "read" | "readWrite"][] = [["x", "read"], ["w", "read"]];
   if (bias) bindings.push(["b", "read"]);
   bindings.push(["y", "readWrite"]);
@@ -106,7 +106,7 @@ ${linearMain()}
  * w[oc, ic, kh, kw] where oh * stride = ih + pad - kh (likewise ow). Gather form, no atomics.
  * Threads: batch * ceil(inC/4) * inH * ceil(inW/4).
  */
-export function conv2dBackwardInputKernel(): KernelSource {
+function buildConv2dBackwardInputKernel(): KernelSource {
   return kernel(
     "conv2dBackwardInput",
     {},
@@ -183,7 +183,7 @@ ${linearMain()}
  * The kernel width is a compile-time constant (`kernelWidth`) so the kw loop is unrolled.
  * Threads: splits * ceil(outC/4) * inC * kH.
  */
-export function conv2dBackwardWeightKernel(kernelWidth: number): KernelSource {
+function buildConv2dBackwardWeightKernel(kernelWidth: number): KernelSource {
   return kernel(
     "conv2dBackwardWeight",
     { kw: kernelWidth },
@@ -241,3 +241,11 @@ ${linearMain()}
 }`,
   );
 }
+
+// Each template builds a specialization once (memoizedTemplate); the builders above write it.
+/** {@link buildConv2dForwardKernel}, each specialization built once. */
+export const conv2dForwardKernel = memoizedTemplate(buildConv2dForwardKernel);
+/** {@link buildConv2dBackwardInputKernel}, each specialization built once. */
+export const conv2dBackwardInputKernel = memoizedTemplate(buildConv2dBackwardInputKernel);
+/** {@link buildConv2dBackwardWeightKernel}, each specialization built once. */
+export const conv2dBackwardWeightKernel = memoizedTemplate(buildConv2dBackwardWeightKernel);

@@ -15,7 +15,7 @@
  */
 
 import type { KernelSource } from "../backend.ts";
-import { declareBindings, kernel } from "./common.ts";
+import { declareBindings, kernel, memoizedTemplate } from "./common.ts";
 import { tileRowLoads, tileRowTap } from "./conv_ubo.ts";
 
 /** Register blocking of one lane: channel blocks and the pixel tile it walks. */
@@ -37,7 +37,7 @@ export interface WgradTile {
  * most of a CPU rasterizer's SIMD lanes would idle.
  * Uniforms: batch, inC, outC, H, quadsW, rowGroups (ceil(H / R)), lanes, rowGroupsPerLane.
  */
-export function conv3x3WgradKernel(
+function buildConv3x3WgradKernel(
   tile: WgradTile,
   workgroup: number,
   ocLanes = 1,
@@ -180,3 +180,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }`,
   );
 }
+
+// Each template builds a specialization once (memoizedTemplate); the builders above write it.
+/** {@link buildConv3x3WgradKernel}, each specialization built once. */
+export const conv3x3WgradKernel = memoizedTemplate(buildConv3x3WgradKernel);

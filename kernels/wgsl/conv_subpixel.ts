@@ -21,7 +21,7 @@
  */
 
 import type { KernelSource } from "../backend.ts";
-import { declareBindings, kernel } from "./common.ts";
+import { declareBindings, kernel, memoizedTemplate } from "./common.ts";
 import { wgradWalkKernel } from "./conv3x3_wgrad.ts";
 import { windowPackKernel } from "./conv_ubo.ts";
 
@@ -45,7 +45,7 @@ export function subpixelRows(parity: number, i: number): number[] {
  * backward to the input). Threads: one per packed float. Uniforms: total, runInC, runOutC,
  * icChunk, blocksC, segFloats.
  */
-export function subpixelPackKernel(transpose: boolean, ocBlock: number): KernelSource {
+function buildSubpixelPackKernel(transpose: boolean, ocBlock: number): KernelSource {
   const at = transpose ? "(ic * params.runOutC + oc) * 9u" : "(oc * params.runInC + ic) * 9u";
   return windowPackKernel(
     "subpixelPack",
@@ -140,7 +140,7 @@ function shifted(dj: number, p: number): string {
  * rowGroups * colGroups) in groups of `workgroup`, folded over z; y = oc block in the window.
  * Uniforms: those of kernels/conv_ubo.ts dispatchWindowed (W unused).
  */
-export function subpixelConvKernel(
+function buildSubpixelConvKernel(
   bias: boolean,
   ocBlock: number,
   tile: SubpixelTile,
@@ -282,7 +282,7 @@ function dyRowLoads(k: number, quads: number): string[] {
  * U_ab[i][j] against dy(2s + 2 - 2i - a, 2t + 2 - 2j - b). Threads and uniforms as
  * subpixelConvKernel, with inC = dy's channels, outC = dx's, H and quadsW the source's.
  */
-export function subpixelConvBackwardInputKernel(
+function buildSubpixelConvBackwardInputKernel(
   ocBlock: number,
   tile: SubpixelTile,
   workgroup = 64,
@@ -396,7 +396,7 @@ export interface SubpixelWgradTile {
  * lanes x ocLanes blocks per workgroup). Uniforms: batch, inC, outC, H, quadsW (the source's),
  * rowGroups (ceil(H / rows)), lanes, rowGroupsPerLane.
  */
-export function subpixelWgradKernel(
+function buildSubpixelWgradKernel(
   tile: SubpixelWgradTile,
   workgroup: number,
   ocLanes = 1,
@@ -505,3 +505,15 @@ export function subpixelWgradKernel(
     },
   );
 }
+
+// Each template builds a specialization once (memoizedTemplate); the builders above write it.
+/** {@link buildSubpixelPackKernel}, each specialization built once. */
+export const subpixelPackKernel = memoizedTemplate(buildSubpixelPackKernel);
+/** {@link buildSubpixelConvKernel}, each specialization built once. */
+export const subpixelConvKernel = memoizedTemplate(buildSubpixelConvKernel);
+/** {@link buildSubpixelConvBackwardInputKernel}, each specialization built once. */
+export const subpixelConvBackwardInputKernel = memoizedTemplate(
+  buildSubpixelConvBackwardInputKernel,
+);
+/** {@link buildSubpixelWgradKernel}, each specialization built once. */
+export const subpixelWgradKernel = memoizedTemplate(buildSubpixelWgradKernel);

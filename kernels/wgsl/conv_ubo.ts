@@ -15,7 +15,7 @@
  */
 
 import type { KernelSource } from "../backend.ts";
-import { declareBindings, kernel, linearMain } from "./common.ts";
+import { declareBindings, kernel, linearMain, memoizedTemplate } from "./common.ts";
 
 /** Output channels per workgroup (and per thread). */
 export const UBO_OC_BLOCK = 8;
@@ -28,7 +28,7 @@ export const UBO_WINDOW_VEC4 = 4096;
  * With `transposeFlip`, w is the forward weight [runInC, runOutC, 3, 3] and the packed filter is
  * w'[oc, ic, kh, kw] = w[ic, oc, 2 - kh, 2 - kw] (the backward-to-input convolution).
  */
-export function convUboPackKernel(transposeFlip: boolean, ocBlock = UBO_OC_BLOCK): KernelSource {
+function buildConvUboPackKernel(transposeFlip: boolean, ocBlock = UBO_OC_BLOCK): KernelSource {
   const source = transposeFlip
     ? "w[(ic * params.runOutC + oc) * 9u + 8u - tap]"
     : "w[(oc * params.runInC + ic) * 9u + tap]";
@@ -143,7 +143,7 @@ export interface UboTile {
  * in the window. Uniforms: batch, inC, H, W, outC, quadsW, tiles, icStart, icCount, accumulate,
  * ocBlockBase, segVec4, foldX, rowGroups, colGroups (colGroups * tile.quads == quadsW).
  */
-export function convUboKernel(
+function buildConvUboKernel(
   bias: boolean,
   ocBlock = UBO_OC_BLOCK,
   tile: UboTile = { rows: 1, quads: 1 },
@@ -245,3 +245,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }`,
   );
 }
+
+// Each template builds a specialization once (memoizedTemplate); the builders above write it.
+/** {@link buildConvUboPackKernel}, each specialization built once. */
+export const convUboPackKernel = memoizedTemplate(buildConvUboPackKernel);
+/** {@link buildConvUboKernel}, each specialization built once. */
+export const convUboKernel = memoizedTemplate(buildConvUboKernel);

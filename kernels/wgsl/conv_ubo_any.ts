@@ -17,7 +17,7 @@
  */
 
 import type { KernelSource } from "../backend.ts";
-import { declareBindings, kernel, linearMain } from "./common.ts";
+import { declareBindings, kernel, linearMain, memoizedTemplate } from "./common.ts";
 
 /** Channels per workgroup block (J) by default. */
 export const ANY_BLOCK = 16;
@@ -61,7 +61,7 @@ export const ANY_WORKGROUP = 64;
  * Threads: one per packed float. Uniforms: total, blockC, loopC, taps, loopChunk, blocks,
  * segFloats.
  */
-export function convAnyPackKernel(transpose: boolean, jBlock = ANY_BLOCK): KernelSource {
+function buildConvAnyPackKernel(transpose: boolean, jBlock = ANY_BLOCK): KernelSource {
   const source = transpose
     ? "w[(loopCh * params.blockC + blockCh) * params.taps + tap]"
     : "w[(blockCh * params.loopC + loopCh) * params.taps + tap]";
@@ -124,7 +124,7 @@ function stores(jBlock: number, call: (j: string, acc: string) => string): strin
  * Uniforms: geometry, icStart, icCount, accumulate, blockBase, segVec4, foldX, pixels, khStart,
  * khEnd, kwStart, kwEnd (the taps any output pixel reaches).
  */
-export function convAnyForwardKernel(
+function buildConvAnyForwardKernel(
   bias: boolean,
   jBlock = ANY_BLOCK,
   workgroup = ANY_WORKGROUP,
@@ -200,7 +200,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
  * Uniforms: geometry, ocStart, ocCount, accumulate, blockBase, segVec4, foldX, pixels, rh, rw,
  * phaseH, phaseW, khStart, khEnd, kwStart, kwEnd.
  */
-export function convAnyBackwardInputKernel(
+function buildConvAnyBackwardInputKernel(
   jBlock = ANY_BLOCK,
   workgroup = ANY_WORKGROUP,
 ): KernelSource {
@@ -272,7 +272,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
  * the real pixels). Threads: one per packed float. Uniforms: total, outC, pixels, pixelsPadded,
  * plane (outH * outW).
  */
-export function convAnyDyPackKernel(jBlock = ANY_BLOCK): KernelSource {
+function buildConvAnyDyPackKernel(jBlock = ANY_BLOCK): KernelSource {
   return kernel(
     "convAnyDyPack",
     flagsWithBlock({}, jBlock),
@@ -307,7 +307,7 @@ ${linearMain()}
  * window's first pixel), count (pixels in the window), perSplit, ocBase, accumulate, slotSize,
  * blockVec4 (vec4s between the dy of consecutive blocks in the window, for z = block).
  */
-export function convAnyBackwardWeightKernel(jBlock = ANY_BLOCK): KernelSource {
+function buildConvAnyBackwardWeightKernel(jBlock = ANY_BLOCK): KernelSource {
   const JV = jBlock / 4;
   const { decl, fma } = accumulators(jBlock);
   return kernel(
@@ -394,7 +394,7 @@ export const COLS_MAX_STRIDE = 2;
  * column group) lanes in groups of `workgroup`, folded over z; y = block in the window. Uniforms: those of
  * {@link convAnyForwardKernel} plus colGroups (ceil(outW / P)).
  */
-export function convColsForwardKernel(
+function buildConvColsForwardKernel(
   bias: boolean,
   jBlock: number,
   kW: number,
@@ -507,7 +507,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
  * per row instead of P * T, and every uniform weight vector feeds P pixels. Uniforms: those of
  * {@link convAnyBackwardInputKernel} plus colGroups (ceil(phaseW / P)).
  */
-export function convColsBackwardInputKernel(
+function buildConvColsBackwardInputKernel(
   jBlock: number,
   kW: number,
   stride: number,
@@ -623,7 +623,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
  * right shifts them by S and loads S new ones (a full reload at each row start), and each uniform
  * dy vector feeds K taps. Uniforms: those of {@link convAnyBackwardWeightKernel}.
  */
-export function convColsBackwardWeightKernel(jBlock: number, kW: number, stride: number) {
+function buildConvColsBackwardWeightKernel(jBlock: number, kW: number, stride: number) {
   const JV = jBlock / 4;
   const decl: string[] = [];
   for (let k = 0; k < kW; k++) {
@@ -728,3 +728,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }`,
   );
 }
+
+// Each template builds a specialization once (memoizedTemplate); the builders above write it.
+/** {@link buildConvAnyPackKernel}, each specialization built once. */
+export const convAnyPackKernel = memoizedTemplate(buildConvAnyPackKernel);
+/** {@link buildConvAnyForwardKernel}, each specialization built once. */
+export const convAnyForwardKernel = memoizedTemplate(buildConvAnyForwardKernel);
+/** {@link buildConvAnyBackwardInputKernel}, each specialization built once. */
+export const convAnyBackwardInputKernel = memoizedTemplate(buildConvAnyBackwardInputKernel);
+/** {@link buildConvAnyDyPackKernel}, each specialization built once. */
+export const convAnyDyPackKernel = memoizedTemplate(buildConvAnyDyPackKernel);
+/** {@link buildConvAnyBackwardWeightKernel}, each specialization built once. */
+export const convAnyBackwardWeightKernel = memoizedTemplate(buildConvAnyBackwardWeightKernel);
+/** {@link buildConvColsForwardKernel}, each specialization built once. */
+export const convColsForwardKernel = memoizedTemplate(buildConvColsForwardKernel);
+/** {@link buildConvColsBackwardInputKernel}, each specialization built once. */
+export const convColsBackwardInputKernel = memoizedTemplate(buildConvColsBackwardInputKernel);
+/** {@link buildConvColsBackwardWeightKernel}, each specialization built once. */
+export const convColsBackwardWeightKernel = memoizedTemplate(buildConvColsBackwardWeightKernel);

@@ -477,23 +477,47 @@ export function conv2d(
     );
   }
   const geometry = { batch, inC, inH, inW, outC, outH, outW, kH, kW, stride, pad };
+  return recordConv("conv2d", x, weight, bias, geometry, {
+    forward: ops.conv2dForward,
+    backwardInput: ops.conv2dBackwardInput,
+    backwardWeight: ops.conv2dBackwardWeight,
+  });
+}
+
+/**
+ * Run a conv's forward and record its backward: `passes` are the launchers of the three passes for
+ * `geometry` (conv2d's, or upsampleConv2d's where x is at half the geometry's input size).
+ */
+function recordConv(
+  name: string,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null,
+  geometry: ops.Conv2dGeometry,
+  passes: {
+    forward: typeof ops.conv2dForward;
+    backwardInput: typeof ops.conv2dBackwardInput;
+    backwardWeight: typeof ops.conv2dBackwardWeight;
+  },
+): Tensor {
+  const { batch, outC, outH, outW } = geometry;
   const backend = x.device.backend;
   const y = x.device.empty([batch, outC, outH, outW]);
-  ops.conv2dForward(backend, x.buffer, weight.buffer, bias?.buffer ?? null, y.buffer, geometry);
+  passes.forward(backend, x.buffer, weight.buffer, bias?.buffer ?? null, y.buffer, geometry);
   if (!needsGrad(x, weight, bias)) return y;
   const savedX = x.share();
   const savedW = weight.share();
-  return record(y, "conv2d", [x, weight, bias], [savedX, savedW], (g) => {
+  return record(y, name, [x, weight, bias], [savedX, savedW], (g) => {
     let dx: Tensor | null = null;
     let dw: Tensor | null = null;
     let db: Tensor | null = null;
     if (x.requiresGrad) {
       dx = x.device.empty(x.shape);
-      ops.conv2dBackwardInput(backend, g.buffer, savedW.buffer, dx.buffer, geometry);
+      passes.backwardInput(backend, g.buffer, savedW.buffer, dx.buffer, geometry);
     }
     if (weight.requiresGrad) {
       dw = x.device.empty(weight.shape);
-      ops.conv2dBackwardWeight(backend, g.buffer, savedX.buffer, dw.buffer, geometry);
+      passes.backwardWeight(backend, g.buffer, savedX.buffer, dw.buffer, geometry);
     }
     if (bias?.requiresGrad) {
       db = x.device.empty(bias.shape);
@@ -530,49 +554,11 @@ export function upsampleConv2d(
     throw new Error(`upsampleConv2d: bias ${shapeText(bias)} must be [${outC}]`);
   }
   const [inH, inW] = [2 * sourceH, 2 * sourceW];
-  const geometry = {
-    batch,
-    inC,
-    inH,
-    inW,
-    outC,
-    outH: inH,
-    outW: inW,
-    kH,
-    kW,
-    stride,
-    pad,
-  };
-  const backend = x.device.backend;
-  const y = x.device.empty([batch, outC, inH, inW]);
-  ops.upsampleConv2dForward(
-    backend,
-    x.buffer,
-    weight.buffer,
-    bias?.buffer ?? null,
-    y.buffer,
-    geometry,
-  );
-  if (!needsGrad(x, weight, bias)) return y;
-  const savedX = x.share();
-  const savedW = weight.share();
-  return record(y, "upsampleConv2d", [x, weight, bias], [savedX, savedW], (g) => {
-    let dx: Tensor | null = null;
-    let dw: Tensor | null = null;
-    let db: Tensor | null = null;
-    if (x.requiresGrad) {
-      dx = x.device.empty(x.shape);
-      ops.upsampleConv2dBackwardInput(backend, g.buffer, savedW.buffer, dx.buffer, geometry);
-    }
-    if (weight.requiresGrad) {
-      dw = x.device.empty(weight.shape);
-      ops.upsampleConv2dBackwardWeight(backend, g.buffer, savedX.buffer, dw.buffer, geometry);
-    }
-    if (bias?.requiresGrad) {
-      db = x.device.empty(bias.shape);
-      ops.channelSums(backend, g.buffer, db.buffer, batch, outC, inH * inW);
-    }
-    return [dx, dw, db];
+  const geometry = { batch, inC, inH, inW, outC, outH: inH, outW: inW, kH, kW, stride, pad };
+  return recordConv("upsampleConv2d", x, weight, bias, geometry, {
+    forward: ops.upsampleConv2dForward,
+    backwardInput: ops.upsampleConv2dBackwardInput,
+    backwardWeight: ops.upsampleConv2dBackwardWeight,
   });
 }
 

@@ -6,17 +6,19 @@
  */
 
 import type { Backend } from "./backend.ts";
-import { UBO_WINDOW_VEC4 } from "./wgsl/conv_ubo.ts";
+import { convUboPackKernel, UBO_WINDOW_VEC4 } from "./wgsl/conv_ubo.ts";
 import {
   SUBPIXEL_TAPS,
+  subpixelBoxBackwardInputKernel,
   subpixelConvBackwardInputKernel,
   subpixelConvKernel,
   subpixelPackKernel,
   type SubpixelTile,
+  subpixelWgradBoxKernel,
   subpixelWgradKernel,
   type SubpixelWgradTile,
 } from "./wgsl/conv_subpixel.ts";
-import { dispatchWindowed, packWindows, runWgradLanes } from "./conv_ubo.ts";
+import { channelBlock, dispatchWindowed, packWindows, runWgradLanes } from "./conv_ubo.ts";
 
 const WINDOW_BYTES = UBO_WINDOW_VEC4 * 16;
 
@@ -37,14 +39,32 @@ export function subpixelApplicable(b: Backend, s: { W: number }): boolean {
 }
 
 /**
- * Register tile (source rows x quads) of both passes. CPU rasterizers: 8 x 1, at most the map's
- * height (forward 256 vec4 accumulators, backward 64; measured against 2 x 1, 4 x 1, 2 x 2 and 4 x
- * 2 on the paper's 128->64 layer at batch 64: forward 358 against 405-428 ms, backward 424
- * against 468-522; on the demo's layers within a few percent of the best); GPUs 1 x 1 (not
- * measured).
+ * Register tile (source rows x quads) of the forward. CPU rasterizers: 8 x 1, at most the map's
+ * height (256 vec4 accumulators; measured against 2 x 1, 4 x 1, 2 x 2 and 4 x 2 on the paper's
+ * 128->64 layer at batch 64: 358 against 405-428 ms; on the demo's layers within a few percent of
+ * the best; 16- and 32-channel blocks 8-50% slower); GPUs 1 x 1 (not measured).
  */
 export function subpixelTileFor(b: Backend, s: { H: number }): SubpixelTile {
   return { rows: Math.min(b.isCpuRasterizer ? 8 : 1, s.H), quads: 1 };
+}
+
+/**
+ * Register tile of the backward to the input: the 9-tap box form on every adapter (9 multiply-adds
+ * per source value and channel pair against 16), 8 x 1 on CPU rasterizers as the forward, 1 x 1 on
+ * GPUs (not measured).
+ */
+export function subpixelBackwardTileFor(b: Backend, s: { H: number }): SubpixelTile {
+  return { ...subpixelTileFor(b, s), box: true };
+}
+
+/**
+ * Channels of dx per workgroup in the box backward to the input: 32 on CPU rasterizers (the box
+ * sums of each dy row are shared by more channels: at batch 64 on the paper's 512->256 @8 and
+ * 128->64 @32 layers 343 and 307 ms against 447 and 352 at 16, 482 and 539 at 8; the 16-tap form
+ * took 629 and 564), the ubo block elsewhere.
+ */
+export function subpixelBackwardBlockFor(b: Backend, channels: number): number {
+  return b.isCpuRasterizer ? channelBlock(32, channels, 4) : channels <= 4 ? 4 : 8;
 }
 
 /** y = conv3x3(upsample2x(x), w) + bias, w [outC, inC, 3, 3]. */
@@ -90,26 +110,44 @@ function runSubpixel(
   tileOverride: SubpixelTile | undefined,
   backward: boolean,
 ): void {
-  const tile = tileOverride ?? subpixelTileFor(b, s);
-  const pack = subpixelPackKernel(backward, ocBlock);
-  const filters = packWindows(b, pack, w, s.inC, s.outC, ocBlock, SUBPIXEL_TAPS);
+  const tile = tileOverride ?? (backward ? subpixelBackwardTileFor(b, s) : subpixelTileFor(b, s));
+  // The box backward takes the plain 3x3 filters, packed as the ubo backward packs them.
+  const box = backward && tile.box === true;
+  const filters = box
+    ? packWindows(b, convUboPackKernel(true, ocBlock), w, s.inC, s.outC, ocBlock, 9)
+    : packWindows(
+      b,
+      subpixelPackKernel(backward, ocBlock),
+      w,
+      s.inC,
+      s.outC,
+      ocBlock,
+      SUBPIXEL_TAPS,
+    );
   const kernelFor = (workgroup: number) =>
-    backward
+    box
+      ? subpixelBoxBackwardInputKernel(ocBlock, tile, workgroup)
+      : backward
       ? subpixelConvBackwardInputKernel(ocBlock, tile, workgroup)
       : subpixelConvKernel(bias !== null, ocBlock, tile, workgroup);
   dispatchWindowed(b, kernelFor, x, bias, y, s, tile, filters);
 }
 
 /**
- * Channel blocking of the sub-pixel weight gradient: on CPU rasterizers 8 x 8 channels per lane
- * (16 sums per pair: 1024 vec4 accumulators; at batch 64 on the paper's four decoder layers 356,
- * 752, 783 and 807 ms against 396, 902, 946 and 960 for 4 x 8; 4 x 4, 8 x 4, 2 x 4, 4 x 2 slower
- * still), on GPUs 2 x 1 (not measured); shrunk to a layer's channels.
+ * Channel blocking of the sub-pixel weight gradient: the 9-sum box form on every adapter, on CPU
+ * rasterizers 4 output x 32 input channels per lane (1152 vec4 accumulators; the box sums of a dy
+ * row serve 32 input channels; at batch 64 on the paper's 512->256 @8 and 128->64 @32 layers 510
+ * and 413 ms against 516-623 for 4 x 32 on 2-row tiles, 2 x 32, 2 x 64, 8 x 16 and 8 x 8, and 966
+ * and 795 for the 16 sub-pixel sums at 8 x 8, round 10's choice), on GPUs 2 x 1 (not measured);
+ * shrunk to a layer's channels ({@link channelBlock}).
  */
 export function subpixelWgradTileFor(b: Backend, s: SubpixelShape): SubpixelWgradTile {
-  const fit = (want: number, channels: number) =>
-    Math.min(want, 2 ** Math.ceil(Math.log2(channels)));
-  return { oc: fit(b.isCpuRasterizer ? 8 : 2, s.outC), ic: fit(b.isCpuRasterizer ? 8 : 1, s.inC) };
+  const cpu = b.isCpuRasterizer;
+  return {
+    oc: channelBlock(cpu ? 4 : 2, s.outC),
+    ic: channelBlock(cpu ? 32 : 1, s.inC),
+    box: true,
+  };
 }
 
 /** dw of {@link subpixelConv}: x [batch, inC, H, W] (the source), dy [batch, outC, 2H, 2W]. */
@@ -128,8 +166,16 @@ export function subpixelConvBackwardWeight(
     x,
     dy,
     dw,
-    { ...s, quadsW, rowGroups: Math.ceil(s.H / (tile.rows ?? 1)), tilesPerRowGroup: quadsW },
+    {
+      ...s,
+      quadsW,
+      rowGroups: Math.ceil(s.H / (tile.rows ?? 1)),
+      tilesPerRowGroup: quadsW / (tile.quads ?? 1),
+    },
     tile,
-    (workgroup, ocLanes) => subpixelWgradKernel(tile, workgroup, ocLanes),
+    (workgroup, ocLanes) =>
+      tile.box
+        ? subpixelWgradBoxKernel(tile, workgroup, ocLanes)
+        : subpixelWgradKernel(tile, workgroup, ocLanes),
   );
 }

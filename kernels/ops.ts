@@ -60,6 +60,7 @@ import { FMA_PROBE_WORKGROUP, fmaProbeKernel } from "./wgsl/probe.ts";
 import { uboApplicable, uboConv, uboConvBackwardWeight } from "./conv_ubo.ts";
 import {
   subpixelApplicable,
+  subpixelBackwardBlockFor,
   subpixelConv,
   subpixelConvBackwardInput,
   subpixelConvBackwardWeight,
@@ -1117,8 +1118,8 @@ export function upsampleConv2dForward(
 
 /**
  * dx of {@link upsampleConv2dForward}, at the source resolution: upsampling's backward (each 2x2
- * block summed) folded into the sub-pixel kernel, 16 multiply-adds per source value and channel
- * pair instead of 4 x 9.
+ * block summed) folded into the kernel, which sums dy over 2x2 boxes first (kernels/wgsl/
+ * conv_subpixel.ts, box form): 9 multiply-adds per source value and channel pair instead of 4 x 9.
  */
 export function upsampleConv2dBackwardInput(
   b: Backend,
@@ -1129,7 +1130,7 @@ export function upsampleConv2dBackwardInput(
   options: ConvOptions = {},
 ): void {
   if (upsampleConvFused(b, "backwardInput", g, options)) {
-    subpixelConvBackwardInput(b, dy, w, dx, subpixelShape(g), uboBlockFor(g.inC));
+    subpixelConvBackwardInput(b, dy, w, dx, subpixelShape(g), subpixelBackwardBlockFor(b, g.inC));
     return;
   }
   const upsampled = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);

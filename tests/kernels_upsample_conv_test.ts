@@ -9,8 +9,10 @@
  * launchers' fallback (upsample, then the plain conv) where the sub-pixel kernels do not apply.
  */
 
+import assert from "node:assert/strict";
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
+import { channelBlock } from "../kernels/conv_ubo.ts";
 import {
   subpixelConv,
   subpixelConvBackwardInput,
@@ -59,6 +61,8 @@ interface Case {
   w: number;
   tile?: SubpixelTile;
   wgradTile?: SubpixelWgradTile;
+  /** dx channels per workgroup of the backward to the input (default ops.uboBlockFor). */
+  backBlock?: number;
 }
 
 const cases: Case[] = [
@@ -101,7 +105,94 @@ const cases: Case[] = [
   },
   // Enough source rows for several weight-gradient lanes (partial slots summed).
   { name: "7->10 8x16 b9 (lanes)", batch: 9, inC: 7, outC: 10, h: 8, w: 16 },
+  // The 9-sum box weight gradient: odd channels, edges on every side, 2- and 3-row tiles with
+  // rows past the map, one quad per row (both edges at once) and several lanes.
+  { name: "5->7 3x8, box wgrad 8x4", batch: 2, inC: 5, outC: 7, h: 3, w: 8, wgradTile: box(8, 4) },
+  { name: "3->6 5x4, box wgrad 2x1", batch: 2, inC: 3, outC: 6, h: 5, w: 4, wgradTile: box(2, 1) },
+  {
+    name: "6->5 5x12, box wgrad 4x8 on 2-row tiles",
+    batch: 2,
+    inC: 6,
+    outC: 5,
+    h: 5,
+    w: 12,
+    wgradTile: box(4, 8, 2),
+  },
+  {
+    name: "4->3 4x8, box wgrad 4x4, 3-row tiles",
+    batch: 3,
+    inC: 4,
+    outC: 3,
+    h: 4,
+    w: 8,
+    wgradTile: box(4, 4, 3),
+  },
+  {
+    name: "7->10 8x16 b9, box wgrad (lanes)",
+    batch: 9,
+    inC: 7,
+    outC: 10,
+    h: 8,
+    w: 16,
+    wgradTile: box(8, 8),
+  },
 ];
+
+// The box backward to the input (tile.box; the forward ignores it): tiles past the map, several
+// quads, 4-channel blocks, and two uniform chunks of dy's channels (227 per chunk at 9 taps, J 8).
+cases.push(
+  { name: "5->7 3x8 box back 8x1", batch: 2, inC: 5, outC: 7, h: 3, w: 8, tile: boxTile(8, 1) },
+  { name: "5->7 5x8 box back 2x2", batch: 2, inC: 5, outC: 7, h: 5, w: 8, tile: boxTile(2, 2) },
+  {
+    name: "3->6 3x4 box back 1x1 (J 4)",
+    batch: 3,
+    inC: 3,
+    outC: 6,
+    h: 3,
+    w: 4,
+    tile: boxTile(1, 1),
+  },
+  {
+    name: "6->230 2x4 box back (2 chunks)",
+    batch: 1,
+    inC: 6,
+    outC: 230,
+    h: 2,
+    w: 4,
+    tile: boxTile(4, 1),
+  },
+  // 32 dx channels per block (the CPU default): 37 = 32 + 5, and 60 dy channels in two chunks
+  // (56 per chunk at 9 taps, J 32); 16 per block on 3 rows of 8-row tiles.
+  {
+    name: "60->37 3x16 box back J32 (2 chunks), box wgrad 4x8 2-quad tiles",
+    batch: 2,
+    inC: 37,
+    outC: 60,
+    h: 3,
+    w: 16,
+    tile: boxTile(2, 1),
+    backBlock: 32,
+    wgradTile: { oc: 4, ic: 8, rows: 2, quads: 2, box: true },
+  },
+  {
+    name: "9->20 3x8 box back J16",
+    batch: 2,
+    inC: 20,
+    outC: 9,
+    h: 3,
+    w: 8,
+    tile: boxTile(8, 1),
+    backBlock: 16,
+  },
+);
+
+function boxTile(rows: number, quads: number): SubpixelTile {
+  return { rows, quads, box: true };
+}
+
+function box(oc: number, ic: number, rows = 1): SubpixelWgradTile {
+  return { oc, ic, rows, box: true };
+}
 
 for (const c of cases) {
   Deno.test(`sub-pixel conv ${c.name}: forward, backward to input and weight`, async () => {
@@ -123,7 +214,8 @@ for (const c of cases) {
     const dw = output(wData.length);
     const source = { batch: c.batch, inC: c.inC, outC: c.outC, H: c.h, W: c.w };
     subpixelConv(backend, x, w, bias, y, source, ops.uboBlockFor(c.outC), c.tile);
-    subpixelConvBackwardInput(backend, dy, w, dx, source, ops.uboBlockFor(c.inC), c.tile);
+    const backBlock = c.backBlock ?? ops.uboBlockFor(c.inC);
+    subpixelConvBackwardInput(backend, dy, w, dx, source, backBlock, c.tile);
     subpixelConvBackwardWeight(backend, dy, x, dw, source, c.wgradTile);
     const [yOut, dxOut, dwOut] = await Promise.all([
       downloadBuffer(backend, y, dyData.length),
@@ -186,4 +278,23 @@ Deno.test("upsampleConv2d launchers fall back to upsample + conv where the kerne
   });
   for (const buffer of [x, wt, dy, y, dx, dw]) backend.pool.release(buffer);
   backend.flush();
+});
+
+Deno.test("channelBlock: the largest block padding the channels by at most a third", () => {
+  const cases: [number, number, number, number][] = [
+    // [want, channels, min, expected]
+    [32, 512, 4, 32],
+    [32, 60, 4, 32], // 64
+    [32, 130, 4, 32], // 160
+    [32, 37, 4, 16], // 48; 64 pads by 73%
+    [32, 66, 4, 16], // 80
+    [32, 20, 4, 8], // 24
+    [32, 3, 4, 4], // one channel of padding
+    [8, 9, 1, 4], // 12
+    [8, 5, 1, 2], // 6
+    [8, 5, 4, 4], // none pads little enough: the minimum
+  ];
+  for (const [want, channels, min, expected] of cases) {
+    assert.equal(channelBlock(want, channels, min), expected, `${want}, ${channels}, ${min}`);
+  }
 });

@@ -100,6 +100,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 export interface SubpixelTile {
   rows: number;
   quads: number;
+  /** Backward to the input only: the 9-tap box form ({@link subpixelBoxBackwardInputKernel}). */
+  box?: boolean;
 }
 
 /**
@@ -250,27 +252,35 @@ ${tileMain(workgroup, R, P, J)}
  * that the backward to the input needs: `dg{γ}_{p}` holds dy columns 2t + γ, 2t + 2 + γ, ... for
  * γ in -1, 0, 1, 2 (named m1, 0, 1, 2); zeros outside the map. Needs dy (vec4), dyBase (the dy quad
  * index of row 2 * s0 and column 2t of the tile), params.H / quadsW (source), s0, hasLeft,
- * hasRight.
+ * hasRight. Every name it declares starts with `prefix`.
  */
-function dyRowLoads(k: number, quads: number): string[] {
+function dyRowLoads(k: number, quads: number, prefix = ""): string[] {
+  const n = (name: string) => `${prefix}${name}`;
   const lines = [
-    `let dr = 2 * i32(s0) + ${k};`,
-    `let inside = dr >= 0 && dr < 2 * i32(params.H);`,
-    `let c = u32(i32(dyBase) + ${k} * 2 * i32(params.quadsW));`,
-    `let left = select(0.0, dy[c - 1u].w, inside && hasLeft);`,
+    `let ${n("dr")} = 2 * i32(s0) + ${k};`,
+    `let ${n("inside")} = ${n("dr")} >= 0 && ${n("dr")} < 2 * i32(params.H);`,
+    `let ${n("c")} = u32(i32(dyBase) + ${k} * 2 * i32(params.quadsW));`,
+    `let ${n("left")} = select(0.0, dy[${n("c")} - 1u].w, ${n("inside")} && hasLeft);`,
   ];
   for (let p = 0; p < quads; p++) {
-    lines.push(`let d${p}a = select(vec4f(0.0), dy[c + ${2 * p}u], inside);`);
-    lines.push(`let d${p}b = select(vec4f(0.0), dy[c + ${2 * p + 1}u], inside);`);
+    lines.push(
+      `let ${n(`d${p}a`)} = select(vec4f(0.0), dy[${n("c")} + ${2 * p}u], ${n("inside")});`,
+    );
+    lines.push(
+      `let ${n(`d${p}b`)} = select(vec4f(0.0), dy[${n("c")} + ${2 * p + 1}u], ${n("inside")});`,
+    );
   }
-  lines.push(`let right = select(0.0, dy[c + ${2 * quads}u].x, inside && hasRight);`);
+  lines.push(
+    `let ${n("right")} = select(0.0, dy[${n("c")} + ${2 * quads}u].x, ${n("inside")} && hasRight);`,
+  );
   for (let p = 0; p < quads; p++) {
-    const prev = p === 0 ? "left" : `d${p - 1}b.w`;
-    const next = p === quads - 1 ? "right" : `d${p + 1}a.x`;
-    lines.push(`let dg0_${p} = vec4f(d${p}a.x, d${p}a.z, d${p}b.x, d${p}b.z);`);
-    lines.push(`let dg1_${p} = vec4f(d${p}a.y, d${p}a.w, d${p}b.y, d${p}b.w);`);
-    lines.push(`let dg2_${p} = vec4f(d${p}a.z, d${p}b.x, d${p}b.z, ${next});`);
-    lines.push(`let dgm1_${p} = vec4f(${prev}, d${p}a.y, d${p}a.w, d${p}b.y);`);
+    const a = n(`d${p}a`), b = n(`d${p}b`);
+    const prev = p === 0 ? n("left") : `${n(`d${p - 1}b`)}.w`;
+    const next = p === quads - 1 ? n("right") : `${n(`d${p + 1}a`)}.x`;
+    lines.push(`let ${n(`dg0_${p}`)} = vec4f(${a}.x, ${a}.z, ${b}.x, ${b}.z);`);
+    lines.push(`let ${n(`dg1_${p}`)} = vec4f(${a}.y, ${a}.w, ${b}.y, ${b}.w);`);
+    lines.push(`let ${n(`dg2_${p}`)} = vec4f(${a}.z, ${b}.x, ${b}.z, ${next});`);
+    lines.push(`let ${n(`dgm1_${p}`)} = vec4f(${prev}, ${a}.y, ${a}.w, ${b}.y);`);
   }
   return lines;
 }
@@ -377,12 +387,134 @@ ${tileMain(workgroup, R, P, J)}
   );
 }
 
+/**
+ * Backward to the input of {@link subpixelConvKernel} in "box" form: source value x(u, v) fills
+ * the 2x2 block at (2u, 2v) of the upsampled map, so
+ *
+ *   dx(u, v) = sum over (kh, kw) of w[kh][kw] * B(2u + 1 - kh, 2v + 1 - kw),
+ *
+ * B the 2x2 box sum of dy (see {@link buildSubpixelWgradBoxKernel}): 9 multiply-adds per source
+ * value and channel pair instead of the 16 of the sub-pixel form. Per dy channel a thread sums
+ * each dy row's column pairs (the three box columns kw), then adjacent rows; the adds are shared by
+ * its J channels of dx. The filters are the plain 3x3 ones, packed as the ubo backward packs them
+ * (convUboPackKernel with transposeFlip: tap 8 - (kh * 3 + kw) holds w[kh][kw]). Threads and
+ * uniforms as {@link buildSubpixelConvBackwardInputKernel}.
+ */
+function buildSubpixelBoxBackwardInputKernel(
+  ocBlock: number,
+  tile: SubpixelTile,
+  workgroup = 64,
+): KernelSource {
+  const { rows: R, quads: P } = tile;
+  const J = ocBlock;
+  const vecsPerTap = J / 4;
+  const acc = (r: number, p: number, j: number) => `acc${r}_${p}_${j}`;
+  const accs: string[] = [];
+  const stores: string[] = [];
+  for (let r = 0; r < R; r++) {
+    for (let p = 0; p < P; p++) {
+      for (let j = 0; j < J; j++) {
+        accs.push(`var ${acc(r, p, j)} = vec4f(0.0);`);
+        stores.push(
+          `if (s0 + ${r}u < params.H) { store(n, oc0 + ${j}u, s0 + ${r}u, quadS + ${p}u, ${
+            acc(r, p, j)
+          }); }`,
+        );
+      }
+    }
+  }
+  const body: string[] = [];
+  // dy row 2 * s0 - 1 + d (d = 0 .. 2R + 1); its column boxes: kw 0 sums columns 2t + 1 and
+  // 2t + 2, kw 1 2t and 2t + 1, kw 2 2t - 1 and 2t.
+  for (let d = 0; d < 2 * R + 2; d++) {
+    const pre = `r${d}_`;
+    body.push(...dyRowLoads(d - 1, P, pre));
+    for (let p = 0; p < P; p++) {
+      body.push(
+        `let col${d}_${p}_0 = ${pre}dg1_${p} + ${pre}dg2_${p};`,
+        `let col${d}_${p}_1 = ${pre}dg0_${p} + ${pre}dg1_${p};`,
+        `let col${d}_${p}_2 = ${pre}dgm1_${p} + ${pre}dg0_${p};`,
+      );
+    }
+  }
+  // Row pair m (dy rows 2 * s0 - 1 + m and 2 * s0 + m) meets source row s0 + r through filter row
+  // kh = 2r + 2 - m.
+  for (let m = 0; m < 2 * R + 1; m++) {
+    for (let p = 0; p < P; p++) {
+      for (let kw = 0; kw < 3; kw++) {
+        body.push(`let box${m}_${p}_${kw} = col${m}_${p}_${kw} + col${m + 1}_${p}_${kw};`);
+      }
+    }
+  }
+  for (let kh = 0; kh < 3; kh++) {
+    for (let kw = 0; kw < 3; kw++) {
+      const tap = 8 - (kh * 3 + kw);
+      for (let v = 0; v < vecsPerTap; v++) {
+        body.push(`let w${kh}${kw}_${v} = w[wRow + ${tap * vecsPerTap + v}u];`);
+      }
+      for (let r = 0; r < R; r++) {
+        for (let p = 0; p < P; p++) {
+          for (let j = 0; j < J; j++) {
+            const target = acc(r, p, j);
+            body.push(
+              `${target} = fma(vec4f(w${kh}${kw}_${j >> 2}[${j & 3}]), box${
+                2 * r + 2 - kh
+              }_${p}_${kw}, ${target});`,
+            );
+          }
+        }
+      }
+    }
+  }
+  return kernel(
+    "subpixelBoxBackwardInput",
+    { j: J, rows: R, quads: P, wg: workgroup },
+    ["read", "uniform", "readWrite"],
+    `${
+      declareBindings(
+        [["dy", "read", "vec4f"], ["w", "uniform", "array<vec4f, 4096>"], [
+          "dx",
+          "readWrite",
+          "vec4f",
+        ]],
+        WINDOWED_UNIFORMS,
+      )
+    }
+fn store(n: u32, oc: u32, row: u32, quad: u32, acc: vec4f) {
+  if (oc >= params.outC) { return; }
+  let at = ((n * params.outC + oc) * params.H + row) * params.quadsW + quad;
+  if (params.accumulate != 0u) {
+    dx[at] = dx[at] + acc;
+  } else {
+    dx[at] = acc;
+  }
+}
+${tileMain(workgroup, R, P, J)}
+  // dy is [batch, inC, 2H, 2W]: quad index of (n, icStart, 2 * s0, 2 * 4 * quadS).
+  let planeQuads = 4u * params.H * params.quadsW;
+  var dyBase = ((n * params.inC + params.icStart) * 2u * params.H + 2u * s0) * 2u * params.quadsW +
+    2u * quadS;
+  ${accs.join("\n  ")}
+  for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
+    let wRow = seg + icLocal * ${9 * vecsPerTap}u;
+    ${body.join("\n    ")}
+    dyBase = dyBase + planeQuads;
+  }
+  ${stores.join("\n  ")}
+}`,
+  );
+}
+
 /** Register blocking of the sub-pixel weight gradient: J output x I input channels per lane. */
 export interface SubpixelWgradTile {
   oc: number;
   ic: number;
   /** Source rows per tile (default 1): the tile's input rows are loaded once for all of them. */
   rows?: number;
+  /** The 9-sum box form ({@link subpixelWgradBoxKernel}) instead of the 16 sub-pixel sums. */
+  box?: boolean;
+  /** Source quads per tile of the box form (default 1; must divide the row's quads). */
+  quads?: number;
 }
 
 /**
@@ -506,6 +638,125 @@ function buildSubpixelWgradKernel(
   );
 }
 
+/**
+ * Backward to the weight of {@link subpixelConvKernel} in "box" form: 9 sums per channel pair
+ * instead of 16. Source value x(u, v) fills the 2x2 block of the upsampled map at (2u, 2v), so
+ *
+ *   dw[kh][kw] = sum over (u, v) of x(u, v) * B(2u + 1 - kh, 2v + 1 - kw),
+ *
+ * where B(i, j) = dy(i, j) + dy(i + 1, j) + dy(i, j + 1) + dy(i + 1, j + 1) is the 2x2 box sum of
+ * dy (zero outside the map): 9 multiply-adds per source value and pair, against 16 for the
+ * sub-pixel sums and 36 on the upsampled map. A lane forms its tile's box sums in registers from
+ * dy rows 2s - 1 .. 2s + 2R (row pairs first, then column pairs of even and odd columns), so they
+ * cost adds per output channel, shared by the lane's I input channels. Same walk, slots and
+ * uniforms as {@link buildSubpixelWgradKernel}.
+ */
+function buildSubpixelWgradBoxKernel(
+  tile: SubpixelWgradTile,
+  workgroup: number,
+  ocLanes = 1,
+): KernelSource {
+  const { oc: J, ic: I } = tile;
+  const R = tile.rows ?? 1;
+  const P = tile.quads ?? 1;
+  const accs: string[] = [];
+  const stores: string[] = [];
+  for (let j = 0; j < J; j++) {
+    for (let i = 0; i < I; i++) {
+      for (let t = 0; t < 9; t++) accs.push(`var acc${j}_${i}_${t} = vec4f(0.0);`);
+      stores.push(
+        `if (oc0 + ${j}u < params.outC && ic0 + ${i}u < params.inC) {` +
+          ` let at = slot + ((oc0 + ${j}u) * params.inC + ic0 + ${i}u) * 9u;` +
+          Array.from(
+            { length: 9 },
+            (_, t) => ` partial[at + ${t}u] = horizontal(acc${j}_${i}_${t});`,
+          )
+            .join("") +
+          ` }`,
+      );
+    }
+  }
+  const body: string[] = [];
+  // Output channel j: dy rows 2s - 1 + d (d = 0 .. 2R + 1), 8P columns from 2t (vec4s v0 ..
+  // v{2P - 1}) plus one either side (l, r); pair m sums rows 2s - 1 + m and 2s + m; box[kw] of
+  // pair m, quad p sums its columns 2t' + 1 - kw and 2t' + 2 - kw for the quad's 4 source columns.
+  for (let j = 0; j < J; j++) {
+    for (let d = 0; d < 2 * R + 2; d++) {
+      const row = `dy${j}_${d}`;
+      body.push(
+        `let ${row}in = dyRow + ${d - 1} >= 0 && dyRow + ${d - 1} < dyRows;`,
+        `let ${row}c = u32(i32(dyAt + ${j}u * dyPlane) + ${d - 1} * i32(dyQuads));`,
+        `let ${row}l = select(0.0, dy[${row}c - 1u].w, ${row}in && hasLeft);`,
+        `let ${row}r = select(0.0, dy[${row}c + ${2 * P}u].x, ${row}in && hasRight);`,
+      );
+      for (let v = 0; v < 2 * P; v++) {
+        body.push(`let ${row}v${v} = select(vec4f(0.0), dy[${row}c + ${v}u], ${row}in);`);
+      }
+    }
+    for (let m = 0; m < 2 * R + 1; m++) {
+      const lo = `dy${j}_${m}`, hi = `dy${j}_${m + 1}`, pair = `pair${j}_${m}`;
+      body.push(`let ${pair}l = ${lo}l + ${hi}l;`, `let ${pair}r = ${lo}r + ${hi}r;`);
+      for (let v = 0; v < 2 * P; v++) body.push(`let ${pair}v${v} = ${lo}v${v} + ${hi}v${v};`);
+      for (let q = 0; q < P; q++) {
+        const a = `${pair}v${2 * q}`, b = `${pair}v${2 * q + 1}`;
+        const prev = q === 0 ? `${pair}l` : `${pair}v${2 * q - 1}.w`;
+        const next = q === P - 1 ? `${pair}r` : `${pair}v${2 * q + 2}.x`;
+        const box = `box${j}_${m}_${q}`;
+        body.push(
+          `let ${box}e = vec4f(${a}.x, ${a}.z, ${b}.x, ${b}.z);`,
+          `let ${box}o = vec4f(${a}.y, ${a}.w, ${b}.y, ${b}.w);`,
+          // kw 0: columns 2t' + 1, 2t' + 2; kw 1: 2t', 2t' + 1; kw 2: 2t' - 1, 2t'.
+          `let ${box}_0 = ${box}o + vec4f(${a}.z, ${b}.x, ${b}.z, ${next});`,
+          `let ${box}_1 = ${box}e + ${box}o;`,
+          `let ${box}_2 = ${box}e + vec4f(${prev}, ${a}.y, ${a}.w, ${b}.y);`,
+        );
+      }
+    }
+  }
+  // Source row s + r meets filter row kh through row pair m = 2r + 2 - kh.
+  for (let i = 0; i < I; i++) {
+    for (let r = 0; r < R; r++) {
+      for (let q = 0; q < P; q++) {
+        body.push(
+          "{",
+          `let xv = select(vec4f(0.0), x[xAt + ${i}u * planeQuads + ${r}u * params.quadsW + ` +
+            `${q}u], oh + ${r}u < params.H);`,
+        );
+        for (let kh = 0; kh < 3; kh++) {
+          for (let kw = 0; kw < 3; kw++) {
+            for (let j = 0; j < J; j++) {
+              const target = `acc${j}_${i}_${kh * 3 + kw}`;
+              body.push(`${target} = fma(box${j}_${2 * r + 2 - kh}_${q}_${kw}, xv, ${target});`);
+            }
+          }
+        }
+        body.push("}");
+      }
+    }
+  }
+  return wgradWalkKernel(
+    "subpixelWgradBox",
+    { j: J, i: I, rows: R, quads: P, workgroup, ocLanes },
+    { oc: J, ic: I, rows: R, quads: P },
+    workgroup,
+    ocLanes,
+    {
+      accs,
+      // oh is the tile's first source row, quadW its first source quad; dy is [.., 2H, 2W].
+      tile: [
+        "let dyPlane = 4u * planeQuads;",
+        "let dyQuads = 2u * params.quadsW;",
+        "let dyRows = 2 * i32(params.H);",
+        "let dyRow = 2 * i32(oh);",
+        "let dyAt = ((n * params.outC + oc0) * 2u * params.H + 2u * oh) * dyQuads + 2u * quadW;",
+        "let xAt = (n * params.inC + ic0) * planeQuads + oh * params.quadsW + quadW;",
+      ],
+      body,
+      stores,
+    },
+  );
+}
+
 // Each template builds a specialization once (memoizedTemplate); the builders above write it.
 /** {@link buildSubpixelPackKernel}, each specialization built once. */
 export const subpixelPackKernel = memoizedTemplate(buildSubpixelPackKernel);
@@ -515,5 +766,9 @@ export const subpixelConvKernel = memoizedTemplate(buildSubpixelConvKernel);
 export const subpixelConvBackwardInputKernel = memoizedTemplate(
   buildSubpixelConvBackwardInputKernel,
 );
+/** {@link buildSubpixelBoxBackwardInputKernel}, each specialization built once. */
+export const subpixelBoxBackwardInputKernel = memoizedTemplate(buildSubpixelBoxBackwardInputKernel);
 /** {@link buildSubpixelWgradKernel}, each specialization built once. */
 export const subpixelWgradKernel = memoizedTemplate(buildSubpixelWgradKernel);
+/** {@link buildSubpixelWgradBoxKernel}, each specialization built once. */
+export const subpixelWgradBoxKernel = memoizedTemplate(buildSubpixelWgradBoxKernel);

@@ -46,23 +46,7 @@ function buildConv3x3WgradKernel(
     throw new Error(`conv3x3WgradKernel: ${ocLanes} channel lanes do not divide ${workgroup}`);
   }
   const { oc: J, ic: I, rows: R, quads: P } = tile;
-  const accs: string[] = [];
-  const stores: string[] = [];
-  for (let j = 0; j < J; j++) {
-    for (let i = 0; i < I; i++) {
-      for (let t = 0; t < 9; t++) {
-        accs.push(`var acc${j}_${i}_${t} = vec4f(0.0);`);
-      }
-      stores.push(
-        `if (oc0 + ${j}u < params.outC && ic0 + ${i}u < params.inC) {` +
-          ` let at = slot + ((oc0 + ${j}u) * params.inC + ic0 + ${i}u) * 9u;` +
-          Array.from(
-            { length: 9 },
-            (_, t) => ` partial[at + ${t}u] = horizontal(acc${j}_${i}_${t});`,
-          ).join("") + ` }`,
-      );
-    }
-  }
+  const { accs, stores } = tapSums(J, I);
   const body: string[] = [];
   // dy of the tile, J x R x P vec4s; rows past the map read as zero. Channels past outC read
   // whatever lies there (their sums are never stored).
@@ -112,6 +96,30 @@ function buildConv3x3WgradKernel(
       stores,
     },
   );
+}
+
+/**
+ * The accumulators acc{j}_{i}_{tap} (vec4) of a lane's J x I channel pairs x 9 taps and the lines
+ * storing their horizontal sums into the lane's slot (channels past the layer skipped): shared by
+ * the 3x3 weight gradient and the sub-pixel box one.
+ */
+export function tapSums(J: number, I: number): { accs: string[]; stores: string[] } {
+  const accs: string[] = [];
+  const stores: string[] = [];
+  for (let j = 0; j < J; j++) {
+    for (let i = 0; i < I; i++) {
+      for (let t = 0; t < 9; t++) accs.push(`var acc${j}_${i}_${t} = vec4f(0.0);`);
+      stores.push(
+        `if (oc0 + ${j}u < params.outC && ic0 + ${i}u < params.inC) {` +
+          ` let at = slot + ((oc0 + ${j}u) * params.inC + ic0 + ${i}u) * 9u;` +
+          Array.from(
+            { length: 9 },
+            (_, t) => ` partial[at + ${t}u] = horizontal(acc${j}_${i}_${t});`,
+          ).join("") + ` }`,
+      );
+    }
+  }
+  return { accs, stores };
 }
 
 /**

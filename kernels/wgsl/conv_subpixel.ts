@@ -22,7 +22,7 @@
 
 import type { KernelSource } from "../backend.ts";
 import { declareBindings, kernel, memoizedTemplate } from "./common.ts";
-import { wgradWalkKernel } from "./conv3x3_wgrad.ts";
+import { tapSums, wgradWalkKernel } from "./conv3x3_wgrad.ts";
 import { windowPackKernel } from "./conv_ubo.ts";
 
 /** Taps of the sub-pixel filters per channel pair: 4 parities x 2 x 2. */
@@ -286,6 +286,74 @@ function dyRowLoads(k: number, quads: number, prefix = ""): string[] {
 }
 
 /**
+ * A windowed backward-to-input kernel of this file (the dispatch layout of subpixelConvKernel,
+ * with inC = dy's channels, outC = dx's, H and quadsW the source's): each thread holds the
+ * `tile.rows` x `tile.quads` x J vec4 accumulators acc{r}_{p}_{j} of its dx tile, runs `body` once
+ * per dy channel (with dyBase at the channel's row 2 * s0, column 2 * 4 * quadS, and wRow at its
+ * `tapsPerChannel` x J filter values), then stores the tile.
+ */
+function backwardInputKernel(
+  family: string,
+  workgroup: number,
+  tile: SubpixelTile,
+  J: number,
+  tapsPerChannel: number,
+  body: string[],
+): KernelSource {
+  const { rows: R, quads: P } = tile;
+  const accs: string[] = [];
+  const stores: string[] = [];
+  for (let r = 0; r < R; r++) {
+    for (let p = 0; p < P; p++) {
+      for (let j = 0; j < J; j++) {
+        accs.push(`var acc${r}_${p}_${j} = vec4f(0.0);`);
+        stores.push(
+          `if (s0 + ${r}u < params.H) { store(n, oc0 + ${j}u, s0 + ${r}u, quadS + ${p}u, ` +
+            `acc${r}_${p}_${j}); }`,
+        );
+      }
+    }
+  }
+  return kernel(
+    family,
+    { j: J, rows: R, quads: P, wg: workgroup },
+    ["read", "uniform", "readWrite"],
+    `${
+      declareBindings(
+        [["dy", "read", "vec4f"], ["w", "uniform", "array<vec4f, 4096>"], [
+          "dx",
+          "readWrite",
+          "vec4f",
+        ]],
+        WINDOWED_UNIFORMS,
+      )
+    }
+fn store(n: u32, oc: u32, row: u32, quad: u32, acc: vec4f) {
+  if (oc >= params.outC) { return; }
+  let at = ((n * params.outC + oc) * params.H + row) * params.quadsW + quad;
+  if (params.accumulate != 0u) {
+    dx[at] = dx[at] + acc;
+  } else {
+    dx[at] = acc;
+  }
+}
+${tileMain(workgroup, R, P, J)}
+  // dy is [batch, inC, 2H, 2W]: quad index of (n, icStart, 2 * s0, 2 * 4 * quadS).
+  let planeQuads = 4u * params.H * params.quadsW;
+  var dyBase = ((n * params.inC + params.icStart) * 2u * params.H + 2u * s0) * 2u * params.quadsW +
+    2u * quadS;
+  ${accs.join("\n  ")}
+  for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
+    let wRow = seg + icLocal * ${tapsPerChannel * (J / 4)}u;
+    ${body.join("\n    ")}
+    dyBase = dyBase + planeQuads;
+  }
+  ${stores.join("\n  ")}
+}`,
+  );
+}
+
+/**
  * Backward to the input of {@link subpixelConvKernel}, over one chunk of dy's channels (the
  * packed conv's input channels) and a window of blocks of x's channels (its output channels; the
  * filters packed with `transpose`): dx at the source resolution, each value the 16 taps
@@ -301,20 +369,6 @@ function buildSubpixelConvBackwardInputKernel(
   const J = ocBlock;
   const vecsPerTap = J / 4;
   const acc = (r: number, p: number, j: number) => `acc${r}_${p}_${j}`;
-  const accs: string[] = [];
-  const stores: string[] = [];
-  for (let r = 0; r < R; r++) {
-    for (let p = 0; p < P; p++) {
-      for (let j = 0; j < J; j++) {
-        accs.push(`var ${acc(r, p, j)} = vec4f(0.0);`);
-        stores.push(
-          `if (s0 + ${r}u < params.H) { store(n, oc0 + ${j}u, s0 + ${r}u, quadS + ${p}u, ${
-            acc(r, p, j)
-          }); }`,
-        );
-      }
-    }
-  }
   const gammaName = (g: number) => (g < 0 ? "m1" : String(g));
   const body: string[] = [];
   for (let k = -1; k <= 2 * R; k++) {
@@ -348,43 +402,7 @@ function buildSubpixelConvBackwardInputKernel(
     }
     body.push("}");
   }
-  return kernel(
-    "subpixelConvBackwardInput",
-    { j: J, rows: R, quads: P, wg: workgroup },
-    ["read", "uniform", "readWrite"],
-    `${
-      declareBindings(
-        [["dy", "read", "vec4f"], ["w", "uniform", "array<vec4f, 4096>"], [
-          "dx",
-          "readWrite",
-          "vec4f",
-        ]],
-        WINDOWED_UNIFORMS,
-      )
-    }
-fn store(n: u32, oc: u32, row: u32, quad: u32, acc: vec4f) {
-  if (oc >= params.outC) { return; }
-  let at = ((n * params.outC + oc) * params.H + row) * params.quadsW + quad;
-  if (params.accumulate != 0u) {
-    dx[at] = dx[at] + acc;
-  } else {
-    dx[at] = acc;
-  }
-}
-${tileMain(workgroup, R, P, J)}
-  // dy is [batch, inC, 2H, 2W]: quad index of (n, icStart, 2 * s0, 2 * 4 * quadS).
-  let planeQuads = 4u * params.H * params.quadsW;
-  var dyBase = ((n * params.inC + params.icStart) * 2u * params.H + 2u * s0) * 2u * params.quadsW +
-    2u * quadS;
-  ${accs.join("\n  ")}
-  for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
-    let wRow = seg + icLocal * ${SUBPIXEL_TAPS * vecsPerTap}u;
-    ${body.join("\n    ")}
-    dyBase = dyBase + planeQuads;
-  }
-  ${stores.join("\n  ")}
-}`,
-  );
+  return backwardInputKernel("subpixelConvBackwardInput", workgroup, tile, J, SUBPIXEL_TAPS, body);
 }
 
 /**
@@ -409,20 +427,6 @@ function buildSubpixelBoxBackwardInputKernel(
   const J = ocBlock;
   const vecsPerTap = J / 4;
   const acc = (r: number, p: number, j: number) => `acc${r}_${p}_${j}`;
-  const accs: string[] = [];
-  const stores: string[] = [];
-  for (let r = 0; r < R; r++) {
-    for (let p = 0; p < P; p++) {
-      for (let j = 0; j < J; j++) {
-        accs.push(`var ${acc(r, p, j)} = vec4f(0.0);`);
-        stores.push(
-          `if (s0 + ${r}u < params.H) { store(n, oc0 + ${j}u, s0 + ${r}u, quadS + ${p}u, ${
-            acc(r, p, j)
-          }); }`,
-        );
-      }
-    }
-  }
   const body: string[] = [];
   // dy row 2 * s0 - 1 + d (d = 0 .. 2R + 1); its column boxes: kw 0 sums columns 2t + 1 and
   // 2t + 2, kw 1 2t and 2t + 1, kw 2 2t - 1 and 2t.
@@ -466,43 +470,7 @@ function buildSubpixelBoxBackwardInputKernel(
       }
     }
   }
-  return kernel(
-    "subpixelBoxBackwardInput",
-    { j: J, rows: R, quads: P, wg: workgroup },
-    ["read", "uniform", "readWrite"],
-    `${
-      declareBindings(
-        [["dy", "read", "vec4f"], ["w", "uniform", "array<vec4f, 4096>"], [
-          "dx",
-          "readWrite",
-          "vec4f",
-        ]],
-        WINDOWED_UNIFORMS,
-      )
-    }
-fn store(n: u32, oc: u32, row: u32, quad: u32, acc: vec4f) {
-  if (oc >= params.outC) { return; }
-  let at = ((n * params.outC + oc) * params.H + row) * params.quadsW + quad;
-  if (params.accumulate != 0u) {
-    dx[at] = dx[at] + acc;
-  } else {
-    dx[at] = acc;
-  }
-}
-${tileMain(workgroup, R, P, J)}
-  // dy is [batch, inC, 2H, 2W]: quad index of (n, icStart, 2 * s0, 2 * 4 * quadS).
-  let planeQuads = 4u * params.H * params.quadsW;
-  var dyBase = ((n * params.inC + params.icStart) * 2u * params.H + 2u * s0) * 2u * params.quadsW +
-    2u * quadS;
-  ${accs.join("\n  ")}
-  for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
-    let wRow = seg + icLocal * ${9 * vecsPerTap}u;
-    ${body.join("\n    ")}
-    dyBase = dyBase + planeQuads;
-  }
-  ${stores.join("\n  ")}
-}`,
-  );
+  return backwardInputKernel("subpixelBoxBackwardInput", workgroup, tile, J, 9, body);
 }
 
 /** Register blocking of the sub-pixel weight gradient: J output x I input channels per lane. */
@@ -659,23 +627,7 @@ function buildSubpixelWgradBoxKernel(
   const { oc: J, ic: I } = tile;
   const R = tile.rows ?? 1;
   const P = tile.quads ?? 1;
-  const accs: string[] = [];
-  const stores: string[] = [];
-  for (let j = 0; j < J; j++) {
-    for (let i = 0; i < I; i++) {
-      for (let t = 0; t < 9; t++) accs.push(`var acc${j}_${i}_${t} = vec4f(0.0);`);
-      stores.push(
-        `if (oc0 + ${j}u < params.outC && ic0 + ${i}u < params.inC) {` +
-          ` let at = slot + ((oc0 + ${j}u) * params.inC + ic0 + ${i}u) * 9u;` +
-          Array.from(
-            { length: 9 },
-            (_, t) => ` partial[at + ${t}u] = horizontal(acc${j}_${i}_${t});`,
-          )
-            .join("") +
-          ` }`,
-      );
-    }
-  }
+  const { accs, stores } = tapSums(J, I);
   const body: string[] = [];
   // Output channel j: dy rows 2s - 1 + d (d = 0 .. 2R + 1), 8P columns from 2t (vec4s v0 ..
   // v{2P - 1}) plus one either side (l, r); pair m sums rows 2s - 1 + m and 2s + m; box[kw] of

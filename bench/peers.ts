@@ -48,7 +48,14 @@ async function runJson(
 
 interface PeerJson {
   version?: string;
-  results: { what: string; ms: number; gflops?: number; imagesPerSecond?: number }[];
+  results: {
+    what: string;
+    ms: number;
+    gflops?: number;
+    imagesPerSecond?: number;
+    /** PyTorch: the faster memory layout, and the other's time. */
+    note?: string;
+  }[];
 }
 
 function rowsOf(peer: string, json: PeerJson): PeerResult[] {
@@ -58,6 +65,7 @@ function rowsOf(peer: string, json: PeerJson): PeerResult[] {
     ms: r.ms,
     gflops: r.gflops ?? null,
     imagesPerSecond: r.imagesPerSecond ?? null,
+    ...(r.note ? { note: r.note } : {}),
   }));
 }
 

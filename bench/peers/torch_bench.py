@@ -2,7 +2,10 @@
 forward+backward, the same autoencoder training steps (bench/step.ts: the conv autoencoder and
 the paper's face autoencoder at the demo's and the paper's sizes), and the demo regressor's
 step (ResNet34 at width 1/8 on 64x64 faces, as bench/profile_step.ts times it), on 2 threads.
-Prints one JSON object on stdout."""
+Each measure runs in both memory layouts, NCHW (PyTorch's default) and channels_last, and keeps
+the faster: which one wins depends on the CPU (oneDNN's blocked kernels reorder NCHW tensors at
+every call; on one AMD EPYC machine that made the default 3x slower). Prints one JSON object on
+stdout."""
 import json
 import sys
 import time
@@ -27,22 +30,63 @@ def timed(fn, reps):
     return (time.perf_counter() - t0) / reps * 1000
 
 
+LAYOUTS = [("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last)]
+
+
+def best(what, build, reps, work):
+    """Time build(memory_format)() in both layouts and keep the faster; the note names it and
+    the other layout's time. `work(ms)` gives the row's rate fields."""
+    times = {name: timed(build(fmt), reps) for name, fmt in LAYOUTS}
+    name = min(times, key=times.get)
+    other = next(n for n in times if n != name)
+    results.append({"what": what, "ms": times[name], **work(times[name]),
+                    "note": f"{name} ({other} {times[other]:.0f} ms)"})
+
+
+def images_per_second(images):
+    return lambda ms: {"imagesPerSecond": images * 1000 / ms}
+
+
 x = torch.randn(batch, 32, 64, 64)
-w = torch.randn(32, 32, 3, 3, requires_grad=True)
+w = torch.randn(32, 32, 3, 3)
 flops = 2 * batch * 32 * 64 * 64 * 32 * 9
-with torch.no_grad():
-    ms = timed(lambda: F.conv2d(x, w, padding=1), 3 if quick else 5)
-results.append({"what": "conv fwd 32->32 @64", "ms": ms, "gflops": flops / ms / 1e6})
-xg = x.clone().requires_grad_(True)
 
 
-def fwd_bwd():
-    y = F.conv2d(xg, w, padding=1)
-    y.backward(torch.ones_like(y))
+def conv_fwd(fmt):
+    xf, wf = x.contiguous(memory_format=fmt), w.contiguous(memory_format=fmt)
+
+    def run():
+        with torch.no_grad():
+            F.conv2d(xf, wf, padding=1)
+    return run
 
 
-ms = timed(fwd_bwd, 2 if quick else 4)
-results.append({"what": "conv fwd+bwd 32->32 @64", "ms": ms, "gflops": 3 * flops / ms / 1e6})
+def conv_fwd_bwd(fmt):
+    xg = x.contiguous(memory_format=fmt).requires_grad_(True)
+    wg = w.contiguous(memory_format=fmt).requires_grad_(True)
+
+    def run():
+        y = F.conv2d(xg, wg, padding=1)
+        y.backward(torch.ones_like(y))
+    return run
+
+
+best("conv fwd 32->32 @64", conv_fwd, 3 if quick else 5,
+     lambda ms: {"gflops": flops / ms / 1e6})
+best("conv fwd+bwd 32->32 @64", conv_fwd_bwd, 2 if quick else 4,
+     lambda ms: {"gflops": 3 * flops / ms / 1e6})
+
+
+def training(model, lr, inputs, loss):
+    """A step of Adam on `loss(model, *inputs)`."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss(model, *inputs).backward()
+        opt.step()
+    return run
+
 
 ENCODER = [(3, 32), (32, 64), (64, 128), (128, 256)]
 DECODER = [(256, 128), (128, 64), (64, 32), (32, 3)]
@@ -71,21 +115,12 @@ class AE(nn.Module):
         return h
 
 
-model = AE()
-opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 images = torch.rand(batch, 3, 64, 64)
-
-
-def step():
-    opt.zero_grad(set_to_none=True)
-    loss = F.mse_loss(model(images), images)
-    loss.backward()
-    opt.step()
-
-
-ms = timed(step, 2 if quick else 5)
-results.append({"what": f"train step (batch {batch})", "ms": ms,
-                "imagesPerSecond": batch * 1000 / ms})
+best(f"train step (batch {batch})",
+     lambda fmt: training(AE().to(memory_format=fmt), 1e-3,
+                          [images.contiguous(memory_format=fmt)],
+                          lambda m, im: F.mse_loss(m(im), im)),
+     2 if quick else 5, images_per_second(batch))
 
 
 class Block(nn.Module):
@@ -161,34 +196,25 @@ for size, widths, face_batch in [("demo", [8, 16, 16, 32], 32), ("paper", [64, 1
     if quick and size == "paper":
         continue
     face_batch = 8 if quick else face_batch
-    face_model = FaceAE(widths)
-    face_opt = torch.optim.Adam(face_model.parameters(), lr=1e-4)
     image_i, image_j = torch.rand(face_batch, 3, 64, 64), torch.rand(face_batch, 3, 64, 64)
     valence, arousal = torch.rand(face_batch) * 2 - 1, torch.rand(face_batch) * 2 - 1
 
-    def face_step():
-        face_opt.zero_grad(set_to_none=True)
-        face_model.loss(image_i, valence, arousal, image_j, arousal, valence).backward()
-        face_opt.step()
+    def face_training(fmt, widths=widths):
+        run = training(FaceAE(widths).to(memory_format=fmt), 1e-4,
+                       [image_i.contiguous(memory_format=fmt), valence, arousal,
+                        image_j.contiguous(memory_format=fmt), arousal, valence],
+                       lambda m, *a: m.loss(*a))
+        run()
+        return run
 
-    face_step()
-    ms = timed(face_step, 2 if quick else 10 if size == "demo" else 3)
-    results.append({"what": f"train step face AE {size} (batch {face_batch})", "ms": ms,
-                    "imagesPerSecond": face_batch * 1000 / ms})
+    best(f"train step face AE {size} (batch {face_batch})", face_training,
+         2 if quick else 10 if size == "demo" else 3, images_per_second(face_batch))
 
-regressor = resnet34(1 / 8)
-regressor_opt = torch.optim.Adam(regressor.parameters(), lr=1e-3)
 faces = torch.rand(32, 3, 64, 64)
 targets = torch.rand(32, 2) * 2 - 1
-
-
-def regressor_step():
-    regressor_opt.zero_grad(set_to_none=True)
-    F.mse_loss(regressor(faces), targets).backward()
-    regressor_opt.step()
-
-
-ms = timed(regressor_step, 3 if quick else 10)
-results.append({"what": "train step resnet34 w1/8 @64 (batch 32)", "ms": ms,
-                "imagesPerSecond": 32 * 1000 / ms})
+best("train step resnet34 w1/8 @64 (batch 32)",
+     lambda fmt: training(resnet34(1 / 8).to(memory_format=fmt), 1e-3,
+                          [faces.contiguous(memory_format=fmt)],
+                          lambda m, f: F.mse_loss(m(f), targets)),
+     3 if quick else 10, images_per_second(32))
 print(json.dumps({"version": torch.__version__, "threads": threads, "results": results}))

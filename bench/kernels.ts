@@ -227,8 +227,9 @@ for (const { name, geometry: g } of layers.filter((l) => l.name.startsWith("dec 
   ];
   for (const [kernel, pass, record] of passes) {
     const fused = ops.upsampleConvFused(b, pass, g, convOptions);
+    // The forward in sub-pixel form; both backward passes in box form (since round 11).
     const variant = fused
-      ? "sub-pixel"
+      ? (pass === "forward" ? "sub-pixel" : "box")
       : `upsample + ${ops.conv2dVariant(b, pass, g, convOptions)}`;
     await time(kernel, name.replace("dec ", "up "), record, { flops }, variant);
   }

@@ -61,10 +61,10 @@ export function subpixelBackwardTileFor(b: Backend, s: { H: number }): SubpixelT
  * Channels of dx per workgroup in the box backward to the input: 32 on CPU rasterizers (the box
  * sums of each dy row are shared by more channels: at batch 64 on the paper's 512->256 @8 and
  * 128->64 @32 layers 343 and 307 ms against 447 and 352 at 16, 482 and 539 at 8; the 16-tap form
- * took 629 and 564), the ubo block elsewhere.
+ * took 629 and 564), elsewhere `uboBlock` (the ubo kernels' block for these channels).
  */
-export function subpixelBackwardBlockFor(b: Backend, channels: number): number {
-  return b.isCpuRasterizer ? channelBlock(32, channels, 4) : channels <= 4 ? 4 : 8;
+export function subpixelBackwardBlockFor(b: Backend, channels: number, uboBlock: number): number {
+  return b.isCpuRasterizer ? channelBlock(32, channels, 4) : uboBlock;
 }
 
 /** y = conv3x3(upsample2x(x), w) + bias, w [outC, inC, 3, 3]. */
@@ -113,17 +113,9 @@ function runSubpixel(
   const tile = tileOverride ?? (backward ? subpixelBackwardTileFor(b, s) : subpixelTileFor(b, s));
   // The box backward takes the plain 3x3 filters, packed as the ubo backward packs them.
   const box = backward && tile.box === true;
-  const filters = box
-    ? packWindows(b, convUboPackKernel(true, ocBlock), w, s.inC, s.outC, ocBlock, 9)
-    : packWindows(
-      b,
-      subpixelPackKernel(backward, ocBlock),
-      w,
-      s.inC,
-      s.outC,
-      ocBlock,
-      SUBPIXEL_TAPS,
-    );
+  const pack = box ? convUboPackKernel(true, ocBlock) : subpixelPackKernel(backward, ocBlock);
+  const taps = box ? 9 : SUBPIXEL_TAPS;
+  const filters = packWindows(b, pack, w, s.inC, s.outC, ocBlock, taps);
   const kernelFor = (workgroup: number) =>
     box
       ? subpixelBoxBackwardInputKernel(ocBlock, tile, workgroup)

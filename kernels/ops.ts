@@ -1130,7 +1130,8 @@ export function upsampleConv2dBackwardInput(
   options: ConvOptions = {},
 ): void {
   if (upsampleConvFused(b, "backwardInput", g, options)) {
-    subpixelConvBackwardInput(b, dy, w, dx, subpixelShape(g), subpixelBackwardBlockFor(b, g.inC));
+    const block = subpixelBackwardBlockFor(b, g.inC, uboBlockFor(g.inC));
+    subpixelConvBackwardInput(b, dy, w, dx, subpixelShape(g), block);
     return;
   }
   const upsampled = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);

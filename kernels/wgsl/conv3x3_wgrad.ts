@@ -82,7 +82,6 @@ function buildConv3x3WgradKernel(
   }
   return wgradWalkKernel(
     "conv3x3Wgrad",
-    { j: J, i: I, rows: R, quads: P, workgroup, ocLanes },
     { oc: J, ic: I, rows: R, quads: P },
     workgroup,
     ocLanes,
@@ -128,12 +127,12 @@ export function tapSums(J: number, I: number): { accs: string[]; stores: string[
  * lane walks its row groups' tiles in one flat loop with (n, oh, quadW) advanced by counters (no
  * division per tile; a loop over a row's tiles nested in a loop over rows cost ~40% on maps 8 wide:
  * llvmpipe moves the many live accumulators at every inner-loop entry and exit), `tile` lines
- * address the tile, `body` accumulates, and `stores` write the lane's slot (at `slot`). Uniforms:
- * batch, inC, outC, H, quadsW, rowGroups, lanes, rowGroupsPerLane.
+ * address the tile, `body` accumulates, and `stores` write the lane's slot (at `slot`). The
+ * pipeline is keyed by the tile, workgroup and channel lanes. Uniforms: batch, inC, outC, H,
+ * quadsW, rowGroups, lanes, rowGroupsPerLane.
  */
 export function wgradWalkKernel(
   family: string,
-  flags: Record<string, number | boolean>,
   tile: { oc: number; ic: number; rows: number; quads: number },
   workgroup: number,
   ocLanes: number,
@@ -142,7 +141,7 @@ export function wgradWalkKernel(
   const { oc: J, ic: I, rows: R, quads: P } = tile;
   return kernel(
     family,
-    flags,
+    { j: J, i: I, rows: R, quads: P, workgroup, ocLanes },
     ["read", "read", "readWrite"],
     `${
       declareBindings(

@@ -587,7 +587,6 @@ function buildSubpixelWgradKernel(
   }
   return wgradWalkKernel(
     "subpixelWgrad",
-    { j: J, i: I, rows: R, workgroup, ocLanes },
     { oc: J, ic: I, rows: R, quads: 1 },
     workgroup,
     ocLanes,
@@ -688,7 +687,6 @@ function buildSubpixelWgradBoxKernel(
   }
   return wgradWalkKernel(
     "subpixelWgradBox",
-    { j: J, i: I, rows: R, quads: P, workgroup, ocLanes },
     { oc: J, ic: I, rows: R, quads: P },
     workgroup,
     ocLanes,

@@ -221,6 +221,8 @@ const WGRAD_MAX_LANES = 256;
  * sums (64 against 16: the demo autoencoder's 16-channel layers at batch 32 10-20% faster).
  */
 const WGRAD_MIN_TILES_PER_LANE = 64;
+/** Fewest workgroups a weight gradient dispatches with 64 lanes each (else it takes 8 each). */
+const WGRAD_MIN_WORKGROUPS = 4;
 
 /**
  * dw = conv3x3 backward to the weight (stride 1, padding 1, width % 4 == 0); see
@@ -295,9 +297,12 @@ export function runWgradLanes(
   // llvmpipe). Fewer than 8 lanes (layers with many channels): the 8 threads of a workgroup share
   // them with up to 8 output-channel blocks, so every SIMD lane works (with one block per
   // workgroup, 1 to 7 of 8 did: at batch 64 the paper autoencoder's 512->512 weight gradient took
-  // 3.8 s at 5 GFLOP/s, now 0.65 s at 30, like its other layers).
-  const workgroup = lanes >= 64 ? 64 : 8;
+  // 3.8 s at 5 GFLOP/s, now 0.65 s at 30, like its other layers). Workgroups of 64 only when
+  // there are enough of them to share out: one workgroup runs on one core (the demo
+  // autoencoder's 8->16 layer at batch 32 made one, 6.3 ms; eight of 8 lanes, 3.8-4.1 ms).
   const ocBlocks = Math.ceil(walk.outC / tile.oc);
+  const wideWorkgroups = Math.ceil(lanes / 64) * ocBlocks * Math.ceil(walk.inC / tile.ic);
+  const workgroup = lanes >= 64 && wideWorkgroups >= WGRAD_MIN_WORKGROUPS ? 64 : 8;
   const ocLanes = lanes >= 8 ? 1 : Math.min(8, 2 ** Math.floor(Math.log2(ocBlocks)));
   const target = lanes === 1 ? dw : b.pool.acquire(lanes * slotSize * F32);
   b.dispatch(

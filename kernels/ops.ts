@@ -188,11 +188,14 @@ export function expand(
   inner: number,
   scale: number,
 ): void {
+  // One value over everything, in vec4s when they fit (the buffer may be a pooled larger one).
+  const broadcast = inner >= n && n % 4 === 0;
+  const count = broadcast ? n / 4 : n;
   b.dispatch(
-    expandKernel(),
+    expandKernel(broadcast),
     [g, out],
-    new Uniforms(3).u32(n).u32(Math.max(inner, 1)).f32(scale).bytes,
-    grid1d(n),
+    new Uniforms(3).u32(count).u32(Math.max(inner, 1)).f32(scale).bytes,
+    grid1d(count),
   );
 }
 
@@ -1310,7 +1313,7 @@ export function adamMulti(b: Backend, tensors: readonly AdamTensor[], h: AdamSte
   }
 }
 
-/** out = g[0] * scale * (input - target). */
+/** out = g[0] * scale * (input - target), times `weights` when given. */
 export function mseBackward(
   b: Backend,
   input: GPUBuffer,
@@ -1319,10 +1322,11 @@ export function mseBackward(
   out: GPUBuffer,
   n: number,
   scale: number,
+  weights: GPUBuffer | null = null,
 ): void {
   b.dispatch(
-    mseBackwardKernel(),
-    [input, target, g, out],
+    mseBackwardKernel(weights !== null),
+    weights ? [input, target, weights, g, out] : [input, target, g, out],
     new Uniforms(2).u32(n).f32(scale).bytes,
     grid1d(n),
   );

@@ -16,9 +16,10 @@ function gridPerItem(items: number): [number, number] {
 
 /**
  * out[m] = scale * sum over outer and inner of x viewed as [outer, mid, inner] (or of
- * (x - y)^2 when y is given). Scalar loads unless `vec4: true`: the vec4 kernel sums in another
- * order. One workgroup per m: for per-channel sums of activations (conv bias gradients) see
- * kernels/ops.ts `channelSums`, which splits each channel over many threads.
+ * (x - y)^2 when y is given, times `weights` when given too). Scalar loads unless `vec4: true`:
+ * the vec4 kernel sums in another order. One workgroup per m: for per-channel sums of activations
+ * (conv bias gradients) see kernels/ops.ts `channelSums`, which splits each channel over many
+ * threads.
  */
 export function reduceMiddle(
   b: Backend,
@@ -30,15 +31,18 @@ export function reduceMiddle(
   scale = 1,
   y: GPUBuffer | null = null,
   total = outer * mid * inner,
-  options: { vec4?: boolean } = {},
+  options: { vec4?: boolean; weights?: GPUBuffer | null } = {},
 ): void {
+  const weights = options.weights ?? null;
+  if (weights && !y) throw new Error("reduceMiddle: weights need y (a weighted squared error)");
   // vec4 loads (when asked for) when rows and the total are whole vec4s.
   const vec4 = (options.vec4 ?? false) && inner % 4 === 0 && total % 4 === 0;
   const k = vec4 ? 4 : 1;
   const u = new Uniforms(5).u32(outer).u32(mid).u32(inner / k).u32(total / k).f32(scale);
+  const inputs = y ? (weights ? [x, y, weights] : [x, y]) : [x];
   b.dispatch(
-    reduceMiddleKernel(y !== null, vec4),
-    y ? [x, y, out] : [x, out],
+    reduceMiddleKernel(y !== null, vec4, weights !== null),
+    [...inputs, out],
     u.bytes,
     gridPerItem(mid),
   );
@@ -62,8 +66,9 @@ export function reduceAxis(
 const SUM_CHUNK = 4096;
 
 /**
- * out[0] = scale * sum of x[0..n) (or of (x - y)^2), in stages of one workgroup per chunk, so a
- * large array keeps every core busy instead of one workgroup walking it all.
+ * out[0] = scale * sum of x[0..n) (or of (x - y)^2, times `weights` when given), in stages of one
+ * workgroup per chunk, so a large array keeps every core busy instead of one workgroup walking it
+ * all.
  */
 export function sumAll(
   b: Backend,
@@ -72,15 +77,16 @@ export function sumAll(
   n: number,
   scale = 1,
   y: GPUBuffer | null = null,
+  weights: GPUBuffer | null = null,
 ): void {
   if (n <= SUM_CHUNK) {
-    reduceMiddle(b, x, out, 1, 1, Math.max(n, 1), scale, y, n);
+    reduceMiddle(b, x, out, 1, 1, Math.max(n, 1), scale, y, n, { weights });
     return;
   }
   const chunk = Math.max(SUM_CHUNK, Math.ceil(n / 65535));
   const rows = Math.ceil(n / chunk);
   const partial = b.pool.acquire(rows * F32);
-  reduceMiddle(b, x, partial, 1, rows, chunk, 1, y, n, { vec4: true });
+  reduceMiddle(b, x, partial, 1, rows, chunk, 1, y, n, { vec4: true, weights });
   sumAll(b, partial, out, rows, scale);
   b.pool.release(partial);
 }

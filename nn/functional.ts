@@ -188,17 +188,26 @@ export function mean(x: Tensor): Tensor {
   return fullReduction("mean", x);
 }
 
-/** Mean squared error with mean reduction, as a 0-d tensor. */
-export function mseLoss(input: Tensor, target: Tensor): Tensor {
+/**
+ * Mean squared error with mean reduction, as a 0-d tensor: mean((input - target)^2), or
+ * mean(weights * (input - target)^2) with `weights` (same shape; constants: they get no
+ * gradient), each in one pass forward and one backward.
+ */
+export function mseLoss(input: Tensor, target: Tensor, weights?: Tensor): Tensor {
   assertSameShape("mseLoss", input, target);
   if (input.size === 0) throw new Error("mseLoss: empty tensors");
+  if (weights) {
+    assertSameShape("mseLoss", input, weights);
+    if (weights.requiresGrad) throw new Error("mseLoss: weights take no gradient");
+  }
   const backend = input.device.backend;
   const y = input.device.empty([]);
-  ops.sumAll(backend, input.buffer, y.buffer, input.size, 1 / input.size, target.buffer);
+  const w = weights?.buffer ?? null;
+  ops.sumAll(backend, input.buffer, y.buffer, input.size, 1 / input.size, target.buffer, w);
   if (!needsGrad(input, target)) return y;
-  const savedInput = input.share();
-  const savedTarget = target.share();
-  return record(y, "mseLoss", [input, target], [savedInput, savedTarget], (g) => {
+  const saved = [input.share(), target.share(), ...(weights ? [weights.share()] : [])];
+  const [savedInput, savedTarget, savedWeights] = saved;
+  return record(y, "mseLoss", [input, target], saved, (g) => {
     const dInput = input.device.empty(input.shape);
     ops.mseBackward(
       backend,
@@ -208,6 +217,7 @@ export function mseLoss(input: Tensor, target: Tensor): Tensor {
       dInput.buffer,
       input.size,
       2 / input.size,
+      savedWeights?.buffer ?? null,
     );
     if (!target.requiresGrad) return [dInput, null];
     const dTarget = scaled(dInput, -1);

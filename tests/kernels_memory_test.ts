@@ -440,23 +440,33 @@ Deno.test("copyRows with odd offsets falls back to scalar: narrow [2, 7, 5] dim 
   backend.flush();
 });
 
-// Middle-axis sums (conv bias gradients, losses): vec4 rows, scalar rows, squared differences.
+// Middle-axis sums (conv bias gradients, losses): vec4 rows, scalar rows, squared differences,
+// weighted squared differences.
 for (const [outer, mid, inner] of [[5, 3, 12], [4, 7, 9], [37, 2, 1100]]) {
   for (const vec4 of [true, false]) {
     Deno.test(`reduceMiddle ${vec4 ? "vec4" : "scalar"} [${outer}, ${mid}, ${inner}]`, async () => {
       const n = outer * mid * inner;
       const x = randomArray(n, 54);
       const y = randomArray(n, 55);
-      const [xb, yb] = [x, y].map(upload);
-      const out = backend.pool.acquire(mid * 4);
-      const out2 = backend.pool.acquire(mid * 4);
+      const w = randomArray(n, 56, 0, 3);
+      const [xb, yb, wb] = [x, y, w].map(upload);
+      const [out, out2, out3] = [0, 1, 2].map(() => backend.pool.acquire(mid * 4));
       ops.reduceMiddle(backend, xb, out, outer, mid, inner, 0.5, null, n, { vec4 });
       ops.reduceMiddle(backend, xb, out2, outer, mid, inner, 1, yb, n, { vec4 });
-      const [sums, squares] = await Promise.all([download(out, mid), download(out2, mid)]);
+      ops.reduceMiddle(backend, xb, out3, outer, mid, inner, 0.25, yb, n, { vec4, weights: wb });
+      const [sums, squares, weighted] = await Promise.all(
+        [out, out2, out3].map((buffer) => download(buffer, mid)),
+      );
       const tol = { atol: 1e-4 * Math.sqrt(n), rtol: 1e-4 };
       assertClose(sums, ref.reduceMiddle(x, outer, mid, inner, 0.5), "sum", tol);
       assertClose(squares, ref.reduceMiddle(x, outer, mid, inner, 1, y), "squared diff", tol);
-      for (const buffer of [xb, yb, out, out2]) backend.pool.release(buffer);
+      assertClose(
+        weighted,
+        ref.reduceMiddle(x, outer, mid, inner, 0.25, y, w),
+        "weighted squared diff",
+        tol,
+      );
+      for (const buffer of [xb, yb, wb, out, out2, out3]) backend.pool.release(buffer);
       backend.flush();
     });
   }

@@ -387,7 +387,8 @@ for (const shape of [[3, 7], [2, 3, 4, 6]]) {
   });
 }
 
-for (const n of [1, 7, 4099, 70001]) {
+// 8 and 4100: the backward spreads the gradient in vec4s (the broadcast expand).
+for (const n of [1, 7, 8, 4099, 4100, 70001]) {
   Deno.test(`sum and mean of ${n} elements`, async () => {
     const tolerance = { atol: 1e-3, rtol: 1e-4 };
     await checkOp(
@@ -414,6 +415,28 @@ Deno.test("mseLoss against both arguments", async () => {
     ([a, b]) => F.mseLoss(a, b),
     ([a, b]) => [ref.mse(a, b)],
   );
+});
+
+// Small (one workgroup) and large (chunked: scalar, and vec4 when the size allows) weighted
+// errors; the weights are constants.
+for (const shape of [[3, 5, 7], [2, 3, 41, 43], [2, 3, 40, 43]]) {
+  Deno.test(`weighted mseLoss [${shape}] against both arguments`, async () => {
+    await checkOp(
+      "weighted mseLoss",
+      [{ shape }, { shape }, { shape, grad: false, low: 0, high: 4 }],
+      ([a, b, w]) => F.mseLoss(a, b, w),
+      ([a, b, w]) => [ref.mse(a, b, w)],
+      // The gradients are ~2 / size: an absolute tolerance would pass anything on the large ones.
+      { atol: 1e-7, rtol: 1e-3 },
+    );
+  });
+}
+
+Deno.test("weighted mseLoss refuses weights of another shape or that need a gradient", () => {
+  const a = device.rand([2, 3], 1);
+  const w = device.tensor(new Float32Array(6), [2, 3], { requiresGrad: true });
+  assert.throws(() => F.mseLoss(a, a, device.rand([3, 2], 2)), /mseLoss/);
+  assert.throws(() => F.mseLoss(a, a, w), /weights take no gradient/);
 });
 
 Deno.test("reshape and flatten keep data and route gradients", async () => {

@@ -293,23 +293,24 @@ export function reduceMiddle(
   inner: number,
   scale = 1,
   y: ArrayLike<number> | null = null,
+  w: ArrayLike<number> | null = null,
 ): Float64Array {
   const out = new Float64Array(mid);
   for (let o = 0; o < outer; o++) {
     for (let m = 0; m < mid; m++) {
       for (let k = 0; k < inner; k++) {
         const e = (o * mid + m) * inner + k;
-        out[m] += y ? (x[e] - y[e]) ** 2 : x[e];
+        out[m] += y ? (x[e] - y[e]) ** 2 * (w ? w[e] : 1) : x[e];
       }
     }
   }
   return out.map((v) => v * scale);
 }
 
-/** Mean squared error. */
-export function mse(a: ArrayLike<number>, b: ArrayLike<number>): number {
+/** Mean squared error, each term times w[i] when given. */
+export function mse(a: ArrayLike<number>, b: ArrayLike<number>, w?: ArrayLike<number>): number {
   let s = 0;
-  for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2;
+  for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2 * (w ? w[i] : 1);
   return s / a.length;
 }
 

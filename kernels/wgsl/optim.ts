@@ -98,21 +98,23 @@ ${linearMain()}
   );
 }
 
-/** d input = g[0] * scale * (input - target): the backward of a mean squared error. */
-export function mseBackwardKernel(): KernelSource {
+/**
+ * d input = g[0] * scale * (input - target): the backward of a mean squared error; times
+ * weights[i] with `weighted`.
+ */
+export function mseBackwardKernel(weighted = false): KernelSource {
+  const inputs: [string, "read"][] = [["input", "read"], ["expected", "read"]];
+  if (weighted) inputs.push(["weights", "read"]);
   return kernel(
     "mseBackward",
-    {},
-    ["read", "read", "read", "readWrite"],
-    `${
-      declareBindings(
-        [["input", "read"], ["expected", "read"], ["g", "read"], ["out", "readWrite"]],
-        "n: u32, scale: f32,",
-      )
-    }
+    weighted ? { weighted } : {},
+    [...inputs.map(() => "read" as const), "read", "readWrite"],
+    `${declareBindings([...inputs, ["g", "read"], ["out", "readWrite"]], "n: u32, scale: f32,")}
 ${linearMain()}
   if (index >= params.n) { return; }
-  out[index] = g[0] * params.scale * (input[index] - expected[index]);
+  out[index] = g[0] * params.scale * (input[index] - expected[index])${
+      weighted ? " * weights[index]" : ""
+    };
 }`,
   );
 }

@@ -6,19 +6,30 @@ import { declareBindings, kernel, WORKGROUP_SIZE, workgroupReduce } from "./comm
 /**
  * out[m] = scale * sum over o < outer, k < inner of f(x[(o * mid + m) * inner + k]), one workgroup
  * per m (grid x * y >= mid). Flat indices >= total are skipped, so a flat array can be cut into
- * fixed-size rows with a short last row. f is x, or (x - y)^2 with `squaredDiff`.
- * Uniforms: outer, mid, inner, total, scale. With `vec4` x (and y) are read as vec4s and inner
- * and total count vec4s (both multiples of 4 elements).
+ * fixed-size rows with a short last row. f is x, or (x - y)^2 with `squaredDiff`, times w with
+ * `weighted` (a weighted squared error). Uniforms: outer, mid, inner, total, scale. With `vec4`
+ * x (and y, w) are read as vec4s and inner and total count vec4s (both multiples of 4 elements).
  */
-export function reduceMiddleKernel(squaredDiff: boolean, vec4 = false): KernelSource {
+export function reduceMiddleKernel(
+  squaredDiff: boolean,
+  vec4 = false,
+  weighted = false,
+): KernelSource {
+  if (weighted && !squaredDiff) throw new Error("reduceMiddleKernel: weighted needs squaredDiff");
   const type = vec4 ? "vec4f" : "f32";
-  const inputs: [string, "read", string][] = squaredDiff
-    ? [["x", "read", type], ["y", "read", type]]
-    : [["x", "read", type]];
-  const term = squaredDiff ? "(x[e] - y[e]) * (x[e] - y[e])" : "x[e]";
+  const inputs: [string, "read", string][] = [["x", "read", type]];
+  if (squaredDiff) inputs.push(["y", "read", type]);
+  if (weighted) inputs.push(["w", "read", type]);
+  const term = weighted
+    ? "(x[e] - y[e]) * (x[e] - y[e]) * w[e]"
+    : squaredDiff
+    ? "(x[e] - y[e]) * (x[e] - y[e])"
+    : "x[e]";
+  const flags: Record<string, boolean> = vec4 ? { squaredDiff, vec4 } : { squaredDiff };
+  if (weighted) flags.weighted = true;
   return kernel(
     "reduceMiddle",
-    vec4 ? { squaredDiff, vec4 } : { squaredDiff },
+    flags,
     [...inputs.map(() => "read" as const), "readWrite"],
     `${
       declareBindings(

@@ -407,9 +407,7 @@ export class FaceAutoencoder extends Layer {
     const valence = F.mseLoss(v, valenceI);
     const arousal = F.mseLoss(a, arousalI);
     const generated = this.decode(z, valenceJ, arousalJ, imageI);
-    const reconstruction = weights.reconstructionWeights
-      ? weightedSquaredError(generated, imageJ, weights.reconstructionWeights)
-      : F.mseLoss(generated, imageJ);
+    const reconstruction = F.mseLoss(generated, imageJ, weights.reconstructionWeights);
     const total = F.add(
       F.add(F.mul(valence, weights.valence ?? 0.5), F.mul(arousal, weights.arousal ?? 0.5)),
       reconstruction,
@@ -454,12 +452,6 @@ export async function warpShiftOf(state: ReadonlyMap<string, StateValue>): Promi
 /** How a FaceAutoencoder checkpoint's edit colour is read: its `edit_residual` marker says. */
 export function editColourOf(state: ReadonlyMap<string, unknown>): "absolute" | "residual" {
   return state.has("edit_residual") ? "residual" : "absolute";
-}
-
-/** mean(w * (a - b)^2): a reconstruction error that weights some pixels more. */
-function weightedSquaredError(a: Tensor, b: Tensor, w: Tensor): Tensor {
-  const diff = F.sub(a, b);
-  return F.mean(F.mul(F.mul(diff, diff), w));
 }
 
 /** A [1, 1, S, S] map repeated to [N, C, S, S] in one op: ones [N*C, 1] x map [S*S, 1]^T. */

@@ -16,7 +16,11 @@
  * choices go to the on-disk cache) and profiles again.
  *
  *   deno run -A bench/profile_step.ts [--batch 32] [--steps 3] [--only ae|resnet] [--top 25] [--detail]
- *     [--ae-size tiny|demo|paper] [--conditioning maps|input] [--compare [--ab-steps 8] | --tune]
+ *     [--ae-size tiny|demo|paper] [--conditioning maps|input] [--paper-loss]
+ *     [--compare [--ab-steps 8] | --tune]
+ *
+ * The autoencoder's loss weighs its reconstruction by region maps, as the demo trains it;
+ * `--paper-loss` takes the paper's plain MSE instead, as bench/step.ts measures it.
  */
 
 import { Device } from "../nn/device.ts";
@@ -40,6 +44,7 @@ const args = {
   stepsAB: Number(flag("ab-steps") ?? 8),
   aeSize: (flag("ae-size") ?? "tiny") as "tiny" | "demo" | "paper",
   conditioning: (flag("conditioning") ?? "maps") as "input" | "maps",
+  paperLoss: Deno.args.includes("--paper-loss"),
 };
 const batch = Number(args.batch ?? 32);
 const steps = Number(args.steps ?? 3);
@@ -157,7 +162,7 @@ if (!args.only || args.only === "ae") {
     const opt = new Adam(model.parameters(), { lr: 1e-3, foreach: !config.round3 });
     return async () => {
       const loss = tidy((): Tensor =>
-        model.loss(x, v, a, x, a, v, { reconstructionWeights: w }).total
+        model.loss(x, v, a, x, a, v, args.paperLoss ? {} : { reconstructionWeights: w }).total
       );
       opt.zeroGrad();
       await loss.backward();

@@ -35,6 +35,9 @@ import {
   batchNormBackwardPartialKernel,
   batchNormBackwardSumsKernel,
   batchNormForwardFusedKernel,
+  batchNormReluMaxPoolBackwardFusedKernel,
+  batchNormReluMaxPoolBackwardPartialKernel,
+  batchNormReluMaxPoolForwardKernel,
   batchNormStatsFinalizeKernel,
   batchNormStatsKernel,
   batchNormStatsPartialKernel,
@@ -692,13 +695,7 @@ export function batchNormForwardTraining(
     return;
   }
   const k = bnChunking(batch, channels, spatial);
-  const partial = b.pool.acquire(channels * k.chunks * 2 * F32);
-  b.dispatch(
-    batchNormStatsPartialKernel(k.vec4),
-    [x, partial],
-    bnChunkUniforms(batch, channels, k),
-    grid1d(k.chunks * channels, 64),
-  );
+  const partial = bnStatsPartials(b, x, batch, channels, k);
   const buffers = [x, partial];
   if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
   buffers.push(y, mean, invStd);
@@ -707,6 +704,149 @@ export function batchNormForwardTraining(
     batchNormForwardFusedKernel(k.vec4, affineParams !== null, options.relu ?? false, !!running),
     buffers,
     fusedUniforms(batch, channels, k, batch * spatial, eps, momentum),
+    gridPerItem(channels),
+  );
+  b.pool.release(partial);
+}
+
+/** The statistics' chunk partials of x (a pooled buffer the caller releases). */
+function bnStatsPartials(
+  b: Backend,
+  x: GPUBuffer,
+  batch: number,
+  channels: number,
+  k: ReturnType<typeof bnChunking>,
+): GPUBuffer {
+  const partial = b.pool.acquire(channels * k.chunks * 2 * F32);
+  b.dispatch(
+    batchNormStatsPartialKernel(k.vec4),
+    [x, partial],
+    bnChunkUniforms(batch, channels, k),
+    grid1d(k.chunks * channels, 64),
+  );
+  return partial;
+}
+
+/**
+ * Whether the batch norm, ReLU and 2x2 max-pool of a [batch, channels, height, width] map can run
+ * as one op ({@link batchNormReluMaxPoolForwardTraining}): the fused training passes, an even
+ * height and width % 4 == 0.
+ */
+export function batchNormReluMaxPoolApplicable(
+  b: Backend,
+  channels: number,
+  height: number,
+  width: number,
+  options: BatchNormOptions = {},
+): boolean {
+  return bnFused(b, channels, options) && height > 0 && height % 2 === 0 && width > 0 &&
+    width % 4 === 0;
+}
+
+/** Chunking of the pooled passes over items (2 rows x 4 columns: two pooling windows). */
+function pooledChunking(batch: number, channels: number, height: number, width: number) {
+  const quadsW = width / 4;
+  const outH = height / 2;
+  const total = batch * outH * quadsW;
+  const wanted = Math.ceil(BN_TARGET_THREADS / channels);
+  // An item is two vectors: half as many items make a chunk's least work.
+  const chunks0 = Math.max(1, Math.min(wanted, Math.ceil(total / (BN_MIN_CHUNK / 2))));
+  const chunkLength = Math.ceil(total / chunks0);
+  return { quadsW, outH, total, chunks: Math.ceil(total / chunkLength), chunkLength };
+}
+
+function pooledUniforms(
+  batch: number,
+  channels: number,
+  k: ReturnType<typeof pooledChunking>,
+  statChunks: number,
+  count: number,
+  eps: number,
+  momentum: number,
+): Uint8Array {
+  return new Uniforms(11).u32(batch).u32(channels).u32(k.quadsW).u32(k.outH).u32(k.chunks)
+    .u32(k.chunkLength).u32(k.total).u32(statChunks).f32(count).f32(eps).f32(momentum).bytes;
+}
+
+/**
+ * Training-mode maxPool2x2(relu(batchNorm(x))) for x [batch, channels, height, width]: the batch
+ * statistics (mean, invStd; running stats updated when given), then the pooled map [batch,
+ * channels, height / 2, width / 2] in one pass that never writes the normalized map (it and the
+ * separate max-pool's read of it are the two passes saved). Needs
+ * {@link batchNormReluMaxPoolApplicable}.
+ */
+export function batchNormReluMaxPoolForwardTraining(
+  b: Backend,
+  x: GPUBuffer,
+  mean: GPUBuffer,
+  invStd: GPUBuffer,
+  running: { mean: GPUBuffer; var: GPUBuffer } | null,
+  affineParams: { weight: GPUBuffer; bias: GPUBuffer } | null,
+  pooled: GPUBuffer,
+  batch: number,
+  channels: number,
+  height: number,
+  width: number,
+  eps: number,
+  momentum: number,
+): void {
+  if (!batchNormReluMaxPoolApplicable(b, channels, height, width)) {
+    throw new Error(
+      `batchNormReluMaxPoolForwardTraining: not applicable to ${channels} channels of ${height}x${width}`,
+    );
+  }
+  const spatial = height * width;
+  const k = bnChunking(batch, channels, spatial);
+  const partial = bnStatsPartials(b, x, batch, channels, k);
+  const buffers = [x, partial];
+  if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
+  buffers.push(pooled, mean, invStd);
+  if (running) buffers.push(running.mean, running.var);
+  const p = pooledChunking(batch, channels, height, width);
+  b.dispatch(
+    batchNormReluMaxPoolForwardKernel(affineParams !== null, running !== null),
+    buffers,
+    pooledUniforms(batch, channels, p, k.chunks, batch * spatial, eps, momentum),
+    gridPerItem(channels),
+  );
+  b.pool.release(partial);
+}
+
+/**
+ * Backward of {@link batchNormReluMaxPoolForwardTraining} from the pooled map's gradient dPooled:
+ * sums[c] = sum(g), sums[channels + c] = sum(g * xhat) (the bias and weight gradients) and dx, g
+ * being the gradient the max-pool and ReLU pass to the normalized map (each window's arg-max found
+ * again from x). Two passes, like the unpooled fused backward, reading dPooled and x only.
+ */
+export function batchNormReluMaxPoolBackwardTraining(
+  b: Backend,
+  dPooled: GPUBuffer,
+  x: GPUBuffer,
+  mean: GPUBuffer,
+  invStd: GPUBuffer,
+  affineParams: { weight: GPUBuffer; bias: GPUBuffer } | null,
+  sums: GPUBuffer,
+  dx: GPUBuffer,
+  batch: number,
+  channels: number,
+  height: number,
+  width: number,
+  eps: number,
+): void {
+  const p = pooledChunking(batch, channels, height, width);
+  const partial = b.pool.acquire(channels * p.chunks * 2 * F32);
+  const params = affineParams ? [affineParams.weight, affineParams.bias] : [];
+  const uniforms = pooledUniforms(batch, channels, p, p.chunks, batch * height * width, eps, 0);
+  b.dispatch(
+    batchNormReluMaxPoolBackwardPartialKernel(affineParams !== null),
+    [dPooled, x, mean, invStd, ...params, partial],
+    uniforms,
+    grid1d(p.chunks * channels, 64),
+  );
+  b.dispatch(
+    batchNormReluMaxPoolBackwardFusedKernel(affineParams !== null),
+    [dPooled, x, mean, invStd, ...params, partial, dx, sums],
+    uniforms,
     gridPerItem(channels),
   );
   b.pool.release(partial);

@@ -609,32 +609,7 @@ export function batchNorm2d(
   const relu = options.relu ?? false;
   const [batch, channels] = x.shape;
   const spatial = x.rank === 4 ? x.shape[2] * x.shape[3] : 1;
-  for (
-    const [name, t] of [["runningMean", runningMean], ["runningVar", runningVar], [
-      "weight",
-      weight,
-    ], ["bias", bias]] as const
-  ) {
-    if (t && (t.rank !== 1 || t.shape[0] !== channels)) {
-      throw new Error(`batchNorm2d: ${name} ${shapeText(t)} must be [${channels}]`);
-    }
-  }
-  if ((weight === null) !== (bias === null)) {
-    throw new Error("batchNorm2d: give both weight and bias, or neither");
-  }
-  if ((runningMean === null) !== (runningVar === null)) {
-    throw new Error("batchNorm2d: give both runningMean and runningVar, or neither");
-  }
-  if (!training && !runningMean) {
-    throw new Error("batchNorm2d: eval mode needs runningMean and runningVar");
-  }
-  if (training && batch * spatial <= 1) {
-    throw new Error(
-      `batchNorm2d: expected more than 1 value per channel when training, got input ${
-        shapeText(x)
-      }`,
-    );
-  }
+  checkBatchNormArguments("batchNorm2d", x, runningMean, runningVar, weight, bias, training);
   const device = x.device;
   const backend = device.backend;
   let stats: { mean: Tensor; stat: Tensor; fromVariance: boolean };
@@ -754,18 +729,154 @@ export function batchNorm2d(
         );
       }
     }
-    let dWeight: Tensor | null = null;
-    let dBias: Tensor | null = null;
-    if (weight?.requiresGrad) {
-      dWeight = device.empty([channels]);
-      backend.copy(sums.buffer, channels * 4, dWeight.buffer, 0, channels * 4);
-    }
-    if (bias?.requiresGrad) {
-      dBias = device.empty([channels]);
-      backend.copy(sums.buffer, 0, dBias.buffer, 0, channels * 4);
-    }
+    const [dWeight, dBias] = affineGradients(sums, weight, bias, channels);
     sums.dispose();
     return [dx, dWeight, dBias];
+  });
+}
+
+/** The argument checks shared by {@link batchNorm2d} and {@link batchNormReluMaxPool2d}. */
+function checkBatchNormArguments(
+  op: string,
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  training: boolean,
+): void {
+  const [batch, channels] = x.shape;
+  const spatial = x.rank === 4 ? x.shape[2] * x.shape[3] : 1;
+  for (
+    const [name, t] of [["runningMean", runningMean], ["runningVar", runningVar], [
+      "weight",
+      weight,
+    ], ["bias", bias]] as const
+  ) {
+    if (t && (t.rank !== 1 || t.shape[0] !== channels)) {
+      throw new Error(`${op}: ${name} ${shapeText(t)} must be [${channels}]`);
+    }
+  }
+  if ((weight === null) !== (bias === null)) {
+    throw new Error(`${op}: give both weight and bias, or neither`);
+  }
+  if ((runningMean === null) !== (runningVar === null)) {
+    throw new Error(`${op}: give both runningMean and runningVar, or neither`);
+  }
+  if (!training && !runningMean) {
+    throw new Error(`${op}: eval mode needs runningMean and runningVar`);
+  }
+  if (training && batch * spatial <= 1) {
+    throw new Error(
+      `${op}: expected more than 1 value per channel when training, got input ${shapeText(x)}`,
+    );
+  }
+}
+
+/** The weight and bias gradients (those that are wanted) from a batch norm backward's sums. */
+function affineGradients(
+  sums: Tensor,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  channels: number,
+): [Tensor | null, Tensor | null] {
+  const backend = sums.device.backend;
+  let dWeight: Tensor | null = null;
+  let dBias: Tensor | null = null;
+  if (weight?.requiresGrad) {
+    dWeight = sums.device.empty([channels]);
+    backend.copy(sums.buffer, channels * 4, dWeight.buffer, 0, channels * 4);
+  }
+  if (bias?.requiresGrad) {
+    dBias = sums.device.empty([channels]);
+    backend.copy(sums.buffer, 0, dBias.buffer, 0, channels * 4);
+  }
+  return [dWeight, dBias];
+}
+
+/**
+ * maxPool2d(relu(batchNorm2d(x)), 2x2 stride 2): an encoder block's tail as one op. In training
+ * mode on maps of even height and width % 4 == 0 it runs fused (kernels/ops.ts
+ * batchNormReluMaxPoolForwardTraining): the normalized map is never written nor read back, and the
+ * backward finds each window's arg-max again from x, reading the pooled gradient and x only.
+ * Otherwise (eval mode, other shapes) it is the three ops one after the other. Same values either
+ * way, ties going to the first maximum as in {@link maxPool2d}.
+ */
+export function batchNormReluMaxPool2d(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null = null,
+  bias: Tensor | null = null,
+  options: Omit<BatchNormOptions, "relu"> = {},
+): Tensor {
+  assertRank("batchNormReluMaxPool2d", "input", x, [4]);
+  const training = options.training ?? false;
+  const momentum = options.momentum ?? 0.1;
+  const eps = options.eps ?? 1e-5;
+  const [batch, channels, height, width] = x.shape;
+  const device = x.device;
+  const backend = device.backend;
+  if (!training || !ops.batchNormReluMaxPoolApplicable(backend, channels, height, width)) {
+    const normalized = batchNorm2d(x, runningMean, runningVar, weight, bias, {
+      ...options,
+      relu: true,
+    });
+    return maxPool2d(normalized, { kernelSize: 2 });
+  }
+  checkBatchNormArguments("batchNormReluMaxPool2d", x, runningMean, runningVar, weight, bias, true);
+  const mean = device.empty([channels]);
+  const invStd = device.empty([channels]);
+  const pooled = device.empty([batch, channels, height / 2, width / 2]);
+  const affine = weight ? { weight: weight.buffer, bias: bias!.buffer } : null;
+  ops.batchNormReluMaxPoolForwardTraining(
+    backend,
+    x.buffer,
+    mean.buffer,
+    invStd.buffer,
+    runningMean ? { mean: runningMean.buffer, var: runningVar!.buffer } : null,
+    affine,
+    pooled.buffer,
+    batch,
+    channels,
+    height,
+    width,
+    eps,
+    momentum,
+  );
+  if (!needsGrad(x, weight, bias)) {
+    mean.dispose();
+    invStd.dispose();
+    return pooled;
+  }
+  const savedX = x.share();
+  const savedWeight = weight?.share() ?? null;
+  const savedBias = bias?.share() ?? null;
+  const saved = [savedX, mean, invStd];
+  if (savedWeight) saved.push(savedWeight, savedBias!);
+  return record(pooled, "batchNorm2d+relu+maxPool2d", [x, weight, bias], saved, (g) => {
+    const sums = device.empty([2 * channels]);
+    const dx = device.empty(x.shape);
+    ops.batchNormReluMaxPoolBackwardTraining(
+      backend,
+      g.buffer,
+      savedX.buffer,
+      mean.buffer,
+      invStd.buffer,
+      savedWeight ? { weight: savedWeight.buffer, bias: savedBias!.buffer } : null,
+      sums.buffer,
+      dx.buffer,
+      batch,
+      channels,
+      height,
+      width,
+      eps,
+    );
+    const [dWeight, dBias] = affineGradients(sums, weight, bias, channels);
+    sums.dispose();
+    if (x.requiresGrad) return [dx, dWeight, dBias];
+    dx.dispose();
+    return [null, dWeight, dBias];
   });
 }
 

@@ -164,6 +164,16 @@ export class BatchNorm2d extends Layer {
     return this.#run(x, true);
   }
 
+  /** 2x2 max-pool of relu(forward(x)), as one op (F.batchNormReluMaxPool2d). */
+  forwardReluMaxPool(x: Tensor): Tensor {
+    if (this.training) this.numBatchesTracked++;
+    return F.batchNormReluMaxPool2d(x, this.runningMean, this.runningVar, this.weight, this.bias, {
+      training: this.training,
+      momentum: this.momentum,
+      eps: this.eps,
+    });
+  }
+
   #run(x: Tensor, relu: boolean): Tensor {
     if (this.training) this.numBatchesTracked++;
     return F.batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, {
@@ -198,6 +208,13 @@ export class MaxPool2d extends Layer {
   }
   forward(x: Tensor): Tensor {
     return F.maxPool2d(x, this.options);
+  }
+  /** Whether this is a 2x2 window with stride 2 and no padding (F.batchNormReluMaxPool2d's). */
+  get isPlain2x2(): boolean {
+    const { kernelSize, stride, padding } = this.options;
+    const all = (v: F.MaxPool2dOptions["kernelSize"] | undefined, want: number) =>
+      v === undefined || (typeof v === "number" ? v === want : v[0] === want && v[1] === want);
+    return all(kernelSize, 2) && all(stride, 2) && all(padding, 0);
   }
 }
 
@@ -242,7 +259,8 @@ export class Sequential extends Layer {
   readonly layers: Layer[];
   /**
    * Run a BatchNorm2d directly followed by a ReLU as one fused op (BatchNorm2d.forwardRelu: the
-   * same numbers, two fewer passes). Default true.
+   * same numbers, two fewer passes), and with a 2x2 MaxPool2d after the ReLU as one op too
+   * (BatchNorm2d.forwardReluMaxPool: the normalized map is never written). Default true.
    */
   fuseBatchNormRelu = true;
   /**
@@ -261,7 +279,15 @@ export class Sequential extends Layer {
     const layers = this.layers;
     for (let i = 0; i < layers.length; i++) {
       const layer = layers[i];
-      if (this.fuseBatchNormRelu && layer instanceof BatchNorm2d && layers[i + 1] instanceof ReLU) {
+      const next = layers[i + 1];
+      const afterNext = layers[i + 2];
+      if (
+        this.fuseBatchNormRelu && layer instanceof BatchNorm2d && next instanceof ReLU &&
+        afterNext instanceof MaxPool2d && afterNext.isPlain2x2
+      ) {
+        h = layer.forwardReluMaxPool(h);
+        i += 2;
+      } else if (this.fuseBatchNormRelu && layer instanceof BatchNorm2d && next instanceof ReLU) {
         h = layer.forwardRelu(h);
         i++;
       } else if (

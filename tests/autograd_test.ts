@@ -163,36 +163,48 @@ Deno.test("bad input gives clear errors", () => {
   for (const t of [a, b, img]) t.dispose();
 });
 
-Deno.test("Sequential runs BatchNorm2d + ReLU fused with the same numbers and gradients", async () => {
-  const xData = randomArray(3 * 2 * 6 * 8, 81);
-  const run = async (fuse: boolean) => {
-    const rng = new Rng(5);
-    const model = new Sequential(
-      new Conv2d(device, 2, 5, 3, { padding: 1, rng }),
-      new BatchNorm2d(device, 5),
-      new ReLU(),
-      new MaxPool2d(2),
-    );
-    model.fuseBatchNormRelu = fuse;
-    const x = device.tensor(xData, [3, 2, 6, 8], { requiresGrad: true });
-    const y = model.forward(x);
-    const loss = F.sum(F.mul(y, y));
-    await loss.backward();
-    const out = {
-      y: await y.toArray(),
-      dx: await x.grad!.toArray(),
-      grads: await Promise.all(model.parameters().map((p) => p.grad!.toArray())),
-    };
-    for (const t of [x, y, loss]) t.dispose();
-    for (const p of model.parameters()) p.grad?.dispose();
-    model.dispose();
-    return out;
-  };
-  const fused = await run(true);
-  const plain = await run(false);
-  assertClose(fused.y, plain.y, "output", { atol: 1e-6, rtol: 1e-6 });
-  assertClose(fused.dx, plain.dx, "input gradient", { atol: 1e-5, rtol: 1e-5 });
-  fused.grads.forEach((g, i) =>
-    assertClose(g, plain.grads[i], `parameter ${i} gradient`, { atol: 1e-5, rtol: 1e-5 })
+// With a 2x2 max-pool after the ReLU the three run as one op (BatchNorm2d.forwardReluMaxPool);
+// with a 3x3 one (and without) BatchNorm2d + ReLU are fused and the pool runs on its own.
+for (const pool of [2, 3, 0]) {
+  Deno.test(
+    `Sequential runs BatchNorm2d + ReLU${
+      pool ? ` + MaxPool2d(${pool})` : ""
+    } fused with the same numbers and gradients`,
+    async () => {
+      const xData = randomArray(3 * 2 * 6 * 8, 81);
+      const run = async (fuse: boolean) => {
+        const rng = new Rng(5);
+        const model = new Sequential(
+          new Conv2d(device, 2, 5, 3, { padding: 1, rng }),
+          new BatchNorm2d(device, 5),
+          new ReLU(),
+          ...(pool ? [new MaxPool2d(pool)] : []),
+        );
+        model.fuseBatchNormRelu = fuse;
+        const x = device.tensor(xData, [3, 2, 6, 8], { requiresGrad: true });
+        const y = model.forward(x);
+        const loss = F.sum(F.mul(y, y));
+        await loss.backward();
+        const bn = model.layers[1] as BatchNorm2d;
+        const out = {
+          y: await y.toArray(),
+          dx: await x.grad!.toArray(),
+          grads: await Promise.all(model.parameters().map((p) => p.grad!.toArray())),
+          running: [...await bn.runningMean.toArray(), ...await bn.runningVar.toArray()],
+        };
+        for (const t of [x, y, loss]) t.dispose();
+        for (const p of model.parameters()) p.grad?.dispose();
+        model.dispose();
+        return out;
+      };
+      const fused = await run(true);
+      const plain = await run(false);
+      assertClose(fused.y, plain.y, "output", { atol: 1e-6, rtol: 1e-6 });
+      assertClose(fused.dx, plain.dx, "input gradient", { atol: 1e-5, rtol: 1e-5 });
+      fused.grads.forEach((g, i) =>
+        assertClose(g, plain.grads[i], `parameter ${i} gradient`, { atol: 1e-5, rtol: 1e-5 })
+      );
+      assertClose(fused.running, plain.running, "running statistics", { atol: 1e-6, rtol: 1e-6 });
+    },
   );
-});
+}

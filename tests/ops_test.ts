@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { F, type Tensor } from "../mod.ts";
+import * as ops from "../kernels/ops.ts";
 import * as ref from "./reference.ts";
 import { assertClose, numericGradient, probed, randomArray, testDevice } from "./helpers.ts";
 
@@ -181,6 +182,88 @@ for (const training of [true, false]) {
     });
   }
 }
+
+// The encoder block's tail as one op: fused on even heights with width % 4 == 0 (one chunk per
+// channel, and several: [4, 3, 16, 32]), the three ops on other shapes and in eval mode.
+for (
+  const [training, shape] of [
+    [true, [3, 5, 6, 12]],
+    [true, [2, 3, 4, 4]],
+    [true, [4, 3, 16, 32]],
+    [true, [2, 3, 5, 8]],
+    [true, [2, 3, 6, 6]],
+    [false, [3, 5, 6, 12]],
+  ] as const
+) {
+  const [n, c, h, w] = shape;
+  const fused = training && ops.batchNormReluMaxPoolApplicable(device.backend, c, h, w);
+  Deno.test(
+    `batchNormReluMaxPool2d ${training ? "training" : "eval"} [${shape}]${fused ? " fused" : ""}`,
+    async () => {
+      assert.equal(fused, training && h % 2 === 0 && w % 4 === 0);
+      const runningMean = randomArray(c, 27, -0.5, 0.5);
+      const runningVar = randomArray(c, 28, 0.5, 1.5);
+      const m = device.tensor(runningMean, [c]);
+      const v = device.tensor(runningVar, [c]);
+      let input: Float32Array | null = null;
+      await checkOp(
+        "batchNormReluMaxPool2d",
+        [{ shape: [...shape], low: -2, high: 3 }, { shape: [c], low: -1.5, high: 1.5 }, {
+          shape: [c],
+        }],
+        ([x, wt, b]) => {
+          x.toArray().then((data) => input = data);
+          return F.batchNormReluMaxPool2d(x, m, v, wt, b, { training });
+        },
+        ([x, wt, b]) => {
+          const normalized = ref.batchNorm(
+            x,
+            [...shape],
+            wt,
+            b,
+            training,
+            runningMean,
+            runningVar,
+            0.1,
+            1e-5,
+          ).out;
+          return ref.maxPool2d(ref.activation("relu", normalized), [n, c, h, w], 2, 2, 0).out;
+        },
+        { atol: 5e-4, rtol: 2e-3 },
+      );
+      const expected = ref.batchNorm(
+        input!,
+        [...shape],
+        null,
+        null,
+        training,
+        runningMean,
+        runningVar,
+        0.1,
+        1e-5,
+      );
+      assertClose(await m.toArray(), expected.newRunningMean, "running mean");
+      assertClose(await v.toArray(), expected.newRunningVar, "running var");
+      m.dispose();
+      v.dispose();
+    },
+  );
+}
+
+Deno.test("batchNormReluMaxPool2d without affine parameters, fused", async () => {
+  const shape = [3, 2, 8, 8];
+  assert.ok(ops.batchNormReluMaxPoolApplicable(device.backend, 2, 8, 8));
+  await checkOp(
+    "batchNormReluMaxPool2d no affine",
+    [{ shape, low: -2, high: 3 }],
+    ([x]) => F.batchNormReluMaxPool2d(x, null, null, null, null, { training: true }),
+    ([x]) => {
+      const normalized = ref.batchNorm(x, shape, null, null, true, [0, 0], [1, 1], 0.1, 1e-5).out;
+      return ref.maxPool2d(ref.activation("relu", normalized), shape, 2, 2, 0).out;
+    },
+    { atol: 5e-4, rtol: 2e-3 },
+  );
+});
 
 Deno.test("batchNorm2d without affine parameters", async () => {
   const shape = [2, 3, 5, 5];

@@ -523,6 +523,19 @@ export const BN_FUSED_WORKGROUP = 64;
  * `body`, which sees e (the element index), a and q (the channel's sums).
  */
 function fusedChunkKernel(prologue: string, body: string): string {
+  return `${fusedHead("params.chunks")}
+  ${prologue}
+  for (var k = lid; k < params.chunks; k = k + ${BN_FUSED_WORKGROUP}u) {
+    ${chunkWalk(body)}
+  }
+}`;
+}
+
+/**
+ * The opening of a fused pass, up to the channel's sums a and q: one workgroup per channel c sums
+ * the `chunks` chunk partials of c (threads stride over them, then a workgroup tree reduction).
+ */
+function fusedHead(chunks: string): string {
   const W = BN_FUSED_WORKGROUP;
   return `var<workgroup> sumA: array<f32, ${W}>;
 var<workgroup> sumQ: array<f32, ${W}>;
@@ -532,7 +545,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let c = min(wid.y * nwg.x + wid.x, params.channels - 1u);
   var pa = 0.0;
   var pq = 0.0;
-  for (var k = lid; k < params.chunks; k = k + ${W}u) {
+  for (var k = lid; k < ${chunks}; k = k + ${W}u) {
     let at = (c * params.chunks + k) * 2u;
     pa = pa + partial[at];
     pq = pq + partial[at + 1u];
@@ -550,12 +563,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let a = sumA[0];
   let q = sumQ[0];
   // Workgroups past the channels (a folded grid) only took part in the uniform reduction.
-  if (wid.y * nwg.x + wid.x >= params.channels) { return; }
-  ${prologue}
-  for (var k = lid; k < params.chunks; k = k + ${W}u) {
-    ${chunkWalk(body)}
-  }
-}`;
+  if (wid.y * nwg.x + wid.x >= params.channels) { return; }`;
 }
 
 const FUSED_UNIFORMS = CHUNK_UNIFORMS + " count: f32, eps: f32, momentum: f32,";
@@ -594,7 +602,19 @@ export function batchNormForwardFusedKernel(
     `${declareBindings(bindings, FUSED_UNIFORMS)}
 ${
       fusedChunkKernel(
-        `let count = params.count;
+        statisticsPrologue(first, affine, updateRunning),
+        `y[e] = ${reluOf("x[e] * scale + shift", relu, l.zero)};`,
+      )
+    }`,
+  );
+}
+
+/**
+ * From the channel's shifted sums a and q (and the shift `first`): mean and invStd (written with
+ * the running statistics by thread 0), then the normalize's scale and shift.
+ */
+function statisticsPrologue(first: string, affine: boolean, updateRunning: boolean): string {
+  return `let count = params.count;
   let m1 = a / count;
   let variance = max(q / count - m1 * m1, 0.0);
   let m = ${first} + m1;
@@ -603,19 +623,15 @@ ${
     mean[c] = m;
     invStd[c] = inv;
     ${
-          updateRunning
-            ? `let unbiased = variance * count / max(count - 1.0, 1.0);
+    updateRunning
+      ? `let unbiased = variance * count / max(count - 1.0, 1.0);
     runningMean[c] = (1.0 - params.momentum) * runningMean[c] + params.momentum * m;
     runningVar[c] = (1.0 - params.momentum) * runningVar[c] + params.momentum * unbiased;`
-            : ""
-        }
+      : ""
+  }
   }
   let scale = inv${affine ? " * weight[c]" : ""};
-  let shift = ${affine ? "bias[c]" : "0.0"} - m * scale;`,
-        `y[e] = ${reluOf("x[e] * scale + shift", relu, l.zero)};`,
-      )
-    }`,
-  );
+  let shift = ${affine ? "bias[c]" : "0.0"} - m * scale;`;
 }
 
 /**
@@ -665,5 +681,211 @@ ${
       dx[e] = gain * (g - k1 - (x[e] - m) * k2);`,
       )
     }`,
+  );
+}
+
+// ---- a 2x2 max-pool folded into the fused training passes (the encoder's BN, ReLU, max-pool) ---
+//
+// The passes walk "items": one column quad of a pair of rows (2 x 4 inputs, two pooling windows),
+// so the forward writes only the pooled map and the backward reads the pooled gradient, finding
+// each window's arg-max again from x (the forward's own operations, in its order). Needs an even
+// height and width % 4 == 0.
+
+/**
+ * Uniforms of the pooled passes: the item chunking (chunks of chunkLength items, total items per
+ * channel), the statistics partials' chunk count, then count, eps, momentum.
+ */
+const POOLED_UNIFORMS =
+  "batch: u32, channels: u32, quadsW: u32, outH: u32, chunks: u32, chunkLength: u32, total: u32, statChunks: u32, count: f32, eps: f32, momentum: f32,";
+
+/**
+ * WGSL that runs `body` on each item of chunk k of channel c; body sees top and bottom (the vec4
+ * indices of the two input rows) and o (the vec2 index of the two pooled outputs).
+ */
+function pooledWalk(body: string): string {
+  return `let first = k * params.chunkLength;
+  let last = min(params.total, first + params.chunkLength);
+  let perImage = params.outH * params.quadsW;
+  var image = first / perImage;
+  let rest = first - image * perImage;
+  var row = rest / params.quadsW;
+  var quad = rest - row * params.quadsW;
+  for (var f = first; f < last; f = f + 1u) {
+    let plane = image * params.channels + c;
+    let o = (plane * params.outH + row) * params.quadsW + quad;
+    let top = (2u * (plane * params.outH + row)) * params.quadsW + quad;
+    let bottom = top + params.quadsW;
+    ${body}
+    quad = quad + 1u;
+    if (quad == params.quadsW) {
+      quad = 0u;
+      row = row + 1u;
+      if (row == params.outH) {
+        row = 0u;
+        image = image + 1u;
+      }
+    }
+  }`;
+}
+
+/**
+ * The gradient of relu-then-max-pool inside one window (a, b: top row; c, d: bottom row, after the
+ * ReLU) for the window's upstream g: all of g to the first maximum (maxPool2x2Forward's rule: a
+ * later value wins only if strictly greater), none when that maximum is 0 (the ReLU's mask).
+ */
+const WINDOW_GRADIENT = `fn windowGradient(a: f32, b: f32, c: f32, d: f32, g: f32) -> vec4f {
+  var best = a;
+  var at = 0u;
+  if (b > best) { best = b; at = 1u; }
+  if (c > best) { best = c; at = 2u; }
+  if (d > best) { best = d; at = 3u; }
+  let v = select(0.0, g, best > 0.0);
+  return vec4f(select(0.0, v, at == 0u), select(0.0, v, at == 1u), select(0.0, v, at == 2u),
+               select(0.0, v, at == 3u));
+}`;
+
+/** The upstream gradient of the item's two rows (gTop, gBottom), with xTop and xBottom loaded. */
+function pooledGradient(): string {
+  return `let xTop = x[top];
+    let xBottom = x[bottom];
+    let aTop = max(xTop * reluScale + reluShift, vec4f(0.0));
+    let aBottom = max(xBottom * reluScale + reluShift, vec4f(0.0));
+    let g = dy[o];
+    let left = windowGradient(aTop.x, aTop.y, aBottom.x, aBottom.y, g.x);
+    let right = windowGradient(aTop.z, aTop.w, aBottom.z, aBottom.w, g.y);
+    let gTop = vec4f(left.x, left.y, right.x, right.y);
+    let gBottom = vec4f(left.z, left.w, right.z, right.w);`;
+}
+
+/**
+ * maxPool2x2(relu(batchNorm(x))) in training mode, after {@link batchNormStatsPartialKernel}: the
+ * statistics as in {@link batchNormForwardFusedKernel} (from the statChunks partials), then each
+ * item's two pooled values; the normalized map itself is never written. Threads: one workgroup
+ * of 64 per channel. Uniforms: {@link POOLED_UNIFORMS}.
+ */
+export function batchNormReluMaxPoolForwardKernel(
+  affine: boolean,
+  updateRunning: boolean,
+): KernelSource {
+  const bindings: [string, "read" | "readWrite", string][] = [
+    ["x", "read", "vec4f"],
+    ["partial", "read", "f32"],
+  ];
+  if (affine) bindings.push(["weight", "read", "f32"], ["bias", "read", "f32"]);
+  bindings.push(["pooled", "readWrite", "vec2f"], ["mean", "readWrite", "f32"], [
+    "invStd",
+    "readWrite",
+    "f32",
+  ]);
+  if (updateRunning) {
+    bindings.push(["runningMean", "readWrite", "f32"], ["runningVar", "readWrite", "f32"]);
+  }
+  // The statistics partials were taken with the element chunking: their shift is the channel's
+  // first element, x[c * spatial / 4].x.
+  const first = "x[c * 2u * params.outH * params.quadsW].x";
+  return kernel(
+    "batchNormReluMaxPoolForward",
+    { affine, updateRunning },
+    bindings.map(([, k]) => k),
+    `${declareBindings(bindings, POOLED_UNIFORMS)}
+${fusedHead("params.statChunks")}
+  ${statisticsPrologue(first, affine, updateRunning)}
+  for (var k = lid; k < params.chunks; k = k + ${BN_FUSED_WORKGROUP}u) {
+    ${
+      pooledWalk(`let aTop = max(x[top] * scale + shift, vec4f(0.0));
+    let aBottom = max(x[bottom] * scale + shift, vec4f(0.0));
+    pooled[o] = vec2f(max(max(aTop.x, aTop.y), max(aBottom.x, aBottom.y)),
+                      max(max(aTop.z, aTop.w), max(aBottom.z, aBottom.w)));`)
+    }
+  }
+}`,
+  );
+}
+
+/** The bindings of the pooled backward passes, in order, ending with `tail`. */
+function pooledBackwardBindings(
+  affine: boolean,
+  tail: [string, "read" | "readWrite", string][],
+): [string, "read" | "readWrite", string][] {
+  const bindings: [string, "read" | "readWrite", string][] = [
+    ["dy", "read", "vec2f"],
+    ["x", "read", "vec4f"],
+    ["mean", "read", "f32"],
+    ["invStd", "read", "f32"],
+  ];
+  if (affine) bindings.push(["weight", "read", "f32"], ["bias", "read", "f32"]);
+  return [...bindings, ...tail];
+}
+
+/**
+ * Chunk partials of the pooled backward: partial[(c * chunks + k) * 2] = sum(g), [.. + 1] =
+ * sum(g * (x - mean)) over chunk k's items, g the gradient that the max-pool and ReLU pass back
+ * to the normalized map (dy is the pooled map's gradient). One thread per (chunk, channel).
+ */
+export function batchNormReluMaxPoolBackwardPartialKernel(affine: boolean): KernelSource {
+  const bindings = pooledBackwardBindings(affine, [["partial", "readWrite", "f32"]]);
+  return kernel(
+    "batchNormReluMaxPoolBackwardPartial",
+    { affine },
+    bindings.map(([, k]) => k),
+    `${declareBindings(bindings, POOLED_UNIFORMS)}
+${WINDOW_GRADIENT}
+${linearMain(64)}
+  if (index >= params.channels * params.chunks) { return; }
+  let k = index / params.channels;
+  let c = index - k * params.channels;
+  let m = mean[c];
+  ${reluMaskPrologue(affine)}
+  var a = vec4f(0.0);
+  var s = vec4f(0.0);
+  ${
+      pooledWalk(`${pooledGradient()}
+    a = a + gTop + gBottom;
+    s = s + gTop * (xTop - m) + gBottom * (xBottom - m);`)
+    }
+  let at = (c * params.chunks + k) * 2u;
+  partial[at] = dot(a, vec4f(1.0));
+  partial[at + 1u] = dot(s, vec4f(1.0));
+}`,
+  );
+}
+
+/**
+ * The pooled backward to the input after {@link batchNormReluMaxPoolBackwardPartialKernel}, as
+ * {@link batchNormBackwardFusedKernel} with the gradient g of the partial pass: the channel's sums
+ * (to sums[c], sums[channels + c]) and dx over both rows of every item. One workgroup of 64 per
+ * channel.
+ */
+export function batchNormReluMaxPoolBackwardFusedKernel(affine: boolean): KernelSource {
+  const bindings = pooledBackwardBindings(affine, [
+    ["partial", "read", "f32"],
+    ["dx", "readWrite", "vec4f"],
+    ["sums", "readWrite", "f32"],
+  ]);
+  return kernel(
+    "batchNormReluMaxPoolBackwardFused",
+    { affine },
+    bindings.map(([, k]) => k),
+    `${declareBindings(bindings, POOLED_UNIFORMS)}
+${WINDOW_GRADIENT}
+${fusedHead("params.chunks")}
+  let m = mean[c];
+  let inv = invStd[c];
+  if (lid == 0u) {
+    sums[c] = a;
+    sums[params.channels + c] = q * inv;
+  }
+  let gain = ${affine ? "weight[c] * inv" : "inv"};
+  let k1 = a / params.count;
+  let k2 = q * inv / params.count * inv;
+  ${reluMaskPrologue(affine)}
+  for (var k = lid; k < params.chunks; k = k + ${BN_FUSED_WORKGROUP}u) {
+    ${
+      pooledWalk(`${pooledGradient()}
+    dx[top] = gain * (gTop - k1 - (xTop - m) * k2);
+    dx[bottom] = gain * (gBottom - k1 - (xBottom - m) * k2);`)
+    }
+  }
+}`,
   );
 }

@@ -306,6 +306,55 @@ for (const [n, c, h, w] of activationShapes(batch)) {
     padW: 0,
   };
   const argmax = b.pool.acquire((count / 4) * F32);
+  if (ops.batchNormReluMaxPoolApplicable(b, c, h, w)) {
+    // The encoder block's tail as one op (since round 12): statistics, then the pooled map only;
+    // the backward reads the pooled gradient and x.
+    const affine = { weight, bias: biasBuf };
+    await time(
+      "bn+relu+pool fwd",
+      shape,
+      () =>
+        ops.batchNormReluMaxPoolForwardTraining(
+          b,
+          x,
+          mean,
+          invStd,
+          null,
+          affine,
+          y,
+          n,
+          c,
+          h,
+          w,
+          1e-5,
+          0.1,
+        ),
+      { bytes: 2.25 * count * F32 },
+      "fused",
+    );
+    await time(
+      "bn+relu+pool bwd",
+      shape,
+      () =>
+        ops.batchNormReluMaxPoolBackwardTraining(
+          b,
+          y,
+          x,
+          mean,
+          invStd,
+          affine,
+          sums,
+          dx,
+          n,
+          c,
+          h,
+          w,
+          1e-5,
+        ),
+      { bytes: 3.5 * count * F32 },
+      "fused",
+    );
+  }
   for (const variant of spatialVariants) {
     const options = { variant };
     const label = ops.maxPool2dVariant(pool, options) + (variant ? " (baseline)" : "");

@@ -1464,11 +1464,13 @@ export function mseBackward(
   scale: number,
   weights: GPUBuffer | null = null,
 ): void {
+  const vec4 = n % 4 === 0;
+  const count = vec4 ? n / 4 : n;
   b.dispatch(
-    mseBackwardKernel(weights !== null),
+    mseBackwardKernel(weights !== null, vec4),
     weights ? [input, target, weights, g, out] : [input, target, g, out],
-    new Uniforms(2).u32(n).f32(scale).bytes,
-    grid1d(n),
+    new Uniforms(2).u32(count).f32(scale).bytes,
+    grid1d(count),
   );
 }
 

@@ -491,14 +491,17 @@ for (const n of [1, 7, 8, 4099, 4100, 70001]) {
   });
 }
 
-Deno.test("mseLoss against both arguments", async () => {
-  await checkOp(
-    "mseLoss",
-    [{ shape: [3, 5, 7] }, { shape: [3, 5, 7] }],
-    ([a, b]) => F.mseLoss(a, b),
-    ([a, b]) => [ref.mse(a, b)],
-  );
-});
+// 105 elements: the scalar backward; 144: the vec4 one.
+for (const shape of [[3, 5, 7], [2, 3, 4, 6]]) {
+  Deno.test(`mseLoss [${shape}] against both arguments`, async () => {
+    await checkOp(
+      "mseLoss",
+      [{ shape }, { shape }],
+      ([a, b]) => F.mseLoss(a, b),
+      ([a, b]) => [ref.mse(a, b)],
+    );
+  });
+}
 
 // Small (one workgroup) and large (chunked: scalar, and vec4 when the size allows) weighted
 // errors; the weights are constants.

@@ -100,16 +100,25 @@ ${linearMain()}
 
 /**
  * d input = g[0] * scale * (input - target): the backward of a mean squared error; times
- * weights[i] with `weighted`.
+ * weights[i] with `weighted`. With `vec4` every array is read and written in vec4s (n counts
+ * them).
  */
-export function mseBackwardKernel(weighted = false): KernelSource {
-  const inputs: [string, "read"][] = [["input", "read"], ["expected", "read"]];
-  if (weighted) inputs.push(["weights", "read"]);
+export function mseBackwardKernel(weighted = false, vec4 = false): KernelSource {
+  const type = vec4 ? "vec4f" : "f32";
+  const inputs: [string, "read", string][] = [["input", "read", type], ["expected", "read", type]];
+  if (weighted) inputs.push(["weights", "read", type]);
+  const flags: Record<string, boolean> = weighted ? { weighted } : {};
+  if (vec4) flags.vec4 = true;
   return kernel(
     "mseBackward",
-    weighted ? { weighted } : {},
+    flags,
     [...inputs.map(() => "read" as const), "read", "readWrite"],
-    `${declareBindings([...inputs, ["g", "read"], ["out", "readWrite"]], "n: u32, scale: f32,")}
+    `${
+      declareBindings(
+        [...inputs, ["g", "read", "f32"], ["out", "readWrite", type]],
+        "n: u32, scale: f32,",
+      )
+    }
 ${linearMain()}
   if (index >= params.n) { return; }
   out[index] = g[0] * params.scale * (input[index] - expected[index])${

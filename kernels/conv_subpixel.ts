@@ -131,14 +131,19 @@ function runSubpixel(
  * row serve 32 input channels; at batch 64 on the paper's 512->256 @8 and 128->64 @32 layers 510
  * and 413 ms against 516-623 for 4 x 32 on 2-row tiles, 2 x 32, 2 x 64, 8 x 16 and 8 x 8, and 966
  * and 795 for the 16 sub-pixel sums at 8 x 8, round 10's choice), on GPUs 2 x 1 (not measured);
- * shrunk to a layer's channels ({@link channelBlock}).
+ * shrunk to a layer's channels ({@link channelBlock}). With 16 input channels or fewer per lane, CPU
+ * tiles take 4 source rows, which load each input row once for more of the tile's work (round 12,
+ * batch 32, the demo decoder's layers: 16->8 @32 6.4-6.7 -> 4.6-5.4 ms, 18->16 @16 5.5 -> 4.4,
+ * 34->32 @4 2.6 -> 1.8; with 32 per lane more rows were 8-50% slower on the paper's layers).
  */
 export function subpixelWgradTileFor(b: Backend, s: SubpixelShape): SubpixelWgradTile {
   const cpu = b.isCpuRasterizer;
+  const ic = channelBlock(cpu ? 32 : 1, s.inC);
   return {
     oc: channelBlock(cpu ? 4 : 2, s.outC),
-    ic: channelBlock(cpu ? 32 : 1, s.inC),
+    ic,
     box: true,
+    ...(cpu && ic <= 16 ? { rows: Math.min(4, s.H) } : {}),
   };
 }
 

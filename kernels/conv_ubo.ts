@@ -200,14 +200,20 @@ export function channelBlock(want: number, channels: number, min = 1): number {
  * 338-466 for 32 x 4, 16 x 4, 32 x 2, 32 x 8, 16 x 16, 8 x 16 and 16 x 8 on 1 x 1 tiles). Real GPUs
  * get 2 x 1 channels and 1 x 1 tiles (18 vec4 accumulators; not measured here). Channel blocks
  * shrink to a layer's channels ({@link channelBlock}); quads must divide the row's quads.
+ * On CPU rasterizers, fewer than 8 input channels make one exact block (3 image channels: 3, not
+ * 4), and lanes holding 32 channel pairs or fewer walk 4-row tiles, which load each input row
+ * once for more of their work (round 12, batch 32: 3->8 @64 5.3 -> 3.7 ms, 8->3 @64 6.4 -> 4.8;
+ * with 16 x 8 channels 2- and 4-row tiles were 5-75% slower).
  */
 export function wgradTileFor(b: Backend, s: UboConvShape): WgradTile {
   const software = b.isCpuRasterizer;
   const quadsW = s.W / 4;
+  const oc = channelBlock(software ? 16 : 2, s.outC);
+  const ic = software && s.inC < 8 ? s.inC : channelBlock(software ? 8 : 1, s.inC);
   return {
-    oc: channelBlock(software ? 16 : 2, s.outC),
-    ic: channelBlock(software ? 8 : 1, s.inC),
-    rows: 1,
+    oc,
+    ic,
+    rows: software && oc * ic <= 32 ? Math.min(4, s.H) : 1,
     quads: software && quadsW % 2 === 0 ? 2 : 1,
   };
 }

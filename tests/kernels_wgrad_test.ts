@@ -81,9 +81,11 @@ for (const variant of ["ubo", "direct"] as const) {
 }
 
 // Register blockings (output x input channels per lane, rows x quads per tile): llvmpipe's
-// 16 x 8 / 1 x 2 and the real-GPU 2 x 1 / 1 x 1 of `wgradTileFor`, round 5's 8 x 4, and others.
+// 16 x 8 / 1 x 2 and 8 x 3 / 4 x 2 (3 input channels), the real-GPU 2 x 1 / 1 x 1 of
+// `wgradTileFor`, round 5's 8 x 4, and others.
 const blockings = [
   { oc: 16, ic: 8, rows: 1, quads: 2 },
+  { oc: 8, ic: 3, rows: 4, quads: 2 },
   { oc: 8, ic: 4, rows: 1, quads: 2 },
   { oc: 4, ic: 4, rows: 2, quads: 2 },
   { oc: 2, ic: 1, rows: 1, quads: 1 },

@@ -38,7 +38,7 @@ const TUNING_ROUNDS = 3;
  * Revision of the conv kernels the cached timings were measured with: a cache written by other
  * kernels is ignored (and rewritten at the next tuning), since its choices compared old code.
  */
-export const KERNELS_REVISION = 12;
+export const KERNELS_REVISION = 13;
 
 /** VA_AUTOTUNE, or undefined when unset or unreadable (no env permission: the defaults). */
 function autotuneEnv(): string | undefined {

@@ -79,7 +79,7 @@ Deno.test("conv2dVariant reports the fallback for shapes a variant does not take
     })();
 });
 
-// The ubo kernel's register tiles (rows x column quads per thread): llvmpipe takes 4 x 2 and real
+// The ubo kernel's register tiles (rows x column quads per thread): llvmpipe takes 8 x 2 and real
 // GPUs 2 x 1 through `uboTileFor`; each tile is forced here, forward with a bias and backward to
 // the input (the transposed, flipped filter), on heights that are not tile multiples, maps one
 // tile covers whole, two input-channel chunks (the second accumulates) and 4-channel blocks.
@@ -88,6 +88,7 @@ const tiles = [
   { rows: 2, quads: 1 },
   { rows: 3, quads: 2 },
   { rows: 4, quads: 2 },
+  { rows: 8, quads: 2 },
   { rows: 1, quads: 2 },
 ];
 const tileCases: { name: string; g: ops.Conv2dGeometry }[] = [

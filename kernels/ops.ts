@@ -41,6 +41,7 @@ import {
   batchNormStatsFinalizeKernel,
   batchNormStatsKernel,
   batchNormStatsPartialKernel,
+  BN_FUSED_WORKGROUP,
   channelSumPartialKernel,
 } from "./wgsl/batchnorm.ts";
 import {
@@ -662,8 +663,22 @@ function fusedUniforms(
   eps: number,
   momentum: number,
 ): Uint8Array {
-  return new Uniforms(9).u32(batch).u32(channels).u32(k.spatialV).u32(k.chunks)
-    .u32(k.chunkLength).u32(k.total).f32(count).f32(eps).f32(momentum).bytes;
+  const walk = fusedWalk(k.total, BN_MIN_CHUNK / 4);
+  return new Uniforms(11).u32(batch).u32(channels).u32(k.spatialV).u32(k.chunks)
+    .u32(k.chunkLength).u32(k.total).f32(count).f32(eps).f32(momentum).u32(walk.chunks)
+    .u32(walk.chunkLength).bytes;
+}
+
+/**
+ * How a fused pass's workgroup (one per channel) walks the channel's `total` elements or items:
+ * up to one run per thread, of at least `minLength`. The partial passes cut a channel into few
+ * chunks when there are many channels (256 channels of 8x8 at batch 64: 2), and a fused pass that
+ * walked those chunks kept 2 of its 64 threads busy.
+ */
+function fusedWalk(total: number, minLength: number): { chunks: number; chunkLength: number } {
+  const wanted = Math.max(1, Math.min(BN_FUSED_WORKGROUP, Math.ceil(total / minLength)));
+  const chunkLength = Math.ceil(total / wanted);
+  return { chunks: Math.ceil(total / chunkLength), chunkLength };
 }
 
 /**
@@ -755,6 +770,12 @@ function pooledChunking(batch: number, channels: number, height: number, width: 
   return { quadsW, outH, total, chunks: Math.ceil(total / chunkLength), chunkLength };
 }
 
+/** A fused pooled pass's walk over each channel's items ({@link fusedWalk}, 8 items or more). */
+function pooledWalk(batch: number, channels: number, height: number, width: number) {
+  const k = pooledChunking(batch, channels, height, width);
+  return { ...k, ...fusedWalk(k.total, BN_MIN_CHUNK / 8) };
+}
+
 function pooledUniforms(
   batch: number,
   channels: number,
@@ -802,7 +823,7 @@ export function batchNormReluMaxPoolForwardTraining(
   if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
   buffers.push(pooled, mean, invStd);
   if (running) buffers.push(running.mean, running.var);
-  const p = pooledChunking(batch, channels, height, width);
+  const p = pooledWalk(batch, channels, height, width);
   b.dispatch(
     batchNormReluMaxPoolForwardKernel(affineParams !== null, running !== null),
     buffers,
@@ -836,17 +857,25 @@ export function batchNormReluMaxPoolBackwardTraining(
   const p = pooledChunking(batch, channels, height, width);
   const partial = b.pool.acquire(channels * p.chunks * 2 * F32);
   const params = affineParams ? [affineParams.weight, affineParams.bias] : [];
-  const uniforms = pooledUniforms(batch, channels, p, p.chunks, batch * height * width, eps, 0);
+  const count = batch * height * width;
   b.dispatch(
     batchNormReluMaxPoolBackwardPartialKernel(affineParams !== null),
     [dPooled, x, mean, invStd, ...params, partial],
-    uniforms,
+    pooledUniforms(batch, channels, p, p.chunks, count, eps, 0),
     grid1d(p.chunks * channels, 64),
   );
   b.dispatch(
     batchNormReluMaxPoolBackwardFusedKernel(affineParams !== null),
     [dPooled, x, mean, invStd, ...params, partial, dx, sums],
-    uniforms,
+    pooledUniforms(
+      batch,
+      channels,
+      pooledWalk(batch, channels, height, width),
+      p.chunks,
+      count,
+      eps,
+      0,
+    ),
     gridPerItem(channels),
   );
   b.pool.release(partial);

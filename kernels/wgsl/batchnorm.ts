@@ -250,9 +250,9 @@ const CHUNK_UNIFORMS =
  * WGSL that runs `body` on each element `e` of chunk k of channel c (chunks are runs of
  * `chunkLength` elements in channel order, walked plane by plane).
  */
-function chunkWalk(body: string): string {
-  return `let first = k * params.chunkLength;
-  let last = min(params.total, first + params.chunkLength);
+function chunkWalk(body: string, chunkLength = "params.chunkLength"): string {
+  return `let first = k * ${chunkLength};
+  let last = min(params.total, first + ${chunkLength});
   var n = first / params.spatialV;
   var s = first - n * params.spatialV;
   var plane = (n * params.channels + c) * params.spatialV;
@@ -525,8 +525,8 @@ export const BN_FUSED_WORKGROUP = 64;
 function fusedChunkKernel(prologue: string, body: string): string {
   return `${fusedHead("params.chunks")}
   ${prologue}
-  for (var k = lid; k < params.chunks; k = k + ${BN_FUSED_WORKGROUP}u) {
-    ${chunkWalk(body)}
+  for (var k = lid; k < params.walkChunks; k = k + ${BN_FUSED_WORKGROUP}u) {
+    ${chunkWalk(body, "params.walkLength")}
   }
 }`;
 }
@@ -546,7 +546,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var pa = 0.0;
   var pq = 0.0;
   for (var k = lid; k < ${chunks}; k = k + ${W}u) {
-    let at = (c * params.chunks + k) * 2u;
+    let at = (c * ${chunks} + k) * 2u;
     pa = pa + partial[at];
     pq = pq + partial[at + 1u];
   }
@@ -566,7 +566,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (wid.y * nwg.x + wid.x >= params.channels) { return; }`;
 }
 
-const FUSED_UNIFORMS = CHUNK_UNIFORMS + " count: f32, eps: f32, momentum: f32,";
+/**
+ * The fused passes' uniforms: the partial pass's chunking (its `chunks` partials per channel are
+ * summed first), count, eps, momentum, then the element walk's own chunking (walkChunks runs of
+ * walkLength elements: up to one per thread of the workgroup, so that every thread works even
+ * where the partial pass cut a channel into a few chunks).
+ */
+const FUSED_UNIFORMS = CHUNK_UNIFORMS +
+  " count: f32, eps: f32, momentum: f32, walkChunks: u32, walkLength: u32,";
 
 /**
  * Training-mode forward after {@link batchNormStatsPartialKernel}: mean and invStd of each channel
@@ -693,7 +700,8 @@ ${
 
 /**
  * Uniforms of the pooled passes: the item chunking (chunks of chunkLength items, total items per
- * channel), the statistics partials' chunk count, then count, eps, momentum.
+ * channel: a partial pass's chunks, or a fused pass's walk), the partials' chunk count (summed
+ * first by the fused passes), then count, eps, momentum.
  */
 const POOLED_UNIFORMS =
   "batch: u32, channels: u32, quadsW: u32, outH: u32, chunks: u32, chunkLength: u32, total: u32, statChunks: u32, count: f32, eps: f32, momentum: f32,";
@@ -868,7 +876,7 @@ export function batchNormReluMaxPoolBackwardFusedKernel(affine: boolean): Kernel
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, POOLED_UNIFORMS)}
 ${WINDOW_GRADIENT}
-${fusedHead("params.chunks")}
+${fusedHead("params.statChunks")}
   let m = mean[c];
   let inv = invStd[c];
   if (lid == 0u) {

@@ -642,6 +642,22 @@ function statisticsPrologue(first: string, affine: boolean, updateRunning: boole
 }
 
 /**
+ * The fused backward's start from the channel's sums a (of dy) and q (of dy * (x - mean)): the
+ * weight and bias sums written by thread 0, the gain and the dx terms k1, k2.
+ */
+function backwardSumsPrologue(affine: boolean): string {
+  return `let m = mean[c];
+  let inv = invStd[c];
+  if (lid == 0u) {
+    sums[c] = a;
+    sums[params.channels + c] = q * inv;
+  }
+  let gain = ${affine ? "weight[c] * inv" : "inv"};
+  let k1 = a / params.count;
+  let k2 = q * inv / params.count * inv;`;
+}
+
+/**
  * Training-mode backward to the input after {@link batchNormBackwardPartialKernel}: the channel's
  * sums (sum dy, sum dy * xhat; written to sums[c], sums[channels + c] by thread 0, for the weight
  * and bias gradients) and dx = w * invStd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M) over the
@@ -675,15 +691,7 @@ export function batchNormBackwardFusedKernel(
     `${declareBindings(bindings, FUSED_UNIFORMS)}
 ${
       fusedChunkKernel(
-        `let m = mean[c];
-  let inv = invStd[c];
-  if (lid == 0u) {
-    sums[c] = a;
-    sums[params.channels + c] = q * inv;
-  }
-  let gain = ${affine ? "weight[c] * inv" : "inv"};
-  let k1 = a / params.count;
-  let k2 = q * inv / params.count * inv;${fromInput ? `\n  ${reluMaskPrologue(affine)}` : ""}`,
+        backwardSumsPrologue(affine) + (fromInput ? `\n  ${reluMaskPrologue(affine)}` : ""),
         `let g = ${gradient(relu, l.zero)};
       dx[e] = gain * (g - k1 - (x[e] - m) * k2);`,
       )
@@ -877,15 +885,7 @@ export function batchNormReluMaxPoolBackwardFusedKernel(affine: boolean): Kernel
     `${declareBindings(bindings, POOLED_UNIFORMS)}
 ${WINDOW_GRADIENT}
 ${fusedHead("params.statChunks")}
-  let m = mean[c];
-  let inv = invStd[c];
-  if (lid == 0u) {
-    sums[c] = a;
-    sums[params.channels + c] = q * inv;
-  }
-  let gain = ${affine ? "weight[c] * inv" : "inv"};
-  let k1 = a / params.count;
-  let k2 = q * inv / params.count * inv;
+  ${backwardSumsPrologue(affine)}
   ${reluMaskPrologue(affine)}
   for (var k = lid; k < params.chunks; k = k + ${BN_FUSED_WORKGROUP}u) {
     ${

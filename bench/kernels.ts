@@ -252,7 +252,6 @@ for (const [n, c, h, w] of activationShapes(batch)) {
   const sums = b.pool.acquire(2 * c * F32);
   const weight = randomBuffer(c, 6);
   const biasBuf = randomBuffer(c, 7);
-  const stats = { mean, stat: invStd, fromVariance: false };
   const bnVariants: (ops.BatchNormVariant | undefined)[] = baseline
     ? [undefined, "per-channel"]
     : [undefined];
@@ -260,34 +259,49 @@ for (const [n, c, h, w] of activationShapes(batch)) {
     const options = { variant };
     const label = ops.batchNormVariant(b, count, c, h * w, options) +
       (variant ? " (baseline)" : "");
+    // The training-mode passes, as the training steps run them (since round 12; the statistics
+    // and normalize passes apart until then).
     await time(
       "bn fwd",
       shape,
-      () => {
-        ops.batchNormStats(b, x, mean, invStd, null, n, c, h * w, 1e-5, 0.1, options);
-        ops.batchNormApply(
+      () =>
+        ops.batchNormForwardTraining(
           b,
           x,
-          stats,
+          mean,
+          invStd,
+          null,
           { weight, bias: biasBuf },
           y,
-          count,
+          n,
           c,
           h * w,
           1e-5,
+          0.1,
           options,
-        );
-      },
+        ),
       { bytes: 3 * count * F32 },
       label,
     );
     await time(
       "bn bwd",
       shape,
-      () => {
-        ops.batchNormBackwardSums(b, y, x, stats, sums, n, c, h * w, 1e-5, options);
-        ops.batchNormBackwardInput(b, y, x, stats, weight, sums, dx, n, c, h * w, 1e-5, options);
-      },
+      () =>
+        ops.batchNormBackwardTraining(
+          b,
+          y,
+          x,
+          mean,
+          invStd,
+          weight,
+          sums,
+          dx,
+          n,
+          c,
+          h * w,
+          1e-5,
+          options,
+        ),
       { bytes: 5 * count * F32 },
       label,
     );

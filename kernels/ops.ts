@@ -428,10 +428,22 @@ function bnChunking(batch: number, channels: number, spatial: number) {
   const vec4 = spatial % 4 === 0;
   const spatialV = vec4 ? spatial / 4 : spatial;
   const total = batch * spatialV;
-  const wanted = Math.ceil(BN_TARGET_THREADS / channels);
-  const chunks0 = Math.max(1, Math.min(wanted, Math.ceil(total / BN_MIN_CHUNK)));
-  const chunkLength = Math.ceil(total / chunks0);
-  return { vec4, spatialV, total, chunks: Math.ceil(total / chunkLength), chunkLength };
+  const runs = splitRuns(total, Math.ceil(BN_TARGET_THREADS / channels), BN_MIN_CHUNK);
+  return { vec4, spatialV, total, ...runs };
+}
+
+/**
+ * `total` cut into at most `most` runs of at least `minLength` (one run when it is shorter): the
+ * run length, and how many runs that makes.
+ */
+function splitRuns(
+  total: number,
+  most: number,
+  minLength: number,
+): { chunks: number; chunkLength: number } {
+  const wanted = Math.max(1, Math.min(most, Math.ceil(total / minLength)));
+  const chunkLength = Math.ceil(total / wanted);
+  return { chunks: Math.ceil(total / chunkLength), chunkLength };
 }
 
 function bnChunkUniforms(batch: number, channels: number, k: ReturnType<typeof bnChunking>) {
@@ -676,9 +688,7 @@ function fusedUniforms(
  * walked those chunks kept 2 of its 64 threads busy.
  */
 function fusedWalk(total: number, minLength: number): { chunks: number; chunkLength: number } {
-  const wanted = Math.max(1, Math.min(BN_FUSED_WORKGROUP, Math.ceil(total / minLength)));
-  const chunkLength = Math.ceil(total / wanted);
-  return { chunks: Math.ceil(total / chunkLength), chunkLength };
+  return splitRuns(total, BN_FUSED_WORKGROUP, minLength);
 }
 
 /**
@@ -763,11 +773,9 @@ function pooledChunking(batch: number, channels: number, height: number, width: 
   const quadsW = width / 4;
   const outH = height / 2;
   const total = batch * outH * quadsW;
-  const wanted = Math.ceil(BN_TARGET_THREADS / channels);
   // An item is two vectors: half as many items make a chunk's least work.
-  const chunks0 = Math.max(1, Math.min(wanted, Math.ceil(total / (BN_MIN_CHUNK / 2))));
-  const chunkLength = Math.ceil(total / chunks0);
-  return { quadsW, outH, total, chunks: Math.ceil(total / chunkLength), chunkLength };
+  const runs = splitRuns(total, Math.ceil(BN_TARGET_THREADS / channels), BN_MIN_CHUNK / 2);
+  return { quadsW, outH, total, ...runs };
 }
 
 /** A fused pooled pass's walk over each channel's items ({@link fusedWalk}, 8 items or more). */

@@ -273,13 +273,18 @@ function chunkWalk(body: string, chunkLength = "params.chunkLength"): string {
  * rasterizers and the per-channel partials are few) and writes its two sums to
  * partial[(c * chunks + k) * 2 + {0, 1}] (with `sums` 1, its one sum to partial[c * chunks + k]).
  */
-function chunkKernel(prologue: string, body: string, sums: 1 | 2 = 2): string {
+function chunkKernel(
+  prologue: string,
+  body: string,
+  sums: 1 | 2 = 2,
+  walk: (body: string) => string = chunkWalk,
+): string {
   return `${linearMain(64)}
   if (index >= params.channels * params.chunks) { return; }
   let k = index / params.channels;
   let c = index - k * params.channels;
   ${prologue}
-  ${chunkWalk(body)}
+  ${walk(body)}
   ${
     sums === 2
       ? `let at = (c * params.chunks + k) * 2u;
@@ -517,19 +522,32 @@ ${linearMain()}
 export const BN_FUSED_WORKGROUP = 64;
 
 /**
- * One workgroup per channel c: its threads sum the chunk partials of c (threads stride over the
- * chunks, then a workgroup tree reduction), so every thread knows the channel's two sums; each
- * thread then walks chunks k = lid, lid + 64, ... of c (the chunking of the partial pass) with
- * `body`, which sees e (the element index), a and q (the channel's sums).
+ * One workgroup per channel c ({@link fusedHead}: every thread sums c's chunk partials), then
+ * `prologue`, then each thread walks runs k = lid, lid + 64, ... of c with `body` (which sees the
+ * channel's sums a and q). The default walk: the elements e, in `params.walkChunks` runs of
+ * `params.walkLength` ({@link chunkWalk}); the partials are `params.chunks` per channel.
  */
-function fusedChunkKernel(prologue: string, body: string): string {
-  return `${fusedHead("params.chunks")}
+function fusedChunkKernel(prologue: string, body: string, walk: FusedWalk = ELEMENT_WALK): string {
+  return `${fusedHead(walk.partials)}
   ${prologue}
-  for (var k = lid; k < params.walkChunks; k = k + ${BN_FUSED_WORKGROUP}u) {
-    ${chunkWalk(body, "params.walkLength")}
+  for (var k = lid; k < ${walk.runs}; k = k + ${BN_FUSED_WORKGROUP}u) {
+    ${walk.run(body)}
   }
 }`;
 }
+
+/** How a fused pass walks a channel: its partials' count, its runs' count, one run's WGSL. */
+interface FusedWalk {
+  partials: string;
+  runs: string;
+  run: (body: string) => string;
+}
+
+const ELEMENT_WALK: FusedWalk = {
+  partials: "params.chunks",
+  runs: "params.walkChunks",
+  run: (body) => chunkWalk(body, "params.walkLength"),
+};
 
 /**
  * The opening of a fused pass, up to the channel's sums a and q: one workgroup per channel c, each
@@ -731,6 +749,13 @@ function pooledWalk(body: string): string {
   }`;
 }
 
+/** A fused pooled pass's walk: the partials' count in statChunks, the item runs in chunks. */
+const POOLED_WALK: FusedWalk = {
+  partials: "params.statChunks",
+  runs: "params.chunks",
+  run: pooledWalk,
+};
+
 /**
  * The gradient of relu-then-max-pool inside one window (a, b: top row; c, d: bottom row, after the
  * ReLU) for the window's upstream g: all of g to the first maximum (maxPool2x2Forward's rule: a
@@ -791,17 +816,16 @@ export function batchNormReluMaxPoolForwardKernel(
     { affine, updateRunning },
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, POOLED_UNIFORMS)}
-${fusedHead("params.statChunks")}
-  ${statisticsPrologue(first, affine, updateRunning)}
-  for (var k = lid; k < params.chunks; k = k + ${BN_FUSED_WORKGROUP}u) {
-    ${
-      pooledWalk(`let aTop = max(x[top] * scale + shift, vec4f(0.0));
+${
+      fusedChunkKernel(
+        statisticsPrologue(first, affine, updateRunning),
+        `let aTop = max(x[top] * scale + shift, vec4f(0.0));
     let aBottom = max(x[bottom] * scale + shift, vec4f(0.0));
     pooled[o] = vec2f(max(max(aTop.x, aTop.y), max(aBottom.x, aBottom.y)),
-                      max(max(aTop.z, aTop.w), max(aBottom.z, aBottom.w)));`)
-    }
-  }
-}`,
+                      max(max(aTop.z, aTop.w), max(aBottom.z, aBottom.w)));`,
+        POOLED_WALK,
+      )
+    }`,
   );
 }
 
@@ -833,23 +857,19 @@ export function batchNormReluMaxPoolBackwardPartialKernel(affine: boolean): Kern
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, POOLED_UNIFORMS)}
 ${WINDOW_GRADIENT}
-${linearMain(64)}
-  if (index >= params.channels * params.chunks) { return; }
-  let k = index / params.channels;
-  let c = index - k * params.channels;
-  let m = mean[c];
+${
+      chunkKernel(
+        `let m = mean[c];
   ${reluMaskPrologue(affine)}
   var a = vec4f(0.0);
-  var s = vec4f(0.0);
-  ${
-      pooledWalk(`${pooledGradient()}
+  var q = vec4f(0.0);`,
+        `${pooledGradient()}
     a = a + gTop + gBottom;
-    s = s + gTop * (xTop - m) + gBottom * (xBottom - m);`)
-    }
-  let at = (c * params.chunks + k) * 2u;
-  partial[at] = dot(a, vec4f(1.0));
-  partial[at + 1u] = dot(s, vec4f(1.0));
-}`,
+    q = q + gTop * (xTop - m) + gBottom * (xBottom - m);`,
+        2,
+        pooledWalk,
+      ).replace("SUM_A", "dot(a, vec4f(1.0))").replace("SUM_B", "dot(q, vec4f(1.0))")
+    }`,
   );
 }
 
@@ -871,16 +891,15 @@ export function batchNormReluMaxPoolBackwardFusedKernel(affine: boolean): Kernel
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, POOLED_UNIFORMS)}
 ${WINDOW_GRADIENT}
-${fusedHead("params.statChunks")}
-  ${backwardSumsPrologue(affine)}
-  ${reluMaskPrologue(affine)}
-  for (var k = lid; k < params.chunks; k = k + ${BN_FUSED_WORKGROUP}u) {
-    ${
-      pooledWalk(`${pooledGradient()}
+${
+      fusedChunkKernel(
+        `${backwardSumsPrologue(affine)}
+  ${reluMaskPrologue(affine)}`,
+        `${pooledGradient()}
     dx[top] = gain * (gTop - k1 - (xTop - m) * k2);
-    dx[bottom] = gain * (gBottom - k1 - (xBottom - m) * k2);`)
-    }
-  }
-}`,
+    dx[bottom] = gain * (gBottom - k1 - (xBottom - m) * k2);`,
+        POOLED_WALK,
+      )
+    }`,
   );
 }

@@ -274,15 +274,34 @@ function dyRowLoads(k: number, quads: number, prefix = ""): string[] {
     `let ${n("right")} = select(0.0, dy[${n("c")} + ${2 * quads}u].x, ${n("inside")} && hasRight);`,
   );
   for (let p = 0; p < quads; p++) {
-    const a = n(`d${p}a`), b = n(`d${p}b`);
     const prev = p === 0 ? n("left") : `${n(`d${p - 1}b`)}.w`;
     const next = p === quads - 1 ? n("right") : `${n(`d${p + 1}a`)}.x`;
-    lines.push(`let ${n(`dg0_${p}`)} = vec4f(${a}.x, ${a}.z, ${b}.x, ${b}.z);`);
-    lines.push(`let ${n(`dg1_${p}`)} = vec4f(${a}.y, ${a}.w, ${b}.y, ${b}.w);`);
-    lines.push(`let ${n(`dg2_${p}`)} = vec4f(${a}.z, ${b}.x, ${b}.z, ${next});`);
-    lines.push(`let ${n(`dgm1_${p}`)} = vec4f(${prev}, ${a}.y, ${a}.w, ${b}.y);`);
+    const g = strideTwoColumns(n(`d${p}a`), n(`d${p}b`), prev, next);
+    lines.push(`let ${n(`dg0_${p}`)} = ${g.even};`);
+    lines.push(`let ${n(`dg1_${p}`)} = ${g.odd};`);
+    lines.push(`let ${n(`dg2_${p}`)} = ${g.evenAfter};`);
+    lines.push(`let ${n(`dgm1_${p}`)} = ${g.oddBefore};`);
   }
   return lines;
+}
+
+/**
+ * The stride-2 column vec4s of 8 consecutive values a, b (vec4 expressions) with the value before
+ * (`prev`) and after (`next`): columns 0, 2, 4, 6 (even), 1, 3, 5, 7 (odd), 2, 4, 6, 8 (evenAfter)
+ * and -1, 1, 3, 5 (oddBefore). A source quad's 4 columns meet these in the upsampled map.
+ */
+function strideTwoColumns(
+  a: string,
+  b: string,
+  prev: string,
+  next: string,
+): { even: string; odd: string; evenAfter: string; oddBefore: string } {
+  return {
+    even: `vec4f(${a}.x, ${a}.z, ${b}.x, ${b}.z)`,
+    odd: `vec4f(${a}.y, ${a}.w, ${b}.y, ${b}.w)`,
+    evenAfter: `vec4f(${a}.z, ${b}.x, ${b}.z, ${next})`,
+    oddBefore: `vec4f(${prev}, ${a}.y, ${a}.w, ${b}.y)`,
+  };
 }
 
 /**
@@ -649,17 +668,17 @@ function buildSubpixelWgradBoxKernel(
       body.push(`let ${pair}l = ${lo}l + ${hi}l;`, `let ${pair}r = ${lo}r + ${hi}r;`);
       for (let v = 0; v < 2 * P; v++) body.push(`let ${pair}v${v} = ${lo}v${v} + ${hi}v${v};`);
       for (let q = 0; q < P; q++) {
-        const a = `${pair}v${2 * q}`, b = `${pair}v${2 * q + 1}`;
         const prev = q === 0 ? `${pair}l` : `${pair}v${2 * q - 1}.w`;
         const next = q === P - 1 ? `${pair}r` : `${pair}v${2 * q + 2}.x`;
+        const g = strideTwoColumns(`${pair}v${2 * q}`, `${pair}v${2 * q + 1}`, prev, next);
         const box = `box${j}_${m}_${q}`;
         body.push(
-          `let ${box}e = vec4f(${a}.x, ${a}.z, ${b}.x, ${b}.z);`,
-          `let ${box}o = vec4f(${a}.y, ${a}.w, ${b}.y, ${b}.w);`,
+          `let ${box}e = ${g.even};`,
+          `let ${box}o = ${g.odd};`,
           // kw 0: columns 2t' + 1, 2t' + 2; kw 1: 2t', 2t' + 1; kw 2: 2t' - 1, 2t'.
-          `let ${box}_0 = ${box}o + vec4f(${a}.z, ${b}.x, ${b}.z, ${next});`,
+          `let ${box}_0 = ${box}o + ${g.evenAfter};`,
           `let ${box}_1 = ${box}e + ${box}o;`,
-          `let ${box}_2 = ${box}e + vec4f(${prev}, ${a}.y, ${a}.w, ${b}.y);`,
+          `let ${box}_2 = ${box}e + ${g.oddBefore};`,
         );
       }
     }

@@ -17,10 +17,21 @@ import * as ops from "./ops.ts";
 
 /** The variants each pass can choose from. */
 const CANDIDATES: Record<ops.ConvPass, ops.ConvVariant[]> = {
-  forward: ["direct", "ubo", "ubo-any", "ubo-cols"],
-  backwardInput: ["direct", "ubo", "ubo-any", "ubo-cols"],
-  backwardWeight: ["direct", "ubo", "ubo-any", "ubo-cols"],
+  forward: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm"],
+  backwardInput: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm"],
+  backwardWeight: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm"],
 };
+
+/**
+ * The candidates of a pass and shape on `b`: those that apply, less "gemm" on CPU rasterizers
+ * (workgroup-memory tiles run as per-lane scalar loops there: not worth the timing).
+ */
+function candidatesFor(b: Backend, pass: ops.ConvPass, g: ops.Conv2dGeometry): ops.ConvVariant[] {
+  return CANDIDATES[pass].filter((variant) =>
+    (variant !== "gemm" || !b.isCpuRasterizer) &&
+    ops.conv2dVariant(b, pass, g, { variant }) === variant
+  );
+}
 
 interface TunerState {
   enabled: boolean;
@@ -38,7 +49,7 @@ const TUNING_ROUNDS = 3;
  * Revision of the conv kernels the cached timings were measured with: a cache written by other
  * kernels is ignored (and rewritten at the next tuning), since its choices compared old code.
  */
-export const KERNELS_REVISION = 13;
+export const KERNELS_REVISION = 14;
 
 /** VA_AUTOTUNE, or undefined when unset or unreadable (no env permission: the defaults). */
 function autotuneEnv(): string | undefined {
@@ -203,10 +214,7 @@ export async function autotuneConv(
   for (const g of geometries) {
     const todo = passes.filter((pass) => {
       if (s.choices.has(convKey(pass, g))) return false;
-      const applicable = CANDIDATES[pass].filter((v) =>
-        ops.conv2dVariant(b, pass, g, { variant: v }) === v
-      );
-      return applicable.length > 1;
+      return candidatesFor(b, pass, g).length > 1;
     });
     if (!todo.length) continue;
     const xSize = g.batch * g.inC * g.inH * g.inW;
@@ -219,9 +227,7 @@ export async function autotuneConv(
     ops.fill(b, w, wSize, 0.01);
     ops.fill(b, y, ySize, 0.25);
     for (const pass of todo) {
-      const variants = CANDIDATES[pass].filter((variant) =>
-        ops.conv2dVariant(b, pass, g, { variant }) === variant
-      );
+      const variants = candidatesFor(b, pass, g);
       const record = (variant: ops.ConvVariant) => {
         const options = { variant };
         return pass === "forward"

@@ -80,6 +80,7 @@ import {
   uboColsForward,
 } from "./conv_ubo_any.ts";
 import { tunedConvVariant } from "./autotune.ts";
+import { gemmApplicable, gemmBackwardInput, gemmBackwardWeight, gemmForward } from "./conv_gemm.ts";
 import { ADAM_MULTI_MAX, adamKernel, adamMultiKernel, mseBackwardKernel } from "./wgsl/optim.ts";
 
 export type { BinaryOp, Conv2dGeometry, ResizeMode, UnaryOp };
@@ -258,9 +259,10 @@ function convUniforms(
  * operand, any kernel size, stride and padding; kernels/conv_ubo_any.ts) and "ubo-cols" (ubo-any
  * with the kernel width and stride compiled in, kW <= 7, stride <= 2: several output / input
  * columns per lane for forward and backward-to-input, lanes owning whole kernel rows for
- * backward-to-weight; where it does not apply it falls back to ubo-any).
+ * backward-to-weight; where it does not apply it falls back to ubo-any) and "gemm" (implicit GEMM
+ * with workgroup-memory tiles, any shape: the structure real GPUs want; kernels/conv_gemm.ts).
  */
-export type ConvVariant = "direct" | "ubo" | "ubo-any" | "ubo-cols";
+export type ConvVariant = "direct" | "ubo" | "ubo-any" | "ubo-cols" | "gemm";
 
 /** Which conv pass a variant query is about. */
 export type ConvPass = "forward" | "backwardInput" | "backwardWeight";
@@ -279,6 +281,7 @@ export function conv2dVariant(
   options: ConvOptions = {},
 ): ConvVariant {
   const wanted = options.variant ?? chooseConvVariant(b, pass, g);
+  if (wanted === "gemm" && gemmApplicable(b, pass, g)) return "gemm";
   if (wanted === "ubo" && uboApplicable(b, g)) return "ubo";
   if (wanted === "ubo-cols" && uboColsApplicable(b, pass, g)) {
     return "ubo-cols";
@@ -340,7 +343,7 @@ export function setRound3Defaults(enabled: boolean): void {
 
 let forcedVariant: ConvVariant | null | undefined;
 
-/** `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols` forces a variant everywhere (debugging, A/B runs). */
+/** `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols|gemm` forces a variant everywhere (debugging, A/B runs). */
 function forcedConvVariant(): ConvVariant | null {
   if (forcedVariant === undefined) {
     let value: string | undefined;
@@ -350,7 +353,8 @@ function forcedConvVariant(): ConvVariant | null {
       value = undefined;
     }
     forcedVariant =
-      value === "direct" || value === "ubo" || value === "ubo-any" || value === "ubo-cols"
+      value === "direct" || value === "ubo" || value === "ubo-any" || value === "ubo-cols" ||
+        value === "gemm"
         ? value
         : null;
   }
@@ -489,6 +493,10 @@ export function conv2dForward(
   options: ConvOptions = {},
 ): void {
   const variant = conv2dVariant(b, "forward", g, options);
+  if (variant === "gemm") {
+    gemmForward(b, x, w, bias, y, g);
+    return;
+  }
   if (variant === "ubo") {
     const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
     uboConv(b, x, w, bias, y, shape, false, uboBlockFor(g.outC));
@@ -523,6 +531,10 @@ export function conv2dBackwardInput(
   options: ConvOptions = {},
 ): void {
   const variant = conv2dVariant(b, "backwardInput", g, options);
+  if (variant === "gemm") {
+    gemmBackwardInput(b, dy, w, dx, g);
+    return;
+  }
   if (variant === "ubo") {
     const shape = { batch: g.batch, inC: g.outC, outC: g.inC, H: g.inH, W: g.inW };
     uboConv(b, dy, w, null, dx, shape, true, uboBlockFor(g.inC));
@@ -560,6 +572,10 @@ export function conv2dBackwardWeight(
   options: ConvOptions = {},
 ): void {
   const variant = conv2dVariant(b, "backwardWeight", g, options);
+  if (variant === "gemm") {
+    gemmBackwardWeight(b, dy, x, dw, g);
+    return;
+  }
   if (variant === "ubo") {
     const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
     uboConvBackwardWeight(b, dy, x, dw, shape);

@@ -2,7 +2,7 @@
  * Every conv variant, forced through the launchers' `variant` option, against float64 references
  * on odd shapes (channel counts not multiples of 4 or 8, spatial sizes not tile multiples, input
  * channels past one uniform window, at most 4 blocked channels): forward, backward to the input,
- * backward to the weight.
+ * backward to the weight. ("gemm" runs everywhere; its tiles stage through workgroup memory.)
  * The references of the backward passes are the exact sums (dx = sum dy * w, dw = sum dy * x).
  */
 
@@ -37,9 +37,13 @@ const cases: { name: string; g: ops.Conv2dGeometry }[] = [
   { name: "5->6 s2 9x8", g: geometry(2, 5, 6, 9, 8, 3, 2, 1) },
   { name: "4->5 6x7", g: geometry(2, 4, 5, 6, 7) },
   { name: "6->5 1x1 5x8", g: geometry(2, 6, 5, 5, 8, 1, 1, 0) },
+  // gemm: K split over several workgroups for the weight (K = 4 * 20 * 20 = 1600) and a 7x7
+  // stride-2 stem (kernel size and stride compiled in).
+  { name: "5->6 20x20 (split K)", g: geometry(4, 5, 6, 20, 20) },
+  { name: "3->5 7x7 s2 11x13", g: geometry(2, 3, 5, 11, 13, 7, 2, 3) },
 ];
 
-const variants: ops.ConvVariant[] = ["direct", "ubo"];
+const variants: ops.ConvVariant[] = ["direct", "ubo", "gemm"];
 
 for (const variant of variants) {
   for (const { name, g } of cases) {

@@ -1,0 +1,129 @@
+/**
+ * Launchers of the "gemm" conv variant (kernels/wgsl/conv_gemm.ts): implicit GEMM with workgroup
+ * tiles, any kernel size, stride and padding; forward, backward to the input and backward to the
+ * weight (K split over workgroups, partial products summed by reduceAxis).
+ */
+
+import type { Backend } from "./backend.ts";
+import { Uniforms } from "./wgsl/common.ts";
+import {
+  convGemmKernel,
+  GEMM_TILE_K,
+  GEMM_TILE_M,
+  GEMM_TILE_N,
+  type GemmConvPass,
+} from "./wgsl/conv_gemm.ts";
+import type { Conv2dGeometry } from "./conv_geometry.ts";
+import { reduceAxis } from "./reductions.ts";
+
+const F32 = 4;
+/**
+ * Workgroups the weight gradient aims for when it splits K: enough to fill a large GPU (an H100
+ * holds ~8 of these 256-thread workgroups on each of 132 multiprocessors).
+ */
+const GEMM_TARGET_WORKGROUPS = 1024;
+/** Shortest K range of one split (32 staged steps), so partial products stay few. */
+const GEMM_MIN_SPLIT_K = 32 * GEMM_TILE_K;
+
+/** The product's dimensions of a pass: C[M, N] = A[M, K] B[K, N]. */
+export function gemmDimensions(
+  pass: GemmConvPass,
+  g: Conv2dGeometry,
+): { M: number; N: number; K: number } {
+  const taps = g.kH * g.kW;
+  if (pass === "forward") {
+    return { M: g.outC, N: g.batch * g.outH * g.outW, K: g.inC * taps };
+  }
+  if (pass === "backwardInput") {
+    return { M: g.inC, N: g.batch * g.inH * g.inW, K: g.outC * taps };
+  }
+  return { M: g.outC, N: g.inC * taps, K: g.batch * g.outH * g.outW };
+}
+
+/** How a pass splits K: the K range per split and the number of splits (1 but for the weight). */
+export function gemmSplits(
+  pass: GemmConvPass,
+  g: Conv2dGeometry,
+): { kPerSplit: number; splits: number } {
+  const { M, N, K } = gemmDimensions(pass, g);
+  if (pass !== "backwardWeight") return { kPerSplit: K, splits: 1 };
+  const tiles = Math.ceil(M / GEMM_TILE_M) * Math.ceil(N / GEMM_TILE_N);
+  const wanted = Math.max(
+    1,
+    Math.min(Math.ceil(GEMM_TARGET_WORKGROUPS / tiles), Math.floor(K / GEMM_MIN_SPLIT_K)),
+  );
+  const kPerSplit = Math.ceil(K / wanted / GEMM_TILE_K) * GEMM_TILE_K;
+  return { kPerSplit, splits: Math.ceil(K / kPerSplit) };
+}
+
+/** Whether the gemm variant can run this pass and geometry on this backend (grid limits). */
+export function gemmApplicable(b: Backend, pass: GemmConvPass, g: Conv2dGeometry): boolean {
+  if (g.outH <= 0 || g.outW <= 0) return false;
+  const { M, N } = gemmDimensions(pass, g);
+  const limit = b.device.limits.maxComputeWorkgroupsPerDimension;
+  return Math.ceil(N / GEMM_TILE_N) <= limit && Math.ceil(M / GEMM_TILE_M) <= limit &&
+    gemmSplits(pass, g).splits <= limit;
+}
+
+function dispatchGemm(
+  b: Backend,
+  pass: GemmConvPass,
+  g: Conv2dGeometry,
+  buffers: GPUBuffer[],
+  bias: boolean,
+  splits: number,
+  kPerSplit: number,
+): void {
+  const { M, N, K } = gemmDimensions(pass, g);
+  const uniforms = new Uniforms(12).u32(g.batch).u32(g.inC).u32(g.inH).u32(g.inW).u32(g.outC)
+    .u32(g.outH).u32(g.outW).u32(g.pad).u32(M).u32(N).u32(K).u32(kPerSplit).bytes;
+  b.dispatch(
+    convGemmKernel(pass, g.kH, g.kW, g.stride, bias),
+    buffers,
+    uniforms,
+    [Math.ceil(N / GEMM_TILE_N), Math.ceil(M / GEMM_TILE_M), splits],
+  );
+}
+
+/** y = conv2d(x, w) + bias through the gemm kernel. */
+export function gemmForward(
+  b: Backend,
+  x: GPUBuffer,
+  w: GPUBuffer,
+  bias: GPUBuffer | null,
+  y: GPUBuffer,
+  g: Conv2dGeometry,
+): void {
+  const { K } = gemmDimensions("forward", g);
+  dispatchGemm(b, "forward", g, bias ? [w, x, bias, y] : [w, x, y], bias !== null, 1, K);
+}
+
+/** dx = conv2d backward to the input through the gemm kernel. */
+export function gemmBackwardInput(
+  b: Backend,
+  dy: GPUBuffer,
+  w: GPUBuffer,
+  dx: GPUBuffer,
+  g: Conv2dGeometry,
+): void {
+  const { K } = gemmDimensions("backwardInput", g);
+  dispatchGemm(b, "backwardInput", g, [w, dy, dx], false, 1, K);
+}
+
+/** dw = conv2d backward to the weight through the gemm kernel (split K, then summed). */
+export function gemmBackwardWeight(
+  b: Backend,
+  dy: GPUBuffer,
+  x: GPUBuffer,
+  dw: GPUBuffer,
+  g: Conv2dGeometry,
+): void {
+  const { kPerSplit, splits } = gemmSplits("backwardWeight", g);
+  const weightSize = g.outC * g.inC * g.kH * g.kW;
+  const target = splits === 1 ? dw : b.pool.acquire(splits * weightSize * F32);
+  dispatchGemm(b, "backwardWeight", g, [dy, x, target], false, splits, kPerSplit);
+  if (splits > 1) {
+    reduceAxis(b, target, dw, 1, splits, weightSize);
+    b.pool.release(target);
+  }
+}

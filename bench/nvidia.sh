@@ -6,6 +6,10 @@
 # (usually /usr/share/vulkan/icd.d/nvidia_icd.json; point VK_DRIVER_FILES at it if the loader does
 # not find it), libegl1 and libxext6. In a container the driver capabilities must include
 # graphics: NVIDIA_DRIVER_CAPABILITIES=compute,graphics,utility.
+#
+# PyTorch CUDA as the peer: VA_TORCH_DEVICE=cuda (and VA_TORCH_PYTHON=python3 when /usr/bin/python3
+# has no torch). On a machine that reaches no registry (the library's device tool), use
+# bench/device/prepare.sh here and bench/device/run.sh there instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

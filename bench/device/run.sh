@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Run on a lent NVIDIA machine (the library's device tool), from the repository root, after
+# bench/device/prepare.sh here:  bash bench/device/run.sh   with carry [".devrun", ".gl"].
+# Unpacks Deno and the Vulkan loader, checks the adapter, runs the test suite on the GPU (12 files
+# at once; TEST_S seconds), the benchmark with PyTorch CUDA as the peer (BENCH_S), and a profile
+# of the paper-size autoencoder step, untuned then tuned (PROFILE_S). Logs and the autotuner's
+# choices go to $OUT; the summary is printed last.
+set -u
+OUT="${OUT:-runs/device}"
+mkdir -p "$OUT"
+T0=$(date +%s)
+elapsed() { echo "[+$(($(date +%s) - T0))s] $*"; }
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+xz -dc .devrun/deno.xz >/tmp/deno && chmod +x /tmp/deno
+mkdir -p /tmp/denodir && tar -xJf .devrun/denodir.tar.xz -C /tmp/denodir
+# This copy of the tree only: the device cannot fetch TF.js, which the lockfile names.
+cp .devrun/deno.device.json deno.json && rm -f deno.lock
+export DENO_DIR=/tmp/denodir XDG_RUNTIME_DIR=/tmp RUST_BACKTRACE=0 NO_COLOR=1
+# Vulkan explicitly: without a working Vulkan driver Deno would silently fall back to OpenGL.
+export DENO_WEBGPU_BACKEND=vulkan
+for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json \
+  /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
+  if [[ -f $icd ]]; then
+    export VK_DRIVER_FILES=$icd
+    break
+  fi
+done
+elapsed "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+timeout 60 /tmp/deno eval 'const a = await navigator.gpu.requestAdapter({
+  powerPreference: "high-performance" });
+if (!a) { console.log("no WebGPU adapter"); Deno.exit(3); }
+console.log("adapter:", a.info.vendor, a.info.device, a.info.description);' ||
+  { elapsed "no adapter: stopping"; exit 3; }
+permissions=(--allow-read --allow-write --allow-env --allow-run --allow-ffi)
+elapsed "tests"
+VA_AUTOTUNE=0 DENO_JOBS=12 timeout "${TEST_S:-150}" /tmp/deno test --parallel --no-check \
+  "${permissions[@]}" tests/ >"$OUT/tests.txt" 2>&1
+echo "tests exit $?"
+elapsed "bench"
+VA_TORCH_DEVICE=cuda VA_TORCH_PYTHON=python3 VA_TFJS=0 timeout "${BENCH_S:-260}" /tmp/deno run \
+  --no-check "${permissions[@]}" bench/kernels.ts --batch 64 --json "$OUT/bench.json" \
+  >"$OUT/bench.txt" 2>"$OUT/bench.err"
+echo "bench exit $?"
+elapsed "profile"
+timeout "${PROFILE_S:-70}" /tmp/deno run --no-check -A bench/profile_step.ts --only ae \
+  --ae-size paper --paper-loss --batch 64 --steps 3 --tune --top 30 >"$OUT/profile.txt" 2>&1
+echo "profile exit $?"
+cp .cache/autotune-*.json "$OUT/" 2>/dev/null
+grep -E "FAILED|passed|failed" "$OUT/tests.txt" | tail -20
+grep -E "conv (fwd|bwd)|upconv|training step|vs PyTorch" "$OUT/bench.txt" | cut -c1-150
+tail -40 "$OUT/profile.txt" | cut -c1-150
+elapsed "done"

@@ -299,19 +299,44 @@ export function conv2dVariant(
  * backward-to-input use "ubo-cols" before those where it applies (1.3-3.8x faster than ubo-any,
  * 1.5-4x faster than direct on the ResNet shapes, also with a part-filled channel block), and
  * backward-to-weight uses it instead of "ubo-any" for kernels at least 3 wide (1-1.6x faster;
- * 1x1 kernels share no input values between taps).
+ * 1x1 kernels share no input values between taps). On real GPUs untuned layers of the ubo family
+ * take "gemm" where {@link gemmPreferredOnGpu} says so.
  */
 function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvVariant {
   const forced = forcedConvVariant();
   if (forced) return forced;
   const tuned = tunedConvVariant(b, pass, g);
   if (tuned) return tuned;
-  if (uboApplicable(b, g) && (pass !== "backwardWeight" || g.inW >= 8)) return "ubo";
+  const ubo = uboApplicable(b, g);
+  if (
+    !b.isCpuRasterizer && ubo && gemmPreferredOnGpu(pass, g) && gemmApplicable(b, pass, g)
+  ) {
+    return "gemm";
+  }
+  if (ubo && (pass !== "backwardWeight" || g.inW >= 8)) return "ubo";
   const cols = colsByDefault && uboColsApplicable(b, pass, g);
   if (cols && pass !== "backwardWeight") return "ubo-cols";
   const blockChannels = pass === "backwardInput" ? g.inC : g.outC;
   if (blockChannels < 8 || !uboAnyApplicable(b, g)) return "direct";
   return cols && g.kW >= 3 ? "ubo-cols" : "ubo-any";
+}
+
+/**
+ * Whether an untuned 3x3 stride-1 layer (the ubo family) takes "gemm" rather than "ubo" on a real
+ * GPU: fitted to the autotuner's timings of 96 (pass, shape) entries (the benchmark's layers and
+ * both face autoencoders') on an NVIDIA H200 (bench/README.md, round 13), on which it lands within
+ * 0.5% of the per-shape best in total, against 4.7x for ubo alone (in sample: other GPUs may
+ * differ, and the training loops tune anyway). Forward and backward to the input:
+ * deep layers on small maps (the ubo kernels hold few channels per workgroup there). Backward to
+ * the weight: everything but narrow outputs with short reductions.
+ */
+export function gemmPreferredOnGpu(pass: ConvPass, g: Conv2dGeometry): boolean {
+  const pairs = g.inC * g.outC;
+  if (pass === "backwardWeight") {
+    return (g.outC >= 16 && g.batch * g.outH * g.outW >= 65536) || pairs >= 4096;
+  }
+  const area = g.inH * g.inW;
+  return (area <= 256 && pairs >= 4096) || (area <= 1024 && pairs >= 16384);
 }
 
 /** Channels per workgroup block of the ubo kernels: 4 for layers with at most 4, else 8. */

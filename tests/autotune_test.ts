@@ -10,6 +10,7 @@ import {
   tunedConvVariant,
 } from "../kernels/autotune.ts";
 import * as F from "../nn/functional.ts";
+import * as ops from "../kernels/ops.ts";
 import { tidy } from "../nn/tensor.ts";
 import { FirstStepTuner } from "../pipelines/training.ts";
 import { randomArray, testDevice } from "./helpers.ts";
@@ -136,5 +137,34 @@ Deno.test("tuneAtFirstUse: VA_AUTOTUNE=1 forces it, =0 stops it, default only on
     setAutotuneEnabled(backend, false);
     if (saved === undefined) Deno.env.delete("VA_AUTOTUNE");
     else Deno.env.set("VA_AUTOTUNE", saved);
+  }
+});
+
+Deno.test("untuned defaults: gemm only on real GPUs, for deep small maps and long reductions", () => {
+  const layer = (batch: number, inC: number, outC: number, side: number) => ({
+    batch,
+    inC,
+    outC,
+    inH: side,
+    inW: side,
+    outH: side,
+    outW: side,
+    kH: 3,
+    kW: 3,
+    stride: 1,
+    pad: 1,
+  });
+  // The paper autoencoder's 256->512 @8 and 64->128 @32 layers, the output layer 64->3 @64.
+  assert.equal(ops.gemmPreferredOnGpu("forward", layer(64, 256, 512, 8)), true);
+  assert.equal(ops.gemmPreferredOnGpu("forward", layer(64, 64, 128, 32)), false);
+  assert.equal(ops.gemmPreferredOnGpu("backwardInput", layer(64, 256, 512, 8)), true);
+  assert.equal(ops.gemmPreferredOnGpu("backwardWeight", layer(64, 64, 128, 32)), true);
+  assert.equal(ops.gemmPreferredOnGpu("backwardWeight", layer(64, 64, 3, 64)), false);
+  // The demo's 16->32 @8 layer at batch 32: a short reduction.
+  assert.equal(ops.gemmPreferredOnGpu("backwardWeight", layer(32, 16, 32, 8)), false);
+  if (backend.isCpuRasterizer) {
+    for (const pass of ["forward", "backwardInput", "backwardWeight"] as const) {
+      assert.notEqual(ops.conv2dVariant(backend, pass, layer(2, 256, 512, 8)), "gemm");
+    }
   }
 });

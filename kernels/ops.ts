@@ -447,17 +447,53 @@ export function batchNormVariant(
   return `chunked${spatial % 4 === 0 ? " vec4" : ""}`;
 }
 
-/** Threads the chunked batch-norm reductions aim for (channels x chunks). */
-const BN_TARGET_THREADS = 512;
-/** Fewest vectors one chunk thread walks. */
+/** How the chunked per-channel reductions (batch-norm statistics, conv bias sums) cut a channel. */
+export interface ReductionChunking {
+  /** Threads the partial pass aims for (channels x chunks). */
+  threads: number;
+  /** Most chunks per channel (the passes that finish a channel sum them all). */
+  mostPerChannel: number;
+  /** Fewest vectors one chunk thread walks. */
+  minChunk: number;
+}
+
+/**
+ * CPU rasterizers: 512 threads cover a few cores' SIMD lanes (round 6). A GPU needs tens of
+ * thousands of threads to keep enough loads in flight for its memory bandwidth: on an NVIDIA H200
+ * the 512-thread partial passes moved 76-183 GB/s against 2400 for a copy, and took 23 of the
+ * paper-size step's 74 ms (bench/README.md, round 13).
+ */
+const CPU_REDUCTION: ReductionChunking = { threads: 512, mostPerChannel: Infinity, minChunk: 64 };
+/** Real GPUs: see {@link CPU_REDUCTION}. */
+const GPU_REDUCTION: ReductionChunking = { threads: 65536, mostPerChannel: 256, minChunk: 16 };
+/**
+ * Base of the fused passes' least run per thread (a quarter of it for elements, an eighth for
+ * pooled items): one workgroup per channel walks the channel, on every adapter.
+ */
 const BN_MIN_CHUNK = 64;
 
+let reductionOverride: ReductionChunking | null = null;
+
+/**
+ * Tests and benchmarks: chunk the per-channel reductions as on CPU rasterizers ("cpu") or as on
+ * GPUs ("gpu") whatever the adapter; null restores the adapter's own.
+ */
+export function setReductionChunking(mode: "cpu" | "gpu" | null): void {
+  reductionOverride = mode === null ? null : mode === "cpu" ? CPU_REDUCTION : GPU_REDUCTION;
+}
+
+function reductionChunking(b: Backend): ReductionChunking {
+  return reductionOverride ?? (b.isCpuRasterizer ? CPU_REDUCTION : GPU_REDUCTION);
+}
+
 /** Chunking of a per-channel reduction over [batch, channels, spatial]. */
-function bnChunking(batch: number, channels: number, spatial: number) {
+function bnChunking(b: Backend, batch: number, channels: number, spatial: number) {
   const vec4 = spatial % 4 === 0;
   const spatialV = vec4 ? spatial / 4 : spatial;
   const total = batch * spatialV;
-  const runs = splitRuns(total, Math.ceil(BN_TARGET_THREADS / channels), BN_MIN_CHUNK);
+  const r = reductionChunking(b);
+  const most = Math.min(r.mostPerChannel, Math.ceil(r.threads / channels));
+  const runs = splitRuns(total, most, r.minChunk);
   return { vec4, spatialV, total, ...runs };
 }
 
@@ -495,7 +531,7 @@ export function channelSums(
   spatial: number,
   scale = 1,
 ): void {
-  const k = bnChunking(batch, channels, spatial);
+  const k = bnChunking(b, batch, channels, spatial);
   const partial = b.pool.acquire(channels * k.chunks * F32);
   b.dispatch(
     channelSumPartialKernel(k.vec4),
@@ -644,7 +680,7 @@ export function batchNormStats(
   options: BatchNormOptions = {},
 ): void {
   if (bnVariant(b, channels, options) === "chunked") {
-    const k = bnChunking(batch, channels, spatial);
+    const k = bnChunking(b, batch, channels, spatial);
     const partial = b.pool.acquire(channels * k.chunks * 2 * F32);
     b.dispatch(
       batchNormStatsPartialKernel(k.vec4),
@@ -760,7 +796,7 @@ export function batchNormForwardTraining(
     batchNormApply(b, x, stats, affineParams, y, n, channels, spatial, eps, options);
     return;
   }
-  const k = bnChunking(batch, channels, spatial);
+  const k = bnChunking(b, batch, channels, spatial);
   const partial = bnStatsPartials(b, x, batch, channels, k);
   const buffers = [x, partial];
   if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
@@ -810,18 +846,32 @@ export function batchNormReluMaxPoolApplicable(
 }
 
 /** Chunking of the pooled passes over items (2 rows x 4 columns: two pooling windows). */
-function pooledChunking(batch: number, channels: number, height: number, width: number) {
+function pooledChunking(
+  b: Backend,
+  batch: number,
+  channels: number,
+  height: number,
+  width: number,
+) {
   const quadsW = width / 4;
   const outH = height / 2;
   const total = batch * outH * quadsW;
+  const r = reductionChunking(b);
+  const most = Math.min(r.mostPerChannel, Math.ceil(r.threads / channels));
   // An item is two vectors: half as many items make a chunk's least work.
-  const runs = splitRuns(total, Math.ceil(BN_TARGET_THREADS / channels), BN_MIN_CHUNK / 2);
+  const runs = splitRuns(total, most, r.minChunk / 2);
   return { quadsW, outH, total, ...runs };
 }
 
 /** A fused pooled pass's walk over each channel's items ({@link fusedWalk}, 8 items or more). */
-function pooledWalk(batch: number, channels: number, height: number, width: number) {
-  const k = pooledChunking(batch, channels, height, width);
+function pooledWalk(
+  b: Backend,
+  batch: number,
+  channels: number,
+  height: number,
+  width: number,
+) {
+  const k = pooledChunking(b, batch, channels, height, width);
   return { ...k, ...fusedWalk(k.total, BN_MIN_CHUNK / 8) };
 }
 
@@ -866,13 +916,13 @@ export function batchNormReluMaxPoolForwardTraining(
     );
   }
   const spatial = height * width;
-  const k = bnChunking(batch, channels, spatial);
+  const k = bnChunking(b, batch, channels, spatial);
   const partial = bnStatsPartials(b, x, batch, channels, k);
   const buffers = [x, partial];
   if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
   buffers.push(pooled, mean, invStd);
   if (running) buffers.push(running.mean, running.var);
-  const p = pooledWalk(batch, channels, height, width);
+  const p = pooledWalk(b, batch, channels, height, width);
   b.dispatch(
     batchNormReluMaxPoolForwardKernel(affineParams !== null, running !== null),
     buffers,
@@ -903,7 +953,7 @@ export function batchNormReluMaxPoolBackwardTraining(
   width: number,
   eps: number,
 ): void {
-  const p = pooledChunking(batch, channels, height, width);
+  const p = pooledChunking(b, batch, channels, height, width);
   const partial = b.pool.acquire(channels * p.chunks * 2 * F32);
   const params = affineParams ? [affineParams.weight, affineParams.bias] : [];
   const count = batch * height * width;
@@ -919,7 +969,7 @@ export function batchNormReluMaxPoolBackwardTraining(
     pooledUniforms(
       batch,
       channels,
-      pooledWalk(batch, channels, height, width),
+      pooledWalk(b, batch, channels, height, width),
       p.chunks,
       count,
       eps,
@@ -976,7 +1026,7 @@ export function batchNormBackwardTraining(
     );
     return;
   }
-  const k = bnChunking(batch, channels, spatial);
+  const k = bnChunking(b, batch, channels, spatial);
   const partial = b.pool.acquire(channels * k.chunks * 2 * F32);
   const relu = options.reluOutput ?? null;
   const fromInput = options.reluFromInput ?? null;
@@ -1022,7 +1072,7 @@ export function batchNormBackwardSums(
   options: BatchNormOptions = {},
 ): void {
   if (bnVariant(b, channels, options) === "chunked") {
-    const k = bnChunking(batch, channels, spatial);
+    const k = bnChunking(b, batch, channels, spatial);
     const partial = b.pool.acquire(channels * k.chunks * 2 * F32);
     const relu = options.reluOutput ?? null;
     b.dispatch(

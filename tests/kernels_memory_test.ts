@@ -481,19 +481,27 @@ for (
     256,
   ]]
 ) {
-  Deno.test(`channelSums [${batch}, ${channels}, ${spatial}]`, async () => {
-    const n = batch * channels * spatial;
-    const x = randomArray(n, 56);
-    const xb = upload(x);
-    const out = backend.pool.acquire(channels * 4);
-    ops.channelSums(backend, xb, out, batch, channels, spatial, 0.5);
-    const tol = { atol: 1e-4 * Math.sqrt(n), rtol: 1e-4 };
-    const expected = ref.reduceMiddle(x, batch, channels, spatial, 0.5);
-    assertClose(await download(out, channels), expected, "sums", tol);
-    backend.pool.release(xb);
-    backend.pool.release(out);
-    backend.flush();
-  });
+  for (const chunking of ["adapter", "gpu"] as const) {
+    const label = chunking === "gpu" ? " gpu chunking" : "";
+    Deno.test(`channelSums${label} [${batch}, ${channels}, ${spatial}]`, async () => {
+      const n = batch * channels * spatial;
+      const x = randomArray(n, 56);
+      const xb = upload(x);
+      const out = backend.pool.acquire(channels * 4);
+      ops.setReductionChunking(chunking === "gpu" ? "gpu" : null);
+      try {
+        ops.channelSums(backend, xb, out, batch, channels, spatial, 0.5);
+      } finally {
+        ops.setReductionChunking(null);
+      }
+      const tol = { atol: 1e-4 * Math.sqrt(n), rtol: 1e-4 };
+      const expected = ref.reduceMiddle(x, batch, channels, spatial, 0.5);
+      assertClose(await download(out, channels), expected, "sums", tol);
+      backend.pool.release(xb);
+      backend.pool.release(out);
+      backend.flush();
+    });
+  }
 }
 
 // Max-pool 3x3 stride 2 padding 1 (the ResNet stem's): the "3x3s2" backward (one thread per 2x2
@@ -571,151 +579,164 @@ const fusedShapes: [number, number, number, number][] = [
   [37, 2, 45, 45],
   [4, 70, 3, 4],
 ];
-for (const fused of [true, false]) {
-  for (const shape of fusedShapes) {
-    // relu "input": the backward recomputes the ReLU mask from x (fused passes only).
-    for (const mode of fused ? [false, true, "input"] as const : [false, true] as const) {
-      const relu = mode !== false;
-      Deno.test(`batch norm training passes fused=${fused} relu=${mode} [${shape}]`, async () => {
-        const [n, c, h, w] = shape;
-        const spatial = h * w;
-        const size = n * c * spatial;
-        const eps = 1e-5;
-        const xData = randomArray(size, 61, -2, 1);
-        const dyData = randomArray(size, 62);
-        const wData = randomArray(c, 63, 0.5, 1.5);
-        const bData = randomArray(c, 64);
-        const rmData = randomArray(c, 65);
-        const rvData = randomArray(c, 66, 0.5, 1.5);
-        const [x, dy, weight, bias, rm, rv] = [xData, dyData, wData, bData, rmData, rvData].map(
-          upload,
-        );
-        const [mean, invStd, sums] = [c, c, 2 * c].map((k) => backend.pool.acquire(k * 4));
-        const [y, dx, y2] = [size, size, size].map((k) => backend.pool.acquire(k * 4));
-        ops.fill(backend, dx, size, 99);
-        const options = { fused, relu };
-        const running = { mean: rm, var: rv };
-        ops.batchNormForwardTraining(
-          backend,
-          x,
-          mean,
-          invStd,
-          running,
-          { weight, bias },
-          y,
-          n,
-          c,
-          spatial,
-          eps,
-          0.1,
-          options,
-        );
-        // No affine parameters and no running statistics: the plain normalization.
-        ops.batchNormForwardTraining(
-          backend,
-          x,
-          mean,
-          invStd,
-          null,
-          null,
-          y2,
-          n,
-          c,
-          spatial,
-          eps,
-          0.1,
-          options,
-        );
-        ops.batchNormBackwardTraining(
-          backend,
-          dy,
-          x,
-          mean,
-          invStd,
-          weight,
-          sums,
-          dx,
-          n,
-          c,
-          spatial,
-          eps,
-          mode === "input"
-            ? { fused, reluFromInput: { bias } }
-            : { fused, reluOutput: relu ? y : undefined },
-        );
-        const [meanOut, invOut, rmOut, rvOut, yOut, y2Out, sumsOut, dxOut] = await Promise.all([
-          download(mean, c),
-          download(invStd, c),
-          download(rm, c),
-          download(rv, c),
-          download(y, size),
-          download(y2, size),
-          download(sums, 2 * c),
-          download(dx, size),
-        ]);
-        const plain = bnReference(xData, dyData, wData, bData, shape, eps);
-        const masked = relu ? dyData.map((g, e) => plain.y[e] > 0 ? g : 0) : dyData;
-        const r = bnReference(xData, masked, wData, bData, shape, eps);
-        const count = n * spatial;
-        const tol = { atol: 2e-4, rtol: 1e-3 };
-        assertClose(meanOut, r.mean, "mean", tol);
-        assertClose(invOut, Array.from(r.variance, (v) => 1 / Math.sqrt(v + eps)), "invStd", {
-          atol: 1e-3,
-          rtol: 2e-3,
-        });
-        const unbiased = Array.from(r.variance, (v) => v * count / Math.max(count - 1, 1));
-        assertClose(rmOut, Array.from(rmData, (m, i) => 0.9 * m + 0.1 * r.mean[i]), "running mean");
-        assertClose(
-          rvOut,
-          Array.from(rvData, (v, i) => 0.9 * v + 0.1 * unbiased[i]),
-          "running var",
-        );
-        const yRef = relu ? plain.y.map((v) => Math.max(v, 0)) : plain.y;
-        assertClose(yOut, yRef, "y", { atol: 1e-3, rtol: 2e-3 });
-        const y2Ref = xData.map((v, e) => {
-          const ch = Math.floor(e / spatial) % c;
-          const z = (v - r.mean[ch]) / Math.sqrt(r.variance[ch] + eps);
-          return relu ? Math.max(z, 0) : z;
-        });
-        assertClose(y2Out, y2Ref, "y without affine", { atol: 1e-3, rtol: 2e-3 });
-        assertClose(sumsOut, r.sums, "sums", { atol: 1e-4 * Math.sqrt(count), rtol: 1e-3 });
-        assertClose(dxOut, r.dx, "dx", { atol: 1e-3, rtol: 2e-3 });
-        if (mode === "input") {
-          // The recomputed mask is the forward's exactly: the same dx as reading it from y, with
-          // and without affine parameters (y2's statistics are the same batch's).
-          const dx2 = backend.pool.acquire(size * 4);
-          const run = (w: GPUBuffer | null, out: GPUBuffer, back: ops.BatchNormOptions) =>
+// "gpu": the chunking real GPUs use (many short chunks, at most 256 per channel), forced here.
+for (const chunking of ["adapter", "gpu"] as const) {
+  for (const fused of chunking === "gpu" ? [true] : [true, false]) {
+    for (const shape of fusedShapes) {
+      // relu "input": the backward recomputes the ReLU mask from x (fused passes only).
+      for (const mode of fused ? [false, true, "input"] as const : [false, true] as const) {
+        const relu = mode !== false;
+        const label = chunking === "gpu" ? " gpu chunking" : "";
+        Deno.test(`batch norm training passes fused=${fused} relu=${mode}${label} [${shape}]`, async () => {
+          const [n, c, h, w] = shape;
+          ops.setReductionChunking(chunking === "gpu" ? "gpu" : null);
+          try {
+            const spatial = h * w;
+            const size = n * c * spatial;
+            const eps = 1e-5;
+            const xData = randomArray(size, 61, -2, 1);
+            const dyData = randomArray(size, 62);
+            const wData = randomArray(c, 63, 0.5, 1.5);
+            const bData = randomArray(c, 64);
+            const rmData = randomArray(c, 65);
+            const rvData = randomArray(c, 66, 0.5, 1.5);
+            const [x, dy, weight, bias, rm, rv] = [xData, dyData, wData, bData, rmData, rvData].map(
+              upload,
+            );
+            const [mean, invStd, sums] = [c, c, 2 * c].map((k) => backend.pool.acquire(k * 4));
+            const [y, dx, y2] = [size, size, size].map((k) => backend.pool.acquire(k * 4));
+            ops.fill(backend, dx, size, 99);
+            const options = { fused, relu };
+            const running = { mean: rm, var: rv };
+            ops.batchNormForwardTraining(
+              backend,
+              x,
+              mean,
+              invStd,
+              running,
+              { weight, bias },
+              y,
+              n,
+              c,
+              spatial,
+              eps,
+              0.1,
+              options,
+            );
+            // No affine parameters and no running statistics: the plain normalization.
+            ops.batchNormForwardTraining(
+              backend,
+              x,
+              mean,
+              invStd,
+              null,
+              null,
+              y2,
+              n,
+              c,
+              spatial,
+              eps,
+              0.1,
+              options,
+            );
             ops.batchNormBackwardTraining(
               backend,
               dy,
               x,
               mean,
               invStd,
-              w,
+              weight,
               sums,
-              out,
+              dx,
               n,
               c,
               spatial,
               eps,
-              { fused, ...back },
+              mode === "input"
+                ? { fused, reluFromInput: { bias } }
+                : { fused, reluOutput: relu ? y : undefined },
             );
-          run(weight, dx2, { reluOutput: y });
-          assert.deepEqual(await download(dx2, size), dxOut, "dx, mask read from y");
-          run(null, dx, { reluFromInput: { bias: null } });
-          run(null, dx2, { reluOutput: y2 });
-          const [plainInput, plainOutput] = await Promise.all([
-            download(dx, size),
-            download(dx2, size),
-          ]);
-          assert.deepEqual(plainInput, plainOutput, "dx without affine, mask read from y2");
-          backend.pool.release(dx2);
-        }
-        for (const buffer of [x, dy, weight, bias, rm, rv, mean, invStd, sums, y, dx, y2]) {
-          backend.pool.release(buffer);
-        }
-        backend.flush();
-      });
+            const [meanOut, invOut, rmOut, rvOut, yOut, y2Out, sumsOut, dxOut] = await Promise.all([
+              download(mean, c),
+              download(invStd, c),
+              download(rm, c),
+              download(rv, c),
+              download(y, size),
+              download(y2, size),
+              download(sums, 2 * c),
+              download(dx, size),
+            ]);
+            const plain = bnReference(xData, dyData, wData, bData, shape, eps);
+            const masked = relu ? dyData.map((g, e) => plain.y[e] > 0 ? g : 0) : dyData;
+            const r = bnReference(xData, masked, wData, bData, shape, eps);
+            const count = n * spatial;
+            const tol = { atol: 2e-4, rtol: 1e-3 };
+            assertClose(meanOut, r.mean, "mean", tol);
+            assertClose(invOut, Array.from(r.variance, (v) => 1 / Math.sqrt(v + eps)), "invStd", {
+              atol: 1e-3,
+              rtol: 2e-3,
+            });
+            const unbiased = Array.from(r.variance, (v) => v * count / Math.max(count - 1, 1));
+            assertClose(
+              rmOut,
+              Array.from(rmData, (m, i) => 0.9 * m + 0.1 * r.mean[i]),
+              "running mean",
+            );
+            assertClose(
+              rvOut,
+              Array.from(rvData, (v, i) => 0.9 * v + 0.1 * unbiased[i]),
+              "running var",
+            );
+            const yRef = relu ? plain.y.map((v) => Math.max(v, 0)) : plain.y;
+            assertClose(yOut, yRef, "y", { atol: 1e-3, rtol: 2e-3 });
+            const y2Ref = xData.map((v, e) => {
+              const ch = Math.floor(e / spatial) % c;
+              const z = (v - r.mean[ch]) / Math.sqrt(r.variance[ch] + eps);
+              return relu ? Math.max(z, 0) : z;
+            });
+            assertClose(y2Out, y2Ref, "y without affine", { atol: 1e-3, rtol: 2e-3 });
+            assertClose(sumsOut, r.sums, "sums", { atol: 1e-4 * Math.sqrt(count), rtol: 1e-3 });
+            assertClose(dxOut, r.dx, "dx", { atol: 1e-3, rtol: 2e-3 });
+            if (mode === "input") {
+              // The recomputed mask is the forward's exactly: the same dx as reading it from y, with
+              // and without affine parameters (y2's statistics are the same batch's).
+              const dx2 = backend.pool.acquire(size * 4);
+              const run = (w: GPUBuffer | null, out: GPUBuffer, back: ops.BatchNormOptions) =>
+                ops.batchNormBackwardTraining(
+                  backend,
+                  dy,
+                  x,
+                  mean,
+                  invStd,
+                  w,
+                  sums,
+                  out,
+                  n,
+                  c,
+                  spatial,
+                  eps,
+                  { fused, ...back },
+                );
+              run(weight, dx2, { reluOutput: y });
+              assert.deepEqual(await download(dx2, size), dxOut, "dx, mask read from y");
+              run(null, dx, { reluFromInput: { bias: null } });
+              run(null, dx2, { reluOutput: y2 });
+              const [plainInput, plainOutput] = await Promise.all([
+                download(dx, size),
+                download(dx2, size),
+              ]);
+              assert.deepEqual(plainInput, plainOutput, "dx without affine, mask read from y2");
+              backend.pool.release(dx2);
+            }
+            for (const buffer of [x, dy, weight, bias, rm, rv, mean, invStd, sums, y, dx, y2]) {
+              backend.pool.release(buffer);
+            }
+            backend.flush();
+          } finally {
+            ops.setReductionChunking(null);
+          }
+        });
+      }
     }
   }
 }

@@ -265,6 +265,29 @@ Deno.test("batchNormReluMaxPool2d without affine parameters, fused", async () =>
   );
 });
 
+// The GPU chunking of the statistics (many short chunks: 72 of 8 items per channel here against
+// 18 of 32 on CPU rasterizers), forced on this adapter, through the pooled passes and their
+// backward.
+Deno.test("batchNormReluMaxPool2d, fused, GPU chunking", async () => {
+  const shape = [9, 3, 16, 32];
+  ops.setReductionChunking("gpu");
+  try {
+    await checkOp(
+      "batchNormReluMaxPool2d gpu chunking",
+      [{ shape, low: -2, high: 3 }, { shape: [3], low: -1.5, high: 1.5 }, { shape: [3] }],
+      ([x, wt, b]) => F.batchNormReluMaxPool2d(x, null, null, wt, b, { training: true }),
+      ([x, wt, b]) => {
+        const normalized = ref.batchNorm(x, shape, wt, b, true, [0, 0, 0], [1, 1, 1], 0.1, 1e-5)
+          .out;
+        return ref.maxPool2d(ref.activation("relu", normalized), shape, 2, 2, 0).out;
+      },
+      { atol: 5e-4, rtol: 2e-3 },
+    );
+  } finally {
+    ops.setReductionChunking(null);
+  }
+});
+
 Deno.test("batchNorm2d without affine parameters", async () => {
   const shape = [2, 3, 5, 5];
   await checkOp(

@@ -450,6 +450,12 @@ export interface Conv2dOptions {
   stride?: number | readonly [number, number];
   /** Zero padding on each side (square), default 0. */
   padding?: number | readonly [number, number];
+  /**
+   * The output goes only into a training-mode batch norm, which subtracts each channel's batch
+   * mean: the bias then has exactly zero gradient, and the backward writes zeros instead of summing
+   * dy over every pixel (those sums come out as rounding noise). Default false.
+   */
+  outputFeedsBatchNorm?: boolean;
 }
 
 /** 2-D convolution: x [N, C, H, W], weight [O, C, kH, kW], bias [O] or null. */
@@ -491,12 +497,13 @@ export function conv2d(
     forward: ops.conv2dForward,
     backwardInput: ops.conv2dBackwardInput,
     backwardWeight: ops.conv2dBackwardWeight,
-  });
+  }, options.outputFeedsBatchNorm ?? false);
 }
 
 /**
  * Run a conv's forward and record its backward: `passes` are the launchers of the three passes for
- * `geometry` (conv2d's, or upsampleConv2d's where x is at half the geometry's input size).
+ * `geometry` (conv2d's, or upsampleConv2d's where x is at half the geometry's input size). With
+ * `zeroBiasGradient` the bias's gradient is written as zeros (Conv2dOptions.outputFeedsBatchNorm).
  */
 function recordConv(
   name: string,
@@ -509,6 +516,7 @@ function recordConv(
     backwardInput: typeof ops.conv2dBackwardInput;
     backwardWeight: typeof ops.conv2dBackwardWeight;
   },
+  zeroBiasGradient: boolean,
 ): Tensor {
   const { batch, outC, outH, outW } = geometry;
   const backend = x.device.backend;
@@ -531,7 +539,8 @@ function recordConv(
     }
     if (bias?.requiresGrad) {
       db = x.device.empty(bias.shape);
-      ops.channelSums(backend, g.buffer, db.buffer, batch, outC, outH * outW);
+      if (zeroBiasGradient) ops.fill(backend, db.buffer, outC, 0);
+      else ops.channelSums(backend, g.buffer, db.buffer, batch, outC, outH * outW);
     }
     return [dx, dw, db];
   });
@@ -569,7 +578,7 @@ export function upsampleConv2d(
     forward: ops.upsampleConv2dForward,
     backwardInput: ops.upsampleConv2dBackwardInput,
     backwardWeight: ops.upsampleConv2dBackwardWeight,
-  });
+  }, options.outputFeedsBatchNorm ?? false);
 }
 
 // ---- normalization ---------------------------------------------------------------------------

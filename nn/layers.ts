@@ -84,11 +84,27 @@ export class Conv2d extends Layer {
     return F.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
   }
 
-  /** forward(upsample(x)) for a 2x nearest upsampling, as one op (F.upsampleConv2d). */
-  forwardUpsampled(x: Tensor): Tensor {
+  /**
+   * forward(upsample(x)) for a 2x nearest upsampling, as one op (F.upsampleConv2d).
+   * `outputFeedsBatchNorm`: see {@link Conv2d.forwardBeforeBatchNorm}.
+   */
+  forwardUpsampled(x: Tensor, outputFeedsBatchNorm = false): Tensor {
     return F.upsampleConv2d(x, this.weight, this.bias, {
       stride: this.stride,
       padding: this.padding,
+      outputFeedsBatchNorm,
+    });
+  }
+
+  /**
+   * forward(x) for an output that goes only into a training-mode batch norm: the bias's gradient
+   * is then exactly zero and is written as zeros, not summed (F.Conv2dOptions.outputFeedsBatchNorm).
+   */
+  forwardBeforeBatchNorm(x: Tensor): Tensor {
+    return F.conv2d(x, this.weight, this.bias, {
+      stride: this.stride,
+      padding: this.padding,
+      outputFeedsBatchNorm: true,
     });
   }
 }
@@ -254,6 +270,14 @@ export class Flatten extends Layer {
   }
 }
 
+/**
+ * Whether a conv whose next layer is `next` feeds a training-mode batch norm (its bias then has
+ * exactly zero gradient: Conv2d.forwardBeforeBatchNorm).
+ */
+export function feedsTrainingBatchNorm(next: Layer | undefined): boolean {
+  return next instanceof BatchNorm2d && next.training;
+}
+
 /** torch.nn.Sequential: children named "0", "1", ... applied in order. */
 export class Sequential extends Layer {
   readonly layers: Layer[];
@@ -294,8 +318,10 @@ export class Sequential extends Layer {
         this.fuseUpsampleConv && layer instanceof Upsample && layer.isNearest2x &&
         layers[i + 1] instanceof Conv2d
       ) {
-        h = (layers[i + 1] as Conv2d).forwardUpsampled(h);
+        h = (layers[i + 1] as Conv2d).forwardUpsampled(h, feedsTrainingBatchNorm(afterNext));
         i++;
+      } else if (layer instanceof Conv2d && feedsTrainingBatchNorm(next)) {
+        h = layer.forwardBeforeBatchNorm(h);
       } else {
         h = layer.forward(h);
       }

@@ -208,3 +208,65 @@ for (const pool of [2, 3, 0]) {
     },
   );
 }
+
+// A training-mode batch norm subtracts each channel's batch mean, so the conv bias before it has
+// exactly zero gradient: with outputFeedsBatchNorm the backward writes zeros (the other gradients
+// unchanged, bit for bit); summed from dy, as without it, the bias gradient is rounding noise.
+Deno.test("a conv bias feeding a training-mode batch norm gets exactly zero gradient", async () => {
+  const x = device.tensor(randomArray(4 * 3 * 6 * 8, 91), [4, 3, 6, 8]);
+  const w = device.tensor(randomArray(5 * 3 * 9, 92), [5, 3, 3, 3], { requiresGrad: true });
+  const b = device.tensor(randomArray(5, 93), [5], { requiresGrad: true });
+  const gamma = device.tensor(randomArray(5, 94, 0.5, 1.5), [5]);
+  const beta = device.tensor(randomArray(5, 95), [5]);
+  const r = device.tensor(randomArray(4 * 5 * 6 * 8, 96), [4, 5, 6, 8]);
+  const run = async (outputFeedsBatchNorm: boolean) => {
+    const loss = tidy(() => {
+      const y = F.conv2d(x, w, b, { padding: 1, outputFeedsBatchNorm });
+      const z = F.batchNorm2d(y, null, null, gamma, beta, { training: true, relu: true });
+      return F.sum(F.mul(z, r));
+    });
+    await loss.backward();
+    const grads = { dw: await w.grad!.toArray(), db: await b.grad!.toArray() };
+    for (const t of [loss, w.grad!, b.grad!]) t.dispose();
+    w.grad = null;
+    b.grad = null;
+    return grads;
+  };
+  const hinted = await run(true);
+  const summed = await run(false);
+  assert.deepEqual(hinted.dw, summed.dw);
+  assert.deepEqual(Array.from(hinted.db), [0, 0, 0, 0, 0]);
+  const scale = Math.max(...hinted.dw.map(Math.abs));
+  assert.ok(scale > 1, `weight gradient scale ${scale}`);
+  for (const v of summed.db) assert.ok(Math.abs(v) < 1e-4 * scale, `summed bias gradient ${v}`);
+  for (const t of [x, w, b, gamma, beta, r]) t.dispose();
+});
+
+Deno.test("Sequential: a Conv2d before a training-mode BatchNorm2d gets a zero bias gradient", async () => {
+  const xData = randomArray(2 * 2 * 4 * 8, 97);
+  const model = new Sequential(
+    new Conv2d(device, 2, 3, 3, { padding: 1, rng: new Rng(6) }),
+    new BatchNorm2d(device, 3),
+    new ReLU(),
+  );
+  const conv = model.layers[0] as Conv2d;
+  const biasGradient = async () => {
+    const x = device.tensor(xData, [2, 2, 4, 8]);
+    const y = model.forward(x);
+    const loss = F.sum(F.mul(y, y));
+    await loss.backward();
+    const db = await conv.bias!.grad!.toArray();
+    for (const t of [x, y, loss]) t.dispose();
+    for (const p of model.parameters()) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+    return db;
+  };
+  assert.deepEqual(Array.from(await biasGradient()), [0, 0, 0]);
+  // Eval mode: the running statistics are constants, the bias gradient is dy's channel sums.
+  model.eval();
+  const evalGradient = await biasGradient();
+  assert.ok(evalGradient.some((v) => Math.abs(v) > 1e-3), `eval bias gradient ${evalGradient}`);
+  model.dispose();
+});

@@ -225,6 +225,35 @@ Deno.test("a few Adam steps lower the autoencoder's paper loss", async () => {
   for (const t of [imageI, imageJ, vi, ai, vj, aj]) t.dispose();
 });
 
+// Every conv bias before a batch norm (4 encoder blocks, 4 decoder blocks, the decoder's upsample +
+// conv fused) has exactly zero gradient, through Sequential ("input") and the decoder's own loop
+// ("maps"); the output conv's (before the sigmoid) has not.
+for (const conditioning of ["input", "maps"] as const) {
+  Deno.test(`FaceAutoencoder (${conditioning}): conv biases before batch norms get zero gradients`, async () => {
+    const ae = new nn.FaceAutoencoder(device, { size: "tiny", seed: 2, conditioning });
+    const n = 2;
+    const imageI = device.rand([n, 3, 64, 64], 12);
+    const imageJ = device.rand([n, 3, 64, 64], 13);
+    const label = (seed: number) => device.tensor(randomArray(n, seed), [n]);
+    const [vi, ai, vj, aj] = [label(5), label(6), label(7), label(8)];
+    const total = tidy(() => ae.loss(imageI, vi, ai, imageJ, vj, aj).total);
+    await total.backward();
+    const convs = [...ae.encoder.layers, ...ae.decoder.layers].filter((layer) =>
+      layer instanceof nn.Conv2d
+    ) as InstanceType<typeof nn.Conv2d>[];
+    const nonzero: number[] = [];
+    for (const [index, conv] of convs.entries()) {
+      const values = await conv.bias!.grad!.toArray();
+      if (!values.every((v) => v === 0)) nonzero.push(index);
+    }
+    assert.equal(convs.length, 9);
+    assert.deepEqual(nonzero, [8]);
+    for (const p of ae.parameters()) p.grad?.dispose();
+    ae.dispose();
+    for (const t of [total, imageI, imageJ, vi, ai, vj, aj]) t.dispose();
+  });
+}
+
 Deno.test("a few Adam steps lower a small ResNet34's regression loss", async () => {
   const model = new nn.ResNet34(device, { width: 1 / 16, seed: 2 });
   const opt = new optim.Adam(model.parameters(), { lr: 3e-3 });

@@ -15,6 +15,7 @@ import * as F from "../functional.ts";
 import {
   BatchNorm2d,
   Conv2d,
+  feedsTrainingBatchNorm,
   Layer,
   Linear,
   MaxPool2d,
@@ -360,7 +361,7 @@ export class FaceAutoencoder extends Layer {
         if (this.conditioning === "maps") {
           parts.push(F.interpolate(va, { size: [x.shape[2], x.shape[3]], mode: "nearest" }));
         }
-        x = next.forwardUpsampled(F.cat(parts, 1));
+        x = next.forwardUpsampled(F.cat(parts, 1), feedsTrainingBatchNorm(layers[i + 2]));
         i++;
         continue;
       }
@@ -377,6 +378,8 @@ export class FaceAutoencoder extends Layer {
         // The same fusion Sequential does: BN and ReLU in one set of passes.
         x = layer.forwardRelu(x);
         i++;
+      } else if (layer instanceof Conv2d && feedsTrainingBatchNorm(next)) {
+        x = layer.forwardBeforeBatchNorm(x);
       } else {
         x = layer.forward(x);
       }

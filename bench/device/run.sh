@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Run on a lent NVIDIA machine (the library's device tool), from the repository root, after
 # bench/device/prepare.sh here:  bash bench/device/run.sh   with carry [".devrun", ".gl"].
-# Unpacks Deno and the Vulkan loader, checks the adapter, runs the test suite on the GPU (12 files
-# at once; TEST_S seconds), the benchmark with PyTorch CUDA as the peer (BENCH_S), and a profile
-# of the paper-size autoencoder step, untuned then tuned (PROFILE_S). Logs and the autotuner's
-# choices go to $OUT; the summary is printed last.
+# Unpacks Deno and the Vulkan loader, checks the adapter, runs the test suite on the GPU (a process
+# per file, 8 at once, TEST_S seconds each), the benchmark with PyTorch CUDA as the peer (BENCH_S),
+# and a profile of the paper-size autoencoder step, untuned then tuned (PROFILE_S). Logs and the
+# autotuner's choices go to $OUT; the summary is printed last.
 set -u
 OUT="${OUT:-runs/device}"
 mkdir -p "$OUT"
@@ -36,9 +36,18 @@ console.log("adapter:", a.info.vendor, a.info.device, a.info.description);' ||
   { elapsed "no adapter: stopping"; exit 3; }
 permissions=(--allow-read --allow-write --allow-env --allow-run --allow-ffi)
 elapsed "tests"
-VA_AUTOTUNE=0 DENO_JOBS=12 timeout "${TEST_S:-150}" /tmp/deno test --parallel --no-check \
-  "${permissions[@]}" tests/ >"$OUT/tests.txt" 2>&1
-echo "tests exit $?"
+# One process per test file, 8 at a time, each with its own time limit, so that a slow or broken
+# file cannot hide the others' results, and every failure's message survives (deno test prints
+# them only at the end of its run).
+mkdir -p /tmp/test-logs
+find tests -name '*_test.ts' | sort | VA_AUTOTUNE=0 xargs -P 8 -I{} sh -c \
+  'log=/tmp/test-logs/$(echo {} | tr / _).txt; timeout '"${TEST_S:-150}"' /tmp/deno test \
+  --no-check --allow-read --allow-write --allow-env --allow-run --allow-ffi {} >$log 2>&1;
+  echo "exit $?" >>$log'
+for log in /tmp/test-logs/*.txt; do
+  echo "== $log: $(grep -E '(ok|FAILED) \|' "$log" | tail -1) $(tail -1 "$log")"
+done >"$OUT/tests.txt"
+cat /tmp/test-logs/*.txt >>"$OUT/tests.txt"
 elapsed "bench"
 VA_TORCH_DEVICE=cuda VA_TORCH_PYTHON=python3 VA_TFJS=0 timeout "${BENCH_S:-260}" /tmp/deno run \
   --no-check "${permissions[@]}" bench/kernels.ts --batch 64 --json "$OUT/bench.json" \
@@ -49,7 +58,8 @@ timeout "${PROFILE_S:-70}" /tmp/deno run --no-check -A bench/profile_step.ts --o
   --ae-size paper --paper-loss --batch 64 --steps 3 --tune --top 30 >"$OUT/profile.txt" 2>&1
 echo "profile exit $?"
 cp .cache/autotune-*.json "$OUT/" 2>/dev/null
-grep -E "FAILED|passed|failed" "$OUT/tests.txt" | tail -20
+grep "^== " "$OUT/tests.txt"
+grep -A12 "^ERRORS" "$OUT/tests.txt" | head -60
 grep -E "conv (fwd|bwd)|upconv|training step|vs PyTorch" "$OUT/bench.txt" | cut -c1-150
 tail -40 "$OUT/profile.txt" | cut -c1-150
 elapsed "done"

@@ -58,9 +58,28 @@ const GEMM_UNIFORMS = GEMM_UNIFORM_FIELDS.map((f) => `${f}: u32,`).join(" ");
 const ROW = 17;
 
 /**
- * Per-pass WGSL: the operand loads and the store. `kA` is the K index of this thread's A loads in
- * the current step, `rows` the A-tile rows this thread loads; the B loads use the thread's fixed
- * column(s) set up once before the K loop.
+ * The setup of a pass whose B columns are output or input pixels (forward, backwardInput): this
+ * thread's column `col` (fixed for the whole K loop), its sample and its pixel in a map of `plane`.
+ */
+function pixelColumn(plane: string): string {
+  return `
+  let col = n0 + lid % 64u;
+  let colValid = col < params.N;
+  let plane = ${plane};
+  let sample = select(0u, col / plane, colValid);
+  let pixel = col % plane;`;
+}
+
+/** `target = array[index]` where `inside`, else 0, never reading out of bounds. */
+function guardedLoad(target: string, array: string, index: string, inside: string): string {
+  return `${target} = select(0.0, ${array}[select(0u, ${index}, ${inside})], ${inside});`;
+}
+
+/**
+ * Per-pass WGSL: the setup before the K loop, one step's operand loads into registers (`ra`, `rb`)
+ * and the store. A is loaded along K: `kA` = k0 + lid % 16 is this thread's K index in the step, its
+ * rows m0 + lid / 16 + 16 r. B is loaded along N (one fixed column, K rows lid / 64 + 4 r) or,
+ * for the weight, along K (the step's `kA`, four fixed columns).
  */
 function passCode(pass: GemmConvPass, bias: boolean): {
   setup: string;
@@ -71,12 +90,7 @@ function passCode(pass: GemmConvPass, bias: boolean): {
   if (pass === "forward") {
     return {
       // B along N: this thread's column n (fixed) and K rows kLocal = lid / 64 + 4 r.
-      setup: `
-  let col = n0 + lid % 64u;
-  let colValid = col < params.N;
-  let plane = params.outH * params.outW;
-  let sample = select(0u, col / plane, colValid);
-  let pixel = col % plane;
+      setup: `${pixelColumn("params.outH * params.outW")}
   let xBase = sample * params.inC * params.inH * params.inW;
   let ih0 = i32((pixel / params.outW) * STRIDE) - i32(params.pad);
   let iw0 = i32((pixel % params.outW) * STRIDE) - i32(params.pad);`,
@@ -96,7 +110,7 @@ function passCode(pass: GemmConvPass, bias: boolean): {
       let inside = colValid && k < kEnd && ih >= 0 && ih < i32(params.inH) && iw >= 0 &&
         iw < i32(params.inW);
       let index = xBase + (ic * params.inH + u32(max(ih, 0))) * params.inW + u32(max(iw, 0));
-      rb[r] = select(0.0, bsrc[select(0u, index, inside)], inside);
+      ${guardedLoad("rb[r]", "bsrc", "index", "inside")}
     }`,
       store: `
 fn storeC(m: u32, n: u32, value: f32) {
@@ -109,12 +123,7 @@ fn storeC(m: u32, n: u32, value: f32) {
   if (pass === "backwardInput") {
     return {
       // B along N: this thread's input pixel n (fixed); dy is read where the stride lands on it.
-      setup: `
-  let col = n0 + lid % 64u;
-  let colValid = col < params.N;
-  let plane = params.inH * params.inW;
-  let sample = select(0u, col / plane, colValid);
-  let pixel = col % plane;
+      setup: `${pixelColumn("params.inH * params.inW")}
   let dyBase = sample * params.outC * params.outH * params.outW;
   let ohNum0 = i32(pixel / params.inW + params.pad);
   let owNum0 = i32(pixel % params.inW + params.pad);`,
@@ -124,7 +133,7 @@ fn storeC(m: u32, n: u32, value: f32) {
       let oc = kA / KHW;
       let index = (oc * params.inC + min(m, params.M - 1u)) * KHW + kA % KHW;
       let inside = m < params.M && kA < kEnd;
-      ra[r] = select(0.0, a[select(0u, index, inside)], inside);
+      ${guardedLoad("ra[r]", "a", "index", "inside")}
     }`,
       stepB: `
     for (var r = 0u; r < 4u; r = r + 1u) {
@@ -139,7 +148,7 @@ fn storeC(m: u32, n: u32, value: f32) {
         ohNum % i32(STRIDE) == 0 && owNum % i32(STRIDE) == 0 && oh < i32(params.outH) &&
         ow < i32(params.outW);
       let index = dyBase + (oc * params.outH + u32(max(oh, 0))) * params.outW + u32(max(ow, 0));
-      rb[r] = select(0.0, bsrc[select(0u, index, inside)], inside);
+      ${guardedLoad("rb[r]", "bsrc", "index", "inside")}
     }`,
       store: `
 fn storeC(m: u32, n: u32, value: f32) {
@@ -176,7 +185,7 @@ fn storeC(m: u32, n: u32, value: f32) {
       let m = m0 + lid / 16u + 16u * r;
       let inside = m < params.M && kValid;
       let index = (sample * params.outC + min(m, params.M - 1u)) * plane + pixel;
-      ra[r] = select(0.0, a[select(0u, index, inside)], inside);
+      ${guardedLoad("ra[r]", "a", "index", "inside")}
     }`,
     stepB: `
     let xSample = sample * params.inC * params.inH * params.inW;
@@ -186,7 +195,7 @@ fn storeC(m: u32, n: u32, value: f32) {
       let inside = tapValid[r] && kValid && ih >= 0 && ih < i32(params.inH) && iw >= 0 &&
         iw < i32(params.inW);
       let index = xSample + tapBase[r] + u32(max(ih, 0)) * params.inW + u32(max(iw, 0));
-      rb[r] = select(0.0, bsrc[select(0u, index, inside)], inside);
+      ${guardedLoad("rb[r]", "bsrc", "index", "inside")}
     }`,
     store: `
 fn storeC(m: u32, n: u32, value: f32) {

@@ -17,18 +17,18 @@ import * as ops from "./ops.ts";
 
 /** The variants each pass can choose from. */
 const CANDIDATES: Record<ops.ConvPass, ops.ConvVariant[]> = {
-  forward: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm"],
-  backwardInput: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm"],
-  backwardWeight: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm"],
+  forward: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide"],
+  backwardInput: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide"],
+  backwardWeight: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide"],
 };
 
 /**
- * The candidates of a pass and shape on `b`: those that apply, less "gemm" on CPU rasterizers
+ * The candidates of a pass and shape on `b`: those that apply, less the gemm ones on CPU rasterizers
  * (workgroup-memory tiles run as per-lane scalar loops there: not worth the timing).
  */
 function candidatesFor(b: Backend, pass: ops.ConvPass, g: ops.Conv2dGeometry): ops.ConvVariant[] {
   return CANDIDATES[pass].filter((variant) =>
-    (variant !== "gemm" || !b.isCpuRasterizer) &&
+    (!variant.startsWith("gemm") || !b.isCpuRasterizer) &&
     ops.conv2dVariant(b, pass, g, { variant }) === variant
   );
 }
@@ -49,7 +49,7 @@ const TUNING_ROUNDS = 3;
  * Revision of the conv kernels the cached timings were measured with: a cache written by other
  * kernels is ignored (and rewritten at the next tuning), since its choices compared old code.
  */
-export const KERNELS_REVISION = 14;
+export const KERNELS_REVISION = 15;
 
 /** VA_AUTOTUNE, or undefined when unset or unreadable (no env permission: the defaults). */
 function autotuneEnv(): string | undefined {

@@ -1,17 +1,18 @@
 /**
- * Launchers of the "gemm" conv variant (kernels/wgsl/conv_gemm.ts): implicit GEMM with workgroup
- * tiles, any kernel size, stride and padding; forward, backward to the input and backward to the
- * weight (K split over workgroups, partial products summed by reduceAxis).
+ * Launchers of the "gemm" and "gemm-wide" conv variants (kernels/wgsl/conv_gemm.ts): implicit GEMM
+ * with workgroup tiles (64 x 64 or 128 x 128 of the product per workgroup), any kernel size, stride
+ * and padding; forward, backward to the input and backward to the weight (K split over workgroups,
+ * partial products summed by reduceAxis).
  */
 
 import type { Backend } from "./backend.ts";
 import { Uniforms } from "./wgsl/common.ts";
 import {
   convGemmKernel,
-  GEMM_TILE_K,
-  GEMM_TILE_M,
-  GEMM_TILE_N,
+  GEMM_TILE,
+  GEMM_TILE_WIDE,
   type GemmConvPass,
+  type GemmTile,
 } from "./wgsl/conv_gemm.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
 import { reduceAxis } from "./reductions.ts";
@@ -22,8 +23,13 @@ const F32 = 4;
  * holds ~8 of these 256-thread workgroups on each of 132 multiprocessors).
  */
 const GEMM_TARGET_WORKGROUPS = 1024;
-/** Shortest K range of one split (32 staged steps), so partial products stay few. */
-const GEMM_MIN_SPLIT_K = 32 * GEMM_TILE_K;
+/** Shortest K range of one split (512: 32 or 64 staged steps), so partial products stay few. */
+const GEMM_MIN_SPLIT_K = 512;
+
+/** The tiling of a gemm variant: "wide" for "gemm-wide". */
+export function gemmTile(wide: boolean): GemmTile {
+  return wide ? GEMM_TILE_WIDE : GEMM_TILE;
+}
 
 /** The product's dimensions of a pass: C[M, N] = A[M, K] B[K, N]. */
 export function gemmDimensions(
@@ -44,25 +50,31 @@ export function gemmDimensions(
 export function gemmSplits(
   pass: GemmConvPass,
   g: Conv2dGeometry,
+  tile: GemmTile = GEMM_TILE,
 ): { kPerSplit: number; splits: number } {
   const { M, N, K } = gemmDimensions(pass, g);
   if (pass !== "backwardWeight") return { kPerSplit: K, splits: 1 };
-  const tiles = Math.ceil(M / GEMM_TILE_M) * Math.ceil(N / GEMM_TILE_N);
+  const tiles = Math.ceil(M / tile.m) * Math.ceil(N / tile.n);
   const wanted = Math.max(
     1,
     Math.min(Math.ceil(GEMM_TARGET_WORKGROUPS / tiles), Math.floor(K / GEMM_MIN_SPLIT_K)),
   );
-  const kPerSplit = Math.ceil(K / wanted / GEMM_TILE_K) * GEMM_TILE_K;
+  const kPerSplit = Math.ceil(K / wanted / tile.k) * tile.k;
   return { kPerSplit, splits: Math.ceil(K / kPerSplit) };
 }
 
-/** Whether the gemm variant can run this pass and geometry on this backend (grid limits). */
-export function gemmApplicable(b: Backend, pass: GemmConvPass, g: Conv2dGeometry): boolean {
+/** Whether a gemm variant can run this pass and geometry on this backend (grid limits). */
+export function gemmApplicable(
+  b: Backend,
+  pass: GemmConvPass,
+  g: Conv2dGeometry,
+  tile: GemmTile = GEMM_TILE,
+): boolean {
   if (g.outH <= 0 || g.outW <= 0) return false;
   const { M, N } = gemmDimensions(pass, g);
   const limit = b.device.limits.maxComputeWorkgroupsPerDimension;
-  return Math.ceil(N / GEMM_TILE_N) <= limit && Math.ceil(M / GEMM_TILE_M) <= limit &&
-    gemmSplits(pass, g).splits <= limit;
+  return Math.ceil(N / tile.n) <= limit && Math.ceil(M / tile.m) <= limit &&
+    gemmSplits(pass, g, tile).splits <= limit;
 }
 
 function dispatchGemm(
@@ -71,6 +83,7 @@ function dispatchGemm(
   g: Conv2dGeometry,
   buffers: GPUBuffer[],
   bias: boolean,
+  tile: GemmTile,
   splits: number,
   kPerSplit: number,
 ): void {
@@ -78,10 +91,10 @@ function dispatchGemm(
   const uniforms = new Uniforms(12).u32(g.batch).u32(g.inC).u32(g.inH).u32(g.inW).u32(g.outC)
     .u32(g.outH).u32(g.outW).u32(g.pad).u32(M).u32(N).u32(K).u32(kPerSplit).bytes;
   b.dispatch(
-    convGemmKernel(pass, g.kH, g.kW, g.stride, bias),
+    convGemmKernel(pass, g.kH, g.kW, g.stride, bias, tile),
     buffers,
     uniforms,
-    [Math.ceil(N / GEMM_TILE_N), Math.ceil(M / GEMM_TILE_M), splits],
+    [Math.ceil(N / tile.n), Math.ceil(M / tile.m), splits],
   );
 }
 
@@ -93,9 +106,11 @@ export function gemmForward(
   bias: GPUBuffer | null,
   y: GPUBuffer,
   g: Conv2dGeometry,
+  tile: GemmTile = GEMM_TILE,
 ): void {
   const { K } = gemmDimensions("forward", g);
-  dispatchGemm(b, "forward", g, bias ? [w, x, bias, y] : [w, x, y], bias !== null, 1, K);
+  const buffers = bias ? [w, x, bias, y] : [w, x, y];
+  dispatchGemm(b, "forward", g, buffers, bias !== null, tile, 1, K);
 }
 
 /** dx = conv2d backward to the input through the gemm kernel. */
@@ -105,9 +120,10 @@ export function gemmBackwardInput(
   w: GPUBuffer,
   dx: GPUBuffer,
   g: Conv2dGeometry,
+  tile: GemmTile = GEMM_TILE,
 ): void {
   const { K } = gemmDimensions("backwardInput", g);
-  dispatchGemm(b, "backwardInput", g, [w, dy, dx], false, 1, K);
+  dispatchGemm(b, "backwardInput", g, [w, dy, dx], false, tile, 1, K);
 }
 
 /** dw = conv2d backward to the weight through the gemm kernel (split K, then summed). */
@@ -117,11 +133,12 @@ export function gemmBackwardWeight(
   x: GPUBuffer,
   dw: GPUBuffer,
   g: Conv2dGeometry,
+  tile: GemmTile = GEMM_TILE,
 ): void {
-  const { kPerSplit, splits } = gemmSplits("backwardWeight", g);
+  const { kPerSplit, splits } = gemmSplits("backwardWeight", g, tile);
   const weightSize = g.outC * g.inC * g.kH * g.kW;
   const target = splits === 1 ? dw : b.pool.acquire(splits * weightSize * F32);
-  dispatchGemm(b, "backwardWeight", g, [dy, x, target], false, splits, kPerSplit);
+  dispatchGemm(b, "backwardWeight", g, [dy, x, target], false, tile, splits, kPerSplit);
   if (splits > 1) {
     reduceAxis(b, target, dw, 1, splits, weightSize);
     b.pool.release(target);

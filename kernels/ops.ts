@@ -80,7 +80,13 @@ import {
   uboColsForward,
 } from "./conv_ubo_any.ts";
 import { tunedConvVariant } from "./autotune.ts";
-import { gemmApplicable, gemmBackwardInput, gemmBackwardWeight, gemmForward } from "./conv_gemm.ts";
+import {
+  gemmApplicable,
+  gemmBackwardInput,
+  gemmBackwardWeight,
+  gemmForward,
+  gemmTile,
+} from "./conv_gemm.ts";
 import { ADAM_MULTI_MAX, adamKernel, adamMultiKernel, mseBackwardKernel } from "./wgsl/optim.ts";
 
 export type { BinaryOp, Conv2dGeometry, ResizeMode, UnaryOp };
@@ -260,9 +266,10 @@ function convUniforms(
  * with the kernel width and stride compiled in, kW <= 7, stride <= 2: several output / input
  * columns per lane for forward and backward-to-input, lanes owning whole kernel rows for
  * backward-to-weight; where it does not apply it falls back to ubo-any) and "gemm" (implicit GEMM
- * with workgroup-memory tiles, any shape: the structure real GPUs want; kernels/conv_gemm.ts).
+ * with workgroup-memory tiles, any shape: the structure real GPUs want; kernels/conv_gemm.ts) and
+ * "gemm-wide" (the same with 128 x 128 tiles of the product, 8 x 8 per thread, for large layers).
  */
-export type ConvVariant = "direct" | "ubo" | "ubo-any" | "ubo-cols" | "gemm";
+export type ConvVariant = "direct" | "ubo" | "ubo-any" | "ubo-cols" | "gemm" | "gemm-wide";
 
 /** Which conv pass a variant query is about. */
 export type ConvPass = "forward" | "backwardInput" | "backwardWeight";
@@ -281,7 +288,12 @@ export function conv2dVariant(
   options: ConvOptions = {},
 ): ConvVariant {
   const wanted = options.variant ?? chooseConvVariant(b, pass, g);
-  if (wanted === "gemm" && gemmApplicable(b, pass, g)) return "gemm";
+  if (
+    (wanted === "gemm" || wanted === "gemm-wide") &&
+    gemmApplicable(b, pass, g, gemmTile(wanted === "gemm-wide"))
+  ) {
+    return wanted;
+  }
   if (wanted === "ubo" && uboApplicable(b, g)) return "ubo";
   if (wanted === "ubo-cols" && uboColsApplicable(b, pass, g)) {
     return "ubo-cols";
@@ -368,7 +380,7 @@ export function setRound3Defaults(enabled: boolean): void {
 
 let forcedVariant: ConvVariant | null | undefined;
 
-/** `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols|gemm` forces a variant everywhere (debugging, A/B runs). */
+/** `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols|gemm|gemm-wide` forces a variant everywhere (debugging, A/B runs). */
 function forcedConvVariant(): ConvVariant | null {
   if (forcedVariant === undefined) {
     let value: string | undefined;
@@ -379,7 +391,7 @@ function forcedConvVariant(): ConvVariant | null {
     }
     forcedVariant =
       value === "direct" || value === "ubo" || value === "ubo-any" || value === "ubo-cols" ||
-        value === "gemm"
+        value === "gemm" || value === "gemm-wide"
         ? value
         : null;
   }
@@ -554,8 +566,8 @@ export function conv2dForward(
   options: ConvOptions = {},
 ): void {
   const variant = conv2dVariant(b, "forward", g, options);
-  if (variant === "gemm") {
-    gemmForward(b, x, w, bias, y, g);
+  if (variant === "gemm" || variant === "gemm-wide") {
+    gemmForward(b, x, w, bias, y, g, gemmTile(variant === "gemm-wide"));
     return;
   }
   if (variant === "ubo") {
@@ -592,8 +604,8 @@ export function conv2dBackwardInput(
   options: ConvOptions = {},
 ): void {
   const variant = conv2dVariant(b, "backwardInput", g, options);
-  if (variant === "gemm") {
-    gemmBackwardInput(b, dy, w, dx, g);
+  if (variant === "gemm" || variant === "gemm-wide") {
+    gemmBackwardInput(b, dy, w, dx, g, gemmTile(variant === "gemm-wide"));
     return;
   }
   if (variant === "ubo") {
@@ -633,8 +645,8 @@ export function conv2dBackwardWeight(
   options: ConvOptions = {},
 ): void {
   const variant = conv2dVariant(b, "backwardWeight", g, options);
-  if (variant === "gemm") {
-    gemmBackwardWeight(b, dy, x, dw, g);
+  if (variant === "gemm" || variant === "gemm-wide") {
+    gemmBackwardWeight(b, dy, x, dw, g, gemmTile(variant === "gemm-wide"));
     return;
   }
   if (variant === "ubo") {

@@ -433,6 +433,18 @@ Deno.test("linear with bias, many rows (the bias gradient summed by workgroups)"
   );
 });
 
+// Few outputs over a long K: the matmul splits K (11 splits of 273 here, the bias in the first)
+// and adds the splits up; the backward's products are short.
+Deno.test("linear over a long K (split K), with bias", async () => {
+  await checkOp(
+    "linear",
+    [{ shape: [5, 3000] }, { shape: [3, 3000] }, { shape: [3] }],
+    ([x, w, b]) => F.linear(x, w, b),
+    ([x, w, b]) => ref.linear(x, 5, 3000, w, 3, b),
+    { atol: 1e-3, rtol: 1e-3 },
+  );
+});
+
 Deno.test("linear without bias, odd sizes", async () => {
   await checkOp(
     "linear",

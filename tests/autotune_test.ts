@@ -3,7 +3,7 @@ import {
   autotuneConv,
   captureConvShapes,
   convKey,
-  KERNELS_REVISION,
+  kernelsRevision,
   setAutotuneCachePath,
   setAutotuneEnabled,
   tuneAtFirstUse,
@@ -75,10 +75,13 @@ Deno.test("autotuner: captured shapes are timed once, cached on disk, then reuse
     for (const [key, pass, index, choice] of chosen) {
       assert.equal(tunedConvVariant(backend, pass, shapes[index]), choice, key);
     }
-    assert.equal(saved.revision, KERNELS_REVISION);
+    assert.equal(saved.revision, kernelsRevision(backend));
 
     // A cache measured with other kernels (another revision) is ignored.
-    await Deno.writeTextFile(cache, JSON.stringify({ ...saved, revision: KERNELS_REVISION - 1 }));
+    await Deno.writeTextFile(
+      cache,
+      JSON.stringify({ ...saved, revision: kernelsRevision(backend) - 1 }),
+    );
     setAutotuneCachePath(backend, cache);
     assert.equal(tunedConvVariant(backend, chosen[0][1], shapes[chosen[0][2]]), null);
     await Deno.writeTextFile(cache, JSON.stringify(saved));

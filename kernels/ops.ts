@@ -380,7 +380,10 @@ export function setRound3Defaults(enabled: boolean): void {
 
 let forcedVariant: ConvVariant | null | undefined;
 
-/** `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols|gemm|gemm-wide` forces a variant everywhere (debugging, A/B runs). */
+/**
+ * `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols|gemm|gemm-wide` forces a variant everywhere
+ * (debugging, A/B runs).
+ */
 function forcedConvVariant(): ConvVariant | null {
   if (forcedVariant === undefined) {
     let value: string | undefined;
@@ -472,8 +475,8 @@ export interface ReductionChunking {
 /**
  * CPU rasterizers: 512 threads cover a few cores' SIMD lanes (round 6). A GPU needs tens of
  * thousands of threads to keep enough loads in flight for its memory bandwidth: on an NVIDIA H200
- * the 512-thread partial passes moved 76-183 GB/s against 2400 for a copy, and took 23 of the
- * paper-size step's 74 ms (bench/README.md, round 13).
+ * the 512-thread partial passes moved 76-183 GB/s against 2400 for a copy, and took 26 of the
+ * tuned paper-size step's 74 ms (bench/README.md, round 13).
  */
 const CPU_REDUCTION: ReductionChunking = { threads: 512, mostPerChannel: Infinity, minChunk: 64 };
 /** Real GPUs: see {@link CPU_REDUCTION}. */

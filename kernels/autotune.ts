@@ -248,17 +248,31 @@ export async function autotuneConv(
       };
       // Shared machines drift: interleave the variants over rounds and keep each one's median.
       const samples = new Map<ops.ConvVariant, number[]>(variants.map((v) => [v, []]));
+      const failures = new Map<ops.ConvVariant, string>();
       for (let round = 0; round < TUNING_ROUNDS; round++) {
         for (const variant of variants) {
-          samples.get(variant)!.push(await timeOnce(b, record(variant), floorMs));
+          if (failures.has(variant)) continue;
+          try {
+            samples.get(variant)!.push(await timeOnce(b, record(variant), floorMs));
+          } catch (error) {
+            // A variant this adapter cannot build or run (a driver's limits: on an H200 one
+            // register blocking took 69 s to compile and then failed) is left out, not fatal.
+            failures.set(variant, (error as Error).message);
+          }
         }
       }
-      const ms: Record<string, number> = {};
-      for (const [variant, times] of samples) {
-        ms[variant] = [...times].sort((p, q) => p - q)[Math.floor(times.length / 2)];
+      const key = convKey(pass, g);
+      for (const [variant, message] of failures) {
+        console.warn(
+          `autotune: ${variant} failed for ${key} on ${b.adapterName}, left out: ` +
+            message.slice(0, 300),
+        );
       }
-      const best = Object.entries(ms).sort((a, c) => a[1] - c[1])[0][0] as ops.ConvVariant;
-      s.choices.set(convKey(pass, g), { variant: best, ms });
+      const choice = fastestVariant(samples, failures);
+      if (!choice) {
+        throw new Error(`autotune: every variant failed for ${key}: ${[...failures.values()][0]}`);
+      }
+      s.choices.set(key, choice);
       tuned++;
     }
     for (const buffer of [x, w, y]) b.pool.release(buffer);
@@ -266,6 +280,23 @@ export async function autotuneConv(
   }
   if (tuned) save(s, b);
   return tuned;
+}
+
+/**
+ * The variant with the lowest median time and every timed variant's median, leaving out those in
+ * `failures`; null when none is left.
+ */
+export function fastestVariant(
+  samples: ReadonlyMap<ops.ConvVariant, readonly number[]>,
+  failures: ReadonlyMap<ops.ConvVariant, string> = new Map(),
+): { variant: ops.ConvVariant; ms: Record<string, number> } | null {
+  const ms: Record<string, number> = {};
+  for (const [variant, times] of samples) {
+    if (failures.has(variant) || times.length === 0) continue;
+    ms[variant] = [...times].sort((p, q) => p - q)[Math.floor(times.length / 2)];
+  }
+  const ranked = Object.entries(ms).sort((a, c) => a[1] - c[1]);
+  return ranked.length ? { variant: ranked[0][0] as ops.ConvVariant, ms } : null;
 }
 
 function save(s: TunerState, b: Backend): void {

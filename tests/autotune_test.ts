@@ -3,6 +3,7 @@ import {
   autotuneConv,
   captureConvShapes,
   convKey,
+  fastestVariant,
   kernelsRevision,
   setAutotuneCachePath,
   setAutotuneEnabled,
@@ -170,4 +171,20 @@ Deno.test("untuned defaults: gemm only on real GPUs, for deep small maps and lon
       assert.notEqual(ops.conv2dVariant(backend, pass, layer(2, 256, 512, 8)), "gemm");
     }
   }
+});
+
+Deno.test("fastestVariant: lowest median, failed variants left out, null when none ran", () => {
+  const samples = new Map<ops.ConvVariant, number[]>([
+    ["direct", [5, 1, 6]], // median 5 despite one fast outlier
+    ["ubo", [3, 9, 4]], // median 4
+    ["gemm", [1, 1, 1]], // fastest, but it failed in a later round
+    ["ubo-any", []], // never ran
+  ]);
+  const failures = new Map<ops.ConvVariant, string>([["gemm", "pipeline creation failed"]]);
+  assert.deepEqual(fastestVariant(samples, failures), {
+    variant: "ubo",
+    ms: { direct: 5, ubo: 4 },
+  });
+  assert.equal(fastestVariant(samples)?.variant, "gemm");
+  assert.equal(fastestVariant(new Map([["ubo", [2]]]), new Map([["ubo", "lost"]])), null);
 });

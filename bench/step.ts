@@ -11,7 +11,7 @@ import * as optim from "../nn/optim.ts";
 import { type Tensor, tidy } from "../nn/tensor.ts";
 import { DECODER, ENCODER } from "./shapes.ts";
 import { AUTOENCODER_SIZES, FaceAutoencoder } from "../nn/models/autoencoder.ts";
-import { autotuneConv, captureConvShapes, tuneAtFirstUse } from "../kernels/autotune.ts";
+import { FirstStepTuner } from "../pipelines/training.ts";
 
 /** Result of {@link trainStepBench}. */
 export interface StepResult {
@@ -159,14 +159,13 @@ async function timeSteps(
   warmup: number,
   steps: number,
 ): Promise<{ msPerStep: number; bytesInUseFirst: number; bytesInUseLast: number }> {
-  // As the training loops do (pipelines/training.ts FirstStepTuner): on a real GPU the first
-  // warm-up step's conv shapes are tuned before the timed steps (cached on disk; llvmpipe keeps
-  // its measured defaults).
-  const tune = tuneAtFirstUse(device.backend);
+  // As the training loops do: on a real GPU the first warm-up step's conv shapes are tuned before
+  // the timed steps (cached on disk; llvmpipe keeps its measured defaults).
+  const tuner = new FirstStepTuner(device);
   for (let i = 0; i < warmup; i++) {
-    const stop = tune && i === 0 ? captureConvShapes(device.backend) : null;
+    tuner.before();
     await step();
-    if (stop) await autotuneConv(device.backend, stop());
+    await tuner.after();
   }
   await device.sync();
   const bytesInUseFirst = device.stats().bytesInUse;

@@ -813,17 +813,33 @@ export function batchNormForwardTraining(
   }
   const k = bnChunking(b, batch, channels, spatial);
   const partial = bnStatsPartials(b, x, batch, channels, k);
-  const buffers = [x, partial];
-  if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
-  buffers.push(y, mean, invStd);
-  if (running) buffers.push(running.mean, running.var);
   b.dispatch(
     batchNormForwardFusedKernel(k.vec4, affineParams !== null, options.relu ?? false, !!running),
-    buffers,
+    fusedForwardBuffers(x, partial, affineParams, y, mean, invStd, running),
     fusedUniforms(batch, channels, k, batch * spatial, eps, momentum),
     gridPerItem(channels),
   );
   b.pool.release(partial);
+}
+
+/**
+ * Bindings of the fused forward passes (unpooled and pooled): x, the statistics' partials, the
+ * affine parameters when given, the output, mean, invStd and the running statistics when given.
+ */
+function fusedForwardBuffers(
+  x: GPUBuffer,
+  partial: GPUBuffer,
+  affineParams: { weight: GPUBuffer; bias: GPUBuffer } | null,
+  out: GPUBuffer,
+  mean: GPUBuffer,
+  invStd: GPUBuffer,
+  running: { mean: GPUBuffer; var: GPUBuffer } | null,
+): GPUBuffer[] {
+  const buffers = [x, partial];
+  if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
+  buffers.push(out, mean, invStd);
+  if (running) buffers.push(running.mean, running.var);
+  return buffers;
 }
 
 /** The statistics' chunk partials of x (a pooled buffer the caller releases). */
@@ -878,15 +894,11 @@ function pooledChunking(
   return { quadsW, outH, total, ...runs };
 }
 
-/** A fused pooled pass's walk over each channel's items ({@link fusedWalk}, 8 items or more). */
-function pooledWalk(
-  b: Backend,
-  batch: number,
-  channels: number,
-  height: number,
-  width: number,
-) {
-  const k = pooledChunking(b, batch, channels, height, width);
+/**
+ * A fused pooled pass's walk over each channel's items ({@link fusedWalk}, 8 items or more), with
+ * the item geometry of the partial pass's chunking `k`.
+ */
+function pooledWalk(k: ReturnType<typeof pooledChunking>) {
   return { ...k, ...fusedWalk(k.total, BN_MIN_CHUNK / 8) };
 }
 
@@ -933,14 +945,10 @@ export function batchNormReluMaxPoolForwardTraining(
   const spatial = height * width;
   const k = bnChunking(b, batch, channels, spatial);
   const partial = bnStatsPartials(b, x, batch, channels, k);
-  const buffers = [x, partial];
-  if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
-  buffers.push(pooled, mean, invStd);
-  if (running) buffers.push(running.mean, running.var);
-  const p = pooledWalk(b, batch, channels, height, width);
+  const p = pooledWalk(pooledChunking(b, batch, channels, height, width));
   b.dispatch(
     batchNormReluMaxPoolForwardKernel(affineParams !== null, running !== null),
-    buffers,
+    fusedForwardBuffers(x, partial, affineParams, pooled, mean, invStd, running),
     pooledUniforms(batch, channels, p, k.chunks, batch * spatial, eps, momentum),
     gridPerItem(channels),
   );
@@ -981,15 +989,7 @@ export function batchNormReluMaxPoolBackwardTraining(
   b.dispatch(
     batchNormReluMaxPoolBackwardFusedKernel(affineParams !== null),
     [dPooled, x, mean, invStd, ...params, partial, dx, sums],
-    pooledUniforms(
-      batch,
-      channels,
-      pooledWalk(b, batch, channels, height, width),
-      p.chunks,
-      count,
-      eps,
-      0,
-    ),
+    pooledUniforms(batch, channels, pooledWalk(p), p.chunks, count, eps, 0),
     gridPerItem(channels),
   );
   b.pool.release(partial);

@@ -118,6 +118,36 @@ for (const c of upsampleConvCases) {
   });
 }
 
+/**
+ * The running statistics m, v after one batch-norm call on `input` (momentum 0.1, eps 1e-5) against
+ * the reference, then disposed.
+ */
+async function assertRunningStatistics(
+  m: Tensor,
+  v: Tensor,
+  input: Float32Array,
+  shape: number[],
+  training: boolean,
+  runningMean: Float32Array,
+  runningVar: Float32Array,
+): Promise<void> {
+  const expected = ref.batchNorm(
+    input,
+    shape,
+    null,
+    null,
+    training,
+    runningMean,
+    runningVar,
+    0.1,
+    1e-5,
+  );
+  assertClose(await m.toArray(), expected.newRunningMean, "running mean");
+  assertClose(await v.toArray(), expected.newRunningVar, "running var");
+  m.dispose();
+  v.dispose();
+}
+
 for (const training of [true, false]) {
   for (const shape of [[3, 5, 7, 9], [4, 3, 1, 1], [6, 7]]) {
     Deno.test(`batchNorm2d ${training ? "training" : "eval"} [${shape}]`, async () => {
@@ -139,21 +169,7 @@ for (const training of [true, false]) {
         { atol: 5e-4, rtol: 2e-3 },
       );
       // Running statistics: updated once, with the unbiased variance, only in training.
-      const expected = ref.batchNorm(
-        input!,
-        shape,
-        null,
-        null,
-        training,
-        runningMean,
-        runningVar,
-        0.1,
-        1e-5,
-      );
-      assertClose(await m.toArray(), expected.newRunningMean, "running mean");
-      assertClose(await v.toArray(), expected.newRunningVar, "running var");
-      m.dispose();
-      v.dispose();
+      await assertRunningStatistics(m, v, input!, shape, training, runningMean, runningVar);
     });
   }
 }
@@ -231,21 +247,7 @@ for (
         },
         { atol: 5e-4, rtol: 2e-3 },
       );
-      const expected = ref.batchNorm(
-        input!,
-        [...shape],
-        null,
-        null,
-        training,
-        runningMean,
-        runningVar,
-        0.1,
-        1e-5,
-      );
-      assertClose(await m.toArray(), expected.newRunningMean, "running mean");
-      assertClose(await v.toArray(), expected.newRunningVar, "running var");
-      m.dispose();
-      v.dispose();
+      await assertRunningStatistics(m, v, input!, [...shape], training, runningMean, runningVar);
     },
   );
 }

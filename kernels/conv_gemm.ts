@@ -12,7 +12,10 @@ import {
   GEMM_TILE,
   GEMM_TILE_WIDE,
   type GemmConvPass,
+  gemmThreads,
   type GemmTile,
+  gemmTileValid,
+  gemmWorkgroupBytes,
 } from "./wgsl/conv_gemm.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
 import { reduceAxis } from "./reductions.ts";
@@ -26,10 +29,64 @@ const GEMM_TARGET_WORKGROUPS = 1024;
 /** Shortest K range of one split (512: 32 or 64 staged steps), so partial products stay few. */
 const GEMM_MIN_SPLIT_K = 512;
 
-/** The tiling of a gemm variant: "wide" for "gemm-wide". */
+/** The tiling of a gemm variant: "wide" for "gemm-wide" (VA_GEMM_WIDE_TILE overrides it). */
 export function gemmTile(wide: boolean): GemmTile {
-  return wide ? GEMM_TILE_WIDE : GEMM_TILE;
+  return wide ? wideTileOverride() ?? GEMM_TILE_WIDE : GEMM_TILE;
 }
+
+/**
+ * A tiling written as bench/gemm_sweep.ts names it, "MxNxK/TMxTN" with an "s" for strided
+ * ("128x128x16/8x8s"), or null if the text is not one or the tiling is not valid.
+ */
+export function parseGemmTile(text: string): GemmTile | null {
+  const match = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)(s?)$/.exec(text.trim());
+  if (!match) return null;
+  const [m, n, k, threadM, threadN] = match.slice(1, 6).map(Number);
+  const tile: GemmTile = { m, n, k, threadM, threadN, strided: match[6] === "s" };
+  return gemmTileValid(tile) ? tile : null;
+}
+
+let wideOverride: GemmTile | null | undefined;
+
+/**
+ * `VA_GEMM_WIDE_TILE=MxNxK/TMxTN[s]` replaces the "gemm-wide" tiling (bench/device/run.sh sets
+ * the sweep's fastest, so the tuned step measures it). An invalid value is an error, not ignored.
+ * Autotune caches name variants, not tilings: tune again after changing it.
+ */
+function wideTileOverride(): GemmTile | null {
+  if (wideOverride === undefined) {
+    let value: string | undefined;
+    try {
+      value = Deno.env.get("VA_GEMM_WIDE_TILE");
+    } catch {
+      value = undefined;
+    }
+    wideOverride = value ? parseGemmTile(value) : null;
+    if (value && !wideOverride) {
+      throw new Error(
+        `VA_GEMM_WIDE_TILE=${value}: expected a valid tiling such as 128x128x16/8x8s`,
+      );
+    }
+  }
+  return wideOverride;
+}
+
+/**
+ * Tilings worth timing on a real GPU (bench/gemm_sweep.ts), by name: m x n x k / threadM x
+ * threadN, "s" strided (see {@link parseGemmTile}).
+ */
+export const GEMM_SWEEP_TILES: Record<string, GemmTile> = {
+  "64x64x16/4x4 (gemm)": GEMM_TILE,
+  "64x64x8/4x4": { m: 64, n: 64, k: 8, threadM: 4, threadN: 4 },
+  "32x64x16/4x4": { m: 32, n: 64, k: 16, threadM: 4, threadN: 4 },
+  "64x64x16/8x8s": { m: 64, n: 64, k: 16, threadM: 8, threadN: 8, strided: true },
+  "128x64x16/8x4s": { m: 128, n: 64, k: 16, threadM: 8, threadN: 4, strided: true },
+  "64x128x16/4x8s": { m: 64, n: 128, k: 16, threadM: 4, threadN: 8, strided: true },
+  "128x64x8/8x4s": { m: 128, n: 64, k: 8, threadM: 8, threadN: 4, strided: true },
+  "128x128x8/8x8 (gemm-wide)": GEMM_TILE_WIDE,
+  "128x128x8/8x8s": { m: 128, n: 128, k: 8, threadM: 8, threadN: 8, strided: true },
+  "128x128x16/8x8s": { m: 128, n: 128, k: 16, threadM: 8, threadN: 8, strided: true },
+};
 
 /** The product's dimensions of a pass: C[M, N] = A[M, K] B[K, N]. */
 export function gemmDimensions(
@@ -63,7 +120,10 @@ export function gemmSplits(
   return { kPerSplit, splits: Math.ceil(K / kPerSplit) };
 }
 
-/** Whether a gemm variant can run this pass and geometry on this backend (grid limits). */
+/**
+ * Whether a gemm variant can run this pass and geometry on this backend (workgroup memory,
+ * threads per workgroup, grid limits).
+ */
 export function gemmApplicable(
   b: Backend,
   pass: GemmConvPass,
@@ -72,7 +132,12 @@ export function gemmApplicable(
 ): boolean {
   if (g.outH <= 0 || g.outW <= 0) return false;
   const { M, N } = gemmDimensions(pass, g);
-  const limit = b.device.limits.maxComputeWorkgroupsPerDimension;
+  const limits = b.device.limits;
+  if (
+    gemmWorkgroupBytes(tile) > limits.maxComputeWorkgroupStorageSize ||
+    gemmThreads(tile) > limits.maxComputeInvocationsPerWorkgroup
+  ) return false;
+  const limit = limits.maxComputeWorkgroupsPerDimension;
   return Math.ceil(N / tile.n) <= limit && Math.ceil(M / tile.m) <= limit &&
     gemmSplits(pass, g, tile).splits <= limit;
 }

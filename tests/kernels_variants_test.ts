@@ -9,6 +9,14 @@
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
 import { uboConv } from "../kernels/conv_ubo.ts";
+import {
+  GEMM_SWEEP_TILES,
+  gemmBackwardInput,
+  gemmBackwardWeight,
+  gemmForward,
+  parseGemmTile,
+} from "../kernels/conv_gemm.ts";
+import assert from "node:assert/strict";
 import * as ref from "./reference.ts";
 import {
   assertClose,
@@ -126,3 +134,49 @@ for (const tile of tiles) {
     }
   });
 }
+
+// Every tiling bench/gemm_sweep.ts times on GPUs (one of them may become "gemm-wide" through
+// VA_GEMM_WIDE_TILE), through the gemm launchers, on odd shapes: M and N not tile multiples, K not
+// a multiple of the K step, the weight gradient's K split, a 7x7 stride-2 stem.
+const sweepCases = [cases[1].g, cases[11].g, cases[12].g, geometry(1, 37, 70, 6, 5)];
+for (const [name, tile] of Object.entries(GEMM_SWEEP_TILES)) {
+  Deno.test(`gemm tiling ${name} against the reference`, async () => {
+    for (const g of sweepCases) {
+      const run = convPassBuffers(backend, g, 29);
+      gemmForward(backend, run.x, run.w, run.bias, run.y, g, tile);
+      gemmBackwardInput(backend, run.dy, run.w, run.dx, g, tile);
+      gemmBackwardWeight(backend, run.dy, run.x, run.dw, g, tile);
+      const [yOut, dxOut, dwOut] = await Promise.all([
+        download(run.y, run.sizes.y),
+        download(run.dx, run.sizes.x),
+        download(run.dw, run.sizes.w),
+      ]);
+      const wShape = [g.outC, g.inC, g.kH, g.kW];
+      const xShape = [g.batch, g.inC, g.inH, g.inW];
+      const label = `${name} ${g.inC}->${g.outC} ${g.inH}x${g.inW} k${g.kH}`;
+      const expected =
+        ref.conv2d(run.data.x, xShape, run.data.w, wShape, run.data.bias, g.stride, g.pad)
+          .out;
+      const tolerance = { atol: 1e-4 * Math.sqrt(g.inC * 9), rtol: 1e-3 };
+      assertClose(yOut, expected, `${label} forward`, tolerance);
+      const grads = ref.convBackward(run.data.x, run.data.w, run.data.dy, g);
+      assertClose(dxOut, grads.dx, `${label} backward input`, tolerance);
+      const dwTolerance = { atol: 1e-4 * Math.sqrt(run.sizes.y / g.outC), rtol: 1e-3 };
+      assertClose(dwOut, grads.dw, `${label} backward weight`, dwTolerance);
+      run.release();
+    }
+  });
+}
+
+Deno.test("parseGemmTile reads the sweep's names and refuses invalid tilings", () => {
+  for (const [name, tile] of Object.entries(GEMM_SWEEP_TILES)) {
+    const parsed = parseGemmTile(name.split(" ")[0]);
+    assert.deepEqual(parsed && { ...parsed, strided: parsed.strided || undefined }, {
+      ...tile,
+      strided: tile.strided || undefined,
+    });
+  }
+  assert.equal(parseGemmTile("128x128x8/8x8x"), null);
+  assert.equal(parseGemmTile("64x64x16/6x4"), null, "thread blocks must be vec4 multiples");
+  assert.equal(parseGemmTile("64x64x3/4x4"), null, "loads must split evenly over the threads");
+});

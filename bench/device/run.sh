@@ -5,7 +5,14 @@
 # per file, 8 at once, TEST_S seconds each), the benchmark with PyTorch CUDA as the peer (BENCH_S),
 # and a profile of the paper-size autoencoder step, untuned then tuned (PROFILE_S). Logs and the
 # autotuner's choices go to $OUT; the summary is printed last.
+# PARTS picks what runs, in this order (default "tests bench profile"):
+# - sweep: bench/gemm_sweep.ts (SWEEP_S), then the fastest tiling in total becomes "gemm-wide" for
+#   the parts after it (VA_GEMM_WIDE_TILE);
+# - tests (TEST_GLOB picks the files, default all), bench, profile: as above;
+# - steps: the face autoencoder's training step at the demo and paper sizes alone (STEPS_S).
 set -u
+PARTS="${PARTS:-tests bench profile}"
+has() { [[ " $PARTS " == *" $1 "* ]]; }
 OUT="${OUT:-runs/device}"
 mkdir -p "$OUT"
 T0=$(date +%s)
@@ -35,31 +42,64 @@ if (!a) { console.log("no WebGPU adapter"); Deno.exit(3); }
 console.log("adapter:", a.info.vendor, a.info.device, a.info.description);' ||
   { elapsed "no adapter: stopping"; exit 3; }
 permissions=(--allow-read --allow-write --allow-env --allow-run --allow-ffi)
-elapsed "tests"
-# One process per test file, 8 at a time, each with its own time limit, so that a slow or broken
-# file cannot hide the others' results, and every failure's message survives (deno test prints
-# them only at the end of its run).
-mkdir -p /tmp/test-logs
-find tests -name '*_test.ts' | sort | VA_AUTOTUNE=0 xargs -P 8 -I{} sh -c \
-  'log=/tmp/test-logs/$(echo {} | tr / _).txt; timeout '"${TEST_S:-150}"' /tmp/deno test \
-  --no-check --allow-read --allow-write --allow-env --allow-run --allow-ffi {} >$log 2>&1;
-  echo "exit $?" >>$log'
-for log in /tmp/test-logs/*.txt; do
-  echo "== $log: $(grep -E '(ok|FAILED) \|' "$log" | tail -1) $(tail -1 "$log")"
-done >"$OUT/tests.txt"
-cat /tmp/test-logs/*.txt >>"$OUT/tests.txt"
-elapsed "bench"
-VA_TORCH_DEVICE=cuda VA_TORCH_PYTHON=python3 VA_TFJS=0 timeout "${BENCH_S:-260}" /tmp/deno run \
-  --no-check "${permissions[@]}" bench/kernels.ts --batch 64 --json "$OUT/bench.json" \
-  >"$OUT/bench.txt" 2>"$OUT/bench.err"
-echo "bench exit $?"
-elapsed "profile"
-timeout "${PROFILE_S:-70}" /tmp/deno run --no-check -A bench/profile_step.ts --only ae \
-  --ae-size paper --paper-loss --batch 64 --steps 3 --tune --top 30 >"$OUT/profile.txt" 2>&1
-echo "profile exit $?"
+if has sweep; then
+  elapsed "gemm tiling sweep"
+  timeout "${SWEEP_S:-150}" /tmp/deno run --no-check "${permissions[@]}" bench/gemm_sweep.ts \
+    --batch 64 --json "$OUT/sweep.json" >"$OUT/sweep.txt" 2>"$OUT/sweep.err"
+  echo "sweep exit $?"
+  best="$(sed -n 's/^fastest in total: \([^ ]*\).*/\1/p' "$OUT/sweep.txt")"
+  if [[ -n $best ]]; then
+    export VA_GEMM_WIDE_TILE="$best"
+    elapsed "gemm-wide is $best from here on"
+  fi
+  cat "$OUT/sweep.txt"
+fi
+if has tests; then
+  elapsed "tests"
+  # One process per test file, 8 at a time, each with its own time limit, so that a slow or broken
+  # file cannot hide the others' results, and every failure's message survives (deno test prints
+  # them only at the end of its run).
+  mkdir -p /tmp/test-logs
+  find tests -name "${TEST_GLOB:-*_test.ts}" | sort | VA_AUTOTUNE=0 xargs -P 8 -I{} sh -c \
+    'log=/tmp/test-logs/$(echo {} | tr / _).txt; timeout '"${TEST_S:-150}"' /tmp/deno test \
+    --no-check --allow-read --allow-write --allow-env --allow-run --allow-ffi {} >$log 2>&1;
+    echo "exit $?" >>$log'
+  for log in /tmp/test-logs/*.txt; do
+    echo "== $log: $(grep -E '(ok|FAILED) \|' "$log" | tail -1) $(tail -1 "$log")"
+  done >"$OUT/tests.txt"
+  cat /tmp/test-logs/*.txt >>"$OUT/tests.txt"
+fi
+if has bench; then
+  elapsed "bench"
+  VA_TORCH_DEVICE=cuda VA_TORCH_PYTHON=python3 VA_TFJS=0 timeout "${BENCH_S:-260}" /tmp/deno run \
+    --no-check "${permissions[@]}" bench/kernels.ts --batch 64 --json "$OUT/bench.json" \
+    >"$OUT/bench.txt" 2>"$OUT/bench.err"
+  echo "bench exit $?"
+fi
+if has profile; then
+  elapsed "profile"
+  timeout "${PROFILE_S:-70}" /tmp/deno run --no-check -A bench/profile_step.ts --only ae \
+    --ae-size paper --paper-loss --batch 64 --steps 3 --tune --top 30 >"$OUT/profile.txt" 2>&1
+  echo "profile exit $?"
+fi
+if has steps; then
+  elapsed "steps"
+  timeout "${STEPS_S:-90}" /tmp/deno eval --no-check 'import { faceAutoencoderStepBench } from
+"./bench/step.ts";
+for (const size of ["demo", "paper"]) {
+  const r = await faceAutoencoderStepBench(size, false);
+  console.log(`face autoencoder ${size} step (batch ${r.batch}): ${r.msPerStep.toFixed(2)} ms`);
+}' >"$OUT/steps.txt" 2>&1
+  echo "steps exit $?"
+fi
 cp .cache/autotune-*.json "$OUT/" 2>/dev/null
-grep "^== " "$OUT/tests.txt"
-grep -A12 "^ERRORS" "$OUT/tests.txt" | head -60
-grep -E "conv (fwd|bwd)|upconv|training step|vs PyTorch" "$OUT/bench.txt" | cut -c1-150
-tail -40 "$OUT/profile.txt" | cut -c1-150
+if has tests; then
+  grep "^== " "$OUT/tests.txt"
+  grep -A12 "^ERRORS" "$OUT/tests.txt" | head -60
+fi
+if has bench; then
+  grep -E "conv (fwd|bwd)|upconv|training step|vs PyTorch" "$OUT/bench.txt" | cut -c1-150
+fi
+if has profile; then tail -40 "$OUT/profile.txt" | cut -c1-150; fi
+if has steps; then cat "$OUT/steps.txt"; fi
 elapsed "done"

@@ -11,10 +11,10 @@
  *   (gathered). K is long and M * N small, so K is split over workgroups (grid z) into partial
  *   products that the launcher sums.
  *
- * A workgroup of 256 threads computes a 64 x 64 tile of C, each thread a 4 x 4 block of it ("gemm"),
- * or a 128 x 128 tile, each thread 8 x 8 ("gemm-wide": twice the multiply-adds per workgroup-memory
- * read, for large layers). Per step along K (16 or 8) the workgroup stages a slice of A and one of
- * B in workgroup memory, loaded so that neighbouring threads read neighbouring addresses, and the next
+ * A workgroup computes a tile of C (GemmTile: 64 x 64, each of 256 threads a 4 x 4 block, for
+ * "gemm"; 128 x 128, 8 x 8 per thread, for "gemm-wide"; other tilings for the sweep in
+ * bench/gemm_sweep.ts). Per step along K the workgroup stages a slice of A and one of B in
+ * workgroup memory, loaded so that neighbouring threads read neighbouring addresses, and the next
  * step's operands are fetched into registers before the current step's multiply-adds (latency
  * hiding without a second tile buffer). Workgroup-memory tiling is the right structure on GPUs and
  * slow on CPU rasterizers (per-lane scalar loops there), so the autotuner offers this variant only
@@ -29,26 +29,53 @@ import { declareBindings, kernel, memoizedTemplate } from "./common.ts";
 export type GemmConvPass = "forward" | "backwardInput" | "backwardWeight";
 
 /**
- * A workgroup's share of C and how it gets there: `m` x `n` of C (square here), K staged `k` at a
- * time, each of the 256 threads a `perThread` x `perThread` block. Every thread loads 4 values of
- * A and 4 of B per step in both tilings (m * k = n * k = 1024).
+ * A workgroup's share of C and how it gets there: `m` x `n` of C, K staged `k` at a time, each
+ * thread a `threadM` x `threadN` block of it (multiples of 4: the block is held as vec4s).
+ * `strided`: a thread's row (column) quads are spaced by the threads along M (N) instead of
+ * adjacent, so that neighbouring threads read neighbouring workgroup-memory vec4s (no bank
+ * conflicts) when a thread holds more than one quad. The workgroup has (m / threadM) * (n /
+ * threadN) threads; see {@link gemmTileValid} for the divisibility the loads need.
  */
 export interface GemmTile {
   m: number;
   n: number;
   k: number;
-  perThread: number;
+  threadM: number;
+  threadN: number;
+  strided?: boolean;
 }
 
 /** 64 x 64 per workgroup, 4 x 4 per thread, K 16 per step: the "gemm" variant. */
-export const GEMM_TILE: GemmTile = { m: 64, n: 64, k: 16, perThread: 4 };
+export const GEMM_TILE: GemmTile = { m: 64, n: 64, k: 16, threadM: 4, threadN: 4 };
 /**
  * 128 x 128 per workgroup, 8 x 8 per thread, K 8 per step: the "gemm-wide" variant (twice the
  * multiply-adds per workgroup-memory read, a quarter as many workgroups).
  */
-export const GEMM_TILE_WIDE: GemmTile = { m: 128, n: 128, k: 8, perThread: 8 };
-/** Threads per workgroup (16 x 16). */
-export const GEMM_WORKGROUP = 256;
+export const GEMM_TILE_WIDE: GemmTile = { m: 128, n: 128, k: 8, threadM: 8, threadN: 8 };
+
+/** Threads of a workgroup of `tile`. */
+export function gemmThreads(tile: GemmTile): number {
+  return (tile.m / tile.threadM) * (tile.n / tile.threadN);
+}
+
+/** Bytes of workgroup memory a kernel of `tile` declares (both staged slices, rows padded). */
+export function gemmWorkgroupBytes(tile: GemmTile): number {
+  return tile.k * (rowVec4s(tile.m) + rowVec4s(tile.n)) * 16;
+}
+
+/**
+ * Whether `tile` can be built: whole per-thread blocks of vec4s, and loads that split evenly over
+ * the threads (each thread loads m * k / threads values of A along K and n * k / threads of B,
+ * along N or K, spaced by threads / k or threads / n rows that are multiples of 4).
+ */
+export function gemmTileValid(tile: GemmTile): boolean {
+  const threads = gemmThreads(tile);
+  const whole = (a: number, b: number) => Number.isInteger(a / b) && a / b >= 1;
+  return tile.threadM % 4 === 0 && tile.threadN % 4 === 0 && whole(tile.m, tile.threadM) &&
+    whole(tile.n, tile.threadN) && whole(threads, tile.k) && whole(threads, tile.n) &&
+    whole(tile.k, threads / tile.n) && whole(tile.m * tile.k, threads) &&
+    whole(tile.n * tile.k, threads) && (threads / tile.k) % 4 === 0;
+}
 
 /** Uniform layout of the gemm kernels (all u32). */
 export const GEMM_UNIFORM_FIELDS = [
@@ -68,10 +95,10 @@ export const GEMM_UNIFORM_FIELDS = [
 
 const GEMM_UNIFORMS = GEMM_UNIFORM_FIELDS.map((f) => `${f}: u32,`).join(" ");
 
-// Workgroup tiles hold k K-rows of m / 4 vec4s; a row is padded by one vec4 so that the A-tile
-// stores (threads K-rows apart) fall in different memory banks.
-function paddedRow(tile: GemmTile): number {
-  return tile.m / 4 + 1;
+// Workgroup tiles hold k K-rows of `width` / 4 vec4s; a row is padded by one vec4 so that the
+// stores of threads K-rows apart fall in different memory banks.
+function rowVec4s(width: number): number {
+  return width / 4 + 1;
 }
 
 /**
@@ -92,11 +119,18 @@ function guardedLoad(target: string, array: string, index: string, inside: strin
   return `${target} = select(0.0, ${array}[select(0u, ${index}, ${inside})], ${inside});`;
 }
 
+/** `body(r)` for r < count, each in its own block (the loads are unrolled: r is a constant). */
+function unrolled(count: number, body: (r: number) => string): string {
+  return Array.from({ length: count }, (_, r) => `
+    {${body(r)}
+    }`).join("");
+}
+
 /**
- * Per-pass WGSL: the setup before the K loop, one step's operand loads into registers (`ra`, `rb`)
- * and the store. A is loaded along K: `kA` = k0 + lid % k is this thread's K index in the step, its
- * rows m0 + lid / k + (256 / k) r. B is loaded along N (one fixed column, K rows lid / n +
- * (256 / n) r) or, for the weight, along K (the step's `kA`, four fixed columns).
+ * Per-pass WGSL: the setup before the K loop, one step's operand loads into registers (`ra<r>`,
+ * `rb<r>`) and the store. A is loaded along K: `kA` = k0 + lid % k is this thread's K index in the
+ * step, its rows m0 + lid / k + (threads / k) r. B is loaded along N (one fixed column, K rows
+ * lid / n + (threads / n) r) or, for the weight, along K (the step's `kA`, fixed columns).
  */
 function passCode(pass: GemmConvPass, bias: boolean, tile: GemmTile): {
   setup: string;
@@ -104,26 +138,24 @@ function passCode(pass: GemmConvPass, bias: boolean, tile: GemmTile): {
   stepB: string;
   store: string;
 } {
-  // A along K and B along K: K index lid % k, rows or columns lid / k + (256 / k) r. B along N:
-  // column lid % n, K rows lid / n + (256 / n) r.
-  const aRow = `lid / ${tile.k}u + ${GEMM_WORKGROUP / tile.k}u * r`;
-  const bRowAlongN = `lid / ${tile.n}u + ${GEMM_WORKGROUP / tile.n}u * r`;
+  const threads = gemmThreads(tile);
+  const loadsA = tile.m * tile.k / threads;
+  const loadsB = tile.n * tile.k / threads;
+  const aRow = (r: number) => `lid / ${tile.k}u + ${(threads / tile.k) * r}u`;
+  const bRowAlongN = (r: number) => `lid / ${tile.n}u + ${(threads / tile.n) * r}u`;
   if (pass === "forward") {
     return {
-      // B along N: this thread's column (fixed) and four K rows.
+      // B along N: this thread's column (fixed) and its K rows.
       setup: `${pixelColumn("params.outH * params.outW", tile)}
   let xBase = sample * params.inC * params.inH * params.inW;
   let ih0 = i32((pixel / params.outW) * STRIDE) - i32(params.pad);
   let iw0 = i32((pixel % params.outW) * STRIDE) - i32(params.pad);`,
-      stepA: `
-    for (var r = 0u; r < 4u; r = r + 1u) {
-      let m = m0 + ${aRow};
-      ra[r] = select(0.0, a[min(m, params.M - 1u) * params.K + min(kA, params.K - 1u)],
-                     m < params.M && kA < kEnd);
-    }`,
-      stepB: `
-    for (var r = 0u; r < 4u; r = r + 1u) {
-      let k = k0 + ${bRowAlongN};
+      stepA: unrolled(loadsA, (r) => `
+      let m = m0 + ${aRow(r)};
+      ra${r} = select(0.0, a[min(m, params.M - 1u) * params.K + min(kA, params.K - 1u)],
+                     m < params.M && kA < kEnd);`),
+      stepB: unrolled(loadsB, (r) => `
+      let k = k0 + ${bRowAlongN(r)};
       let ic = k / KHW;
       let tap = k % KHW;
       let ih = ih0 + i32(tap / KW);
@@ -131,8 +163,7 @@ function passCode(pass: GemmConvPass, bias: boolean, tile: GemmTile): {
       let inside = colValid && k < kEnd && ih >= 0 && ih < i32(params.inH) && iw >= 0 &&
         iw < i32(params.inW);
       let index = xBase + (ic * params.inH + u32(max(ih, 0))) * params.inW + u32(max(iw, 0));
-      ${guardedLoad("rb[r]", "bsrc", "index", "inside")}
-    }`,
+      ${guardedLoad(`rb${r}`, "bsrc", "index", "inside")}`),
       store: `
 fn storeC(m: u32, n: u32, value: f32) {
   if (m >= params.M || n >= params.N) { return; }
@@ -148,17 +179,14 @@ fn storeC(m: u32, n: u32, value: f32) {
   let dyBase = sample * params.outC * params.outH * params.outW;
   let ohNum0 = i32(pixel / params.inW + params.pad);
   let owNum0 = i32(pixel % params.inW + params.pad);`,
-      stepA: `
-    for (var r = 0u; r < 4u; r = r + 1u) {
-      let m = m0 + ${aRow};
+      stepA: unrolled(loadsA, (r) => `
+      let m = m0 + ${aRow(r)};
       let oc = kA / KHW;
       let index = (oc * params.inC + min(m, params.M - 1u)) * KHW + kA % KHW;
       let inside = m < params.M && kA < kEnd;
-      ${guardedLoad("ra[r]", "a", "index", "inside")}
-    }`,
-      stepB: `
-    for (var r = 0u; r < 4u; r = r + 1u) {
-      let k = k0 + ${bRowAlongN};
+      ${guardedLoad(`ra${r}`, "a", "index", "inside")}`),
+      stepB: unrolled(loadsB, (r) => `
+      let k = k0 + ${bRowAlongN(r)};
       let oc = k / KHW;
       let tap = k % KHW;
       let ohNum = ohNum0 - i32(tap / KW);
@@ -169,8 +197,7 @@ fn storeC(m: u32, n: u32, value: f32) {
         ohNum % i32(STRIDE) == 0 && owNum % i32(STRIDE) == 0 && oh < i32(params.outH) &&
         ow < i32(params.outW);
       let index = dyBase + (oc * params.outH + u32(max(oh, 0))) * params.outW + u32(max(ow, 0));
-      ${guardedLoad("rb[r]", "bsrc", "index", "inside")}
-    }`,
+      ${guardedLoad(`rb${r}`, "bsrc", "index", "inside")}`),
       store: `
 fn storeC(m: u32, n: u32, value: f32) {
   if (m >= params.M || n >= params.N) { return; }
@@ -179,44 +206,38 @@ fn storeC(m: u32, n: u32, value: f32) {
 }`,
     };
   }
+  // B along K: this thread's columns (filter taps, fixed) and one K index per step, shared with
+  // the A loads.
+  const taps = Array.from({ length: loadsB }, (_, r) => `
+  let tapN${r} = n0 + ${aRow(r)};
+  let tapValid${r} = tapN${r} < params.N;
+  let tapRow${r} = i32((tapN${r} % KHW) / KW) - i32(params.pad);
+  let tapCol${r} = i32((tapN${r} % KHW) % KW) - i32(params.pad);
+  let tapBase${r} = select(0u, tapN${r} / KHW, tapValid${r}) * params.inH * params.inW;`);
   return {
-    // B along K: this thread's four columns (filter taps, fixed) and one K index per step, shared
-    // with the A loads.
-    setup: `
-  var tapRow: array<i32, 4>;
-  var tapCol: array<i32, 4>;
-  var tapBase: array<u32, 4>;
-  var tapValid: array<bool, 4>;
-  for (var r = 0u; r < 4u; r = r + 1u) {
-    let n = n0 + ${aRow};
-    tapValid[r] = n < params.N;
-    let tap = n % KHW;
-    tapRow[r] = i32(tap / KW) - i32(params.pad);
-    tapCol[r] = i32(tap % KW) - i32(params.pad);
-    tapBase[r] = select(0u, n / KHW, tapValid[r]) * params.inH * params.inW;
-  }
+    setup: `${taps.join("")}
   let plane = params.outH * params.outW;`,
     stepA: `
     let kValid = kA < kEnd;
     let sample = select(0u, kA / plane, kValid);
     let pixel = kA % plane;
     let oh = pixel / params.outW;
-    let ow = pixel % params.outW;
-    for (var r = 0u; r < 4u; r = r + 1u) {
-      let m = m0 + ${aRow};
+    let ow = pixel % params.outW;${
+      unrolled(loadsA, (r) => `
+      let m = m0 + ${aRow(r)};
       let inside = m < params.M && kValid;
       let index = (sample * params.outC + min(m, params.M - 1u)) * plane + pixel;
-      ${guardedLoad("ra[r]", "a", "index", "inside")}
+      ${guardedLoad(`ra${r}`, "a", "index", "inside")}`)
     }`,
     stepB: `
-    let xSample = sample * params.inC * params.inH * params.inW;
-    for (var r = 0u; r < 4u; r = r + 1u) {
-      let ih = i32(oh * STRIDE) + tapRow[r];
-      let iw = i32(ow * STRIDE) + tapCol[r];
-      let inside = tapValid[r] && kValid && ih >= 0 && ih < i32(params.inH) && iw >= 0 &&
+    let xSample = sample * params.inC * params.inH * params.inW;${
+      unrolled(loadsB, (r) => `
+      let ih = i32(oh * STRIDE) + tapRow${r};
+      let iw = i32(ow * STRIDE) + tapCol${r};
+      let inside = tapValid${r} && kValid && ih >= 0 && ih < i32(params.inH) && iw >= 0 &&
         iw < i32(params.inW);
-      let index = xSample + tapBase[r] + u32(max(ih, 0)) * params.inW + u32(max(iw, 0));
-      ${guardedLoad("rb[r]", "bsrc", "index", "inside")}
+      let index = xSample + tapBase${r} + u32(max(ih, 0)) * params.inW + u32(max(iw, 0));
+      ${guardedLoad(`rb${r}`, "bsrc", "index", "inside")}`)
     }`,
     store: `
 fn storeC(m: u32, n: u32, value: f32) {
@@ -240,23 +261,36 @@ function buildConvGemmKernel(
   bias: boolean,
   tile: GemmTile = GEMM_TILE,
 ): KernelSource {
+  if (!gemmTileValid(tile)) throw new Error(`convGemm: tile ${JSON.stringify(tile)} is not valid`);
   const withBias = pass === "forward" && bias;
   const bindings: [string, "read" | "readWrite"][] = [["a", "read"], ["bsrc", "read"]];
   if (withBias) bindings.push(["bias", "read"]);
   bindings.push(["out", "readWrite"]);
   const code = passCode(pass, withBias, tile);
-  const row = paddedRow(tile);
+  const threads = gemmThreads(tile);
   const { k: tk, n: tn } = tile;
-  const spread = GEMM_WORKGROUP / tk;
-  // A along K: K row lid % k, row lid / k + (256 / k) r. B along N (forward, backwardInput): K row
-  // lid / n + (256 / n) r, column lid % n. B along K (backwardWeight): as A.
-  const storeA =
-    `tileA[(lid % ${tk}u) * ${row}u + (lid / ${tk}u + ${spread}u * r) / 4u][(lid / ${tk}u) % 4u] = ra[r];`;
-  const storeB = pass !== "backwardWeight"
-    ? `tileB[(lid / ${tn}u + ${
-      GEMM_WORKGROUP / tn
-    }u * r) * ${row}u + (lid % ${tn}u) / 4u][lid % 4u] = rb[r];`
-    : `tileB[(lid % ${tk}u) * ${row}u + (lid / ${tk}u + ${spread}u * r) / 4u][(lid / ${tk}u) % 4u] = rb[r];`;
+  const [rowA, rowB] = [rowVec4s(tile.m), rowVec4s(tile.n)];
+  const spread = threads / tk;
+  // A along K: K row lid % k, row lid / k + (threads / k) r. B along N (forward, backwardInput):
+  // K row lid / n + (threads / n) r, column lid % n. B along K (backwardWeight): as A.
+  const stageA = (r: number) =>
+    `tileA[(lid % ${tk}u) * ${rowA}u + (lid / ${tk}u + ${
+      spread * r
+    }u) / 4u][(lid / ${tk}u) % 4u] = ra${r};`;
+  const stageB = (r: number) =>
+    pass !== "backwardWeight"
+      ? `tileB[(lid / ${tn}u + ${
+        (threads / tn) * r
+      }u) * ${rowB}u + (lid % ${tn}u) / 4u][lid % 4u] = rb${r};`
+      : `tileB[(lid % ${tk}u) * ${rowB}u + (lid / ${tk}u + ${
+        spread * r
+      }u) / 4u][(lid / ${tk}u) % 4u] = rb${r};`;
+  const loadsA = tile.m * tk / threads;
+  const loadsB = tile.n * tk / threads;
+  const registers = [
+    ...Array.from({ length: loadsA }, (_, r) => `  var ra${r}: f32;`),
+    ...Array.from({ length: loadsB }, (_, r) => `  var rb${r}: f32;`),
+  ].join("\n");
   const flags: Record<string, string | number | boolean> = {
     pass,
     kh: kH,
@@ -264,7 +298,12 @@ function buildConvGemmKernel(
     stride,
     bias: withBias,
   };
-  if (tile !== GEMM_TILE) flags.tile = `${tile.m}x${tile.n}`;
+  if (!sameTile(tile, GEMM_TILE)) {
+    flags.tile = `${tile.m}x${tile.n}x${tk}/${tile.threadM}x${tile.threadN}${
+      tile.strided ? "s" : ""
+    }`;
+  }
+  const indent = (s: string) => s.replaceAll("\n    ", "\n      ");
   return kernel(
     "convGemm",
     flags,
@@ -274,21 +313,20 @@ const KW = ${kW}u;
 const KHW = ${kH * kW}u;
 const STRIDE = ${stride}u;
 var<private> wgSplit: u32;
-var<workgroup> tileA: array<vec4f, ${tk * row}>;
-var<workgroup> tileB: array<vec4f, ${tk * row}>;
+var<workgroup> tileA: array<vec4f, ${tk * rowA}>;
+var<workgroup> tileB: array<vec4f, ${tk * rowB}>;
 ${code.store}
-@compute @workgroup_size(${GEMM_WORKGROUP})
+@compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let n0 = wid.x * ${tn}u;
   let m0 = wid.y * ${tile.m}u;
   wgSplit = wid.z;
   let kBegin = wid.z * params.kPerSplit;
   let kEnd = min(params.K, kBegin + params.kPerSplit);
-  let tx = lid % 16u;
-  let ty = lid / 16u;
+  let tx = lid % ${tn / tile.threadN}u;
+  let ty = lid / ${tn / tile.threadN}u;
 ${code.setup}
-  var ra: array<f32, 4>;
-  var rb: array<f32, 4>;
+${registers}
 ${accumulators(tile)}
   // Fetch the first step's operands; each iteration stages them, then fetches the next step's
   // before its multiply-adds.
@@ -299,19 +337,15 @@ ${accumulators(tile)}
   loop {
     if (k0 >= kEnd) { break; }
     workgroupBarrier();
-    for (var r = 0u; r < 4u; r = r + 1u) {
-      ${storeA}
-      ${storeB}
-    }
+${Array.from({ length: loadsA }, (_, r) => `    ${stageA(r)}`).join("\n")}
+${Array.from({ length: loadsB }, (_, r) => `    ${stageB(r)}`).join("\n")}
     workgroupBarrier();
     k0 = k0 + ${tk}u;
     if (k0 < kEnd) {
-      let kA = k0 + lid % ${tk}u;${code.stepA.replaceAll("\n    ", "\n      ")}${
-      code.stepB.replaceAll("\n    ", "\n      ")
-    }
+      let kA = k0 + lid % ${tk}u;${indent(code.stepA)}${indent(code.stepB)}
     }
     for (var kk = 0u; kk < ${tk}u; kk = kk + 1u) {
-${multiplyAdds(tile, row)}
+${multiplyAdds(tile)}
     }
   }
 ${stores(tile)}
@@ -319,64 +353,81 @@ ${stores(tile)}
   );
 }
 
-/** The thread's accumulators: perThread rows of perThread / 4 vec4s (acc0, acc1, ...). */
+function sameTile(a: GemmTile, b: GemmTile): boolean {
+  return a.m === b.m && a.n === b.n && a.k === b.k && a.threadM === b.threadM &&
+    a.threadN === b.threadN && (a.strided ?? false) === (b.strided ?? false);
+}
+
+/**
+ * Where quad `q` of a thread's rows (or columns) starts, in vec4s from the tile's first: adjacent
+ * quads (`index` * quads + q), or strided by the threads along that side (`index` + q * threads).
+ */
+function quadOffset(
+  index: string,
+  q: number,
+  quads: number,
+  threadsAlong: number,
+  strided: boolean,
+) {
+  if (quads === 1) return index;
+  return strided ? `${index} + ${q * threadsAlong}u` : `${index} * ${quads}u + ${q}u`;
+}
+
+/** The thread's accumulators: threadM rows of threadN / 4 vec4s (acc0, acc1, ...). */
 function accumulators(tile: GemmTile): string {
-  const count = tile.perThread * tile.perThread / 4;
+  const count = tile.threadM * tile.threadN / 4;
   return Array.from({ length: count }, (_, i) => `  var acc${i} = vec4f(0.0);`).join("\n");
 }
 
-/** One K row's multiply-adds: row i of the block times its perThread / 4 column vec4s. */
-function multiplyAdds(tile: GemmTile, row: number): string {
-  const quads = tile.perThread / 4;
-  if (quads === 1) {
-    return `      let av = tileA[kk * ${row}u + ty];
-      let bv = tileB[kk * ${row}u + tx];
-      acc0 = acc0 + av.x * bv;
-      acc1 = acc1 + av.y * bv;
-      acc2 = acc2 + av.z * bv;
-      acc3 = acc3 + av.w * bv;`;
-  }
+/** One K row's multiply-adds: row i of the block times its threadN / 4 column vec4s. */
+function multiplyAdds(tile: GemmTile): string {
+  const [quadsM, quadsN] = [tile.threadM / 4, tile.threadN / 4];
+  const [alongM, alongN] = [tile.m / tile.threadM, tile.n / tile.threadN];
+  const strided = tile.strided ?? false;
+  const [rowA, rowB] = [rowVec4s(tile.m), rowVec4s(tile.n)];
   const lines: string[] = [];
-  for (let q = 0; q < quads; q++) {
-    lines.push(`      let av${q} = tileA[kk * ${row}u + ty * ${quads}u + ${q}u];`);
+  for (let q = 0; q < quadsM; q++) {
+    lines.push(
+      `      let av${q} = tileA[kk * ${rowA}u + ${quadOffset("ty", q, quadsM, alongM, strided)}];`,
+    );
   }
-  for (let q = 0; q < quads; q++) {
-    lines.push(`      let bv${q} = tileB[kk * ${row}u + tx * ${quads}u + ${q}u];`);
+  for (let q = 0; q < quadsN; q++) {
+    lines.push(
+      `      let bv${q} = tileB[kk * ${rowB}u + ${quadOffset("tx", q, quadsN, alongN, strided)}];`,
+    );
   }
-  for (let i = 0; i < tile.perThread; i++) {
+  for (let i = 0; i < tile.threadM; i++) {
     const a = `av${Math.floor(i / 4)}.${"xyzw"[i % 4]}`;
-    for (let q = 0; q < quads; q++) {
-      const acc = `acc${i * quads + q}`;
+    for (let q = 0; q < quadsN; q++) {
+      const acc = `acc${i * quadsN + q}`;
       lines.push(`      ${acc} = ${acc} + ${a} * bv${q};`);
     }
   }
   return lines.join("\n");
 }
 
-/** The block's stores: row m0 + ty * perThread + i, columns n0 + tx * perThread + 4 q + j. */
+/** The block's stores: each accumulator's four columns, unrolled. */
 function stores(tile: GemmTile): string {
-  const quads = tile.perThread / 4;
-  if (quads === 1) {
-    return `  let m = m0 + ty * 4u;
-  let n = n0 + tx * 4u;
-  for (var j = 0u; j < 4u; j = j + 1u) {
-    storeC(m, n + j, acc0[j]);
-    storeC(m + 1u, n + j, acc1[j]);
-    storeC(m + 2u, n + j, acc2[j]);
-    storeC(m + 3u, n + j, acc3[j]);
-  }`;
+  const [quadsM, quadsN] = [tile.threadM / 4, tile.threadN / 4];
+  const [alongM, alongN] = [tile.m / tile.threadM, tile.n / tile.threadN];
+  const strided = tile.strided ?? false;
+  const lines: string[] = [];
+  for (let qm = 0; qm < quadsM; qm++) {
+    lines.push(`  let row${qm} = m0 + 4u * (${quadOffset("ty", qm, quadsM, alongM, strided)});`);
   }
-  const lines = [
-    `  let m = m0 + ty * ${tile.perThread}u;`,
-    `  let n = n0 + tx * ${tile.perThread}u;`,
-    `  for (var j = 0u; j < 4u; j = j + 1u) {`,
-  ];
-  for (let i = 0; i < tile.perThread; i++) {
-    for (let q = 0; q < quads; q++) {
-      lines.push(`    storeC(m + ${i}u, n + ${4 * q}u + j, acc${i * quads + q}[j]);`);
+  for (let qn = 0; qn < quadsN; qn++) {
+    lines.push(`  let col${qn} = n0 + 4u * (${quadOffset("tx", qn, quadsN, alongN, strided)});`);
+  }
+  for (let i = 0; i < tile.threadM; i++) {
+    for (let qn = 0; qn < quadsN; qn++) {
+      const acc = `acc${i * quadsN + qn}`;
+      for (let j = 0; j < 4; j++) {
+        lines.push(
+          `  storeC(row${Math.floor(i / 4)} + ${i % 4}u, col${qn} + ${j}u, ${acc}.${"xyzw"[j]});`,
+        );
+      }
     }
   }
-  lines.push("  }");
   return lines.join("\n");
 }
 

@@ -53,8 +53,11 @@ const TUNING_ROUNDS = 3;
  * llvmpipe the benchmark's 27 entries take 8.4 minutes to tune).
  */
 export const CPU_KERNELS_REVISION = 14;
-/** See {@link CPU_KERNELS_REVISION}: real GPUs' (revision 15: the "gemm-wide" candidate). */
-export const GPU_KERNELS_REVISION = 15;
+/**
+ * See {@link CPU_KERNELS_REVISION}: real GPUs' (revision 15: the "gemm-wide" candidate; 16: the
+ * gemm kernels' loads unrolled, gemm-wide's quads strided).
+ */
+export const GPU_KERNELS_REVISION = 16;
 
 /** The kernel revision of `b`'s kind (CPU rasterizer or GPU). */
 export function kernelsRevision(b: Backend): number {

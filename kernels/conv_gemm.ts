@@ -83,8 +83,8 @@ export const GEMM_SWEEP_TILES: Record<string, GemmTile> = {
   "128x64x16/8x4s": { m: 128, n: 64, k: 16, threadM: 8, threadN: 4, strided: true },
   "64x128x16/4x8s": { m: 64, n: 128, k: 16, threadM: 4, threadN: 8, strided: true },
   "128x64x8/8x4s": { m: 128, n: 64, k: 8, threadM: 8, threadN: 4, strided: true },
-  "128x128x8/8x8 (gemm-wide)": GEMM_TILE_WIDE,
-  "128x128x8/8x8s": { m: 128, n: 128, k: 8, threadM: 8, threadN: 8, strided: true },
+  "128x128x8/8x8": { m: 128, n: 128, k: 8, threadM: 8, threadN: 8 },
+  "128x128x8/8x8s (gemm-wide)": GEMM_TILE_WIDE,
   "128x128x16/8x8s": { m: 128, n: 128, k: 16, threadM: 8, threadN: 8, strided: true },
 };
 

@@ -84,6 +84,7 @@ import {
   gemmApplicable,
   gemmBackwardInput,
   gemmBackwardWeight,
+  gemmDimensions,
   gemmForward,
   gemmTile,
 } from "./conv_gemm.ts";
@@ -312,7 +313,8 @@ export function conv2dVariant(
  * 1.5-4x faster than direct on the ResNet shapes, also with a part-filled channel block), and
  * backward-to-weight uses it instead of "ubo-any" for kernels at least 3 wide (1-1.6x faster;
  * 1x1 kernels share no input values between taps). On real GPUs untuned layers of the ubo family
- * take "gemm" where {@link gemmPreferredOnGpu} says so.
+ * take "gemm" or "gemm-wide" where {@link gemmPreferredOnGpu} and {@link gemmWidePreferredOnGpu}
+ * say so.
  */
 function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvVariant {
   const forced = forcedConvVariant();
@@ -323,7 +325,8 @@ function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvV
   if (
     !b.isCpuRasterizer && ubo && gemmPreferredOnGpu(pass, g) && gemmApplicable(b, pass, g)
   ) {
-    return "gemm";
+    const wide = gemmWidePreferredOnGpu(pass, g) && gemmApplicable(b, pass, g, gemmTile(true));
+    return wide ? "gemm-wide" : "gemm";
   }
   if (ubo && (pass !== "backwardWeight" || g.inW >= 8)) return "ubo";
   const cols = colsByDefault && uboColsApplicable(b, pass, g);
@@ -334,13 +337,14 @@ function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvV
 }
 
 /**
- * Whether an untuned 3x3 stride-1 layer (the ubo family) takes "gemm" rather than "ubo" on a real
- * GPU: fitted to the autotuner's timings of 96 (pass, shape) entries (the benchmark's layers and
- * both face autoencoders') on an NVIDIA H200 (bench/README.md, round 13), on which it lands within
- * 0.5% of the per-shape best in total, against 4.7x for ubo alone (in sample: other GPUs may
- * differ, and the training loops tune anyway). Forward and backward to the input:
- * deep layers on small maps (the ubo kernels hold few channels per workgroup there). Backward to
- * the weight: everything but narrow outputs with short reductions.
+ * Whether an untuned 3x3 stride-1 layer (the ubo family) takes a gemm variant rather than "ubo" on
+ * a real GPU: fitted to the autotuner's timings of 69 (pass, shape) entries (both face
+ * autoencoders' layers) on an NVIDIA H200 (bench/README.md, round 14;
+ * bench/results/nvidia-h200-2026-11-28/fit_gpu_rule_run4.py), on which this rule and
+ * {@link gemmWidePreferredOnGpu} land within 0.5% of the per-shape best in total, against 7.4x for
+ * ubo alone (in sample: other GPUs may differ, and the training loops tune anyway). Forward and
+ * backward to the input: deep layers on small maps (the ubo kernels hold few channels per
+ * workgroup there). Backward to the weight: everything but narrow outputs with short reductions.
  */
 export function gemmPreferredOnGpu(pass: ConvPass, g: Conv2dGeometry): boolean {
   const pairs = g.inC * g.outC;
@@ -348,7 +352,20 @@ export function gemmPreferredOnGpu(pass: ConvPass, g: Conv2dGeometry): boolean {
     return (g.outC >= 16 && g.batch * g.outH * g.outW >= 65536) || pairs >= 4096;
   }
   const area = g.inH * g.inW;
-  return (area <= 256 && pairs >= 4096) || (area <= 1024 && pairs >= 16384);
+  return (area <= 256 && pairs >= 4096) || (area <= 1024 && pairs >= 8192);
+}
+
+/**
+ * Whether a layer that takes gemm on a real GPU ({@link gemmPreferredOnGpu}) takes "gemm-wide"
+ * (128 x 128 tiles): the product's M (output channels; input channels backward to the input) fills
+ * the tile's 128 rows, and there are enough tiles to fill the GPU (128 workgroups; for the
+ * weight, whose K is split, 2048 columns). Same fit as gemmPreferredOnGpu.
+ */
+export function gemmWidePreferredOnGpu(pass: ConvPass, g: Conv2dGeometry): boolean {
+  const { M, N } = gemmDimensions(pass, g);
+  if (M < 128) return false;
+  if (pass === "backwardWeight") return N >= 2048;
+  return Math.ceil(M / 128) * Math.ceil(N / 128) >= 128;
 }
 
 /** Channels per workgroup block of the ubo kernels: 4 for layers with at most 4, else 8. */

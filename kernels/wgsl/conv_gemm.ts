@@ -48,10 +48,20 @@ export interface GemmTile {
 /** 64 x 64 per workgroup, 4 x 4 per thread, K 16 per step: the "gemm" variant. */
 export const GEMM_TILE: GemmTile = { m: 64, n: 64, k: 16, threadM: 4, threadN: 4 };
 /**
- * 128 x 128 per workgroup, 8 x 8 per thread, K 8 per step: the "gemm-wide" variant (twice the
- * multiply-adds per workgroup-memory read, a quarter as many workgroups).
+ * 128 x 128 per workgroup, 8 x 8 per thread (quads strided), K 8 per step: the "gemm-wide"
+ * variant, twice the multiply-adds per workgroup-memory read of "gemm" and a quarter as many
+ * workgroups. The fastest in total of the ten tilings bench/gemm_sweep.ts timed on an NVIDIA H200
+ * (bench/README.md, round 14): 23.6 ms over 15 passes of the paper's heaviest layers against
+ * 26.2 for "gemm" and 25.6 for the same tiling with adjacent quads.
  */
-export const GEMM_TILE_WIDE: GemmTile = { m: 128, n: 128, k: 8, threadM: 8, threadN: 8 };
+export const GEMM_TILE_WIDE: GemmTile = {
+  m: 128,
+  n: 128,
+  k: 8,
+  threadM: 8,
+  threadN: 8,
+  strided: true,
+};
 
 /** Threads of a workgroup of `tile`. */
 export function gemmThreads(tile: GemmTile): number {

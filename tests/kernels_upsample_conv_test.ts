@@ -194,8 +194,23 @@ function box(oc: number, ic: number, rows = 1): SubpixelWgradTile {
   return { oc, ic, rows, box: true };
 }
 
+// On real GPUs the tiles and blockings only CPU rasterizers use (8 or more rows x quads per thread,
+// more than 8 channel pairs per weight-gradient lane) are left out: the tile choosers never give
+// them there, and on an NVIDIA H200 (2026-11-28, bench/results/nvidia-h200-2026-11-28/
+// tests-run3.txt) the driver took 13-33 s to compile each, and the file ran out of its 110 s.
+const realGpu = !backend.isCpuRasterizer;
+function cpuRasterizerOnly(c: Case): boolean {
+  const tile = c.tile ? c.tile.rows * c.tile.quads : 1;
+  const w = c.wgradTile;
+  const blocking = w ? w.oc * w.ic * (w.rows ?? 1) * (w.quads ?? 1) : 1;
+  return tile >= 8 || blocking > 8;
+}
+
 for (const c of cases) {
-  Deno.test(`sub-pixel conv ${c.name}: forward, backward to input and weight`, async () => {
+  Deno.test({
+    name: `sub-pixel conv ${c.name}: forward, backward to input and weight`,
+    ignore: realGpu && cpuRasterizerOnly(c),
+  }, async () => {
     const H = 2 * c.h, W = 2 * c.w;
     const g = convGeometry(c.batch, c.inC, c.outC, H, W);
     const sourceShape = [c.batch, c.inC, c.h, c.w];

@@ -16,6 +16,7 @@ import {
   gemmForward,
   parseGemmTile,
 } from "../kernels/conv_gemm.ts";
+import { type GemmTile, gemmTileName } from "../kernels/wgsl/conv_gemm.ts";
 import assert from "node:assert/strict";
 import * as ref from "./reference.ts";
 import {
@@ -169,12 +170,16 @@ for (const [name, tile] of Object.entries(GEMM_SWEEP_TILES)) {
 }
 
 Deno.test("parseGemmTile reads the sweep's names and refuses invalid tilings", () => {
+  const normal = (t: GemmTile) => ({
+    ...t,
+    strided: t.strided || undefined,
+    doubleBuffer: t.doubleBuffer || undefined,
+  });
   for (const [name, tile] of Object.entries(GEMM_SWEEP_TILES)) {
     const parsed = parseGemmTile(name.split(" ")[0]);
-    assert.deepEqual(parsed && { ...parsed, strided: parsed.strided || undefined }, {
-      ...tile,
-      strided: tile.strided || undefined,
-    });
+    assert.ok(parsed, name);
+    assert.deepEqual(normal(parsed), normal(tile));
+    assert.equal(gemmTileName(tile), name.split(" ")[0]);
   }
   assert.equal(parseGemmTile("128x128x8/8x8x"), null);
   assert.equal(parseGemmTile("64x64x16/6x4"), null, "thread blocks must be vec4 multiples");

@@ -33,8 +33,10 @@ export type GemmConvPass = "forward" | "backwardInput" | "backwardWeight";
  * thread a `threadM` x `threadN` block of it (multiples of 4: the block is held as vec4s).
  * `strided`: a thread's row (column) quads are spaced by the threads along M (N) instead of
  * adjacent, so that neighbouring threads read neighbouring workgroup-memory vec4s (no bank
- * conflicts) when a thread holds more than one quad. The workgroup has (m / threadM) * (n /
- * threadN) threads; see {@link gemmTileValid} for the divisibility the loads need.
+ * conflicts) when a thread holds more than one quad. `doubleBuffer`: two copies of the staged
+ * slices, written alternately, so one workgroup barrier per K step instead of two (twice the
+ * workgroup memory). The workgroup has (m / threadM) * (n / threadN) threads; see
+ * {@link gemmTileValid} for the divisibility the loads need.
  */
 export interface GemmTile {
   m: number;
@@ -43,6 +45,7 @@ export interface GemmTile {
   threadM: number;
   threadN: number;
   strided?: boolean;
+  doubleBuffer?: boolean;
 }
 
 /** 64 x 64 per workgroup, 4 x 4 per thread, K 16 per step: the "gemm" variant. */
@@ -70,7 +73,7 @@ export function gemmThreads(tile: GemmTile): number {
 
 /** Bytes of workgroup memory a kernel of `tile` declares (both staged slices, rows padded). */
 export function gemmWorkgroupBytes(tile: GemmTile): number {
-  return tile.k * (rowVec4s(tile.m) + rowVec4s(tile.n)) * 16;
+  return (tile.doubleBuffer ? 2 : 1) * tile.k * (rowVec4s(tile.m) + rowVec4s(tile.n)) * 16;
 }
 
 /**
@@ -283,16 +286,19 @@ function buildConvGemmKernel(
   const spread = threads / tk;
   // A along K: K row lid % k, row lid / k + (threads / k) r. B along N (forward, backwardInput):
   // K row lid / n + (threads / n) r, column lid % n. B along K (backwardWeight): as A.
+  const double = tile.doubleBuffer ?? false;
+  // With double buffering the staged slices alternate between two halves (offsets bufA, bufB).
+  const [baseA, baseB] = double ? ["bufA + ", "bufB + "] : ["", ""];
   const stageA = (r: number) =>
-    `tileA[(lid % ${tk}u) * ${rowA}u + (lid / ${tk}u + ${
+    `tileA[${baseA}(lid % ${tk}u) * ${rowA}u + (lid / ${tk}u + ${
       spread * r
     }u) / 4u][(lid / ${tk}u) % 4u] = ra${r};`;
   const stageB = (r: number) =>
     pass !== "backwardWeight"
-      ? `tileB[(lid / ${tn}u + ${
+      ? `tileB[${baseB}(lid / ${tn}u + ${
         (threads / tn) * r
       }u) * ${rowB}u + (lid % ${tn}u) / 4u][lid % 4u] = rb${r};`
-      : `tileB[(lid % ${tk}u) * ${rowB}u + (lid / ${tk}u + ${
+      : `tileB[${baseB}(lid % ${tk}u) * ${rowB}u + (lid / ${tk}u + ${
         spread * r
       }u) / 4u][(lid / ${tk}u) % 4u] = rb${r};`;
   const loadsA = tile.m * tk / threads;
@@ -309,9 +315,7 @@ function buildConvGemmKernel(
     bias: withBias,
   };
   if (!sameTile(tile, GEMM_TILE)) {
-    flags.tile = `${tile.m}x${tile.n}x${tk}/${tile.threadM}x${tile.threadN}${
-      tile.strided ? "s" : ""
-    }`;
+    flags.tile = gemmTileName(tile);
   }
   const indent = (s: string) => s.replaceAll("\n    ", "\n      ");
   return kernel(
@@ -323,8 +327,8 @@ const KW = ${kW}u;
 const KHW = ${kH * kW}u;
 const STRIDE = ${stride}u;
 var<private> wgSplit: u32;
-var<workgroup> tileA: array<vec4f, ${tk * rowA}>;
-var<workgroup> tileB: array<vec4f, ${tk * rowB}>;
+var<workgroup> tileA: array<vec4f, ${(double ? 2 : 1) * tk * rowA}>;
+var<workgroup> tileB: array<vec4f, ${(double ? 2 : 1) * tk * rowB}>;
 ${code.store}
 @compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -340,13 +344,19 @@ ${registers}
 ${accumulators(tile)}
   // Fetch the first step's operands; each iteration stages them, then fetches the next step's
   // before its multiply-adds.
-  var k0 = kBegin;
+  var k0 = kBegin;${
+      double
+        ? `
+  // The half the next slices are staged in (the other is still being read before the barrier).
+  var bufA = 0u;
+  var bufB = 0u;`
+        : ""
+    }
   {
     let kA = k0 + lid % ${tk}u;${code.stepA}${code.stepB}
   }
   loop {
-    if (k0 >= kEnd) { break; }
-    workgroupBarrier();
+    if (k0 >= kEnd) { break; }${double ? "" : "\n    workgroupBarrier();"}
 ${Array.from({ length: loadsA }, (_, r) => `    ${stageA(r)}`).join("\n")}
 ${Array.from({ length: loadsB }, (_, r) => `    ${stageB(r)}`).join("\n")}
     workgroupBarrier();
@@ -355,7 +365,13 @@ ${Array.from({ length: loadsB }, (_, r) => `    ${stageB(r)}`).join("\n")}
       let kA = k0 + lid % ${tk}u;${indent(code.stepA)}${indent(code.stepB)}
     }
     for (var kk = 0u; kk < ${tk}u; kk = kk + 1u) {
-${multiplyAdds(tile)}
+${multiplyAdds(tile, baseA, baseB)}
+    }${
+      double
+        ? `
+    bufA = ${tk * rowA}u - bufA;
+    bufB = ${tk * rowB}u - bufB;`
+        : ""
     }
   }
 ${stores(tile)}
@@ -363,9 +379,17 @@ ${stores(tile)}
   );
 }
 
+/** A tiling's name, as bench/gemm_sweep.ts and VA_GEMM_WIDE_TILE write it: "128x128x8/8x8s". */
+export function gemmTileName(tile: GemmTile): string {
+  return `${tile.m}x${tile.n}x${tile.k}/${tile.threadM}x${tile.threadN}${tile.strided ? "s" : ""}${
+    tile.doubleBuffer ? "d" : ""
+  }`;
+}
+
 function sameTile(a: GemmTile, b: GemmTile): boolean {
   return a.m === b.m && a.n === b.n && a.k === b.k && a.threadM === b.threadM &&
-    a.threadN === b.threadN && (a.strided ?? false) === (b.strided ?? false);
+    a.threadN === b.threadN && (a.strided ?? false) === (b.strided ?? false) &&
+    (a.doubleBuffer ?? false) === (b.doubleBuffer ?? false);
 }
 
 /**
@@ -390,7 +414,7 @@ function accumulators(tile: GemmTile): string {
 }
 
 /** One K row's multiply-adds: row i of the block times its threadN / 4 column vec4s. */
-function multiplyAdds(tile: GemmTile): string {
+function multiplyAdds(tile: GemmTile, baseA: string, baseB: string): string {
   const [quadsM, quadsN] = [tile.threadM / 4, tile.threadN / 4];
   const [alongM, alongN] = [tile.m / tile.threadM, tile.n / tile.threadN];
   const strided = tile.strided ?? false;
@@ -398,12 +422,16 @@ function multiplyAdds(tile: GemmTile): string {
   const lines: string[] = [];
   for (let q = 0; q < quadsM; q++) {
     lines.push(
-      `      let av${q} = tileA[kk * ${rowA}u + ${quadOffset("ty", q, quadsM, alongM, strided)}];`,
+      `      let av${q} = tileA[${baseA}kk * ${rowA}u + ${
+        quadOffset("ty", q, quadsM, alongM, strided)
+      }];`,
     );
   }
   for (let q = 0; q < quadsN; q++) {
     lines.push(
-      `      let bv${q} = tileB[kk * ${rowB}u + ${quadOffset("tx", q, quadsN, alongN, strided)}];`,
+      `      let bv${q} = tileB[${baseB}kk * ${rowB}u + ${
+        quadOffset("tx", q, quadsN, alongN, strided)
+      }];`,
     );
   }
   for (let i = 0; i < tile.threadM; i++) {

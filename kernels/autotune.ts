@@ -14,6 +14,7 @@
 
 import type { Backend } from "./backend.ts";
 import * as ops from "./ops.ts";
+import { envVar } from "./env.ts";
 
 /** The variants each pass can choose from. */
 const CANDIDATES: Record<ops.ConvPass, ops.ConvVariant[]> = {
@@ -66,11 +67,7 @@ export function kernelsRevision(b: Backend): number {
 
 /** VA_AUTOTUNE, or undefined when unset or unreadable (no env permission: the defaults). */
 function autotuneEnv(): string | undefined {
-  try {
-    return Deno.env.get("VA_AUTOTUNE");
-  } catch {
-    return undefined;
-  }
+  return envVar("VA_AUTOTUNE");
 }
 
 function envEnabled(): boolean {

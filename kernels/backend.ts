@@ -5,6 +5,7 @@
  */
 
 import { BufferPool, type PoolStats } from "./pool.ts";
+import { envVar } from "./env.ts";
 
 /**
  * How a kernel binds one buffer: read-only or read-write storage, or a uniform-buffer operand
@@ -170,11 +171,7 @@ export class Backend {
 
   /** Which backend Deno uses ("vulkan", "gl", ...), from DENO_WEBGPU_BACKEND when set. */
   get backendName(): string {
-    try {
-      return Deno.env.get("DENO_WEBGPU_BACKEND") ?? "auto";
-    } catch {
-      return "auto";
-    }
+    return envVar("DENO_WEBGPU_BACKEND") ?? "auto";
   }
 
   /** Largest uniform-buffer binding in bytes (64 KiB on most adapters). */

@@ -6,6 +6,7 @@
  */
 
 import type { Backend } from "./backend.ts";
+import { envVar } from "./env.ts";
 import { Uniforms } from "./wgsl/common.ts";
 import {
   convGemmKernel,
@@ -51,22 +52,17 @@ export function parseGemmTile(text: string): GemmTile | null {
 let wideOverride: GemmTile | null | undefined;
 
 /**
- * `VA_GEMM_WIDE_TILE=MxNxK/TMxTN[s]` replaces the "gemm-wide" tiling (bench/device/run.sh sets
+ * `VA_GEMM_WIDE_TILE=MxNxK/TMxTN[s][d]` replaces the "gemm-wide" tiling (bench/device/run.sh sets
  * the sweep's fastest, so the tuned step measures it). An invalid value is an error, not ignored.
  * Autotune caches name variants, not tilings: tune again after changing it.
  */
 function wideTileOverride(): GemmTile | null {
   if (wideOverride === undefined) {
-    let value: string | undefined;
-    try {
-      value = Deno.env.get("VA_GEMM_WIDE_TILE");
-    } catch {
-      value = undefined;
-    }
+    const value = envVar("VA_GEMM_WIDE_TILE");
     wideOverride = value ? parseGemmTile(value) : null;
     if (value && !wideOverride) {
       throw new Error(
-        `VA_GEMM_WIDE_TILE=${value}: expected a valid tiling such as 128x128x16/8x8s`,
+        `VA_GEMM_WIDE_TILE=${value}: expected a valid tiling such as 128x128x8/8x8s (bench/gemm_sweep.ts names them)`,
       );
     }
   }

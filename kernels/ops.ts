@@ -20,6 +20,7 @@ import {
 } from "./wgsl/elementwise.ts";
 import { reduceAxis, reduceMiddle, sumAll } from "./reductions.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
+import { envVar } from "./env.ts";
 import {
   conv2dBackwardInputKernel,
   conv2dBackwardWeightKernel,
@@ -403,12 +404,7 @@ let forcedVariant: ConvVariant | null | undefined;
  */
 function forcedConvVariant(): ConvVariant | null {
   if (forcedVariant === undefined) {
-    let value: string | undefined;
-    try {
-      value = Deno.env.get("VA_CONV_VARIANT");
-    } catch {
-      value = undefined;
-    }
+    const value = envVar("VA_CONV_VARIANT");
     forcedVariant =
       value === "direct" || value === "ubo" || value === "ubo-any" || value === "ubo-cols" ||
         value === "gemm" || value === "gemm-wide"

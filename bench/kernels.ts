@@ -348,7 +348,7 @@ for (const [n, c, h, w] of activationShapes(batch)) {
           0.1,
         ),
       { bytes: 2.25 * count * F32 },
-      "fused",
+      ops.fusedPassForm(b),
     );
     await time(
       "bn+relu+pool bwd",
@@ -370,7 +370,7 @@ for (const [n, c, h, w] of activationShapes(batch)) {
           1e-5,
         ),
       { bytes: 3.5 * count * F32 },
-      "fused",
+      ops.fusedPassForm(b),
     );
   }
   for (const variant of spatialVariants) {

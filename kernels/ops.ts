@@ -472,7 +472,13 @@ export function batchNormVariant(
 ): string {
   const v = bnVariant(b, channels, options);
   if (v === "per-channel") return "two-pass per channel";
-  return `chunked${spatial % 4 === 0 ? " vec4" : ""}`;
+  const segmented = bnFused(b, channels, options) && reductionChunking(b).fusedThreads !== null;
+  return `chunked${spatial % 4 === 0 ? " vec4" : ""}${segmented ? " segmented" : ""}`;
+}
+
+/** The fused passes' form on `b`: "segmented" (several workgroups per channel) or "fused". */
+export function fusedPassForm(b: Backend): string {
+  return reductionChunking(b).fusedThreads !== null ? "segmented" : "fused";
 }
 
 /** How the chunked per-channel reductions (batch-norm statistics, conv bias sums) cut a channel. */
@@ -483,6 +489,12 @@ export interface ReductionChunking {
   mostPerChannel: number;
   /** Fewest vectors one chunk thread walks. */
   minChunk: number;
+  /**
+   * Threads the fused passes aim for over all channels, walking runs of one element or item
+   * (several workgroups per channel: the segmented kernels); null for one workgroup per channel
+   * whose threads walk runs of at least a few dozen vectors.
+   */
+  fusedThreads: number | null;
 }
 
 /**
@@ -491,12 +503,28 @@ export interface ReductionChunking {
  * the 512-thread partial passes moved 76-183 GB/s against 2400 for a copy, and took 26 of the
  * tuned paper-size step's 74 ms (bench/README.md, round 13).
  */
-const CPU_REDUCTION: ReductionChunking = { threads: 512, mostPerChannel: Infinity, minChunk: 64 };
-/** Real GPUs: see {@link CPU_REDUCTION}. */
-const GPU_REDUCTION: ReductionChunking = { threads: 65536, mostPerChannel: 256, minChunk: 16 };
+const CPU_REDUCTION: ReductionChunking = {
+  threads: 512,
+  mostPerChannel: Infinity,
+  minChunk: 64,
+  fusedThreads: null,
+};
+/**
+ * Real GPUs: see {@link CPU_REDUCTION}. The fused passes' one workgroup of 64 threads per channel
+ * ran at 77-523 GB/s on the H200 even after the partial passes were chunked (round 14): 64
+ * channels of 64x64 at batch 64 gave 4096 threads 4096 elements each. Segmented, they aim for
+ * 262144 threads (unmeasured on a GPU as of round 14).
+ */
+const GPU_REDUCTION: ReductionChunking = {
+  threads: 65536,
+  mostPerChannel: 256,
+  minChunk: 16,
+  fusedThreads: 262144,
+};
 /**
  * Base of the fused passes' least run per thread (a quarter of it for elements, an eighth for
- * pooled items): one workgroup per channel walks the channel, on every adapter.
+ * pooled items) where one workgroup per channel walks the channel (CPU rasterizers; GPUs walk
+ * runs of one, see {@link fusedWalk}).
  */
 const BN_MIN_CHUNK = 64;
 
@@ -772,35 +800,60 @@ function bnFused(b: Backend, channels: number, options: BatchNormOptions): boole
   return bnVariant(b, channels, options) === "chunked" && (options.fused ?? fusedBatchNorm);
 }
 
+/** A fused pass's uniforms for the element walk `walk` of the partial pass's chunking `k`. */
 function fusedUniforms(
   batch: number,
   channels: number,
   k: ReturnType<typeof bnChunking>,
+  walk: FusedWalk,
   count: number,
   eps: number,
   momentum: number,
 ): Uint8Array {
-  const walk = fusedWalk(k.total, BN_MIN_CHUNK / 4);
-  return new Uniforms(11).u32(batch).u32(channels).u32(k.spatialV).u32(k.chunks)
-    .u32(k.chunkLength).u32(k.total).f32(count).f32(eps).f32(momentum).u32(walk.chunks)
-    .u32(walk.chunkLength).bytes;
+  const u = new Uniforms(walk.segments ? 12 : 11).u32(batch).u32(channels).u32(k.spatialV)
+    .u32(k.chunks).u32(k.chunkLength).u32(k.total).f32(count).f32(eps).f32(momentum)
+    .u32(walk.chunks).u32(walk.chunkLength);
+  if (walk.segments) u.u32(walk.segments);
+  return u.bytes;
 }
 
 /**
- * How a fused pass's workgroup (one per channel) walks the channel's `total` elements or items:
- * up to one run per thread, of at least `minLength`. The partial passes cut a channel into few
- * chunks when there are many channels (256 channels of 8x8 at batch 64: 2), and a fused pass that
- * walked those chunks kept 2 of its 64 threads busy.
+ * How a fused pass walks each channel's `total` elements or items: `chunks` runs of
+ * `chunkLength`, by `segments` workgroups per channel (null: one, with the unsegmented kernels).
  */
-function fusedWalk(total: number, minLength: number): { chunks: number; chunkLength: number } {
-  return splitRuns(total, BN_FUSED_WORKGROUP, minLength);
+interface FusedWalk {
+  chunks: number;
+  chunkLength: number;
+  segments: number | null;
+}
+
+/**
+ * The walk of a fused pass on `b` ({@link ReductionChunking.fusedThreads}). One workgroup per
+ * channel (CPU rasterizers): up to one run per thread, of at least `minLength` (the partial passes
+ * cut a channel into few chunks when there are many channels, 256 channels of 8x8 at batch 64: 2,
+ * and a fused pass that walked those chunks kept 2 of its 64 threads busy). Segmented (GPUs): runs
+ * of one, over enough workgroups per channel for the threads aimed for, 4 runs per thread or more.
+ */
+function fusedWalk(b: Backend, total: number, minLength: number, channels: number): FusedWalk {
+  const threads = reductionChunking(b).fusedThreads;
+  if (threads === null) {
+    return { ...splitRuns(total, BN_FUSED_WORKGROUP, minLength), segments: null };
+  }
+  const perChannel = Math.min(Math.ceil(total / 4), Math.ceil(threads / channels));
+  const segments = Math.max(1, Math.ceil(perChannel / BN_FUSED_WORKGROUP));
+  return { chunks: total, chunkLength: 1, segments };
+}
+
+/** The grid of a fused pass: a workgroup per channel and segment. */
+function fusedGrid(channels: number, walk: FusedWalk): [number, number] {
+  return gridPerItem(channels * (walk.segments ?? 1));
 }
 
 /**
  * Training-mode batch norm forward: batch statistics (mean, invStd, running stats updated when
  * given) and y = batchnorm(x) (relu'd with `options.relu`). The chunked variant runs two passes
- * (chunk partials, then statistics and normalize fused, one workgroup per channel); otherwise
- * {@link batchNormStats} then {@link batchNormApply}.
+ * (chunk partials, then statistics and normalize fused, one workgroup per channel, or several on
+ * GPUs); otherwise {@link batchNormStats} then {@link batchNormApply}.
  */
 export function batchNormForwardTraining(
   b: Backend,
@@ -826,11 +879,18 @@ export function batchNormForwardTraining(
   }
   const k = bnChunking(b, batch, channels, spatial);
   const partial = bnStatsPartials(b, x, batch, channels, k);
+  const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels);
   b.dispatch(
-    batchNormForwardFusedKernel(k.vec4, affineParams !== null, options.relu ?? false, !!running),
+    batchNormForwardFusedKernel(
+      k.vec4,
+      affineParams !== null,
+      options.relu ?? false,
+      !!running,
+      walk.segments !== null,
+    ),
     fusedForwardBuffers(x, partial, affineParams, y, mean, invStd, running),
-    fusedUniforms(batch, channels, k, batch * spatial, eps, momentum),
-    gridPerItem(channels),
+    fusedUniforms(batch, channels, k, walk, batch * spatial, eps, momentum),
+    fusedGrid(channels, walk),
   );
   b.pool.release(partial);
 }
@@ -911,21 +971,28 @@ function pooledChunking(
  * A fused pooled pass's walk over each channel's items ({@link fusedWalk}, 8 items or more), with
  * the item geometry of the partial pass's chunking `k`.
  */
-function pooledWalk(k: ReturnType<typeof pooledChunking>) {
-  return { ...k, ...fusedWalk(k.total, BN_MIN_CHUNK / 8) };
+function pooledWalk(b: Backend, k: ReturnType<typeof pooledChunking>, channels: number) {
+  return { ...k, ...fusedWalk(b, k.total, BN_MIN_CHUNK / 8, channels) };
 }
 
+/**
+ * The pooled passes' uniforms for the item chunking `k` (a partial pass's, or a fused pass's walk,
+ * whose segment count comes last when it is segmented).
+ */
 function pooledUniforms(
   batch: number,
   channels: number,
-  k: ReturnType<typeof pooledChunking>,
+  k: ReturnType<typeof pooledChunking> & { segments?: number | null },
   statChunks: number,
   count: number,
   eps: number,
   momentum: number,
 ): Uint8Array {
-  return new Uniforms(11).u32(batch).u32(channels).u32(k.quadsW).u32(k.outH).u32(k.chunks)
-    .u32(k.chunkLength).u32(k.total).u32(statChunks).f32(count).f32(eps).f32(momentum).bytes;
+  const u = new Uniforms(k.segments ? 12 : 11).u32(batch).u32(channels).u32(k.quadsW)
+    .u32(k.outH).u32(k.chunks).u32(k.chunkLength).u32(k.total).u32(statChunks).f32(count)
+    .f32(eps).f32(momentum);
+  if (k.segments) u.u32(k.segments);
+  return u.bytes;
 }
 
 /**
@@ -958,12 +1025,12 @@ export function batchNormReluMaxPoolForwardTraining(
   const spatial = height * width;
   const k = bnChunking(b, batch, channels, spatial);
   const partial = bnStatsPartials(b, x, batch, channels, k);
-  const p = pooledWalk(pooledChunking(b, batch, channels, height, width));
+  const p = pooledWalk(b, pooledChunking(b, batch, channels, height, width), channels);
   b.dispatch(
-    batchNormReluMaxPoolForwardKernel(affineParams !== null, running !== null),
+    batchNormReluMaxPoolForwardKernel(affineParams !== null, running !== null, p.segments !== null),
     fusedForwardBuffers(x, partial, affineParams, pooled, mean, invStd, running),
     pooledUniforms(batch, channels, p, k.chunks, batch * spatial, eps, momentum),
-    gridPerItem(channels),
+    fusedGrid(channels, p),
   );
   b.pool.release(partial);
 }
@@ -999,11 +1066,12 @@ export function batchNormReluMaxPoolBackwardTraining(
     pooledUniforms(batch, channels, p, p.chunks, count, eps, 0),
     grid1d(p.chunks * channels, 64),
   );
+  const walk = pooledWalk(b, p, channels);
   b.dispatch(
-    batchNormReluMaxPoolBackwardFusedKernel(affineParams !== null),
+    batchNormReluMaxPoolBackwardFusedKernel(affineParams !== null, walk.segments !== null),
     [dPooled, x, mean, invStd, ...params, partial, dx, sums],
-    pooledUniforms(batch, channels, pooledWalk(p), p.chunks, count, eps, 0),
-    gridPerItem(channels),
+    pooledUniforms(batch, channels, walk, p.chunks, count, eps, 0),
+    fusedGrid(channels, walk),
   );
   b.pool.release(partial);
 }
@@ -1077,11 +1145,12 @@ export function batchNormBackwardTraining(
   if (weight) buffers.push(weight);
   if (fromInput && weight) buffers.push(fromInput.bias!);
   buffers.push(partial, dx, sums);
+  const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels);
   b.dispatch(
-    batchNormBackwardFusedKernel(k.vec4, weight !== null, mask),
+    batchNormBackwardFusedKernel(k.vec4, weight !== null, mask, walk.segments !== null),
     buffers,
-    fusedUniforms(batch, channels, k, batch * spatial, eps, 0),
-    gridPerItem(channels),
+    fusedUniforms(batch, channels, k, walk, batch * spatial, eps, 0),
+    fusedGrid(channels, walk),
   );
   b.pool.release(partial);
 }

@@ -518,7 +518,7 @@ ${linearMain()}
 
 // ---- fused training passes: the per-channel finalize folded into the element pass ------------
 
-/** Threads per workgroup of the fused passes (one workgroup per channel). */
+/** Threads per workgroup of the fused passes (one workgroup per channel, or per segment of one). */
 export const BN_FUSED_WORKGROUP = 64;
 
 /**
@@ -526,14 +526,41 @@ export const BN_FUSED_WORKGROUP = 64;
  * `prologue`, then each thread walks runs k = lid, lid + 64, ... of c with `body` (which sees the
  * channel's sums a and q). The default walk: the elements e, in `params.walkChunks` runs of
  * `params.walkLength` ({@link chunkWalk}); the partials are `params.chunks` per channel.
+ * `segmented` (real GPUs): `params.segments` workgroups per channel, workgroup `seg` taking runs
+ * seg * 64 + lid, stepping by segments * 64 (with runs of one element or item, neighbouring threads
+ * touch neighbouring addresses); one workgroup per channel left a GPU with a few thousand threads
+ * for the whole map.
  */
-function fusedChunkKernel(prologue: string, body: string, walk: FusedWalk = ELEMENT_WALK): string {
-  return `${fusedHead(walk.partials)}
+function fusedChunkKernel(
+  prologue: string,
+  body: string,
+  walk: FusedWalk = ELEMENT_WALK,
+  segmented = false,
+): string {
+  const [start, step] = segmented
+    ? [`seg * ${BN_FUSED_WORKGROUP}u + lid`, `params.segments * ${BN_FUSED_WORKGROUP}u`]
+    : ["lid", `${BN_FUSED_WORKGROUP}u`];
+  return `${segmented ? segmentedHead(walk.partials) : fusedHead(walk.partials)}
   ${prologue}
-  for (var k = lid; k < ${walk.runs}; k = k + ${BN_FUSED_WORKGROUP}u) {
+  for (var k = ${start}; k < ${walk.runs}; k = k + ${step}) {
     ${walk.run(body)}
   }
 }`;
+}
+
+/** A fused kernel's flags, with `segmented: true` added only for the segmented form. */
+function segmentedFlag<T extends Record<string, unknown>>(flags: T, segmented: boolean) {
+  return segmented ? { ...flags, segmented } : flags;
+}
+
+/** Which thread of a fused pass writes the channel's statistics or sums: one per channel. */
+function channelWriter(segmented: boolean): string {
+  return segmented ? "lid == 0u && seg == 0u" : "lid == 0u";
+}
+
+/** The uniform block of a fused pass: `fields`, then the segment count when `segmented`. */
+function fusedUniformFields(fields: string, segmented: boolean): string {
+  return segmented ? `${fields} segments: u32,` : fields;
 }
 
 /** How a fused pass walks a channel: its partials' count, its runs' count, one run's WGSL. */
@@ -572,6 +599,42 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 }
 
 /**
+ * {@link fusedHead} for `params.segments` workgroups per channel (real GPUs): workgroup id = c *
+ * segments + seg; its threads sum every 64th of the channel's chunk partials, then add their sums
+ * in a workgroup tree (barriers are cheap on GPUs), so all hold the channel's sums a and q.
+ */
+function segmentedHead(chunks: string): string {
+  return `var<workgroup> headA: array<f32, ${BN_FUSED_WORKGROUP}>;
+var<workgroup> headQ: array<f32, ${BN_FUSED_WORKGROUP}>;
+@compute @workgroup_size(${BN_FUSED_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let id = wid.y * nwg.x + wid.x;
+  if (id >= params.channels * params.segments) { return; }
+  let c = id / params.segments;
+  let seg = id - c * params.segments;
+  var a = 0.0;
+  var q = 0.0;
+  for (var k = lid; k < ${chunks}; k = k + ${BN_FUSED_WORKGROUP}u) {
+    let at = (c * ${chunks} + k) * 2u;
+    a = a + partial[at];
+    q = q + partial[at + 1u];
+  }
+  headA[lid] = a;
+  headQ[lid] = q;
+  workgroupBarrier();
+  for (var width = ${BN_FUSED_WORKGROUP / 2}u; width > 0u; width = width / 2u) {
+    if (lid < width) {
+      headA[lid] = headA[lid] + headA[lid + width];
+      headQ[lid] = headQ[lid] + headQ[lid + width];
+    }
+    workgroupBarrier();
+  }
+  a = headA[0];
+  q = headQ[0];`;
+}
+
+/**
  * The fused passes' uniforms: the partial pass's chunking (its `chunks` partials per channel are
  * summed first), count, eps, momentum, then the element walk's own chunking (walkChunks runs of
  * walkLength elements: up to one per thread of the workgroup, so that every thread works even
@@ -591,6 +654,7 @@ export function batchNormForwardFusedKernel(
   affine: boolean,
   relu: boolean,
   updateRunning: boolean,
+  segmented = false,
 ): KernelSource {
   const l = lane(vec4);
   const bindings: [string, "read" | "readWrite", string][] = [
@@ -609,13 +673,15 @@ export function batchNormForwardFusedKernel(
   const first = vec4 ? "x[c * params.spatialV].x" : "x[c * params.spatialV]";
   return kernel(
     "batchNormForwardFused",
-    { vec4, affine, relu, updateRunning },
+    segmentedFlag({ vec4, affine, relu, updateRunning }, segmented),
     bindings.map(([, k]) => k),
-    `${declareBindings(bindings, FUSED_UNIFORMS)}
+    `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
 ${
       fusedChunkKernel(
-        statisticsPrologue(first, affine, updateRunning),
+        statisticsPrologue(first, affine, updateRunning, segmented),
         `y[e] = ${reluOf("x[e] * scale + shift", relu, l.zero)};`,
+        ELEMENT_WALK,
+        segmented,
       )
     }`,
   );
@@ -625,13 +691,18 @@ ${
  * From the channel's shifted sums a and q (and the shift `first`): mean and invStd (written with
  * the running statistics by thread 0), then the normalize's scale and shift.
  */
-function statisticsPrologue(first: string, affine: boolean, updateRunning: boolean): string {
+function statisticsPrologue(
+  first: string,
+  affine: boolean,
+  updateRunning: boolean,
+  segmented: boolean,
+): string {
   return `let count = params.count;
   let m1 = a / count;
   let variance = max(q / count - m1 * m1, 0.0);
   let m = ${first} + m1;
   let inv = inverseSqrt(variance + params.eps);
-  if (lid == 0u) {
+  if (${channelWriter(segmented)}) {
     mean[c] = m;
     invStd[c] = inv;
     ${
@@ -650,10 +721,10 @@ function statisticsPrologue(first: string, affine: boolean, updateRunning: boole
  * The fused backward's start from the channel's sums a (of dy) and q (of dy * (x - mean)): the
  * weight and bias sums written by thread 0, the gain and the dx terms k1, k2.
  */
-function backwardSumsPrologue(affine: boolean): string {
+function backwardSumsPrologue(affine: boolean, segmented: boolean): string {
   return `let m = mean[c];
   let inv = invStd[c];
-  if (lid == 0u) {
+  if (${channelWriter(segmented)}) {
     sums[c] = a;
     sums[params.channels + c] = q * inv;
   }
@@ -673,6 +744,7 @@ export function batchNormBackwardFusedKernel(
   vec4: boolean,
   affine: boolean,
   relu: boolean | ReluMask,
+  segmented = false,
 ): KernelSource {
   const l = lane(vec4);
   const fromInput = relu === "input";
@@ -691,14 +763,20 @@ export function batchNormBackwardFusedKernel(
   ]);
   return kernel(
     "batchNormBackwardFused",
-    { vec4, affine, relu: fromInput ? "input" : relu === true || relu === "output" },
+    segmentedFlag(
+      { vec4, affine, relu: fromInput ? "input" : relu === true || relu === "output" },
+      segmented,
+    ),
     bindings.map(([, k]) => k),
-    `${declareBindings(bindings, FUSED_UNIFORMS)}
+    `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
 ${
       fusedChunkKernel(
-        backwardSumsPrologue(affine) + (fromInput ? `\n  ${reluMaskPrologue(affine)}` : ""),
+        backwardSumsPrologue(affine, segmented) +
+          (fromInput ? `\n  ${reluMaskPrologue(affine)}` : ""),
         `let g = ${gradient(relu, l.zero)};
       dx[e] = gain * (g - k1 - (x[e] - m) * k2);`,
+        ELEMENT_WALK,
+        segmented,
       )
     }`,
   );
@@ -794,6 +872,7 @@ function pooledGradient(): string {
 export function batchNormReluMaxPoolForwardKernel(
   affine: boolean,
   updateRunning: boolean,
+  segmented = false,
 ): KernelSource {
   const bindings: [string, "read" | "readWrite", string][] = [
     ["x", "read", "vec4f"],
@@ -813,17 +892,18 @@ export function batchNormReluMaxPoolForwardKernel(
   const first = "x[c * 2u * params.outH * params.quadsW].x";
   return kernel(
     "batchNormReluMaxPoolForward",
-    { affine, updateRunning },
+    segmentedFlag({ affine, updateRunning }, segmented),
     bindings.map(([, k]) => k),
-    `${declareBindings(bindings, POOLED_UNIFORMS)}
+    `${declareBindings(bindings, fusedUniformFields(POOLED_UNIFORMS, segmented))}
 ${
       fusedChunkKernel(
-        statisticsPrologue(first, affine, updateRunning),
+        statisticsPrologue(first, affine, updateRunning, segmented),
         `let aTop = max(x[top] * scale + shift, vec4f(0.0));
     let aBottom = max(x[bottom] * scale + shift, vec4f(0.0));
     pooled[o] = vec2f(max(max(aTop.x, aTop.y), max(aBottom.x, aBottom.y)),
                       max(max(aTop.z, aTop.w), max(aBottom.z, aBottom.w)));`,
         POOLED_WALK,
+        segmented,
       )
     }`,
   );
@@ -879,7 +959,10 @@ ${
  * (to sums[c], sums[channels + c]) and dx over both rows of every item. One workgroup of 64 per
  * channel.
  */
-export function batchNormReluMaxPoolBackwardFusedKernel(affine: boolean): KernelSource {
+export function batchNormReluMaxPoolBackwardFusedKernel(
+  affine: boolean,
+  segmented = false,
+): KernelSource {
   const bindings = pooledBackwardBindings(affine, [
     ["partial", "read", "f32"],
     ["dx", "readWrite", "vec4f"],
@@ -887,18 +970,19 @@ export function batchNormReluMaxPoolBackwardFusedKernel(affine: boolean): Kernel
   ]);
   return kernel(
     "batchNormReluMaxPoolBackwardFused",
-    { affine },
+    segmentedFlag({ affine }, segmented),
     bindings.map(([, k]) => k),
-    `${declareBindings(bindings, POOLED_UNIFORMS)}
+    `${declareBindings(bindings, fusedUniformFields(POOLED_UNIFORMS, segmented))}
 ${WINDOW_GRADIENT}
 ${
       fusedChunkKernel(
-        `${backwardSumsPrologue(affine)}
+        `${backwardSumsPrologue(affine, segmented)}
   ${reluMaskPrologue(affine)}`,
         `${pooledGradient()}
     dx[top] = gain * (gTop - k1 - (xTop - m) * k2);
     dx[bottom] = gain * (gBottom - k1 - (xBottom - m) * k2);`,
         POOLED_WALK,
+        segmented,
       )
     }`,
   );

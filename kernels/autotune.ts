@@ -47,11 +47,18 @@ const states = new WeakMap<Backend, TunerState>();
 /** Timing rounds per variant (the median is kept). */
 const TUNING_ROUNDS = 3;
 /**
+ * A variant slower than this many times the fastest in the first round is not timed again: the
+ * machines drift by up to a third between rounds, never by half, and the losers are the slowest to
+ * time (on an H200 ubo-any took 268 ms per call where gemm took 3.5).
+ */
+const PRUNE_FACTOR = 2;
+/**
  * Revision of the conv kernels the cached timings were measured with: a cache written by other
  * kernels is ignored (and rewritten at the next tuning), since its choices compared old code. CPU
  * rasterizers and GPUs tune among different candidates (no gemm variants on CPU rasterizers), so
  * each kind has its own: a change that only one kind runs re-times only that kind's caches (on
- * llvmpipe the benchmark's 27 entries take 8.4 minutes to tune).
+ * llvmpipe the benchmark's 27 entries took 8.4 minutes to tune before the first round's losers
+ * were dropped, {@link PRUNE_FACTOR}; that halved the time of 18 demo-size entries).
  */
 export const CPU_KERNELS_REVISION = 14;
 /**
@@ -198,6 +205,8 @@ async function timeOnce(b: Backend, record: () => void, floorMs: number): Promis
   await b.sync();
   const once = Math.max(0.05, performance.now() - t0 - floorMs);
   const reps = Math.max(1, Math.min(20, Math.round(150 / once)));
+  // A call long enough to be timed alone was timed already.
+  if (reps === 1) return once;
   t0 = performance.now();
   for (let i = 0; i < reps; i++) record();
   await b.sync();
@@ -250,7 +259,8 @@ export async function autotuneConv(
       const samples = new Map<ops.ConvVariant, number[]>(variants.map((v) => [v, []]));
       const failures = new Map<ops.ConvVariant, string>();
       for (let round = 0; round < TUNING_ROUNDS; round++) {
-        for (const variant of variants) {
+        const timed = round === 0 ? variants : stillContending(samples, PRUNE_FACTOR);
+        for (const variant of timed) {
           if (failures.has(variant)) continue;
           try {
             samples.get(variant)!.push(await timeOnce(b, record(variant), floorMs));
@@ -280,6 +290,19 @@ export async function autotuneConv(
   }
   if (tuned) save(s, b);
   return tuned;
+}
+
+/**
+ * The variants whose first time is within `factor` of the fastest first time (those timed again
+ * after the first round); variants without a time (failed) are left out.
+ */
+export function stillContending(
+  samples: ReadonlyMap<ops.ConvVariant, readonly number[]>,
+  factor: number,
+): ops.ConvVariant[] {
+  const first = [...samples].filter(([, times]) => times.length > 0);
+  const best = Math.min(...first.map(([, times]) => times[0]));
+  return first.filter(([, times]) => times[0] <= factor * best).map(([variant]) => variant);
 }
 
 /**

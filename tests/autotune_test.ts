@@ -7,6 +7,7 @@ import {
   kernelsRevision,
   setAutotuneCachePath,
   setAutotuneEnabled,
+  stillContending,
   tuneAtFirstUse,
   tunedConvVariant,
 } from "../kernels/autotune.ts";
@@ -197,4 +198,15 @@ Deno.test("fastestVariant: lowest median, failed variants left out, null when no
   });
   assert.equal(fastestVariant(samples)?.variant, "gemm");
   assert.equal(fastestVariant(new Map([["ubo", [2]]]), new Map([["ubo", "lost"]])), null);
+});
+
+Deno.test("stillContending: variants within the factor of the fastest first time, failed ones out", () => {
+  const samples = new Map<ops.ConvVariant, number[]>([
+    ["direct", [9.5]], // 2.4x the fastest first time: not timed again
+    ["ubo", [4, 9]], // fastest first time (its later times do not matter)
+    ["ubo-cols", [8]], // exactly 2x: kept
+    ["gemm", []], // failed in the first round
+  ]);
+  assert.deepEqual(stillContending(samples, 2), ["ubo", "ubo-cols"]);
+  assert.deepEqual(stillContending(samples, 3), ["direct", "ubo", "ubo-cols"]);
 });

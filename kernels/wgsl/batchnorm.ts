@@ -147,6 +147,21 @@ ${linearMain()}
 }
 
 /**
+ * Tree reduction of two workgroup arrays of `size` f32 at once into their element 0 (every thread
+ * of the workgroup must reach it: uniform control flow).
+ */
+function pairTreeReduce(first: string, second: string, size: number): string {
+  return `  workgroupBarrier();
+  for (var width = ${size / 2}u; width > 0u; width = width / 2u) {
+    if (lid < width) {
+      ${first}[lid] = ${first}[lid] + ${first}[lid + width];
+      ${second}[lid] = ${second}[lid] + ${second}[lid + width];
+    }
+    workgroupBarrier();
+  }`;
+}
+
+/**
  * Backward sums per channel: sums[c] = sum(dy), sums[channels + c] = sum(dy * xhat).
  * One workgroup per channel.
  */
@@ -180,14 +195,7 @@ ${
         "  partial[lid] = sumDy;\n  partialXhat[lid] = sumDyXhat;",
       )
     }
-  workgroupBarrier();
-  for (var width = ${WORKGROUP_SIZE / 2}u; width > 0u; width = width / 2u) {
-    if (lid < width) {
-      partial[lid] = partial[lid] + partial[lid + width];
-      partialXhat[lid] = partialXhat[lid] + partialXhat[lid + width];
-    }
-    workgroupBarrier();
-  }
+${pairTreeReduce("partial", "partialXhat", WORKGROUP_SIZE)}
   if (lid == 0u && c < params.channels) {
     sums[c] = partial[0];
     sums[params.channels + c] = partialXhat[0];
@@ -622,14 +630,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   headA[lid] = a;
   headQ[lid] = q;
-  workgroupBarrier();
-  for (var width = ${BN_FUSED_WORKGROUP / 2}u; width > 0u; width = width / 2u) {
-    if (lid < width) {
-      headA[lid] = headA[lid] + headA[lid + width];
-      headQ[lid] = headQ[lid] + headQ[lid + width];
-    }
-    workgroupBarrier();
-  }
+${pairTreeReduce("headA", "headQ", BN_FUSED_WORKGROUP)}
   a = headA[0];
   q = headQ[0];`;
 }

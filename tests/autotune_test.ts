@@ -159,24 +159,29 @@ Deno.test("untuned defaults: gemm only on real GPUs, for deep small maps and lon
     stride: 1,
     pad: 1,
   });
-  // The paper autoencoder's 256->512 @8 and 64->128 @32 layers, the output layer 64->3 @64; the
-  // bench's 32->64 @32.
-  assert.equal(ops.gemmPreferredOnGpu("forward", layer(64, 256, 512, 8)), true);
-  assert.equal(ops.gemmPreferredOnGpu("forward", layer(64, 64, 128, 32)), true);
-  assert.equal(ops.gemmPreferredOnGpu("forward", layer(64, 32, 64, 32)), false);
-  assert.equal(ops.gemmPreferredOnGpu("backwardInput", layer(64, 256, 512, 8)), true);
-  assert.equal(ops.gemmPreferredOnGpu("backwardWeight", layer(64, 64, 128, 32)), true);
-  assert.equal(ops.gemmPreferredOnGpu("backwardWeight", layer(64, 64, 3, 64)), false);
-  // The demo's 16->32 @8 layer at batch 32: a short reduction.
-  assert.equal(ops.gemmPreferredOnGpu("backwardWeight", layer(32, 16, 32, 8)), false);
-  // gemm-wide: M fills 128 rows and the tiles fill the GPU (forward of 256->512 @8: 4 x 32 tiles;
-  // backward to its input: 2 x 32, too few); the weight from 2048 columns.
-  assert.equal(ops.gemmWidePreferredOnGpu("forward", layer(64, 256, 512, 8)), true);
-  assert.equal(ops.gemmWidePreferredOnGpu("backwardInput", layer(64, 256, 512, 8)), false);
-  assert.equal(ops.gemmWidePreferredOnGpu("backwardInput", layer(64, 64, 128, 32)), false);
-  assert.equal(ops.gemmWidePreferredOnGpu("forward", layer(64, 64, 128, 32)), true);
-  assert.equal(ops.gemmWidePreferredOnGpu("backwardWeight", layer(64, 256, 128, 32)), true);
-  assert.equal(ops.gemmWidePreferredOnGpu("backwardWeight", layer(64, 64, 128, 32)), false);
+  type Rule = (pass: ops.ConvPass, g: ops.Conv2dGeometry) => boolean;
+  const cases: [Rule, ops.ConvPass, ops.Conv2dGeometry, boolean][] = [
+    // gemm: the paper autoencoder's 256->512 @8 and 64->128 @32 layers, the output layer 64->3
+    // @64; the bench's 32->64 @32; the demo's 16->32 @8 at batch 32 (a short reduction).
+    [ops.gemmPreferredOnGpu, "forward", layer(64, 256, 512, 8), true],
+    [ops.gemmPreferredOnGpu, "forward", layer(64, 64, 128, 32), true],
+    [ops.gemmPreferredOnGpu, "forward", layer(64, 32, 64, 32), false],
+    [ops.gemmPreferredOnGpu, "backwardInput", layer(64, 256, 512, 8), true],
+    [ops.gemmPreferredOnGpu, "backwardWeight", layer(64, 64, 128, 32), true],
+    [ops.gemmPreferredOnGpu, "backwardWeight", layer(64, 64, 3, 64), false],
+    [ops.gemmPreferredOnGpu, "backwardWeight", layer(32, 16, 32, 8), false],
+    // gemm-wide: M fills 128 rows and the tiles fill the GPU (forward of 256->512 @8: 4 x 32
+    // tiles; backward to its input: 2 x 32, too few); the weight from 2048 columns.
+    [ops.gemmWidePreferredOnGpu, "forward", layer(64, 256, 512, 8), true],
+    [ops.gemmWidePreferredOnGpu, "backwardInput", layer(64, 256, 512, 8), false],
+    [ops.gemmWidePreferredOnGpu, "backwardInput", layer(64, 64, 128, 32), false],
+    [ops.gemmWidePreferredOnGpu, "forward", layer(64, 64, 128, 32), true],
+    [ops.gemmWidePreferredOnGpu, "backwardWeight", layer(64, 256, 128, 32), true],
+    [ops.gemmWidePreferredOnGpu, "backwardWeight", layer(64, 64, 128, 32), false],
+  ];
+  for (const [rule, pass, g, expected] of cases) {
+    assert.equal(rule(pass, g), expected, `${rule.name} ${pass} ${g.inC}->${g.outC} @${g.inH}`);
+  }
   if (backend.isCpuRasterizer) {
     for (const pass of ["forward", "backwardInput", "backwardWeight"] as const) {
       assert.ok(!ops.conv2dVariant(backend, pass, layer(2, 256, 512, 8)).startsWith("gemm"));

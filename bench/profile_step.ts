@@ -17,6 +17,7 @@
  *
  *   deno run -A bench/profile_step.ts [--batch 32] [--steps 3] [--only ae|resnet] [--top 25] [--detail]
  *     [--ae-size tiny|demo|paper] [--conditioning maps|input] [--paper-loss]
+ *     [--resnet-width 0.125] [--resnet-size 64]   (the paper's regressor: --resnet-width 1 --resnet-size 224)
  *     [--compare [--ab-steps 8] | --tune]
  *
  * The autoencoder's loss weighs its reconstruction by region maps, as the demo trains it;
@@ -45,6 +46,8 @@ const args = {
   aeSize: (flag("ae-size") ?? "tiny") as "tiny" | "demo" | "paper",
   conditioning: (flag("conditioning") ?? "maps") as "input" | "maps",
   paperLoss: Deno.args.includes("--paper-loss"),
+  resnetWidth: Number(flag("resnet-width") ?? 1 / 8),
+  resnetSize: Number(flag("resnet-size") ?? 64),
 };
 const batch = Number(args.batch ?? 32);
 const steps = Number(args.steps ?? 3);
@@ -173,12 +176,14 @@ if (!args.only || args.only === "ae") {
 }
 
 if (!args.only || args.only === "resnet") {
-  const x = device.rand([batch, 3, 64, 64], 7);
+  const side = args.resnetSize;
+  const x = device.rand([batch, 3, side, side], 7);
   const y = device.rand([batch, 2], 8);
-  await profile(`resnet34 w1/8 64x64 batch ${batch}`, (config) => {
+  const width = args.resnetWidth === 1 / 8 ? "1/8" : String(args.resnetWidth);
+  await profile(`resnet34 w${width} ${side}x${side} batch ${batch}`, (config) => {
     const model = new ResNet34(device, {
-      width: 1 / 8,
-      inputSize: 64,
+      width: args.resnetWidth,
+      inputSize: side,
       seed: 1,
       fused: !config.round3,
     });

@@ -9,7 +9,9 @@
 # - sweep: bench/gemm_sweep.ts (SWEEP_S), then the fastest tiling in total becomes "gemm-wide" for
 #   the parts after it (VA_GEMM_WIDE_TILE);
 # - tests (TEST_GLOB picks the files, default all), bench, profile: as above;
-# - steps: the face autoencoder's training step at the demo and paper sizes alone (STEPS_S).
+# - steps: the face autoencoder's training step at the demo and paper sizes alone (STEPS_S);
+# - resnet: a profile of the paper's regressor, ResNet34 at full width on 224x224 faces, batch 32,
+#   untuned then tuned (RESNET_S; its PyTorch CUDA peer is a row of the bench part).
 set -u
 PARTS="${PARTS:-tests bench profile}"
 has() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -92,14 +94,21 @@ for (const size of ["demo", "paper"]) {
 }' >"$OUT/steps.txt" 2>&1
   echo "steps exit $?"
 fi
+if has resnet; then
+  elapsed "resnet"
+  timeout "${RESNET_S:-150}" /tmp/deno run --no-check -A bench/profile_step.ts --only resnet \
+    --resnet-width 1 --resnet-size 224 --batch 32 --steps 3 --tune --top 25 >"$OUT/resnet.txt" 2>&1
+  echo "resnet exit $?"
+fi
 cp .cache/autotune-*.json "$OUT/" 2>/dev/null
 if has tests; then
   grep "^== " "$OUT/tests.txt"
   grep -A12 "^ERRORS" "$OUT/tests.txt" | head -60
 fi
 if has bench; then
-  grep -E "conv (fwd|bwd)|upconv|training step|vs PyTorch" "$OUT/bench.txt" | cut -c1-150
+  grep -E "conv (fwd|bwd)|upconv|training step|vs PyTorch|resnet34" "$OUT/bench.txt" | cut -c1-150
 fi
 if has profile; then tail -40 "$OUT/profile.txt" | cut -c1-150; fi
 if has steps; then cat "$OUT/steps.txt"; fi
+if has resnet; then tail -30 "$OUT/resnet.txt" | cut -c1-150; fi
 elapsed "done"

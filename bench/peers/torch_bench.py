@@ -234,5 +234,14 @@ best("train step resnet34 w1/8 @64 (batch 32)",
                           [faces.contiguous(memory_format=fmt)],
                           lambda m, f: F.mse_loss(m(f), targets)),
      3 if quick else 10, images_per_second(32))
+# The paper's regressor (ResNet34 at full width on 224x224 faces, batch 32): on a GPU only (about
+# 11 GFLOP per image and step, minutes on two CPU threads).
+if device == "cuda" and not quick:
+    faces224 = torch.rand(32, 3, 224, 224)
+    best("train step resnet34 w1 @224 (batch 32)",
+         lambda fmt: training(resnet34(1).to(memory_format=fmt), 1e-4,
+                              [faces224.contiguous(memory_format=fmt)],
+                              lambda m, f: F.mse_loss(m(f), targets)),
+         3, images_per_second(32))
 print(json.dumps({"version": torch.__version__, "threads": threads, "device": device,
                   "results": results}))

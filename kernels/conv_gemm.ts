@@ -19,9 +19,8 @@ import {
   gemmWorkgroupBytes,
 } from "./wgsl/conv_gemm.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
-import { reduceAxis } from "./reductions.ts";
+import { intoSplits, kSplits } from "./reductions.ts";
 
-const F32 = 4;
 /**
  * Workgroups the weight gradient aims for when it splits K: enough to fill a large GPU (an H100
  * holds ~8 of these 256-thread workgroups on each of 132 multiprocessors).
@@ -118,12 +117,7 @@ export function gemmSplits(
   const { M, N, K } = gemmDimensions(pass, g);
   if (pass !== "backwardWeight") return { kPerSplit: K, splits: 1 };
   const tiles = Math.ceil(M / tile.m) * Math.ceil(N / tile.n);
-  const wanted = Math.max(
-    1,
-    Math.min(Math.ceil(GEMM_TARGET_WORKGROUPS / tiles), Math.floor(K / GEMM_MIN_SPLIT_K)),
-  );
-  const kPerSplit = Math.ceil(K / wanted / tile.k) * tile.k;
-  return { kPerSplit, splits: Math.ceil(K / kPerSplit) };
+  return kSplits(K, tiles, GEMM_TARGET_WORKGROUPS, GEMM_MIN_SPLIT_K, tile.k);
 }
 
 /**
@@ -207,11 +201,7 @@ export function gemmBackwardWeight(
   tile: GemmTile = GEMM_TILE,
 ): void {
   const { kPerSplit, splits } = gemmSplits("backwardWeight", g, tile);
-  const weightSize = g.outC * g.inC * g.kH * g.kW;
-  const target = splits === 1 ? dw : b.pool.acquire(splits * weightSize * F32);
-  dispatchGemm(b, "backwardWeight", g, [dy, x, target], false, tile, splits, kPerSplit);
-  if (splits > 1) {
-    reduceAxis(b, target, dw, 1, splits, weightSize);
-    b.pool.release(target);
-  }
+  intoSplits(b, splits, g.outC * g.inC * g.kH * g.kW, dw, (target) => {
+    dispatchGemm(b, "backwardWeight", g, [dy, x, target], false, tile, splits, kPerSplit);
+  });
 }

@@ -18,7 +18,7 @@ import {
   unaryKernel,
   type UnaryOp,
 } from "./wgsl/elementwise.ts";
-import { reduceAxis, reduceMiddle, sumAll } from "./reductions.ts";
+import { intoSplits, kSplits, reduceAxis, reduceMiddle, sumAll } from "./reductions.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
 import { envVar } from "./env.ts";
 import {
@@ -472,7 +472,7 @@ export function batchNormVariant(
 ): string {
   const v = bnVariant(b, channels, options);
   if (v === "per-channel") return "two-pass per channel";
-  const segmented = bnFused(b, channels, options) && reductionChunking(b).fusedThreads !== null;
+  const segmented = bnFused(b, channels, options) && fusedPassForm(b) === "segmented";
   return `chunked${spatial % 4 === 0 ? " vec4" : ""}${segmented ? " segmented" : ""}`;
 }
 
@@ -1596,20 +1596,15 @@ export function matmul(
   // Few outputs over a long K (a Linear layer on a flattened conv map: 64 x 34 over K = 8192 is 144
   // threads) leave most of the machine idle: split K, then add the splits up.
   const target = b.isCpuRasterizer ? MATMUL_TARGET_THREADS_CPU : MATMUL_TARGET_THREADS_GPU;
-  const wanted = Math.max(1, Math.min(Math.ceil(target / blocks), Math.floor(k / MATMUL_MIN_K)));
-  const kPerSplit = Math.max(1, Math.ceil(k / wanted));
-  const splits = Math.max(1, Math.ceil(k / kPerSplit));
-  const out = splits === 1 ? c : b.pool.acquire(splits * m * n * F32);
-  b.dispatch(
-    matmulKernel(transA, transB, bias !== null),
-    bias ? [a, bMatrix, bias, out] : [a, bMatrix, out],
-    new Uniforms(5).u32(m).u32(n).u32(k).u32(blocksN).u32(kPerSplit).bytes,
-    grid1d(blocks * splits),
-  );
-  if (splits > 1) {
-    reduceAxis(b, out, c, 1, splits, m * n);
-    b.pool.release(out);
-  }
+  const { kPerSplit, splits } = kSplits(k, blocks, target, MATMUL_MIN_K);
+  intoSplits(b, splits, m * n, c, (out) => {
+    b.dispatch(
+      matmulKernel(transA, transB, bias !== null),
+      bias ? [a, bMatrix, bias, out] : [a, bMatrix, out],
+      new Uniforms(5).u32(m).u32(n).u32(k).u32(blocksN).u32(kPerSplit).bytes,
+      grid1d(blocks * splits),
+    );
+  });
 }
 
 /**

@@ -90,3 +90,44 @@ export function sumAll(
   sumAll(b, partial, out, rows, scale);
   b.pool.release(partial);
 }
+
+/**
+ * How a product's reduction of length `k` splits over more threads when `parallel` threads (or
+ * workgroups) would run it unsplit: into up to `target / parallel` splits of at least `minK` each
+ * (fewer when k is short), each split's range a multiple of `align`. The splits' partial results
+ * are added up by {@link intoSplits}.
+ */
+export function kSplits(
+  k: number,
+  parallel: number,
+  target: number,
+  minK: number,
+  align = 1,
+): { kPerSplit: number; splits: number } {
+  const wanted = Math.max(1, Math.min(Math.ceil(target / parallel), Math.floor(k / minK)));
+  const kPerSplit = Math.max(1, Math.ceil(k / wanted / align) * align);
+  // One split also for k = 0 (a product that is its bias alone).
+  return { kPerSplit, splits: Math.max(1, Math.ceil(k / kPerSplit)) };
+}
+
+/**
+ * Record a split product into `out` (`size` floats): `record` writes `splits` partial results
+ * [splits, size] into the buffer it is given, which is `out` itself for one split, else a pooled
+ * scratch buffer whose partials are then summed into `out`.
+ */
+export function intoSplits(
+  b: Backend,
+  splits: number,
+  size: number,
+  out: GPUBuffer,
+  record: (target: GPUBuffer) => void,
+): void {
+  if (splits === 1) {
+    record(out);
+    return;
+  }
+  const partials = b.pool.acquire(splits * size * F32);
+  record(partials);
+  reduceAxis(b, partials, out, 1, splits, size);
+  b.pool.release(partials);
+}

@@ -79,6 +79,32 @@ function bnReference(
   return { mean, variance, y, dx, sums };
 }
 
+/**
+ * A training batch norm's test data over `size` elements of `c` channels: x in [xLow, xHigh], dy,
+ * the affine weight and bias, the running mean and variance (seeds seed .. seed + 5), uploaded,
+ * and the mean, invStd and sums outputs.
+ */
+function bnFixture(size: number, c: number, seed: number, xLow: number, xHigh: number) {
+  const data = {
+    xData: randomArray(size, seed, xLow, xHigh),
+    dyData: randomArray(size, seed + 1),
+    wData: randomArray(c, seed + 2, 0.5, 1.5),
+    bData: randomArray(c, seed + 3),
+    rmData: randomArray(c, seed + 4),
+    rvData: randomArray(c, seed + 5, 0.5, 1.5),
+  };
+  const [x, dy, weight, bias, rm, rv] = [
+    data.xData,
+    data.dyData,
+    data.wData,
+    data.bData,
+    data.rmData,
+    data.rvData,
+  ].map(upload);
+  const [mean, invStd, sums] = [c, c, 2 * c].map((k) => backend.pool.acquire(k * 4));
+  return { ...data, x, dy, weight, bias, rm, rv, mean, invStd, sums };
+}
+
 for (const variant of ["chunked", "per-channel"] as const) {
   for (const { name, shape, low } of bnShapes) {
     Deno.test(`batch norm ${variant} ${name}`, async () => {
@@ -87,16 +113,9 @@ for (const variant of ["chunked", "per-channel"] as const) {
       const spatial = h * w;
       const size = n * c * spatial;
       const eps = 1e-5;
-      const xData = randomArray(size, 31, low ?? -2, (low ?? -2) + 2);
-      const dyData = randomArray(size, 32);
-      const wData = randomArray(c, 33, 0.5, 1.5);
-      const bData = randomArray(c, 34);
-      const rmData = randomArray(c, 35);
-      const rvData = randomArray(c, 36, 0.5, 1.5);
-      const [x, dy, weight, bias, rm, rv] = [xData, dyData, wData, bData, rmData, rvData].map(
-        upload,
-      );
-      const [mean, invStd, sums] = [c, c, 2 * c].map((k) => backend.pool.acquire(k * 4));
+      const f = bnFixture(size, c, 31, low ?? -2, (low ?? -2) + 2);
+      const { xData, dyData, wData, bData, rmData, rvData } = f;
+      const { x, dy, weight, bias, rm, rv, mean, invStd, sums } = f;
       const [y, dx] = [size, size].map((k) => backend.pool.acquire(k * 4));
       const stats = { mean, stat: invStd, fromVariance: false };
       ops.batchNormStats(
@@ -594,16 +613,9 @@ for (const chunking of ["adapter", "gpu"] as const) {
             const spatial = h * w;
             const size = n * c * spatial;
             const eps = 1e-5;
-            const xData = randomArray(size, 61, -2, 1);
-            const dyData = randomArray(size, 62);
-            const wData = randomArray(c, 63, 0.5, 1.5);
-            const bData = randomArray(c, 64);
-            const rmData = randomArray(c, 65);
-            const rvData = randomArray(c, 66, 0.5, 1.5);
-            const [x, dy, weight, bias, rm, rv] = [xData, dyData, wData, bData, rmData, rvData].map(
-              upload,
-            );
-            const [mean, invStd, sums] = [c, c, 2 * c].map((k) => backend.pool.acquire(k * 4));
+            const f = bnFixture(size, c, 61, -2, 1);
+            const { xData, dyData, wData, bData, rmData, rvData } = f;
+            const { x, dy, weight, bias, rm, rv, mean, invStd, sums } = f;
             const [y, dx, y2] = [size, size, size].map((k) => backend.pool.acquire(k * 4));
             ops.fill(backend, dx, size, 99);
             const options = { fused, relu };

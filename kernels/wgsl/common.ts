@@ -16,6 +16,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let index = (wid.y * nwg.x + wid.x) * ${workgroupSize}u + lid;`;
 }
 
+/** A uniform struct's fields, all u32, in order: "batch: u32, inC: u32, ...". */
+export function u32Fields(names: readonly string[]): string {
+  return names.map((f) => `${f}: u32,`).join(" ");
+}
+
 /**
  * WGSL declarations of storage bindings in order, e.g. `["x", "read", "f32"]` (element type), or
  * uniform operands, e.g. `["w", "uniform", "array<vec4f, 4096>"]` (whole type).

@@ -7,7 +7,7 @@
  */
 
 import type { KernelSource } from "../backend.ts";
-import { declareBindings, kernel, linearMain, memoizedTemplate } from "./common.ts";
+import { declareBindings, kernel, linearMain, memoizedTemplate, u32Fields } from "./common.ts";
 
 /** Uniform layout shared by the three conv kernels (all u32). */
 export const CONV_UNIFORM_FIELDS = [
@@ -28,7 +28,7 @@ export const CONV_UNIFORM_FIELDS = [
   "splits",
 ] as const;
 
-const CONV_UNIFORMS = CONV_UNIFORM_FIELDS.map((f) => `${f}: u32,`).join(" ");
+const CONV_UNIFORMS = u32Fields(CONV_UNIFORM_FIELDS);
 
 /** Forward: y = conv(x, w) (+ bias). Threads: batch * ceil(outC/4) * outH * ceil(outW/4). */
 function buildConv2dForwardKernel(bias: boolean): KernelSource {

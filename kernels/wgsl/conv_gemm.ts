@@ -23,7 +23,7 @@
  */
 
 import type { KernelSource } from "../backend.ts";
-import { declareBindings, kernel, memoizedTemplate } from "./common.ts";
+import { declareBindings, kernel, memoizedTemplate, u32Fields } from "./common.ts";
 
 /** Which pass a gemm kernel computes. */
 export type GemmConvPass = "forward" | "backwardInput" | "backwardWeight";
@@ -106,7 +106,7 @@ export const GEMM_UNIFORM_FIELDS = [
   "kPerSplit",
 ] as const;
 
-const GEMM_UNIFORMS = GEMM_UNIFORM_FIELDS.map((f) => `${f}: u32,`).join(" ");
+const GEMM_UNIFORMS = u32Fields(GEMM_UNIFORM_FIELDS);
 
 // Workgroup tiles hold k K-rows of `width` / 4 vec4s; a row is padded by one vec4 so that the
 // stores of threads K-rows apart fall in different memory banks.
@@ -125,6 +125,19 @@ function pixelColumn(plane: string, tile: GemmTile): string {
   let plane = ${plane};
   let sample = select(0u, col / plane, colValid);
   let pixel = col % plane;`;
+}
+
+/**
+ * storeC of a pass whose C columns are pixels of an NCHW map (forward: y; backwardInput: dx) of
+ * `plane` pixels and `channels` channels (C's rows), plus `addend` (the forward's bias).
+ */
+function nchwStore(plane: string, channels: string, addend: string): string {
+  return `
+fn storeC(m: u32, n: u32, value: f32) {
+  if (m >= params.M || n >= params.N) { return; }
+  let plane = ${plane};
+  out[((n / plane) * ${channels} + m) * plane + n % plane] = value${addend};
+}`;
 }
 
 /** `target = array[index]` where `inside`, else 0, never reading out of bounds. */
@@ -177,12 +190,7 @@ function passCode(pass: GemmConvPass, bias: boolean, tile: GemmTile): {
         iw < i32(params.inW);
       let index = xBase + (ic * params.inH + u32(max(ih, 0))) * params.inW + u32(max(iw, 0));
       ${guardedLoad(`rb${r}`, "bsrc", "index", "inside")}`),
-      store: `
-fn storeC(m: u32, n: u32, value: f32) {
-  if (m >= params.M || n >= params.N) { return; }
-  let plane = params.outH * params.outW;
-  out[((n / plane) * params.outC + m) * plane + n % plane] = value${bias ? " + bias[m]" : ""};
-}`,
+      store: nchwStore("params.outH * params.outW", "params.outC", bias ? " + bias[m]" : ""),
     };
   }
   if (pass === "backwardInput") {
@@ -211,12 +219,7 @@ fn storeC(m: u32, n: u32, value: f32) {
         ow < i32(params.outW);
       let index = dyBase + (oc * params.outH + u32(max(oh, 0))) * params.outW + u32(max(ow, 0));
       ${guardedLoad(`rb${r}`, "bsrc", "index", "inside")}`),
-      store: `
-fn storeC(m: u32, n: u32, value: f32) {
-  if (m >= params.M || n >= params.N) { return; }
-  let plane = params.inH * params.inW;
-  out[((n / plane) * params.inC + m) * plane + n % plane] = value;
-}`,
+      store: nchwStore("params.inH * params.inW", "params.inC", ""),
     };
   }
   // B along K: this thread's columns (filter taps, fixed) and one K index per step, shared with

@@ -121,8 +121,8 @@ function kernelSource(variant: Variant, J: number, R: number, P: number): string
     }
   }
   for (let k = 0; k < R + 2; k++) {
-    const textureLoad = (p: number) =>
-      `textureLoad(xt, vec2i(i32(quadW) + ${p}, i32(ic * params.H) + ih), i32(n), 0)`;
+    const textureLoad = (p: number, _c: string, ih: string) =>
+      `textureLoad(xt, vec2i(i32(quadW) + ${p}, i32(ic * params.H) + ${ih}), i32(n), 0)`;
     const rowLoads = variant === "texture"
       ? tileRowLoads("oh", "base", k - 1, P, textureLoad)
       : tileRowLoads("oh", "base", k - 1, P);

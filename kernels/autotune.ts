@@ -60,12 +60,13 @@ const PRUNE_FACTOR = 2;
  * llvmpipe the benchmark's 27 entries took 8.4 minutes to tune before the first round's losers
  * were dropped, {@link PRUNE_FACTOR}; that halved the time of 18 demo-size entries).
  */
-export const CPU_KERNELS_REVISION = 14;
+export const CPU_KERNELS_REVISION = 15;
 /**
  * See {@link CPU_KERNELS_REVISION}: real GPUs' (revision 15: the "gemm-wide" candidate; 16: the
- * gemm kernels' loads unrolled, gemm-wide's quads strided).
+ * gemm kernels' loads unrolled, gemm-wide's quads strided; 17, and CPU 15: the ubo and sub-pixel
+ * kernels' multiply-adds grouped by accumulator).
  */
-export const GPU_KERNELS_REVISION = 16;
+export const GPU_KERNELS_REVISION = 17;
 
 /** The kernel revision of `b`'s kind (CPU rasterizer or GPU). */
 export function kernelsRevision(b: Backend): number {

@@ -60,25 +60,29 @@ function buildConv3x3WgradKernel(
       }
     }
   }
-  // Input row k (ih = oh - 1 + k) of channel i meets output row r through filter row kh = k - r.
+  // Per input channel, its R + 2 rows first, then each accumulator's R x P multiply-adds one
+  // after another: on CPU rasterizers the accumulators live on the stack.
   for (let i = 0; i < I; i++) {
+    body.push("{");
     for (let k = 0; k < R + 2; k++) {
-      body.push("{", ...tileRowLoads("oh", `xAt + ${i}u * planeQuads`, k - 1, P));
-      for (let r = 0; r < R; r++) {
-        const kh = k - r;
-        if (kh < 0 || kh > 2) continue;
-        for (let p = 0; p < P; p++) {
-          for (let kw = 0; kw < 3; kw++) {
-            const xv = tileRowTap(kw, p);
-            for (let j = 0; j < J; j++) {
-              const acc = `acc${j}_${i}_${kh * 3 + kw}`;
-              body.push(`${acc} = fma(dy${j}_${r}_${p}, ${xv}, ${acc});`);
+      body.push(...tileRowLoads("oh", `xAt + ${i}u * planeQuads`, k - 1, P, undefined, `_${k}`));
+    }
+    for (let j = 0; j < J; j++) {
+      for (let kh = 0; kh < 3; kh++) {
+        for (let kw = 0; kw < 3; kw++) {
+          const acc = `acc${j}_${i}_${kh * 3 + kw}`;
+          // Input row r + kh (ih = oh - 1 + r + kh) meets output row r through filter row kh.
+          for (let r = 0; r < R; r++) {
+            for (let p = 0; p < P; p++) {
+              body.push(
+                `${acc} = fma(dy${j}_${r}_${p}, ${tileRowTap(kw, p, `_${r + kh}`)}, ${acc});`,
+              );
             }
           }
         }
       }
-      body.push("}");
     }
+    body.push("}");
   }
   return wgradWalkKernel(
     "conv3x3Wgrad",

@@ -107,32 +107,35 @@ export interface SubpixelTile {
 /**
  * The source row `r` (offset from the tile's first, -1 .. rows) of x as the three vec4s per quad
  * p the 2x2 filters need: `xm{p}` (columns t - 1 ..), `x0{p}` (t ..), `xp{p}` (t + 1 ..); zeros
- * outside the map. Needs x (vec4), base (quad index of the tile's first row and quad), the
- * source size in params (H, quadsW: the source's), s0, hasLeft, hasRight.
+ * outside the map. Every name it declares ends in `row` (see {@link shifted}). Needs x (vec4),
+ * base (quad index of the tile's first row and quad), the source size in params (H, quadsW: the
+ * source's), s0, hasLeft, hasRight.
  */
-function sourceRowLoads(r: number, quads: number): string[] {
+function sourceRowLoads(r: number, quads: number, row: string): string[] {
+  const [sr, inside, c, left, right] = ["sr", "inside", "c", "left", "right"].map((n) => n + row);
   const lines = [
-    `let sr = i32(s0) + ${r};`,
-    `let inside = sr >= 0 && sr < i32(params.H);`,
-    `let c = u32(i32(base) + ${r} * i32(params.quadsW));`,
-    `let left = select(0.0, x[c - 1u].w, inside && hasLeft);`,
+    `let ${sr} = i32(s0) + ${r};`,
+    `let ${inside} = ${sr} >= 0 && ${sr} < i32(params.H);`,
+    `let ${c} = u32(i32(base) + ${r} * i32(params.quadsW));`,
+    `let ${left} = select(0.0, x[${c} - 1u].w, ${inside} && hasLeft);`,
   ];
   for (let p = 0; p < quads; p++) {
-    lines.push(`let x0${p} = select(vec4f(0.0), x[c + ${p}u], inside);`);
+    lines.push(`let ${shifted(0, p, row)} = select(vec4f(0.0), x[${c} + ${p}u], ${inside});`);
   }
-  lines.push(`let right = select(0.0, x[c + ${quads}u].x, inside && hasRight);`);
+  lines.push(`let ${right} = select(0.0, x[${c} + ${quads}u].x, ${inside} && hasRight);`);
   for (let p = 0; p < quads; p++) {
-    const prev = p === 0 ? "left" : `x0${p - 1}.w`;
-    const next = p === quads - 1 ? "right" : `x0${p + 1}.x`;
-    lines.push(`let xm${p} = vec4f(${prev}, x0${p}.xyz);`);
-    lines.push(`let xp${p} = vec4f(x0${p}.yzw, ${next});`);
+    const x0 = shifted(0, p, row);
+    const prev = p === 0 ? left : `${shifted(0, p - 1, row)}.w`;
+    const next = p === quads - 1 ? right : `${shifted(0, p + 1, row)}.x`;
+    lines.push(`let ${shifted(-1, p, row)} = vec4f(${prev}, ${x0}.xyz);`);
+    lines.push(`let ${shifted(1, p, row)} = vec4f(${x0}.yzw, ${next});`);
   }
   return lines;
 }
 
-/** The shifted source vector for column offset dj (-1, 0, +1) at quad p. */
-function shifted(dj: number, p: number): string {
-  return dj < 0 ? `xm${p}` : dj === 0 ? `x0${p}` : `xp${p}`;
+/** The shifted source vector for column offset dj (-1, 0, +1) at quad p of row `row`. */
+function shifted(dj: number, p: number, row: string): string {
+  return (dj < 0 ? `xm${p}` : dj === 0 ? `x0${p}` : `xp${p}`) + row;
 }
 
 /**
@@ -181,38 +184,29 @@ function buildSubpixelConvKernel(
       }
     }
   }
-  // Source row k (offset -1 .. R) feeds output row r of parity a through filter row i, where
-  // k = r + i - 1 + a.
+  // All R + 2 source rows first, then each accumulator's 4 taps one after another (on CPU
+  // rasterizers the accumulators live on the stack: one load and store per 4 multiply-adds).
   const body: string[] = [];
-  for (let k = -1; k <= R; k++) {
-    body.push("{", ...sourceRowLoads(k, P));
-    for (let r = 0; r < R; r++) {
-      for (let a = 0; a < 2; a++) {
-        const i = k - r + 1 - a;
-        if (i < 0 || i > 1) continue;
-        for (let b = 0; b < 2; b++) {
-          for (let jj = 0; jj < 2; jj++) {
-            const tap = subpixelTap(a, b, i, jj);
-            const name = `w${r}_${a}${b}${jj}`;
-            for (let v = 0; v < vecsPerTap; v++) {
-              body.push(`let ${name}_${v} = w[wRow + ${tap * vecsPerTap + v}u];`);
-            }
-            const dj = jj - 1 + b;
-            for (let p = 0; p < P; p++) {
-              for (let j = 0; j < J; j++) {
-                const target = acc(a, b, r, p, j);
-                body.push(
-                  `${target} = fma(vec4f(${name}_${j >> 2}[${j & 3}]), ${
-                    shifted(dj, p)
-                  }, ${target});`,
-                );
+  const row = (k: number) => (k < 0 ? "_m1" : `_${k}`);
+  for (let k = -1; k <= R; k++) body.push(...sourceRowLoads(k, P, row(k)));
+  for (let r = 0; r < R; r++) {
+    for (let a = 0; a < 2; a++) {
+      for (let b = 0; b < 2; b++) {
+        for (let p = 0; p < P; p++) {
+          for (let j = 0; j < J; j++) {
+            const target = acc(a, b, r, p, j);
+            // Source row k = r + i - 1 + a feeds output row r of parity a through filter row i.
+            for (let i = 0; i < 2; i++) {
+              for (let jj = 0; jj < 2; jj++) {
+                const weights = `w[wRow + ${subpixelTap(a, b, i, jj) * vecsPerTap + (j >> 2)}u]`;
+                const x = shifted(jj - 1 + b, p, row(r + i - 1 + a));
+                body.push(`${target} = fma(vec4f(${weights}[${j & 3}]), ${x}, ${target});`);
               }
             }
           }
         }
       }
     }
-    body.push("}");
   }
   return kernel(
     "subpixelConv",
@@ -469,21 +463,17 @@ function buildSubpixelBoxBackwardInputKernel(
       }
     }
   }
-  for (let kh = 0; kh < 3; kh++) {
-    for (let kw = 0; kw < 3; kw++) {
-      const tap = 8 - (kh * 3 + kw);
-      for (let v = 0; v < vecsPerTap; v++) {
-        body.push(`let w${kh}${kw}_${v} = w[wRow + ${tap * vecsPerTap + v}u];`);
-      }
-      for (let r = 0; r < R; r++) {
-        for (let p = 0; p < P; p++) {
-          for (let j = 0; j < J; j++) {
-            const target = acc(r, p, j);
-            body.push(
-              `${target} = fma(vec4f(w${kh}${kw}_${j >> 2}[${j & 3}]), box${
-                2 * r + 2 - kh
-              }_${p}_${kw}, ${target});`,
-            );
+  // Each accumulator's 9 taps one after another (one stack load and store per 9 on CPU
+  // rasterizers).
+  for (let r = 0; r < R; r++) {
+    for (let p = 0; p < P; p++) {
+      for (let j = 0; j < J; j++) {
+        const target = acc(r, p, j);
+        for (let kh = 0; kh < 3; kh++) {
+          for (let kw = 0; kw < 3; kw++) {
+            const weights = `w[wRow + ${(8 - (kh * 3 + kw)) * vecsPerTap + (j >> 2)}u]`;
+            const box = `box${2 * r + 2 - kh}_${p}_${kw}`;
+            body.push(`${target} = fma(vec4f(${weights}[${j & 3}]), ${box}, ${target});`);
           }
         }
       }
@@ -592,7 +582,7 @@ function buildSubpixelWgradKernel(
           if (ii < 0 || ii > 1) continue;
           for (let b = 0; b < 2; b++) {
             for (let jj = 0; jj < 2; jj++) {
-              const xv = shifted(jj - 1 + b, 0);
+              const xv = shifted(jj - 1 + b, 0, "");
               for (let j = 0; j < J; j++) {
                 const target = acc(j, i, a, b, ii, jj);
                 body.push(`${target} = fma(dy${j}_${r}${a}_${b}, ${xv}, ${target});`);
@@ -683,26 +673,33 @@ function buildSubpixelWgradBoxKernel(
       }
     }
   }
-  // Source row s + r meets filter row kh through row pair m = 2r + 2 - kh.
+  // Per input channel, its R x P source vec4s first, then each accumulator's R x P multiply-adds
+  // one after another (on CPU rasterizers the accumulators live on the stack). Source row s + r
+  // meets filter row kh through row pair m = 2r + 2 - kh.
   for (let i = 0; i < I; i++) {
+    body.push("{");
     for (let r = 0; r < R; r++) {
       for (let q = 0; q < P; q++) {
         body.push(
-          "{",
-          `let xv = select(vec4f(0.0), x[xAt + ${i}u * planeQuads + ${r}u * params.quadsW + ` +
-            `${q}u], oh + ${r}u < params.H);`,
+          `let x${r}_${q} = select(vec4f(0.0), x[xAt + ${i}u * planeQuads + ${r}u * ` +
+            `params.quadsW + ${q}u], oh + ${r}u < params.H);`,
         );
-        for (let kh = 0; kh < 3; kh++) {
-          for (let kw = 0; kw < 3; kw++) {
-            for (let j = 0; j < J; j++) {
-              const target = `acc${j}_${i}_${kh * 3 + kw}`;
-              body.push(`${target} = fma(box${j}_${2 * r + 2 - kh}_${q}_${kw}, xv, ${target});`);
+      }
+    }
+    for (let j = 0; j < J; j++) {
+      for (let kh = 0; kh < 3; kh++) {
+        for (let kw = 0; kw < 3; kw++) {
+          const target = `acc${j}_${i}_${kh * 3 + kw}`;
+          for (let r = 0; r < R; r++) {
+            for (let q = 0; q < P; q++) {
+              const box = `box${j}_${2 * r + 2 - kh}_${q}_${kw}`;
+              body.push(`${target} = fma(${box}, x${r}_${q}, ${target});`);
             }
           }
         }
-        body.push("}");
       }
     }
+    body.push("}");
   }
   return wgradWalkKernel(
     "subpixelWgradBox",

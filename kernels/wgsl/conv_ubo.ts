@@ -86,44 +86,53 @@ ${linearMain()}
 }
 
 /**
- * WGSL lines, for a block scope, loading one input row of a register tile: the row `offset` rows
- * from `originRow` (an i32-convertible row index), starting at quad index `originQuad` (of the
- * origin row; the row offset is applied to it), as `q0..q{quads-1}` (the tile's column quads) and
- * `shiftedRight{p}` / `shiftedLeft{p}` (the same columns moved one to the right / left: the taps
- * kw 0 and 2, see {@link tileRowTap}); zeros outside the map, as selects. Needs `x` (vec4
- * storage), `params.H`, `params.quadsW`, `hasLeft` and `hasRight` in scope. `load` gives the vec4
- * at quad `p` of the row (-1 .. quads; `c` is the origin quad's index in `x` and `ih` the row):
- * storage loads by default, another source in bench/conv_probe.ts.
+ * WGSL lines loading one input row of a register tile: the row `offset` rows from `originRow` (an
+ * i32-convertible row index), starting at quad index `originQuad` (of the origin row; the row
+ * offset is applied to it), as `q0..q{quads-1}` (the tile's column quads) and `shiftedRight{p}` /
+ * `shiftedLeft{p}` (the same columns moved one to the right / left: the taps kw 0 and 2, see
+ * {@link tileRowTap}); zeros outside the map, as selects. Every name it declares ends in `row`
+ * ("" by default, for a block scope of its own; "_3" lets several rows share a scope). Needs `x`
+ * (vec4 storage), `params.H`, `params.quadsW`, `hasLeft` and `hasRight` in scope. `load` gives
+ * the vec4 at quad `p` of the row (-1 .. quads), from `c` (the name of the origin quad's index
+ * in `x`) and `ih` (the name of the row): storage loads by default, another source in
+ * bench/conv_probe.ts.
  */
 export function tileRowLoads(
   originRow: string,
   originQuad: string,
   offset: number,
   quads: number,
-  load: (p: number) => string = (p) => p < 0 ? "x[c - 1u]" : `x[c + ${p}u]`,
+  load: (p: number, c: string, ih: string) => string = (p, c) =>
+    p < 0 ? `x[${c} - 1u]` : `x[${c} + ${p}u]`,
+  row = "",
 ): string[] {
+  const [ih, inside, c, left, right] = ["ih", "inside", "c", "left", "right"].map((n) => n + row);
+  const q = (p: number) => `q${p}${row}`;
   const lines = [
-    `let ih = i32(${originRow}) + ${offset};`,
-    `let inside = ih >= 0 && ih < i32(params.H);`,
-    `let c = u32(i32(${originQuad}) + ${offset} * i32(params.quadsW));`,
-    `let left = select(0.0, ${load(-1)}.w, inside && hasLeft);`,
+    `let ${ih} = i32(${originRow}) + ${offset};`,
+    `let ${inside} = ${ih} >= 0 && ${ih} < i32(params.H);`,
+    `let ${c} = u32(i32(${originQuad}) + ${offset} * i32(params.quadsW));`,
+    `let ${left} = select(0.0, ${load(-1, c, ih)}.w, ${inside} && hasLeft);`,
   ];
   for (let p = 0; p < quads; p++) {
-    lines.push(`let q${p} = select(vec4f(0.0), ${load(p)}, inside);`);
+    lines.push(`let ${q(p)} = select(vec4f(0.0), ${load(p, c, ih)}, ${inside});`);
   }
-  lines.push(`let right = select(0.0, ${load(quads)}.x, inside && hasRight);`);
+  lines.push(`let ${right} = select(0.0, ${load(quads, c, ih)}.x, ${inside} && hasRight);`);
   for (let p = 0; p < quads; p++) {
-    const prev = p === 0 ? "left" : `q${p - 1}.w`;
-    const next = p === quads - 1 ? "right" : `q${p + 1}.x`;
-    lines.push(`let shiftedRight${p} = vec4f(${prev}, q${p}.xyz);`);
-    lines.push(`let shiftedLeft${p} = vec4f(q${p}.yzw, ${next});`);
+    const prev = p === 0 ? left : `${q(p - 1)}.w`;
+    const next = p === quads - 1 ? right : `${q(p + 1)}.x`;
+    lines.push(`let ${tileRowTap(0, p, row)} = vec4f(${prev}, ${q(p)}.xyz);`);
+    lines.push(`let ${tileRowTap(2, p, row)} = vec4f(${q(p)}.yzw, ${next});`);
   }
   return lines;
 }
 
-/** The vec4 of {@link tileRowLoads} that filter column `kw` multiplies for the tile's quad `p`. */
-export function tileRowTap(kw: number, p: number): string {
-  return kw === 0 ? `shiftedRight${p}` : kw === 1 ? `q${p}` : `shiftedLeft${p}`;
+/**
+ * The vec4 of {@link tileRowLoads} (with the same `row` suffix) that filter column `kw` multiplies
+ * for the tile's quad `p`.
+ */
+export function tileRowTap(kw: number, p: number, row = ""): string {
+  return (kw === 0 ? `shiftedRight${p}` : kw === 1 ? `q${p}` : `shiftedLeft${p}`) + row;
 }
 
 /** Register tile of one thread of the ubo conv: output rows x column quads (4 columns each). */
@@ -173,27 +182,30 @@ function buildConvUboKernel(
       }
     }
   }
-  // Input row k (ih = oh0 - 1 + k) feeds output row r through filter row kh = k - r.
+  // All R + 2 input rows first, then each accumulator's 9 taps one after another: on CPU
+  // rasterizers the accumulators live on the stack, and a row-by-row order (load, 3 taps, store
+  // per row) made their loads and stores the bottleneck (18-20% slower on 32->32 at 64x64).
   const body: string[] = [];
   for (let k = 0; k < R + 2; k++) {
-    body.push("{", ...tileRowLoads("oh0", "base", k - 1, P));
-    for (let r = 0; r < R; r++) {
-      const kh = k - r;
-      if (kh < 0 || kh > 2) continue;
-      for (let kw = 0; kw < 3; kw++) {
-        for (let i = 0; i < vecsPerTap; i++) {
-          body.push(`  let w${r}_${kw}_${i} = w[wRow + ${(kh * 3 + kw) * vecsPerTap + i}u];`);
-        }
-        for (let p = 0; p < P; p++) {
-          const xv = tileRowTap(kw, p);
-          for (let j = 0; j < ocBlock; j++) {
-            const acc = `acc${r}_${p}_${j}`;
-            body.push(`  ${acc} = fma(vec4f(w${r}_${kw}_${j >> 2}[${j & 3}]), ${xv}, ${acc});`);
+    body.push(...tileRowLoads("oh0", "base", k - 1, P, undefined, `_${k}`));
+  }
+  for (let r = 0; r < R; r++) {
+    for (let p = 0; p < P; p++) {
+      for (let j = 0; j < ocBlock; j++) {
+        const acc = `acc${r}_${p}_${j}`;
+        for (let kh = 0; kh < 3; kh++) {
+          for (let kw = 0; kw < 3; kw++) {
+            // Input row r + kh (ih = oh0 - 1 + r + kh) meets output row r through filter row kh.
+            const weights = `w[wRow + ${(kh * 3 + kw) * vecsPerTap + (j >> 2)}u]`;
+            body.push(
+              `${acc} = fma(vec4f(${weights}[${j & 3}]), ${
+                tileRowTap(kw, p, `_${r + kh}`)
+              }, ${acc});`,
+            );
           }
         }
       }
     }
-    body.push(`}`);
   }
   return kernel(
     "convUbo",

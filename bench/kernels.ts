@@ -5,7 +5,8 @@
  * and the paper's face autoencoder's at the demo's and the paper's sizes, with the peers (TF.js
  * webgpu on the same adapter, PyTorch CPU when installed) in the same run. After the peers, the
  * reference conv forward and the demo-size step are timed once more, and their ratios to the
- * peers reported again (the machine drifts within a run).
+ * peers reported again (the machine drifts within a run); then (not with --quick) the demo-size
+ * step, ours and PyTorch's alone, alternate for 5 rounds, for a ratio measured under the same load.
  *
  * Flags: --quick (batch 8, fewer layers; under a minute), --batch N, --json PATH, --no-peers,
  * --memory-steps N (training steps of the GPU-memory check; default 1000, 20 with --quick),
@@ -20,9 +21,9 @@ import { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
 import { FMA_PROBE_CHAINS } from "../kernels/wgsl/probe.ts";
 import { autotuneConv, autotuneEnabled, tunedConvTimings } from "../kernels/autotune.ts";
-import { fenceFloorMs, fmt, markdownTable, timeRecorded } from "./harness.ts";
+import { fenceFloorMs, fmt, markdownTable, median, timeRecorded } from "./harness.ts";
 import { activationShapes, convFlops, convLayers, resnetLayers, upsampleShapes } from "./shapes.ts";
-import { type PeerResult, runPeers } from "./peers.ts";
+import { type PeerResult, runPeers, torchDemoStepMs } from "./peers.ts";
 import {
   faceAutoencoderStepBench,
   type FaceStepResult,
@@ -114,27 +115,34 @@ const baseline = args.baseline ?? false;
 console.error(`adapter: ${b.adapterName}; fence floor ${fmt(floor)} ms; batch ${batch}`);
 
 // ---- memory bandwidth reference -----------------------------------------------------------------
-{
+/**
+ * The copy kernel (the memory-bandwidth reference; `again` also after the memory-bound rows, whose
+ * ratios use the mean of the two: the machine drifts between the start and those rows).
+ */
+async function copyRows(again: boolean): Promise<void> {
   const n = 16 * 1024 * 1024;
   const src = randomBuffer(n);
   const dst = b.pool.acquire(n * F32);
   await time(
     "copy",
-    `${n / 1024 / 1024}M f32`,
+    `${n / 1024 / 1024}M f32${again ? " (again)" : ""}`,
     () => ops.affine(b, src, dst, n, 1, 0),
     { bytes: 2 * n * F32 },
     "vec4 y=x*1+0",
   );
-  await time(
-    "copyBuffer",
-    `${n / 1024 / 1024}M f32`,
-    () => b.copy(src, 0, dst, 0, n * F32),
-    { bytes: 2 * n * F32 },
-    "copyBufferToBuffer",
-  );
+  if (!again) {
+    await time(
+      "copyBuffer",
+      `${n / 1024 / 1024}M f32`,
+      () => b.copy(src, 0, dst, 0, n * F32),
+      { bytes: 2 * n * F32 },
+      "copyBufferToBuffer",
+    );
+  }
   b.pool.release(src);
   b.pool.release(dst);
 }
+await copyRows(false);
 
 // ---- arithmetic reference: register-only multiply-adds (the ceiling no kernel can pass) -------
 {
@@ -447,6 +455,7 @@ for (const [n, c, h, w] of upsampleShapes(batch)) {
   for (const buffer of [p, gr, m, v]) b.pool.release(buffer);
   b.flush();
 }
+await copyRows(true);
 
 // ---- training step and peers ----------------------------------------------------------------------
 let step: StepResult | null = null;
@@ -469,6 +478,33 @@ b.destroy();
 let peers: PeerResult[] = [];
 if (!args["no-peers"] && !only) peers = await runPeers(batch, quick, step !== null);
 const afterPeers = peers.some((p) => p.ms !== null) ? await retimeAfterPeers() : null;
+// Not with --quick: its demo step runs at batch 8, PyTorch's alone at 32.
+const interleaved = !quick &&
+    peers.some((p) => p.what.startsWith("train step face AE demo") && p.ms)
+  ? await interleavedDemoSteps(5)
+  : null;
+
+/**
+ * The demo-size face step, ours and PyTorch's, timed in alternation for `rounds` rounds: this
+ * machine's speed drifts by a third within minutes, and PyTorch's step alone ranged 35-103 ms
+ * across runs, so the ratio of the two measured side by side, round after round (the median of
+ * the rounds' ratios), is the one to trust.
+ */
+async function interleavedDemoSteps(
+  rounds: number,
+): Promise<{ oursMs: number[]; torchMs: number[]; ratio: number } | null> {
+  console.error(`our demo-size step and PyTorch's, alternating, ${rounds} rounds ...`);
+  const oursMs: number[] = [], torchMs: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const ours = (await faceAutoencoderStepBench("demo", quick)).msPerStep;
+    const torch = await torchDemoStepMs();
+    if (torch === null) return null;
+    oursMs.push(ours);
+    torchMs.push(torch);
+  }
+  const ratio = median(torchMs.map((t, i) => t / oursMs[i]));
+  return { oursMs, torchMs, ratio };
+}
 
 /**
  * The reference conv forward and the demo-size face step timed again right after the peers: the
@@ -572,6 +608,16 @@ if (afterPeers) {
     }
   }
 }
+if (interleaved) {
+  const list = (ms: number[]) => ms.map((m) => fmt(m)).join(", ");
+  ratios.push(
+    `vs PyTorch face autoencoder step, demo size, alternating (ours ${
+      list(interleaved.oursMs)
+    } ms; PyTorch ${list(interleaved.torchMs)} ms): ${
+      fmt(interleaved.ratio)
+    }x, the median of the rounds' ratios (target >= 0.5)`,
+  );
+}
 if (ratios.length) console.log("\n" + ratios.join("\n"));
 if (args.json) {
   await Deno.writeTextFile(
@@ -590,6 +636,7 @@ if (args.json) {
         memory,
         peers,
         afterPeers,
+        interleaved,
         summary: ratios,
       },
       null,
@@ -624,7 +671,10 @@ function summarize(
         `${fmt((100 * fwd.gflops) / peak.gflops)}% of it`,
     );
   }
-  const copy = rows.find((r) => r.kernel === "copy");
+  const copies = rows.filter((r) => r.kernel === "copy" && r.gbps);
+  const copy = copies.length
+    ? { gbps: copies.reduce((sum, r) => sum + r.gbps!, 0) / copies.length }
+    : null;
   if (copy?.gbps) {
     const memory = rows.filter((r) =>
       /^(bn|maxpool|upsample|adam)/.test(r.kernel) && !r.variant.includes("(baseline)")
@@ -636,7 +686,8 @@ function summarize(
     if (worst) {
       out.push(
         `memory-bound kernels: worst ${worst.kernel} ${worst.shape} at ` +
-          `${fmt((100 * worst.gbps!) / copy.gbps)}% of the copy kernel (target >= 50%)`,
+          `${fmt((100 * worst.gbps!) / copy.gbps)}% of the copy kernel (the mean of its ` +
+          `${copies.length} timings, ${fmt(copy.gbps)} GB/s; target >= 50%)`,
       );
     }
   }

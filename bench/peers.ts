@@ -73,6 +73,23 @@ function rowsOf(peer: string, json: PeerJson): PeerResult[] {
   }));
 }
 
+/**
+ * PyTorch's demo-size face autoencoder step alone (bench/peers/torch_bench.py "demo-step"), in
+ * milliseconds, or null when PyTorch is missing or fails: bench/kernels.ts alternates it with its
+ * own step for a ratio measured under the same load.
+ */
+export async function torchDemoStepMs(): Promise<number | null> {
+  const cuda = Deno.env.get("VA_TORCH_DEVICE") === "cuda";
+  const python = Deno.env.get("VA_TORCH_PYTHON") || "/usr/bin/python3";
+  const out = await runJson(
+    python,
+    [`${HERE}peers/torch_bench.py`, "32", "demo-step", "2", cuda ? "cuda" : "cpu"],
+    300_000,
+  );
+  if (!out.ok) return null;
+  return (out.value as PeerJson).results[0]?.ms ?? null;
+}
+
 /** Run every available peer at `batch`; `withStep` adds PyTorch's training step. */
 export async function runPeers(
   batch: number,

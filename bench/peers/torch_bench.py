@@ -8,7 +8,9 @@ every call; on one AMD EPYC machine that made the default 3x slower). Prints one
 stdout.
 A fourth argument "cuda" runs every measure on the GPU instead (PyTorch CUDA, the peer of a run
 on an NVIDIA machine: bench/nvidia.sh), synchronizing before each clock read and repeating each
-measure 20 times as often."""
+measure 20 times as often.
+A second argument "demo-step" times only the demo-size face autoencoder step (bench/kernels.ts
+runs it a few times, alternating with its own, for a ratio measured under the same load)."""
 import json
 import sys
 import time
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 
 batch = int(sys.argv[1]) if len(sys.argv) > 1 else 64
 quick = len(sys.argv) > 2 and sys.argv[2] == "quick"
+demo_only = len(sys.argv) > 2 and sys.argv[2] == "demo-step"
 threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
 if device == "cuda" and not torch.cuda.is_available():
@@ -88,10 +91,11 @@ def conv_fwd_bwd(fmt):
     return run
 
 
-best("conv fwd 32->32 @64", conv_fwd, 3 if quick else 5,
-     lambda ms: {"gflops": flops / ms / 1e6})
-best("conv fwd+bwd 32->32 @64", conv_fwd_bwd, 2 if quick else 4,
-     lambda ms: {"gflops": 3 * flops / ms / 1e6})
+if not demo_only:
+    best("conv fwd 32->32 @64", conv_fwd, 3 if quick else 5,
+         lambda ms: {"gflops": flops / ms / 1e6})
+    best("conv fwd+bwd 32->32 @64", conv_fwd_bwd, 2 if quick else 4,
+         lambda ms: {"gflops": 3 * flops / ms / 1e6})
 
 
 def training(model, lr, inputs, loss):
@@ -133,11 +137,12 @@ class AE(nn.Module):
 
 
 images = torch.rand(batch, 3, 64, 64)
-best(f"train step (batch {batch})",
-     lambda fmt: training(AE().to(memory_format=fmt), 1e-3,
-                          [images.contiguous(memory_format=fmt)],
-                          lambda m, im: F.mse_loss(m(im), im)),
-     2 if quick else 5, images_per_second(batch))
+if not demo_only:
+    best(f"train step (batch {batch})",
+         lambda fmt: training(AE().to(memory_format=fmt), 1e-3,
+                              [images.contiguous(memory_format=fmt)],
+                              lambda m, im: F.mse_loss(m(im), im)),
+         2 if quick else 5, images_per_second(batch))
 
 
 class Block(nn.Module):
@@ -210,7 +215,7 @@ class FaceAE(nn.Module):
 # 64), as bench/step.ts faceAutoencoderStepBench trains them; batch 8 and the demo size only
 # when quick.
 for size, widths, face_batch in [("demo", [8, 16, 16, 32], 32), ("paper", [64, 128, 256, 512], 64)]:
-    if quick and size == "paper":
+    if (quick or demo_only) and size == "paper":
         continue
     face_batch = 8 if quick else face_batch
     image_i, image_j = torch.rand(face_batch, 3, 64, 64), torch.rand(face_batch, 3, 64, 64)
@@ -227,21 +232,22 @@ for size, widths, face_batch in [("demo", [8, 16, 16, 32], 32), ("paper", [64, 1
     best(f"train step face AE {size} (batch {face_batch})", face_training,
          2 if quick else 10 if size == "demo" else 3, images_per_second(face_batch))
 
-faces = torch.rand(32, 3, 64, 64)
-targets = torch.rand(32, 2) * 2 - 1
-best("train step resnet34 w1/8 @64 (batch 32)",
-     lambda fmt: training(resnet34(1 / 8).to(memory_format=fmt), 1e-3,
-                          [faces.contiguous(memory_format=fmt)],
-                          lambda m, f: F.mse_loss(m(f), targets)),
-     3 if quick else 10, images_per_second(32))
-# The paper's regressor (ResNet34 at full width on 224x224 faces, batch 32): on a GPU only (about
-# 11 GFLOP per image and step, minutes on two CPU threads).
-if device == "cuda" and not quick:
-    faces224 = torch.rand(32, 3, 224, 224)
-    best("train step resnet34 w1 @224 (batch 32)",
-         lambda fmt: training(resnet34(1).to(memory_format=fmt), 1e-4,
-                              [faces224.contiguous(memory_format=fmt)],
+if not demo_only:
+    faces = torch.rand(32, 3, 64, 64)
+    targets = torch.rand(32, 2) * 2 - 1
+    best("train step resnet34 w1/8 @64 (batch 32)",
+         lambda fmt: training(resnet34(1 / 8).to(memory_format=fmt), 1e-3,
+                              [faces.contiguous(memory_format=fmt)],
                               lambda m, f: F.mse_loss(m(f), targets)),
-         3, images_per_second(32))
+         3 if quick else 10, images_per_second(32))
+    # The paper's regressor (ResNet34 at full width on 224x224 faces, batch 32): on a GPU only (about
+    # 11 GFLOP per image and step, minutes on two CPU threads).
+    if device == "cuda" and not quick:
+        faces224 = torch.rand(32, 3, 224, 224)
+        best("train step resnet34 w1 @224 (batch 32)",
+             lambda fmt: training(resnet34(1).to(memory_format=fmt), 1e-4,
+                                  [faces224.contiguous(memory_format=fmt)],
+                                  lambda m, f: F.mse_loss(m(f), targets)),
+             3, images_per_second(32))
 print(json.dumps({"version": torch.__version__, "threads": threads, "device": device,
                   "results": results}))

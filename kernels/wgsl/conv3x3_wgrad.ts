@@ -60,28 +60,19 @@ function buildConv3x3WgradKernel(
       }
     }
   }
-  // Per input channel, its R + 2 rows first, then each accumulator's R x P multiply-adds one
-  // after another: on CPU rasterizers the accumulators live on the stack.
+  // Per input channel, its R + 2 rows first, then each accumulator's R x P multiply-adds.
   for (let i = 0; i < I; i++) {
     body.push("{");
     for (let k = 0; k < R + 2; k++) {
       body.push(...tileRowLoads("oh", `xAt + ${i}u * planeQuads`, k - 1, P, undefined, `_${k}`));
     }
-    for (let j = 0; j < J; j++) {
-      for (let kh = 0; kh < 3; kh++) {
-        for (let kw = 0; kw < 3; kw++) {
-          const acc = `acc${j}_${i}_${kh * 3 + kw}`;
-          // Input row r + kh (ih = oh - 1 + r + kh) meets output row r through filter row kh.
-          for (let r = 0; r < R; r++) {
-            for (let p = 0; p < P; p++) {
-              body.push(
-                `${acc} = fma(dy${j}_${r}_${p}, ${tileRowTap(kw, p, `_${r + kh}`)}, ${acc});`,
-              );
-            }
-          }
-        }
-      }
-    }
+    // Input row r + kh (ih = oh - 1 + r + kh) meets output row r through filter row kh.
+    body.push(
+      ...tapSumTerms(J, i, R, P, (j, kh, kw, r, p) => [
+        `dy${j}_${r}_${p}`,
+        tileRowTap(kw, p, `_${r + kh}`),
+      ]),
+    );
     body.push("}");
   }
   return wgradWalkKernel(
@@ -123,6 +114,36 @@ export function tapSums(J: number, I: number): { accs: string[]; stores: string[
     }
   }
   return { accs, stores };
+}
+
+/**
+ * The multiply-adds of a lane's {@link tapSums} accumulators for input channel `i` over a tile of
+ * R x P: for each output channel j and tap (kh, kw), its R x P terms one after another (on CPU
+ * rasterizers the accumulators live on the stack: one load and one store per R x P). `factors`
+ * gives the two vec4 expressions of the term at row r, quad p.
+ */
+export function tapSumTerms(
+  J: number,
+  i: number,
+  R: number,
+  P: number,
+  factors: (j: number, kh: number, kw: number, r: number, p: number) => [string, string],
+): string[] {
+  const lines: string[] = [];
+  for (let j = 0; j < J; j++) {
+    for (let kh = 0; kh < 3; kh++) {
+      for (let kw = 0; kw < 3; kw++) {
+        const acc = `acc${j}_${i}_${kh * 3 + kw}`;
+        for (let r = 0; r < R; r++) {
+          for (let p = 0; p < P; p++) {
+            const [a, b] = factors(j, kh, kw, r, p);
+            lines.push(`${acc} = fma(${a}, ${b}, ${acc});`);
+          }
+        }
+      }
+    }
+  }
+  return lines;
 }
 
 /**

@@ -22,7 +22,7 @@
 
 import type { KernelSource } from "../backend.ts";
 import { declareBindings, kernel, memoizedTemplate } from "./common.ts";
-import { tapSums, wgradWalkKernel } from "./conv3x3_wgrad.ts";
+import { tapSums, tapSumTerms, wgradWalkKernel } from "./conv3x3_wgrad.ts";
 import { windowPackKernel } from "./conv_ubo.ts";
 
 /** Taps of the sub-pixel filters per channel pair: 4 parities x 2 x 2. */
@@ -674,8 +674,7 @@ function buildSubpixelWgradBoxKernel(
     }
   }
   // Per input channel, its R x P source vec4s first, then each accumulator's R x P multiply-adds
-  // one after another (on CPU rasterizers the accumulators live on the stack). Source row s + r
-  // meets filter row kh through row pair m = 2r + 2 - kh.
+  // (tapSumTerms). Source row s + r meets filter row kh through row pair m = 2r + 2 - kh.
   for (let i = 0; i < I; i++) {
     body.push("{");
     for (let r = 0; r < R; r++) {
@@ -686,19 +685,12 @@ function buildSubpixelWgradBoxKernel(
         );
       }
     }
-    for (let j = 0; j < J; j++) {
-      for (let kh = 0; kh < 3; kh++) {
-        for (let kw = 0; kw < 3; kw++) {
-          const target = `acc${j}_${i}_${kh * 3 + kw}`;
-          for (let r = 0; r < R; r++) {
-            for (let q = 0; q < P; q++) {
-              const box = `box${j}_${2 * r + 2 - kh}_${q}_${kw}`;
-              body.push(`${target} = fma(${box}, x${r}_${q}, ${target});`);
-            }
-          }
-        }
-      }
-    }
+    body.push(
+      ...tapSumTerms(J, i, R, P, (j, kh, kw, r, q) => [
+        `box${j}_${2 * r + 2 - kh}_${q}_${kw}`,
+        `x${r}_${q}`,
+      ]),
+    );
     body.push("}");
   }
   return wgradWalkKernel(

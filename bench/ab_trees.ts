@@ -12,8 +12,9 @@
  * `conv`: a 3x3 conv pass of each shape ([batch, inC, outC, side]; default the demo autoencoder's
  * 64x64 layers and the reference 32->32 @64 at batch 64), with the variant the tree picks (or
  * `--variant`). `upconv`: the decoder's upsample x2 + conv (side = the source's). `step`: the
- * demo-size face autoencoder's training step (bench/step.ts's model and loss, batch 32), with the
- * losses after the last round printed for both (equal when a change keeps the arithmetic).
+ * demo-size face autoencoder's training step (bench/step.ts faceStepSession: 10 steps per round,
+ * batch 32; both trees need it), with the losses after the last round printed for both (equal
+ * when a change keeps the arithmetic).
  */
 
 import { parseArgs } from "node:util";
@@ -60,46 +61,23 @@ interface Case {
 }
 
 async function casesOf(root: string): Promise<Case[]> {
-  const { Device } = await import(`${root}nn/device.ts`);
-  const device = await Device.create();
   if (what === "step") {
-    const F = await import(`${root}nn/functional.ts`);
-    const optim = await import(`${root}nn/optim.ts`);
-    const { AUTOENCODER_SIZES, FaceAutoencoder } = await import(`${root}nn/models/autoencoder.ts`);
-    const { tidy } = await import(`${root}nn/tensor.ts`);
-    const batch = 32;
-    const model = new FaceAutoencoder(device, { size: [...AUTOENCODER_SIZES.tiny], seed: 1 });
-    const opt = new optim.Adam(model.parameters(), { lr: 1e-4 });
-    const [imageI, imageJ] = [11, 12].map((seed) => device.rand([batch, 3, 64, 64], seed));
-    const [valence, arousal] = [13, 14].map((seed) =>
-      tidy(() => F.sub(F.mul(device.rand([batch], seed), 2), 1))
-    );
-    const step = () => {
-      const loss = tidy(() => model.loss(imageI, valence, arousal, imageJ, arousal, valence).total);
-      opt.zeroGrad();
-      loss.backward();
-      opt.step();
-      return loss;
-    };
-    for (let i = 0; i < 2; i++) step().dispose();
-    await device.sync();
-    const steps = 4;
+    // The benchmark's own session (bench/step.ts), so both trees train exactly what it times.
+    const { faceStepSession } = await import(`${root}bench/step.ts`);
+    if (!faceStepSession) {
+      throw new Error(
+        `${root}: bench/step.ts has no faceStepSession (--what step needs trees from round 15's review on)`,
+      );
+    }
+    const session = await faceStepSession("demo", false);
     return [{
       label: "demo-size face autoencoder step",
-      async time() {
-        const t0 = performance.now();
-        for (let i = 0; i < steps; i++) step().dispose();
-        await device.sync();
-        return (performance.now() - t0) / steps;
-      },
-      async loss() {
-        const loss = step();
-        const value = await loss.item();
-        loss.dispose();
-        return value;
-      },
+      time: () => session.time(1),
+      loss: () => session.loss(),
     }];
   }
+  const { Device } = await import(`${root}nn/device.ts`);
+  const device = await Device.create();
   const ops = await import(`${root}kernels/ops.ts`);
   const { convGeometry } = await import(`${root}tests/helpers.ts`);
   const b = device.backend;

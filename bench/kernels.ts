@@ -27,6 +27,7 @@ import { type PeerResult, runPeers, torchDemoStepMs } from "./peers.ts";
 import {
   faceAutoencoderStepBench,
   type FaceStepResult,
+  faceStepSession,
   memoryOverSteps,
   type MemoryResult,
   type StepResult,
@@ -119,7 +120,7 @@ console.error(`adapter: ${b.adapterName}; fence floor ${fmt(floor)} ms; batch ${
  * The copy kernel (the memory-bandwidth reference; `again` also after the memory-bound rows, whose
  * ratios use the mean of the two: the machine drifts between the start and those rows).
  */
-async function copyRows(again: boolean): Promise<void> {
+async function timeCopyKernel(again: boolean): Promise<void> {
   const n = 16 * 1024 * 1024;
   const src = randomBuffer(n);
   const dst = b.pool.acquire(n * F32);
@@ -142,7 +143,7 @@ async function copyRows(again: boolean): Promise<void> {
   b.pool.release(src);
   b.pool.release(dst);
 }
-await copyRows(false);
+await timeCopyKernel(false);
 
 // ---- arithmetic reference: register-only multiply-adds (the ceiling no kernel can pass) -------
 {
@@ -455,7 +456,7 @@ for (const [n, c, h, w] of upsampleShapes(batch)) {
   for (const buffer of [p, gr, m, v]) b.pool.release(buffer);
   b.flush();
 }
-await copyRows(true);
+await timeCopyKernel(true);
 
 // ---- training step and peers ----------------------------------------------------------------------
 let step: StepResult | null = null;
@@ -496,13 +497,16 @@ async function interleavedDemoSteps(
 ): Promise<{ oursMs: number[]; torchMs: number[]; ratio: number; bestRatio: number } | null> {
   console.error(`our demo-size step and PyTorch's, alternating, ${rounds} rounds ...`);
   const oursMs: number[] = [], torchMs: number[] = [];
+  const session = await faceStepSession("demo", quick);
   for (let round = 0; round < rounds; round++) {
-    const ours = (await faceAutoencoderStepBench("demo", quick, 3)).msPerStep;
+    const ours = await session.time(3);
     const torch = await torchDemoStepMs();
-    if (torch === null) return null;
+    if (torch === null) break;
     oursMs.push(ours);
     torchMs.push(torch);
   }
+  session.dispose();
+  if (oursMs.length < rounds) return null;
   const ratio = median(torchMs.map((t, i) => t / oursMs[i]));
   return { oursMs, torchMs, ratio, bestRatio: Math.min(...torchMs) / Math.min(...oursMs) };
 }

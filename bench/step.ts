@@ -133,13 +133,15 @@ function faceTrainer(device: Device, widths: readonly number[], batch: number, s
   const valence = tidy(() => F.sub(F.mul(device.rand([batch], 10 * seed + 3), 2), 1));
   const arousal = tidy(() => F.sub(F.mul(device.rand([batch], 10 * seed + 4), 2), 1));
   return {
-    async step(readLoss = false): Promise<void> {
+    /** One step; with `readLoss` its loss is read back and returned. */
+    async step(readLoss = false): Promise<number | null> {
       const loss = tidy(() => model.loss(imageI, valence, arousal, imageJ, arousal, valence).total);
       opt.zeroGrad();
       await loss.backward();
       opt.step();
-      if (readLoss) await loss.item();
+      const value = readLoss ? await loss.item() : null;
       loss.dispose();
+      return value;
     },
     dispose(): void {
       opt.dispose();
@@ -158,10 +160,18 @@ async function timeSteps(
   step: () => Promise<void>,
   warmup: number,
   steps: number,
-  blocks = 1,
 ): Promise<{ msPerStep: number; bytesInUseFirst: number; bytesInUseLast: number }> {
-  // As the training loops do: on a real GPU the first warm-up step's conv shapes are tuned before
-  // the timed steps (cached on disk; llvmpipe keeps its measured defaults).
+  await warmUp(device, step, warmup);
+  const bytesInUseFirst = device.stats().bytesInUse;
+  const msPerStep = await fastestBlock(device, step, steps, 1);
+  return { msPerStep, bytesInUseFirst, bytesInUseLast: device.stats().bytesInUse };
+}
+
+/**
+ * `warmup` steps, as the training loops run them: on a real GPU the first one's conv shapes are
+ * tuned before the timed steps (cached on disk; llvmpipe keeps its measured defaults).
+ */
+async function warmUp(device: Device, step: () => Promise<void>, warmup: number): Promise<void> {
   const tuner = new FirstStepTuner(device);
   for (let i = 0; i < warmup; i++) {
     tuner.before();
@@ -169,8 +179,18 @@ async function timeSteps(
     await tuner.after();
   }
   await device.sync();
-  const bytesInUseFirst = device.stats().bytesInUse;
-  // With several blocks the fastest is kept: the least disturbed by the machine's other load.
+}
+
+/**
+ * Milliseconds per step of the fastest of `blocks` blocks of `steps` steps: the block least
+ * disturbed by the machine's other load.
+ */
+async function fastestBlock(
+  device: Device,
+  step: () => Promise<void>,
+  steps: number,
+  blocks: number,
+): Promise<number> {
   let msPerStep = Infinity;
   for (let block = 0; block < blocks; block++) {
     const t0 = performance.now();
@@ -178,7 +198,7 @@ async function timeSteps(
     await device.sync();
     msPerStep = Math.min(msPerStep, (performance.now() - t0) / steps);
   }
-  return { msPerStep, bytesInUseFirst, bytesInUseLast: device.stats().bytesInUse };
+  return msPerStep;
 }
 
 async function paramLayer(
@@ -219,22 +239,49 @@ export interface FaceStepResult extends StepResult {
 export async function faceAutoencoderStepBench(
   size: "demo" | "paper",
   quick: boolean,
-  blocks = 1,
 ): Promise<FaceStepResult> {
+  const session = await faceStepSession(size, quick);
+  const bytesInUseFirst = session.device.stats().bytesInUse;
+  const msPerStep = await session.time(1);
+  const result = {
+    size,
+    widths: session.widths,
+    batch: session.batch,
+    steps: session.steps,
+    msPerStep,
+    bytesInUseFirst,
+    bytesInUseLast: session.device.stats().bytesInUse,
+    imagesPerSecond: (session.batch * 1000) / msPerStep,
+  };
+  session.dispose();
+  return result;
+}
+
+/**
+ * The face autoencoder of {@link faceAutoencoderStepBench} on a device of its own, warmed up (2
+ * steps); `time(blocks)` gives milliseconds per step, the fastest of `blocks` blocks of `steps`,
+ * and can be called again (bench/kernels.ts alternates it with PyTorch's step without compiling
+ * the pipelines again).
+ */
+export async function faceStepSession(size: "demo" | "paper", quick: boolean) {
   const device = await Device.create();
   const widths = size === "demo" ? AUTOENCODER_SIZES.tiny : AUTOENCODER_SIZES.paper;
   const batch = size === "demo" ? (quick ? 8 : 32) : (quick ? 8 : 64);
   const trainer = faceTrainer(device, widths, batch, 1);
   const steps = quick ? 2 : size === "demo" ? 10 : 3;
-  const timing = await timeSteps(device, () => trainer.step(), 2, steps, blocks);
-  trainer.dispose();
-  device.destroy();
+  const step = async () => void await trainer.step();
+  await warmUp(device, step, 2);
   return {
-    size,
+    device,
     widths,
     batch,
     steps,
-    ...timing,
-    imagesPerSecond: (batch * 1000) / timing.msPerStep,
+    time: (blocks: number) => fastestBlock(device, step, steps, blocks),
+    /** One more step, its loss read back (two trees' sessions compared in bench/ab_trees.ts). */
+    loss: async () => (await trainer.step(true))!,
+    dispose(): void {
+      trainer.dispose();
+      device.destroy();
+    },
   };
 }

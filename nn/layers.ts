@@ -80,16 +80,13 @@ export class Conv2d extends Layer {
       : null;
   }
 
-  forward(x: Tensor): Tensor {
-    return F.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
-  }
-
   /**
-   * forward(upsample(x)) for a 2x nearest upsampling, as one op (F.upsampleConv2d).
-   * `outputFeedsBatchNorm`: see {@link Conv2d.forwardBeforeBatchNorm}.
+   * The convolution. `outputFeedsBatchNorm`: the output goes only into a training-mode batch
+   * norm, so the bias's gradient is exactly zero and is written as zeros, not summed
+   * (F.Conv2dOptions.outputFeedsBatchNorm; Sequential passes it, see feedsTrainingBatchNorm).
    */
-  forwardUpsampled(x: Tensor, outputFeedsBatchNorm = false): Tensor {
-    return F.upsampleConv2d(x, this.weight, this.bias, {
+  forward(x: Tensor, outputFeedsBatchNorm = false): Tensor {
+    return F.conv2d(x, this.weight, this.bias, {
       stride: this.stride,
       padding: this.padding,
       outputFeedsBatchNorm,
@@ -97,14 +94,14 @@ export class Conv2d extends Layer {
   }
 
   /**
-   * forward(x) for an output that goes only into a training-mode batch norm: the bias's gradient
-   * is then exactly zero and is written as zeros, not summed (F.Conv2dOptions.outputFeedsBatchNorm).
+   * forward(upsample(x)) for a 2x nearest upsampling, as one op (F.upsampleConv2d);
+   * `outputFeedsBatchNorm` as in {@link Conv2d.forward}.
    */
-  forwardBeforeBatchNorm(x: Tensor): Tensor {
-    return F.conv2d(x, this.weight, this.bias, {
+  forwardUpsampled(x: Tensor, outputFeedsBatchNorm = false): Tensor {
+    return F.upsampleConv2d(x, this.weight, this.bias, {
       stride: this.stride,
       padding: this.padding,
-      outputFeedsBatchNorm: true,
+      outputFeedsBatchNorm,
     });
   }
 }
@@ -272,7 +269,7 @@ export class Flatten extends Layer {
 
 /**
  * Whether a conv whose next layer is `next` feeds a training-mode batch norm (its bias then has
- * exactly zero gradient: Conv2d.forwardBeforeBatchNorm).
+ * exactly zero gradient: Conv2d.forward's `outputFeedsBatchNorm`).
  */
 export function feedsTrainingBatchNorm(next: Layer | undefined): boolean {
   return next instanceof BatchNorm2d && next.training;
@@ -321,7 +318,7 @@ export class Sequential extends Layer {
         h = (layers[i + 1] as Conv2d).forwardUpsampled(h, feedsTrainingBatchNorm(afterNext));
         i++;
       } else if (layer instanceof Conv2d && feedsTrainingBatchNorm(next)) {
-        h = layer.forwardBeforeBatchNorm(h);
+        h = layer.forward(h, true);
       } else {
         h = layer.forward(h);
       }

@@ -379,7 +379,7 @@ export class FaceAutoencoder extends Layer {
         x = layer.forwardRelu(x);
         i++;
       } else if (layer instanceof Conv2d && feedsTrainingBatchNorm(next)) {
-        x = layer.forwardBeforeBatchNorm(x);
+        x = layer.forward(x, true);
       } else {
         x = layer.forward(x);
       }

@@ -18,7 +18,13 @@ import {
   subpixelWgradKernel,
   type SubpixelWgradTile,
 } from "./wgsl/conv_subpixel.ts";
-import { channelBlock, dispatchWindowed, packWindows, runWgradLanes } from "./conv_ubo.ts";
+import {
+  channelBlock,
+  type ChannelStatistics,
+  dispatchWindowed,
+  packWindows,
+  runWgradLanes,
+} from "./conv_ubo.ts";
 
 const WINDOW_BYTES = UBO_WINDOW_VEC4 * 16;
 
@@ -67,7 +73,10 @@ export function subpixelBackwardBlockFor(b: Backend, channels: number, uboBlock:
   return b.isCpuRasterizer ? channelBlock(32, channels, 4) : uboBlock;
 }
 
-/** y = conv3x3(upsample2x(x), w) + bias, w [outC, inC, 3, 3]. */
+/**
+ * y = conv3x3(upsample2x(x), w) + bias, w [outC, inC, 3, 3]; with `statistics` also y's
+ * batch-norm statistics partials (kernels/conv_ubo.ts ChannelStatistics), when they fit.
+ */
 export function subpixelConv(
   b: Backend,
   x: GPUBuffer,
@@ -77,8 +86,9 @@ export function subpixelConv(
   s: SubpixelShape,
   ocBlock: number,
   tileOverride?: SubpixelTile,
-): void {
-  runSubpixel(b, x, w, bias, y, s, ocBlock, tileOverride, false);
+  statistics = false,
+): ChannelStatistics | null {
+  return runSubpixel(b, x, w, bias, y, s, ocBlock, tileOverride, false, statistics);
 }
 
 /**
@@ -109,20 +119,22 @@ function runSubpixel(
   ocBlock: number,
   tileOverride: SubpixelTile | undefined,
   backward: boolean,
-): void {
+  statistics = false,
+): ChannelStatistics | null {
   const tile = tileOverride ?? (backward ? subpixelBackwardTileFor(b, s) : subpixelTileFor(b, s));
   // The box backward takes the plain 3x3 filters, packed as the ubo backward packs them.
   const box = backward && tile.box === true;
   const pack = box ? convUboPackKernel(true, ocBlock) : subpixelPackKernel(backward, ocBlock);
   const taps = box ? 9 : SUBPIXEL_TAPS;
   const filters = packWindows(b, pack, w, s.inC, s.outC, ocBlock, taps);
-  const kernelFor = (workgroup: number) =>
+  const kernelFor = (workgroup: number, stats: boolean) =>
     box
       ? subpixelBoxBackwardInputKernel(ocBlock, tile, workgroup)
       : backward
       ? subpixelConvBackwardInputKernel(ocBlock, tile, workgroup)
-      : subpixelConvKernel(bias !== null, ocBlock, tile, workgroup);
-  dispatchWindowed(b, kernelFor, x, bias, y, s, tile, filters);
+      : subpixelConvKernel(bias !== null, ocBlock, tile, workgroup, stats);
+  const statisticsBlock = statistics && !backward ? ocBlock : 0;
+  return dispatchWindowed(b, kernelFor, x, bias, y, s, tile, filters, statisticsBlock);
 }
 
 /**

@@ -60,7 +60,9 @@ export function uboTileFor(b: Backend, s: { H: number; W: number }): UboTile {
 
 /**
  * y = conv3x3(x, w') + bias where w' is w ([outC, inC, 3, 3]), or with `transposeFlip` the
- * transposed, flipped w ([inC, outC, 3, 3] as stored: the backward-to-input filter).
+ * transposed, flipped w ([inC, outC, 3, 3] as stored: the backward-to-input filter). With
+ * `statistics` it also returns y's batch-norm statistics partials ({@link ChannelStatistics}),
+ * when they fit (else null).
  */
 export function uboConv(
   b: Backend,
@@ -72,7 +74,8 @@ export function uboConv(
   transposeFlip: boolean,
   ocBlock = UBO_OC_BLOCK,
   tileOverride?: UboTile,
-): void {
+  statistics = false,
+): ChannelStatistics | null {
   const tile = tileOverride ?? uboTileFor(b, s);
   const filters = packWindows(
     b,
@@ -83,17 +86,31 @@ export function uboConv(
     ocBlock,
     9,
   );
-  dispatchWindowed(
+  return dispatchWindowed(
     b,
-    (workgroup) => convUboKernel(bias !== null, ocBlock, tile, workgroup),
+    (workgroup, stats) => convUboKernel(bias !== null, ocBlock, tile, workgroup, stats),
     x,
     bias,
     y,
     s,
     tile,
     filters,
+    statistics ? ocBlock : 0,
   );
 }
+
+/**
+ * Per-channel batch-norm statistics of a map, written by the conv that stored it (kernels/wgsl/
+ * conv_ubo.ts storeStatistics): `partials` vec4s per channel in `buffer` (pooled; the consumer
+ * releases it), each (count, shift, sum(x - shift), sum((x - shift)^2)) over a part of the map.
+ */
+export interface ChannelStatistics {
+  buffer: GPUBuffer;
+  partials: number;
+}
+
+/** Most bytes of workgroup memory the statistics' combine takes (WebGPU's guaranteed minimum). */
+const STATISTICS_WORKGROUP_BYTES = 16384;
 
 /** Filters packed into 64 KiB uniform windows (see {@link packWindows}). */
 export interface PackedFilters {
@@ -143,17 +160,21 @@ export function packWindows(
  * tiles of `tile` (rows x quads of s.H x s.W / 4), smaller workgroups for small maps on CPU
  * rasterizers. Releases the packed filters. Kernel uniforms: batch, inC, H, W, outC, quadsW,
  * tiles, icStart, icCount, accumulate, ocBlockBase, segVec4, foldX, rowGroups, colGroups.
+ * With `statisticsBlock` (the kernel's channels per workgroup; 0: none) the last input-channel
+ * chunk's dispatches also write y's batch-norm statistics (`kernelFor(workgroup, true)`), which
+ * are returned; null when they were not asked for or the workgroup's combine would not fit.
  */
 export function dispatchWindowed(
   b: Backend,
-  kernelFor: (workgroup: number) => KernelSource,
+  kernelFor: (workgroup: number, statistics: boolean) => KernelSource,
   x: GPUBuffer,
   bias: GPUBuffer | null,
   y: GPUBuffer,
   s: UboConvShape,
   tile: UboTile,
   filters: PackedFilters,
-): void {
+  statisticsBlock = 0,
+): ChannelStatistics | null {
   const { packed, blocksC, chunks, icChunk, segFloats } = filters;
   const quadsW = s.W / 4;
   if (quadsW % tile.quads !== 0) {
@@ -165,10 +186,15 @@ export function dispatchWindowed(
   const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
   // Small maps (the paper's 4x4 and 8x8 layers: 64-128 tiles) would be one or two workgroups.
   const { foldX, foldZ, workgroup } = foldedGrid(b, tiles, Math.min(perWindow, blocksC));
-  const kernel = kernelFor(workgroup);
+  const statistics = statisticsBlock > 0 &&
+      workgroup * statisticsBlock * 16 <= STATISTICS_WORKGROUP_BYTES
+    ? { buffer: b.pool.acquire(s.outC * foldX * foldZ * 16), partials: foldX * foldZ }
+    : null;
   for (let chunk = 0; chunk < chunks; chunk++) {
     const icStart = chunk * icChunk;
     const icCount = Math.min(icChunk, s.inC - icStart);
+    const last = chunk === chunks - 1 && statistics !== null;
+    const kernel = kernelFor(workgroup, last);
     for (let base = 0; base < blocksC; base += perWindow) {
       const blocks = Math.min(perWindow, blocksC - base);
       const offset = (chunk * blocksC + base) * segFloats * F32;
@@ -178,10 +204,12 @@ export function dispatchWindowed(
       const buffers = [x, { buffer: packed, offset, size: WINDOW_BYTES }];
       if (bias) buffers.push(bias);
       buffers.push(y);
+      if (last) buffers.push(statistics.buffer);
       b.dispatch(kernel, buffers, u.bytes, [foldX, blocks, foldZ]);
     }
   }
   b.pool.release(packed);
+  return statistics;
 }
 
 /**

@@ -62,7 +62,12 @@ import {
 } from "./wgsl/spatial.ts";
 import { matmulKernel } from "./wgsl/matmul.ts";
 import { FMA_PROBE_WORKGROUP, fmaProbeKernel } from "./wgsl/probe.ts";
-import { uboApplicable, uboConv, uboConvBackwardWeight } from "./conv_ubo.ts";
+import {
+  type ChannelStatistics,
+  uboApplicable,
+  uboConv,
+  uboConvBackwardWeight,
+} from "./conv_ubo.ts";
 import {
   subpixelApplicable,
   subpixelBackwardBlockFor,
@@ -443,6 +448,13 @@ export interface BatchNormOptions {
    * chunked variant: fold the per-channel finalize into the element pass (default true).
    */
   fused?: boolean;
+  /**
+   * Training forward ({@link batchNormForwardTraining}, {@link batchNormReluMaxPoolForwardTraining})
+   * of the fused chunked passes: x's statistics partials, written by the conv that produced x
+   * ({@link conv2dForward}'s `statistics`), instead of a partial pass over x. The caller keeps and
+   * releases the buffer.
+   */
+  statistics?: ChannelStatistics | null;
 }
 
 function bnVariant(_b: Backend, _channels: number, options: BatchNormOptions): BatchNormVariant {
@@ -599,7 +611,22 @@ export function channelSums(
   b.pool.release(partial);
 }
 
-/** y = conv2d(x, w) + bias. */
+/** Options of the conv forward launchers. */
+export interface ConvForwardOptions extends ConvOptions {
+  /**
+   * Also form y's batch-norm statistics partials as y is stored, for a training-mode batch norm of
+   * y (BatchNormOptions.statistics). Only some variants can (ubo, sub-pixel); the launcher returns
+   * null where it did not.
+   */
+  statistics?: boolean;
+}
+
+export type { ChannelStatistics };
+
+/**
+ * y = conv2d(x, w) + bias; y's batch-norm statistics partials (a pooled buffer the caller
+ * releases) when `options.statistics` asks for them and the variant forms them, else null.
+ */
 export function conv2dForward(
   b: Backend,
   x: GPUBuffer,
@@ -607,25 +634,25 @@ export function conv2dForward(
   bias: GPUBuffer | null,
   y: GPUBuffer,
   g: Conv2dGeometry,
-  options: ConvOptions = {},
-): void {
+  options: ConvForwardOptions = {},
+): ChannelStatistics | null {
   const variant = conv2dVariant(b, "forward", g, options);
   if (variant === "gemm" || variant === "gemm-wide") {
     gemmForward(b, x, w, bias, y, g, gemmTile(variant === "gemm-wide"));
-    return;
+    return null;
   }
   if (variant === "ubo") {
     const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
-    uboConv(b, x, w, bias, y, shape, false, uboBlockFor(g.outC));
-    return;
+    const block = uboBlockFor(g.outC);
+    return uboConv(b, x, w, bias, y, shape, false, block, undefined, options.statistics);
   }
   if (variant === "ubo-any") {
     uboAnyForward(b, x, w, bias, y, g);
-    return;
+    return null;
   }
   if (variant === "ubo-cols") {
     uboColsForward(b, x, w, bias, y, g);
-    return;
+    return null;
   }
   const blocksC = Math.ceil(g.outC / 4);
   const blocksW = Math.ceil(g.outW / 4);
@@ -636,6 +663,7 @@ export function conv2dForward(
     convUniforms(g, blocksC, blocksW),
     grid1d(threads),
   );
+  return null;
 }
 
 /** dx = conv2d backward to the input. */
@@ -878,7 +906,8 @@ export function batchNormForwardTraining(
     return;
   }
   const k = bnChunking(b, batch, channels, spatial);
-  const partial = bnStatsPartials(b, x, batch, channels, k);
+  const tiles = options.statistics ?? null;
+  const partial = tiles ? tiles.buffer : bnStatsPartials(b, x, batch, channels, k);
   const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels);
   b.dispatch(
     batchNormForwardFusedKernel(
@@ -887,12 +916,21 @@ export function batchNormForwardTraining(
       options.relu ?? false,
       !!running,
       walk.segments !== null,
+      tiles !== null,
     ),
     fusedForwardBuffers(x, partial, affineParams, y, mean, invStd, running),
-    fusedUniforms(batch, channels, k, walk, batch * spatial, eps, momentum),
+    fusedUniforms(
+      batch,
+      channels,
+      tiles ? { ...k, chunks: tiles.partials } : k,
+      walk,
+      batch * spatial,
+      eps,
+      momentum,
+    ),
     fusedGrid(channels, walk),
   );
-  b.pool.release(partial);
+  if (!tiles) b.pool.release(partial);
 }
 
 /**
@@ -1016,6 +1054,7 @@ export function batchNormReluMaxPoolForwardTraining(
   width: number,
   eps: number,
   momentum: number,
+  statistics: ChannelStatistics | null = null,
 ): void {
   if (!batchNormReluMaxPoolApplicable(b, channels, height, width)) {
     throw new Error(
@@ -1024,15 +1063,28 @@ export function batchNormReluMaxPoolForwardTraining(
   }
   const spatial = height * width;
   const k = bnChunking(b, batch, channels, spatial);
-  const partial = bnStatsPartials(b, x, batch, channels, k);
+  const partial = statistics ? statistics.buffer : bnStatsPartials(b, x, batch, channels, k);
   const p = pooledWalk(b, pooledChunking(b, batch, channels, height, width), channels);
   b.dispatch(
-    batchNormReluMaxPoolForwardKernel(affineParams !== null, running !== null, p.segments !== null),
+    batchNormReluMaxPoolForwardKernel(
+      affineParams !== null,
+      running !== null,
+      p.segments !== null,
+      statistics !== null,
+    ),
     fusedForwardBuffers(x, partial, affineParams, pooled, mean, invStd, running),
-    pooledUniforms(batch, channels, p, k.chunks, batch * spatial, eps, momentum),
+    pooledUniforms(
+      batch,
+      channels,
+      p,
+      statistics ? statistics.partials : k.chunks,
+      batch * spatial,
+      eps,
+      momentum,
+    ),
     fusedGrid(channels, p),
   );
-  b.pool.release(partial);
+  if (!statistics) b.pool.release(partial);
 }
 
 /**
@@ -1464,6 +1516,7 @@ function subpixelShape(g: Conv2dGeometry) {
  * geometry on the upsampled map (nearest, as torch.nn.Upsample(scale_factor=2)). The sub-pixel
  * kernel never forms the upsampled map and does 4 multiply-adds per output instead of 9 (see
  * {@link upsampleConvFused}); other shapes and variants upsample into a temporary buffer first.
+ * Returns y's statistics partials as {@link conv2dForward} does.
  */
 export function upsampleConv2dForward(
   b: Backend,
@@ -1472,16 +1525,17 @@ export function upsampleConv2dForward(
   bias: GPUBuffer | null,
   y: GPUBuffer,
   g: Conv2dGeometry,
-  options: ConvOptions = {},
-): void {
+  options: ConvForwardOptions = {},
+): ChannelStatistics | null {
   if (upsampleConvFused(b, "forward", g, options)) {
-    subpixelConv(b, x, w, bias, y, subpixelShape(g), uboBlockFor(g.outC));
-    return;
+    const block = uboBlockFor(g.outC);
+    return subpixelConv(b, x, w, bias, y, subpixelShape(g), block, undefined, options.statistics);
   }
   const upsampled = b.pool.acquire(g.batch * g.inC * g.inH * g.inW * F32);
   resizeForward(b, "nearest", x, upsampled, upsampleGeometry(g));
-  conv2dForward(b, upsampled, w, bias, y, g, options);
+  const statistics = conv2dForward(b, upsampled, w, bias, y, g, options);
   b.pool.release(upsampled);
+  return statistics;
 }
 
 /**

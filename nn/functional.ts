@@ -521,7 +521,22 @@ function recordConv(
   const { batch, outC, outH, outW } = geometry;
   const backend = x.device.backend;
   const y = x.device.empty([batch, outC, outH, outW]);
-  passes.forward(backend, x.buffer, weight.buffer, bias?.buffer ?? null, y.buffer, geometry);
+  // Into a training batch norm: its statistics are formed as y is stored, where the variant can.
+  const statistics = passes.forward(
+    backend,
+    x.buffer,
+    weight.buffer,
+    bias?.buffer ?? null,
+    y.buffer,
+    geometry,
+    { statistics: zeroBiasGradient },
+  );
+  if (statistics) {
+    y.storage.attachStatistics({
+      partials: statistics,
+      release: () => backend.pool.release(statistics.buffer),
+    });
+  }
   if (!needsGrad(x, weight, bias)) return y;
   const savedX = x.share();
   const savedW = weight.share();
@@ -628,6 +643,7 @@ export function batchNorm2d(
     // Statistics and normalization together (two passes for the chunked kernels).
     const mean = device.empty([channels]);
     const invStd = device.empty([channels]);
+    const partials = x.storage.takeStatistics();
     ops.batchNormForwardTraining(
       backend,
       x.buffer,
@@ -641,8 +657,9 @@ export function batchNorm2d(
       spatial,
       eps,
       momentum,
-      { relu },
+      { relu, statistics: partials?.partials },
     );
+    partials?.release();
     stats = { mean, stat: invStd, fromVariance: false };
   } else {
     stats = { mean: runningMean!.share(), stat: runningVar!.share(), fromVariance: true };
@@ -838,6 +855,7 @@ export function batchNormReluMaxPool2d(
   const invStd = device.empty([channels]);
   const pooled = device.empty([batch, channels, height / 2, width / 2]);
   const affine = weight ? { weight: weight.buffer, bias: bias!.buffer } : null;
+  const partials = x.storage.takeStatistics();
   ops.batchNormReluMaxPoolForwardTraining(
     backend,
     x.buffer,
@@ -852,7 +870,9 @@ export function batchNormReluMaxPool2d(
     width,
     eps,
     momentum,
+    partials?.partials ?? null,
   );
+  partials?.release();
   if (!needsGrad(x, weight, bias)) {
     mean.dispose();
     invStd.dispose();

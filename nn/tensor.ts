@@ -26,8 +26,37 @@ export class Storage {
 
   /** Drop a reference; the buffer returns to the pool at zero. */
   release(): void {
-    if (--this.#refs === 0) this.#device.backend.pool.release(this.buffer);
+    if (--this.#refs === 0) {
+      this.#device.backend.pool.release(this.buffer);
+      this.takeStatistics()?.release();
+    }
   }
+
+  #statistics: BatchNormStatistics | null = null;
+
+  /**
+   * Attach the data's batch-norm statistics partials, formed by the op that wrote the data (a conv
+   * whose output feeds a training-mode batch norm), for {@link takeStatistics}; they are released
+   * with the storage if nothing takes them.
+   */
+  attachStatistics(statistics: BatchNormStatistics): void {
+    this.#statistics?.release();
+    this.#statistics = statistics;
+  }
+
+  /** The attached statistics partials, detached: the caller releases them. */
+  takeStatistics(): BatchNormStatistics | null {
+    const statistics = this.#statistics;
+    this.#statistics = null;
+    return statistics;
+  }
+}
+
+/** Batch-norm statistics partials of a storage's data (kernels/ops.ts ChannelStatistics). */
+export interface BatchNormStatistics {
+  partials: ops.ChannelStatistics;
+  /** Return the partials' buffer to the pool. */
+  release(): void;
 }
 
 /** The backward function of one recorded op: upstream gradient in, one gradient per input out. */

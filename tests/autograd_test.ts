@@ -210,8 +210,10 @@ for (const pool of [2, 3, 0]) {
 }
 
 // A training-mode batch norm subtracts each channel's batch mean, so the conv bias before it has
-// exactly zero gradient: with outputFeedsBatchNorm the backward writes zeros (the other gradients
-// unchanged, bit for bit); summed from dy, as without it, the bias gradient is rounding noise.
+// exactly zero gradient: with outputFeedsBatchNorm the backward writes zeros; summed from dy, as
+// without it, the bias gradient is rounding noise. The weight gradient is the same up to rounding
+// (with the hint, the conv may form the batch norm's statistics as it stores its output: the
+// same statistics, summed in another order; tests/kernels_bn_statistics_test.ts).
 Deno.test("a conv bias feeding a training-mode batch norm gets exactly zero gradient", async () => {
   const x = device.tensor(randomArray(4 * 3 * 6 * 8, 91), [4, 3, 6, 8]);
   const w = device.tensor(randomArray(5 * 3 * 9, 92), [5, 3, 3, 3], { requiresGrad: true });
@@ -234,10 +236,10 @@ Deno.test("a conv bias feeding a training-mode batch norm gets exactly zero grad
   };
   const hinted = await run(true);
   const summed = await run(false);
-  assert.deepEqual(hinted.dw, summed.dw);
   assert.deepEqual(Array.from(hinted.db), [0, 0, 0, 0, 0]);
   const scale = Math.max(...hinted.dw.map(Math.abs));
   assert.ok(scale > 1, `weight gradient scale ${scale}`);
+  assertClose(hinted.dw, summed.dw, "weight gradient", { atol: 1e-5 * scale, rtol: 1e-5 });
   for (const v of summed.db) assert.ok(Math.abs(v) < 1e-4 * scale, `summed bias gradient ${v}`);
   for (const t of [x, w, b, gamma, beta, r]) t.dispose();
 });

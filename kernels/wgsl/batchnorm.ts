@@ -544,11 +544,12 @@ function fusedChunkKernel(
   body: string,
   walk: FusedWalk = ELEMENT_WALK,
   segmented = false,
+  tiles = false,
 ): string {
   const [start, step] = segmented
     ? [`seg * ${BN_FUSED_WORKGROUP}u + lid`, `params.segments * ${BN_FUSED_WORKGROUP}u`]
     : ["lid", `${BN_FUSED_WORKGROUP}u`];
-  return `${segmented ? segmentedHead(walk.partials) : fusedHead(walk.partials)}
+  return `${segmented ? segmentedHead(walk.partials, tiles) : fusedHead(walk.partials, tiles)}
   ${prologue}
   for (var k = ${start}; k < ${walk.runs}; k = k + ${step}) {
     ${walk.run(body)}
@@ -559,6 +560,14 @@ function fusedChunkKernel(
 /** A fused kernel's flags, with `segmented: true` added only for the segmented form. */
 function segmentedFlag<T extends Record<string, unknown>>(flags: T, segmented: boolean) {
   return segmented ? { ...flags, segmented } : flags;
+}
+
+/**
+ * A fused forward's flags, with `tiles: true` added only when it reads a conv's tile partials
+ * (kernels/wgsl/conv_ubo.ts storeStatistics) instead of the element partials.
+ */
+function tilesFlag<T extends Record<string, unknown>>(flags: T, tiles: boolean) {
+  return tiles ? { ...flags, tiles } : flags;
 }
 
 /** Which thread of a fused pass writes the channel's statistics or sums: one per channel. */
@@ -591,19 +600,40 @@ const ELEMENT_WALK: FusedWalk = {
  * coroutine switches of every SIMD group: with 256 channels of 8x8 at batch 64 the channel's few
  * partials cost less to read than the barriers.
  */
-function fusedHead(chunks: string): string {
+function fusedHead(chunks: string, tiles = false): string {
   return `@compute @workgroup_size(${BN_FUSED_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   if (wid.y * nwg.x + wid.x >= params.channels) { return; }
   let c = wid.y * nwg.x + wid.x;
   var a = 0.0;
-  var q = 0.0;
+  var q = 0.0;${tiles ? `\n  ${tileReference(chunks)}` : ""}
   for (var k = 0u; k < ${chunks}; k = k + 1u) {
-    let at = (c * ${chunks} + k) * 2u;
-    a = a + partial[at];
-    q = q + partial[at + 1u];
+    ${addPartial(chunks, tiles)}
   }`;
+}
+
+/**
+ * Tile partials (written by a conv as it stores the map: kernels/wgsl/conv_ubo.ts
+ * storeStatistics): vec4s (count, shift, sum(x - shift), sum((x - shift)^2)), each with its own
+ * shift. Their sums are moved to the channel's first partial's shift, `reference`, which stands
+ * for the channel's first element of the element partials.
+ */
+function tileReference(chunks: string): string {
+  return `let reference = partial[c * ${chunks}].y;`;
+}
+
+/** Add partial k of channel c to a and q: element partials (pairs) or tile partials (vec4s). */
+function addPartial(chunks: string, tiles: boolean): string {
+  if (!tiles) {
+    return `let at = (c * ${chunks} + k) * 2u;
+    a = a + partial[at];
+    q = q + partial[at + 1u];`;
+  }
+  return `let s = partial[c * ${chunks} + k];
+    let d = s.y - reference;
+    a = a + s.z + s.x * d;
+    q = q + s.w + d * (2.0 * s.z + s.x * d);`;
 }
 
 /**
@@ -611,7 +641,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
  * segments + seg; its threads sum every 64th of the channel's chunk partials, then add their sums
  * in a workgroup tree (barriers are cheap on GPUs), so all hold the channel's sums a and q.
  */
-function segmentedHead(chunks: string): string {
+function segmentedHead(chunks: string, tiles = false): string {
   return `var<workgroup> headA: array<f32, ${BN_FUSED_WORKGROUP}>;
 var<workgroup> headQ: array<f32, ${BN_FUSED_WORKGROUP}>;
 @compute @workgroup_size(${BN_FUSED_WORKGROUP})
@@ -622,11 +652,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let c = id / params.segments;
   let seg = id - c * params.segments;
   var a = 0.0;
-  var q = 0.0;
+  var q = 0.0;${tiles ? `\n  ${tileReference(chunks)}` : ""}
   for (var k = lid; k < ${chunks}; k = k + ${BN_FUSED_WORKGROUP}u) {
-    let at = (c * ${chunks} + k) * 2u;
-    a = a + partial[at];
-    q = q + partial[at + 1u];
+    ${addPartial(chunks, tiles)}
   }
   headA[lid] = a;
   headQ[lid] = q;
@@ -656,11 +684,12 @@ export function batchNormForwardFusedKernel(
   relu: boolean,
   updateRunning: boolean,
   segmented = false,
+  tiles = false,
 ): KernelSource {
   const l = lane(vec4);
   const bindings: [string, "read" | "readWrite", string][] = [
     ["x", "read", l.type],
-    ["partial", "read", "f32"],
+    ["partial", "read", tiles ? "vec4f" : "f32"],
   ];
   if (affine) bindings.push(["weight", "read", "f32"], ["bias", "read", "f32"]);
   bindings.push(["y", "readWrite", l.type], ["mean", "readWrite", "f32"], [
@@ -671,10 +700,10 @@ export function batchNormForwardFusedKernel(
   if (updateRunning) {
     bindings.push(["runningMean", "readWrite", "f32"], ["runningVar", "readWrite", "f32"]);
   }
-  const first = vec4 ? "x[c * params.spatialV].x" : "x[c * params.spatialV]";
+  const first = tiles ? "reference" : vec4 ? "x[c * params.spatialV].x" : "x[c * params.spatialV]";
   return kernel(
     "batchNormForwardFused",
-    segmentedFlag({ vec4, affine, relu, updateRunning }, segmented),
+    tilesFlag(segmentedFlag({ vec4, affine, relu, updateRunning }, segmented), tiles),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
 ${
@@ -683,6 +712,7 @@ ${
         `y[e] = ${reluOf("x[e] * scale + shift", relu, l.zero)};`,
         ELEMENT_WALK,
         segmented,
+        tiles,
       )
     }`,
   );
@@ -874,10 +904,11 @@ export function batchNormReluMaxPoolForwardKernel(
   affine: boolean,
   updateRunning: boolean,
   segmented = false,
+  tiles = false,
 ): KernelSource {
   const bindings: [string, "read" | "readWrite", string][] = [
     ["x", "read", "vec4f"],
-    ["partial", "read", "f32"],
+    ["partial", "read", tiles ? "vec4f" : "f32"],
   ];
   if (affine) bindings.push(["weight", "read", "f32"], ["bias", "read", "f32"]);
   bindings.push(["pooled", "readWrite", "vec2f"], ["mean", "readWrite", "f32"], [
@@ -890,10 +921,10 @@ export function batchNormReluMaxPoolForwardKernel(
   }
   // The statistics partials were taken with the element chunking: their shift is the channel's
   // first element, x[c * spatial / 4].x.
-  const first = "x[c * 2u * params.outH * params.quadsW].x";
+  const first = tiles ? "reference" : "x[c * 2u * params.outH * params.quadsW].x";
   return kernel(
     "batchNormReluMaxPoolForward",
-    segmentedFlag({ affine, updateRunning }, segmented),
+    tilesFlag(segmentedFlag({ affine, updateRunning }, segmented), tiles),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(POOLED_UNIFORMS, segmented))}
 ${
@@ -905,6 +936,7 @@ ${
                       max(max(aTop.z, aTop.w), max(aBottom.z, aBottom.w)));`,
         POOLED_WALK,
         segmented,
+        tiles,
       )
     }`,
   );

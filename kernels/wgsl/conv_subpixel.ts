@@ -23,7 +23,7 @@
 import type { KernelSource } from "../backend.ts";
 import { declareBindings, kernel, memoizedTemplate } from "./common.ts";
 import { tapSums, tapSumTerms, wgradWalkKernel } from "./conv3x3_wgrad.ts";
-import { windowPackKernel } from "./conv_ubo.ts";
+import { storeStatistics, windowedStore, windowPackKernel } from "./conv_ubo.ts";
 
 /** Taps of the sub-pixel filters per channel pair: 4 parities x 2 x 2. */
 export const SUBPIXEL_TAPS = 16;
@@ -80,11 +80,21 @@ const WINDOWED_UNIFORMS = "batch: u32, inC: u32, H: u32, W: u32, outC: u32, quad
  * source row s0, first source quad quadS, first channel oc0 of its block, its filter segment seg,
  * and whether the tile has columns to its left and right.
  */
-function tileMain(workgroup: number, R: number, P: number, J: number): string {
-  return `@compute @workgroup_size(${workgroup})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+function tileMain(
+  workgroup: number,
+  R: number,
+  P: number,
+  J: number,
+  statistics: ReturnType<typeof storeStatistics> | null = null,
+): string {
+  return `${
+    statistics ? `${statistics.workgroupArray}\n` : ""
+  }@compute @workgroup_size(${workgroup})
+fn main(@builtin(workgroup_id) wid: vec3u, ${
+    statistics ? "@builtin(num_workgroups) nwg: vec3u, " : ""
+  }@builtin(local_invocation_index) lid: u32) {
   let t = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
-  if (t >= params.tiles) { return; }
+  ${statistics ? statistics.open : "if (t >= params.tiles) { return; }"}
   let colGroup = t % params.colGroups;
   let rest = t / params.colGroups;
   let s0 = (rest % params.rowGroups) * ${R}u;
@@ -150,6 +160,7 @@ function buildSubpixelConvKernel(
   ocBlock: number,
   tile: SubpixelTile,
   workgroup = 64,
+  stats = false,
 ): KernelSource {
   const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
     ["x", "read", "vec4f"],
@@ -157,6 +168,8 @@ function buildSubpixelConvKernel(
   ];
   if (bias) bindings.push(["b", "read", "f32"]);
   bindings.push(["y", "readWrite", "vec4f"]);
+  const statistics = stats ? storeStatistics(ocBlock, workgroup) : null;
+  if (statistics) bindings.push(statistics.binding);
   const { rows: R, quads: P } = tile;
   const J = ocBlock;
   const vecsPerTap = J / 4;
@@ -174,11 +187,15 @@ function buildSubpixelConvKernel(
           );
           // Columns 2t + b of the 4 source columns: even (b = 0) and odd interleaved.
           const e = acc(a, 0, r, p, j), o = acc(a, 1, r, p, j);
+          const left = `store(n, oc0 + ${j}u, oh, q, vec4f(${e}.x, ${o}.x, ${e}.y, ${o}.y))`;
+          const right = `store(n, oc0 + ${j}u, oh, q + 1u, vec4f(${e}.z, ${o}.z, ${e}.w, ${o}.w))`;
+          const first = a === 0 && r === 0 && p === 0;
           stores.push(
             `if (s0 + ${r}u < params.H) {` +
               ` let q = 2u * (quadS + ${p}u); let oh = 2u * (s0 + ${r}u) + ${a}u;` +
-              ` store(n, oc0 + ${j}u, oh, q, vec4f(${e}.x, ${o}.x, ${e}.y, ${o}.y));` +
-              ` store(n, oc0 + ${j}u, oh, q + 1u, vec4f(${e}.z, ${o}.z, ${e}.w, ${o}.w)); }`,
+              (statistics
+                ? ` { ${statistics.add(j, left, first)} } { ${statistics.add(j, right, false)} } }`
+                : ` ${left};` + ` ${right}; }`),
           );
         }
       }
@@ -210,7 +227,7 @@ function buildSubpixelConvKernel(
   }
   return kernel(
     "subpixelConv",
-    { bias, j: J, rows: R, quads: P, wg: workgroup },
+    { bias, j: J, rows: R, quads: P, wg: workgroup, ...(stats ? { stats } : {}) },
     bindings.map(([, k]) => k),
     `${
       declareBindings(
@@ -218,16 +235,15 @@ function buildSubpixelConvKernel(
         WINDOWED_UNIFORMS,
       )
     }
-fn store(n: u32, oc: u32, oh: u32, quad: u32, acc: vec4f) {
-  if (oc >= params.outC) { return; }
-  let at = ((n * params.outC + oc) * 2u * params.H + oh) * 2u * params.quadsW + quad;
-  if (params.accumulate != 0u) {
-    y[at] = y[at] + acc;
-  } else {
-    y[at] = acc${bias ? " + vec4f(b[oc])" : ""};
-  }
-}
-${tileMain(workgroup, R, P, J)}
+${
+      windowedStore(
+        "quad: u32",
+        "((n * params.outC + oc) * 2u * params.H + oh) * 2u * params.quadsW + quad",
+        bias,
+        stats,
+      )
+    }
+${tileMain(workgroup, R, P, J, statistics)}
   let planeQuads = params.H * params.quadsW;
   var base = ((n * params.inC + params.icStart) * params.H + s0) * params.quadsW + quadS;
   ${accs.join("\n  ")}
@@ -237,7 +253,7 @@ ${tileMain(workgroup, R, P, J)}
     base = base + planeQuads;
   }
   ${stores.join("\n  ")}
-}`,
+${statistics ? statistics.close : ""}}`,
   );
 }
 

@@ -135,6 +135,104 @@ export function tileRowTap(kw: number, p: number, row = ""): string {
   return (kw === 0 ? `shiftedRight${p}` : kw === 1 ? `q${p}` : `shiftedLeft${p}`) + row;
 }
 
+/**
+ * The `store` function of the windowed convs (ubo, sub-pixel): the output vec4 `acc` of channel oc
+ * at quad index `at` of y (an expression of n, oc, oh and the parameter `position`), plus the bias
+ * on the first input-channel chunk, added to y on the others. With `returnsValue` it returns the
+ * value stored (zeros past the channels), for {@link storeStatistics}.
+ */
+export function windowedStore(
+  position: string,
+  at: string,
+  bias: boolean,
+  returnsValue: boolean,
+): string {
+  const first = `acc${bias ? " + vec4f(b[oc])" : ""}`;
+  if (!returnsValue) {
+    return `fn store(n: u32, oc: u32, oh: u32, ${position}, acc: vec4f) {
+  if (oc >= params.outC) { return; }
+  let at = ${at};
+  if (params.accumulate != 0u) {
+    y[at] = y[at] + acc;
+  } else {
+    y[at] = ${first};
+  }
+}`;
+  }
+  return `fn store(n: u32, oc: u32, oh: u32, ${position}, acc: vec4f) -> vec4f {
+  if (oc >= params.outC) { return vec4f(0.0); }
+  let at = ${at};
+  var value = ${first};
+  if (params.accumulate != 0u) { value = y[at] + acc; }
+  y[at] = value;
+  return value;
+}`;
+}
+
+/**
+ * Batch-norm statistics formed where a windowed conv stores its outputs (flag `stats`), so that a
+ * training-mode batch norm of the map needs no pass of its own to find them. Each thread sums the
+ * values it stores of each of its J channels, shifted by the first of them (count, shift,
+ * sum(v - shift), sum((v - shift)^2)); after one barrier, thread j adds the workgroup's threads'
+ * sums of channel j, moved to thread 0's shift (the shifted sums' exact identities), and writes
+ * them to statistics[oc * partials + k], k the workgroup's index over x and z and partials their
+ * count: the "tile partials" that kernels/wgsl/batchnorm.ts's fused forward passes combine the
+ * same way. The kernel must run its tile inside `open` .. `close` (no early return: every thread
+ * reaches the barrier) and bind `nwg` (num_workgroups); `add(j, store, first)` wraps the call
+ * `store` (which returns the stored value) with channel j's sums.
+ */
+export function storeStatistics(J: number, workgroup: number) {
+  const name = (what: string, j: number) => `stat${what}${j}`;
+  const declarations: string[] = [];
+  const saves: string[] = [];
+  for (let j = 0; j < J; j++) {
+    declarations.push(
+      `var ${name("Count", j)} = 0.0;`,
+      `var ${name("Shift", j)} = 0.0;`,
+      `var ${name("Sum", j)} = vec4f(0.0);`,
+      `var ${name("Squares", j)} = vec4f(0.0);`,
+    );
+    saves.push(
+      `tileStatistics[lid * ${J}u + ${j}u] = vec4f(${name("Count", j)}, ${name("Shift", j)}, ` +
+        `dot(${name("Sum", j)}, vec4f(1.0)), dot(${name("Squares", j)}, vec4f(1.0)));`,
+    );
+  }
+  return {
+    binding: ["statistics", "readWrite", "vec4f"] as [string, "readWrite", string],
+    workgroupArray: `var<workgroup> tileStatistics: array<vec4f, ${workgroup * J}>;`,
+    open: `${declarations.join("\n  ")}
+  if (t < params.tiles) {`,
+    add: (j: number, store: string, first: boolean) =>
+      `let stored = ${store};${first ? ` ${name("Shift", j)} = stored.x;` : ""}` +
+      ` let deviation = stored - vec4f(${name("Shift", j)});` +
+      ` ${name("Sum", j)} = ${name("Sum", j)} + deviation;` +
+      ` ${name("Squares", j)} = ${name("Squares", j)} + deviation * deviation;` +
+      ` ${name("Count", j)} = ${name("Count", j)} + 4.0;`,
+    close: `  }
+  ${saves.join("\n  ")}
+  workgroupBarrier();
+  if (lid < ${J}u) {
+    let reference = tileStatistics[lid].y;
+    var count = 0.0;
+    var sum = 0.0;
+    var squares = 0.0;
+    for (var i = 0u; i < ${workgroup}u; i = i + 1u) {
+      let s = tileStatistics[i * ${J}u + lid];
+      let d = s.y - reference;
+      count = count + s.x;
+      sum = sum + s.z + s.x * d;
+      squares = squares + s.w + d * (2.0 * s.z + s.x * d);
+    }
+    let oc = (params.ocBlockBase + wid.y) * ${J}u + lid;
+    if (oc < params.outC) {
+      statistics[oc * params.foldX * nwg.z + wid.z * params.foldX + wid.x] =
+        vec4f(count, reference, sum, squares);
+    }
+  }
+`,
+  };
+}
+
 /** Register tile of one thread of the ubo conv: output rows x column quads (4 columns each). */
 export interface UboTile {
   rows: number;
@@ -157,6 +255,7 @@ function buildConvUboKernel(
   ocBlock = UBO_OC_BLOCK,
   tile: UboTile = { rows: 1, quads: 1 },
   workgroup = 64,
+  stats = false,
 ): KernelSource {
   const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
     ["x", "read", "vec4f"],
@@ -166,6 +265,8 @@ function buildConvUboKernel(
   // y as vec4s: llvmpipe pays per store instruction whatever its width, and on layers with few
   // input channels four scalar stores per output vec4 cost more than the loads and multiply-adds.
   bindings.push(["y", "readWrite", "vec4f"]);
+  const statistics = stats ? storeStatistics(ocBlock, workgroup) : null;
+  if (statistics) bindings.push(statistics.binding);
   const { rows: R, quads: P } = tile;
   const vecsPerTap = ocBlock / 4;
   const accs: string[] = [];
@@ -174,10 +275,11 @@ function buildConvUboKernel(
     for (let p = 0; p < P; p++) {
       for (let j = 0; j < ocBlock; j++) {
         accs.push(`var acc${r}_${p}_${j} = vec4f(0.0);`);
+        const store = `store(n, oc0 + ${j}u, oh0 + ${r}u, ow0 + ${4 * p}u, acc${r}_${p}_${j})`;
         stores.push(
-          `if (oh0 + ${r}u < params.H) { store(n, oc0 + ${j}u, oh0 + ${r}u, ow0 + ${
-            4 * p
-          }u, acc${r}_${p}_${j}); }`,
+          `if (oh0 + ${r}u < params.H) { ${
+            statistics ? statistics.add(j, store, r === 0 && p === 0) : `${store};`
+          } }`,
         );
       }
     }
@@ -209,9 +311,14 @@ function buildConvUboKernel(
   }
   return kernel(
     "convUbo",
-    workgroup === 64
-      ? { bias, j: ocBlock, rows: R, quads: P }
-      : { bias, j: ocBlock, rows: R, quads: P, wg: workgroup },
+    {
+      bias,
+      j: ocBlock,
+      rows: R,
+      quads: P,
+      ...(workgroup === 64 ? {} : { wg: workgroup }),
+      ...(stats ? { stats } : {}),
+    },
     bindings.map(([, k]) => k),
     `${
       declareBindings(
@@ -221,19 +328,20 @@ function buildConvUboKernel(
           "rowGroups: u32, colGroups: u32,",
       )
     }
-fn store(n: u32, oc: u32, oh: u32, ow0: u32, acc: vec4f) {
-  if (oc >= params.outC) { return; }
-  let at = ((n * params.outC + oc) * params.H + oh) * params.quadsW + ow0 / 4u;
-  if (params.accumulate != 0u) {
-    y[at] = y[at] + acc;
-  } else {
-    y[at] = acc${bias ? " + vec4f(b[oc])" : ""};
-  }
-}
-@compute @workgroup_size(${workgroup})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+${
+      windowedStore(
+        "ow0: u32",
+        "((n * params.outC + oc) * params.H + oh) * params.quadsW + ow0 / 4u",
+        bias,
+        stats,
+      )
+    }
+${statistics ? `${statistics.workgroupArray}\n` : ""}@compute @workgroup_size(${workgroup})
+fn main(@builtin(workgroup_id) wid: vec3u, ${
+      statistics ? "@builtin(num_workgroups) nwg: vec3u, " : ""
+    }@builtin(local_invocation_index) lid: u32) {
   let t = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
-  if (t >= params.tiles) { return; }
+  ${statistics ? statistics.open : "if (t >= params.tiles) { return; }"}
   let colGroup = t % params.colGroups;
   let rest = t / params.colGroups;
   let oh0 = (rest % params.rowGroups) * ${R}u;
@@ -254,7 +362,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     base = base + planeQuads;
   }
   ${stores.join("\n  ")}
-}`,
+${statistics ? statistics.close : ""}}`,
   );
 }
 

@@ -455,6 +455,13 @@ export interface BatchNormOptions {
    * releases the buffer.
    */
   statistics?: ChannelStatistics | null;
+  /**
+   * Fused training passes whose walk is one workgroup per channel (CPU rasterizers): find the
+   * channel's sums in the same pass, walking the channel twice (the walked form,
+   * kernels/wgsl/batchnorm.ts walkedHead), instead of after a partial pass. Default true; false
+   * runs the two passes (tests, benchmarks).
+   */
+  walked?: boolean;
 }
 
 function bnVariant(_b: Backend, _channels: number, options: BatchNormOptions): BatchNormVariant {
@@ -907,8 +914,9 @@ export function batchNormForwardTraining(
   }
   const k = bnChunking(b, batch, channels, spatial);
   const tiles = options.statistics ?? null;
-  const partial = tiles ? tiles.buffer : bnStatsPartials(b, x, batch, channels, k);
   const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels);
+  const walked = !tiles && walkedPass(walk, options);
+  const partial = tiles ? tiles.buffer : walked ? null : bnStatsPartials(b, x, batch, channels, k);
   b.dispatch(
     batchNormForwardFusedKernel(
       k.vec4,
@@ -917,6 +925,7 @@ export function batchNormForwardTraining(
       !!running,
       walk.segments !== null,
       tiles !== null,
+      walked,
     ),
     fusedForwardBuffers(x, partial, affineParams, y, mean, invStd, running),
     fusedUniforms(
@@ -930,7 +939,15 @@ export function batchNormForwardTraining(
     ),
     fusedGrid(channels, walk),
   );
-  if (!tiles) b.pool.release(partial);
+  if (partial && !tiles) b.pool.release(partial);
+}
+
+/**
+ * Whether a fused pass with this walk finds its channel's sums itself (one workgroup per channel,
+ * unless `options.walked` is false).
+ */
+function walkedPass(walk: FusedWalk, options: BatchNormOptions): boolean {
+  return walk.segments === null && (options.walked ?? true);
 }
 
 /**
@@ -939,14 +956,14 @@ export function batchNormForwardTraining(
  */
 function fusedForwardBuffers(
   x: GPUBuffer,
-  partial: GPUBuffer,
+  partial: GPUBuffer | null,
   affineParams: { weight: GPUBuffer; bias: GPUBuffer } | null,
   out: GPUBuffer,
   mean: GPUBuffer,
   invStd: GPUBuffer,
   running: { mean: GPUBuffer; var: GPUBuffer } | null,
 ): GPUBuffer[] {
-  const buffers = [x, partial];
+  const buffers = partial ? [x, partial] : [x];
   if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
   buffers.push(out, mean, invStd);
   if (running) buffers.push(running.mean, running.var);
@@ -1055,6 +1072,7 @@ export function batchNormReluMaxPoolForwardTraining(
   eps: number,
   momentum: number,
   statistics: ChannelStatistics | null = null,
+  options: BatchNormOptions = {},
 ): void {
   if (!batchNormReluMaxPoolApplicable(b, channels, height, width)) {
     throw new Error(
@@ -1063,14 +1081,20 @@ export function batchNormReluMaxPoolForwardTraining(
   }
   const spatial = height * width;
   const k = bnChunking(b, batch, channels, spatial);
-  const partial = statistics ? statistics.buffer : bnStatsPartials(b, x, batch, channels, k);
   const p = pooledWalk(b, pooledChunking(b, batch, channels, height, width), channels);
+  const walked = !statistics && walkedPass(p, options);
+  const partial = statistics
+    ? statistics.buffer
+    : walked
+    ? null
+    : bnStatsPartials(b, x, batch, channels, k);
   b.dispatch(
     batchNormReluMaxPoolForwardKernel(
       affineParams !== null,
       running !== null,
       p.segments !== null,
       statistics !== null,
+      walked,
     ),
     fusedForwardBuffers(x, partial, affineParams, pooled, mean, invStd, running),
     pooledUniforms(
@@ -1084,7 +1108,7 @@ export function batchNormReluMaxPoolForwardTraining(
     ),
     fusedGrid(channels, p),
   );
-  if (!statistics) b.pool.release(partial);
+  if (partial && !statistics) b.pool.release(partial);
 }
 
 /**
@@ -1107,25 +1131,29 @@ export function batchNormReluMaxPoolBackwardTraining(
   height: number,
   width: number,
   eps: number,
+  options: BatchNormOptions = {},
 ): void {
   const p = pooledChunking(b, batch, channels, height, width);
-  const partial = b.pool.acquire(channels * p.chunks * 2 * F32);
   const params = affineParams ? [affineParams.weight, affineParams.bias] : [];
   const count = batch * height * width;
-  b.dispatch(
-    batchNormReluMaxPoolBackwardPartialKernel(affineParams !== null),
-    [dPooled, x, mean, invStd, ...params, partial],
-    pooledUniforms(batch, channels, p, p.chunks, count, eps, 0),
-    grid1d(p.chunks * channels, 64),
-  );
   const walk = pooledWalk(b, p, channels);
+  const walked = walkedPass(walk, options);
+  const partial = walked ? null : b.pool.acquire(channels * p.chunks * 2 * F32);
+  if (partial) {
+    b.dispatch(
+      batchNormReluMaxPoolBackwardPartialKernel(affineParams !== null),
+      [dPooled, x, mean, invStd, ...params, partial],
+      pooledUniforms(batch, channels, p, p.chunks, count, eps, 0),
+      grid1d(p.chunks * channels, 64),
+    );
+  }
   b.dispatch(
-    batchNormReluMaxPoolBackwardFusedKernel(affineParams !== null, walk.segments !== null),
-    [dPooled, x, mean, invStd, ...params, partial, dx, sums],
+    batchNormReluMaxPoolBackwardFusedKernel(affineParams !== null, walk.segments !== null, walked),
+    [dPooled, x, mean, invStd, ...params, ...(partial ? [partial] : []), dx, sums],
     pooledUniforms(batch, channels, walk, p.chunks, count, eps, 0),
     fusedGrid(channels, walk),
   );
-  b.pool.release(partial);
+  if (partial) b.pool.release(partial);
 }
 
 /**
@@ -1175,7 +1203,6 @@ export function batchNormBackwardTraining(
     return;
   }
   const k = bnChunking(b, batch, channels, spatial);
-  const partial = b.pool.acquire(channels * k.chunks * 2 * F32);
   const relu = options.reluOutput ?? null;
   const fromInput = options.reluFromInput ?? null;
   if (fromInput && weight && !fromInput.bias) {
@@ -1183,28 +1210,33 @@ export function batchNormBackwardTraining(
   }
   const affineParams = fromInput && weight ? [weight, fromInput.bias!] : [];
   const mask = fromInput ? "input" : relu !== null;
-  b.dispatch(
-    batchNormBackwardPartialKernel(k.vec4, mask, weight !== null),
-    fromInput
-      ? [dy, x, mean, invStd, ...affineParams, partial]
-      : relu
-      ? [dy, x, relu, mean, partial]
-      : [dy, x, mean, partial],
-    bnChunkUniforms(batch, channels, k),
-    grid1d(k.chunks * channels, 64),
-  );
+  const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels);
+  const walked = walkedPass(walk, options);
+  const partial = walked ? null : b.pool.acquire(channels * k.chunks * 2 * F32);
+  if (partial) {
+    b.dispatch(
+      batchNormBackwardPartialKernel(k.vec4, mask, weight !== null),
+      fromInput
+        ? [dy, x, mean, invStd, ...affineParams, partial]
+        : relu
+        ? [dy, x, relu, mean, partial]
+        : [dy, x, mean, partial],
+      bnChunkUniforms(batch, channels, k),
+      grid1d(k.chunks * channels, 64),
+    );
+  }
   const buffers = relu && !fromInput ? [dy, x, relu, mean, invStd] : [dy, x, mean, invStd];
   if (weight) buffers.push(weight);
   if (fromInput && weight) buffers.push(fromInput.bias!);
-  buffers.push(partial, dx, sums);
-  const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels);
+  if (partial) buffers.push(partial);
+  buffers.push(dx, sums);
   b.dispatch(
-    batchNormBackwardFusedKernel(k.vec4, weight !== null, mask, walk.segments !== null),
+    batchNormBackwardFusedKernel(k.vec4, weight !== null, mask, walk.segments !== null, walked),
     buffers,
     fusedUniforms(batch, channels, k, walk, batch * spatial, eps, 0),
     fusedGrid(channels, walk),
   );
-  b.pool.release(partial);
+  if (partial) b.pool.release(partial);
 }
 
 /** sums[c] = sum(dy), sums[channels + c] = sum(dy * xhat). */

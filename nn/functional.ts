@@ -453,7 +453,10 @@ export interface Conv2dOptions {
   /**
    * The output goes only into a training-mode batch norm, which subtracts each channel's batch
    * mean: the bias then has exactly zero gradient, and the backward writes zeros instead of summing
-   * dy over every pixel (those sums come out as rounding noise). Default false.
+   * dy over every pixel (those sums come out as rounding noise). The conv also forms the batch
+   * norm's statistics as it stores the output, where its kernel can (kernels/ops.ts
+   * conv2dForward's `statistics`); the batch norm then skips its own pass over the map. Default
+   * false.
    */
   outputFeedsBatchNorm?: boolean;
 }

@@ -587,10 +587,11 @@ for (const variant of ["3x3s2", "generic"] as const) {
   }
 }
 
-// Fused training passes (chunk partials, then the per-channel finalize folded into the element
-// pass, one workgroup per channel) against the float64 reference, forced on (`fused: true`) and
-// off: vec4 and scalar, several chunks per thread (3 channels: more chunks than threads), a short
-// last chunk, with and without affine parameters, running statistics and a fused ReLU.
+// Fused training passes (the per-channel finalize folded into the element pass, one workgroup per
+// channel: "walked", finding the channel's sums in the same pass, as CPU rasterizers run them, or
+// after a partial pass, "two-pass") against the float64 reference, and unfused: vec4 and scalar,
+// several chunks per thread (3 channels: more chunks than threads), a short last chunk, with and
+// without affine parameters, running statistics and a fused ReLU.
 const fusedShapes: [number, number, number, number][] = [
   [3, 5, 7, 9],
   [2, 3, 4, 4],
@@ -600,13 +601,16 @@ const fusedShapes: [number, number, number, number][] = [
 ];
 // "gpu": the chunking real GPUs use (many short chunks, at most 256 per channel), forced here.
 for (const chunking of ["adapter", "gpu"] as const) {
-  for (const fused of chunking === "gpu" ? [true] : [true, false]) {
+  const forms = chunking === "gpu" ? ["fused"] as const : ["fused", "two-pass", "unfused"] as const;
+  for (const form of forms) {
+    const fused = form !== "unfused";
+    const walked = form !== "two-pass";
     for (const shape of fusedShapes) {
       // relu "input": the backward recomputes the ReLU mask from x (fused passes only).
       for (const mode of fused ? [false, true, "input"] as const : [false, true] as const) {
         const relu = mode !== false;
         const label = chunking === "gpu" ? " gpu chunking" : "";
-        Deno.test(`batch norm training passes fused=${fused} relu=${mode}${label} [${shape}]`, async () => {
+        Deno.test(`batch norm training passes ${form} relu=${mode}${label} [${shape}]`, async () => {
           const [n, c, h, w] = shape;
           ops.setReductionChunking(chunking === "gpu" ? "gpu" : null);
           try {
@@ -618,7 +622,7 @@ for (const chunking of ["adapter", "gpu"] as const) {
             const { x, dy, weight, bias, rm, rv, mean, invStd, sums } = f;
             const [y, dx, y2] = [size, size, size].map((k) => backend.pool.acquire(k * 4));
             ops.fill(backend, dx, size, 99);
-            const options = { fused, relu };
+            const options = { fused, relu, walked };
             const running = { mean: rm, var: rv };
             ops.batchNormForwardTraining(
               backend,
@@ -665,8 +669,8 @@ for (const chunking of ["adapter", "gpu"] as const) {
               spatial,
               eps,
               mode === "input"
-                ? { fused, reluFromInput: { bias } }
-                : { fused, reluOutput: relu ? y : undefined },
+                ? { fused, walked, reluFromInput: { bias } }
+                : { fused, walked, reluOutput: relu ? y : undefined },
             );
             const [meanOut, invOut, rmOut, rvOut, yOut, y2Out, sumsOut, dxOut] = await Promise.all([
               download(mean, c),
@@ -727,7 +731,7 @@ for (const chunking of ["adapter", "gpu"] as const) {
                   c,
                   spatial,
                   eps,
-                  { fused, ...back },
+                  { fused, walked, ...back },
                 );
               run(weight, dx2, { reluOutput: y });
               assert.deepEqual(await download(dx2, size), dxOut, "dx, mask read from y");
@@ -752,3 +756,76 @@ for (const chunking of ["adapter", "gpu"] as const) {
     }
   }
 }
+
+// The pooled training passes (batch norm, ReLU, 2x2 max-pool) walked (the channel's sums found in
+// the same pass, as on CPU rasterizers; checked against the float64 reference through
+// F.batchNormReluMaxPool2d in tests/ops_test.ts) and in two passes (a partial pass first): the same
+// statistics, pooled map, sums and dx up to rounding.
+Deno.test("pooled batch norm training passes: walked and two-pass agree", async () => {
+  const [n, c, h, w] = [5, 3, 10, 16];
+  const size = n * c * h * w;
+  const x = upload(randomArray(size, 71, -2, 3));
+  const dPooled = upload(randomArray(size / 4, 72));
+  const affine = { weight: upload(randomArray(c, 73, 0.5, 1.5)), bias: upload(randomArray(c, 74)) };
+  const run = async (walked: boolean) => {
+    const [mean, invStd] = [backend.pool.acquire(c * 4), backend.pool.acquire(c * 4)];
+    const running = { mean: upload(randomArray(c, 75)), var: upload(randomArray(c, 76, 0.5, 1)) };
+    const pooled = backend.pool.acquire(size);
+    const [sums, dx] = [backend.pool.acquire(2 * c * 4), backend.pool.acquire(size * 4)];
+    const options = { walked };
+    ops.batchNormReluMaxPoolForwardTraining(
+      backend,
+      x,
+      mean,
+      invStd,
+      running,
+      affine,
+      pooled,
+      n,
+      c,
+      h,
+      w,
+      1e-5,
+      0.1,
+      null,
+      options,
+    );
+    ops.batchNormReluMaxPoolBackwardTraining(
+      backend,
+      dPooled,
+      x,
+      mean,
+      invStd,
+      affine,
+      sums,
+      dx,
+      n,
+      c,
+      h,
+      w,
+      1e-5,
+      options,
+    );
+    const out = {
+      statistics: [...await download(mean, c), ...await download(invStd, c)],
+      running: [...await download(running.mean, c), ...await download(running.var, c)],
+      pooled: await download(pooled, size / 4),
+      sums: await download(sums, 2 * c),
+      dx: await download(dx, size),
+    };
+    for (const buffer of [mean, invStd, running.mean, running.var, pooled, sums, dx]) {
+      backend.pool.release(buffer);
+    }
+    return out;
+  };
+  const walked = await run(true);
+  const twoPass = await run(false);
+  const tol = { atol: 1e-5, rtol: 1e-5 };
+  assertClose(walked.statistics, twoPass.statistics, "mean and invStd", tol);
+  assertClose(walked.running, twoPass.running, "running statistics", tol);
+  assertClose(walked.pooled, twoPass.pooled, "pooled map", tol);
+  assertClose(walked.sums, twoPass.sums, "sums", { atol: 1e-4, rtol: 1e-5 });
+  assertClose(walked.dx, twoPass.dx, "dx", tol);
+  for (const buffer of [x, dPooled, affine.weight, affine.bias]) backend.pool.release(buffer);
+  backend.flush();
+});

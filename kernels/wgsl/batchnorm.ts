@@ -545,11 +545,17 @@ function fusedChunkKernel(
   walk: FusedWalk = ELEMENT_WALK,
   segmented = false,
   tiles = false,
+  walked: WalkedSums | null = null,
 ): string {
   const [start, step] = segmented
     ? [`seg * ${BN_FUSED_WORKGROUP}u + lid`, `params.segments * ${BN_FUSED_WORKGROUP}u`]
     : ["lid", `${BN_FUSED_WORKGROUP}u`];
-  return `${segmented ? segmentedHead(walk.partials, tiles) : fusedHead(walk.partials, tiles)}
+  const head = walked
+    ? walkedHead(walk, walked)
+    : segmented
+    ? segmentedHead(walk.partials, tiles)
+    : fusedHead(walk.partials, tiles);
+  return `${head}
   ${prologue}
   for (var k = ${start}; k < ${walk.runs}; k = k + ${step}) {
     ${walk.run(body)}
@@ -568,6 +574,11 @@ function segmentedFlag<T extends Record<string, unknown>>(flags: T, segmented: b
  */
 function tilesFlag<T extends Record<string, unknown>>(flags: T, tiles: boolean) {
   return tiles ? { ...flags, tiles } : flags;
+}
+
+/** A fused pass's flags, with `walked: true` added only for the walked form ({@link walkedHead}). */
+function walkedFlag<T extends Record<string, unknown>>(flags: T, walked: boolean) {
+  return walked ? { ...flags, walked } : flags;
 }
 
 /** Which thread of a fused pass writes the channel's statistics or sums: one per channel. */
@@ -611,6 +622,58 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   for (var k = 0u; k < ${chunks}; k = k + 1u) {
     ${addPartial(chunks, tiles)}
   }`;
+}
+
+/**
+ * How a walked fused pass finds its channel's sums itself: `prologue` (in a scope of its own)
+ * declares the lane sums partA and partQ (of type `type`) and what `body` needs, and `body` adds
+ * one element's or item's terms to them; they are the partial pass's terms.
+ */
+interface WalkedSums {
+  prologue: string;
+  body: string;
+  type: string;
+}
+
+/**
+ * The opening of a walked fused pass (CPU rasterizers): one workgroup per channel c whose threads
+ * first walk the channel as the pass's body will, adding the partial pass's terms, then add their
+ * sums in workgroup memory (thread 0, between two barriers), so all hold the channel's a and q;
+ * the body's walk then finds the channel in the cache. One dispatch instead of two: on llvmpipe a
+ * dispatch in a training step costs about 60 us besides its work, and the partial pass's threads
+ * read the whole map, which the body then read again from memory.
+ */
+function walkedHead(walk: FusedWalk, sums: WalkedSums): string {
+  const sum = (v: string) => (sums.type === "vec4f" ? `dot(${v}, vec4f(1.0))` : v);
+  return `var<workgroup> headA: array<f32, ${BN_FUSED_WORKGROUP}>;
+var<workgroup> headQ: array<f32, ${BN_FUSED_WORKGROUP}>;
+@compute @workgroup_size(${BN_FUSED_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  if (wid.y * nwg.x + wid.x >= params.channels) { return; }
+  let c = wid.y * nwg.x + wid.x;
+  {
+    ${sums.prologue}
+    for (var k = lid; k < ${walk.runs}; k = k + ${BN_FUSED_WORKGROUP}u) {
+      ${walk.run(sums.body)}
+    }
+    headA[lid] = ${sum("partA")};
+    headQ[lid] = ${sum("partQ")};
+  }
+  workgroupBarrier();
+  if (lid == 0u) {
+    var totalA = 0.0;
+    var totalQ = 0.0;
+    for (var i = 0u; i < ${BN_FUSED_WORKGROUP}u; i = i + 1u) {
+      totalA = totalA + headA[i];
+      totalQ = totalQ + headQ[i];
+    }
+    headA[0] = totalA;
+    headQ[0] = totalQ;
+  }
+  workgroupBarrier();
+  let a = headA[0];
+  let q = headQ[0];`;
 }
 
 /**
@@ -677,6 +740,8 @@ const FUSED_UNIFORMS = CHUNK_UNIFORMS +
  * from its chunk partials (written, with the running statistics when `updateRunning`, by thread 0)
  * and y = x * scale + shift (relu'd with `relu`) over the channel, in one pass. Threads: one
  * workgroup of 64 per channel. Uniforms: the chunking of the partial pass, count, eps, momentum.
+ * With `tiles` the partials are the tile partials of the conv that wrote x (kernels/wgsl/
+ * conv_ubo.ts storeStatistics; `chunks` of them per channel) and no partial pass ran.
  */
 export function batchNormForwardFusedKernel(
   vec4: boolean,
@@ -685,12 +750,11 @@ export function batchNormForwardFusedKernel(
   updateRunning: boolean,
   segmented = false,
   tiles = false,
+  walked = false,
 ): KernelSource {
   const l = lane(vec4);
-  const bindings: [string, "read" | "readWrite", string][] = [
-    ["x", "read", l.type],
-    ["partial", "read", tiles ? "vec4f" : "f32"],
-  ];
+  const bindings: [string, "read" | "readWrite", string][] = [["x", "read", l.type]];
+  if (!walked) bindings.push(["partial", "read", tiles ? "vec4f" : "f32"]);
   if (affine) bindings.push(["weight", "read", "f32"], ["bias", "read", "f32"]);
   bindings.push(["y", "readWrite", l.type], ["mean", "readWrite", "f32"], [
     "invStd",
@@ -703,7 +767,10 @@ export function batchNormForwardFusedKernel(
   const first = tiles ? "reference" : vec4 ? "x[c * params.spatialV].x" : "x[c * params.spatialV]";
   return kernel(
     "batchNormForwardFused",
-    tilesFlag(segmentedFlag({ vec4, affine, relu, updateRunning }, segmented), tiles),
+    walkedFlag(
+      tilesFlag(segmentedFlag({ vec4, affine, relu, updateRunning }, segmented), tiles),
+      walked,
+    ),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
 ${
@@ -713,6 +780,14 @@ ${
         ELEMENT_WALK,
         segmented,
         tiles,
+        walked
+          ? {
+            prologue:
+              `let shift = ${first};\n    var partA = ${l.zero};\n    var partQ = ${l.zero};`,
+            body: "let d = x[e] - shift; partA = partA + d; partQ = partQ + d * d;",
+            type: l.type,
+          }
+          : null,
       )
     }`,
   );
@@ -776,6 +851,7 @@ export function batchNormBackwardFusedKernel(
   affine: boolean,
   relu: boolean | ReluMask,
   segmented = false,
+  walked = false,
 ): KernelSource {
   const l = lane(vec4);
   const fromInput = relu === "input";
@@ -787,16 +863,16 @@ export function batchNormBackwardFusedKernel(
   bindings.push(["mean", "read", "f32"], ["invStd", "read", "f32"]);
   if (affine) bindings.push(["weight", "read", "f32"]);
   if (affine && fromInput) bindings.push(["bias", "read", "f32"]);
-  bindings.push(["partial", "read", "f32"], ["dx", "readWrite", l.type], [
-    "sums",
-    "readWrite",
-    "f32",
-  ]);
+  if (!walked) bindings.push(["partial", "read", "f32"]);
+  bindings.push(["dx", "readWrite", l.type], ["sums", "readWrite", "f32"]);
   return kernel(
     "batchNormBackwardFused",
-    segmentedFlag(
-      { vec4, affine, relu: fromInput ? "input" : relu === true || relu === "output" },
-      segmented,
+    walkedFlag(
+      segmentedFlag(
+        { vec4, affine, relu: fromInput ? "input" : relu === true || relu === "output" },
+        segmented,
+      ),
+      walked,
     ),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
@@ -808,6 +884,16 @@ ${
       dx[e] = gain * (g - k1 - (x[e] - m) * k2);`,
         ELEMENT_WALK,
         segmented,
+        false,
+        walked
+          ? {
+            prologue: `let m = mean[c];\n    var partA = ${l.zero};\n    var partQ = ${l.zero};` +
+              (fromInput ? `\n    ${reluMaskPrologue(affine)}` : ""),
+            body: `let g = ${gradient(relu, l.zero)}; partA = partA + g; ` +
+              "partQ = partQ + g * (x[e] - m);",
+            type: l.type,
+          }
+          : null,
       )
     }`,
   );
@@ -898,18 +984,18 @@ function pooledGradient(): string {
  * maxPool2x2(relu(batchNorm(x))) in training mode, after {@link batchNormStatsPartialKernel}: the
  * statistics as in {@link batchNormForwardFusedKernel} (from the statChunks partials), then each
  * item's two pooled values; the normalized map itself is never written. Threads: one workgroup
- * of 64 per channel. Uniforms: {@link POOLED_UNIFORMS}.
+ * of 64 per channel. Uniforms: {@link POOLED_UNIFORMS}. With `tiles`, the statChunks partials are
+ * a conv's tile partials, as in {@link batchNormForwardFusedKernel}.
  */
 export function batchNormReluMaxPoolForwardKernel(
   affine: boolean,
   updateRunning: boolean,
   segmented = false,
   tiles = false,
+  walked = false,
 ): KernelSource {
-  const bindings: [string, "read" | "readWrite", string][] = [
-    ["x", "read", "vec4f"],
-    ["partial", "read", tiles ? "vec4f" : "f32"],
-  ];
+  const bindings: [string, "read" | "readWrite", string][] = [["x", "read", "vec4f"]];
+  if (!walked) bindings.push(["partial", "read", tiles ? "vec4f" : "f32"]);
   if (affine) bindings.push(["weight", "read", "f32"], ["bias", "read", "f32"]);
   bindings.push(["pooled", "readWrite", "vec2f"], ["mean", "readWrite", "f32"], [
     "invStd",
@@ -924,7 +1010,7 @@ export function batchNormReluMaxPoolForwardKernel(
   const first = tiles ? "reference" : "x[c * 2u * params.outH * params.quadsW].x";
   return kernel(
     "batchNormReluMaxPoolForward",
-    tilesFlag(segmentedFlag({ affine, updateRunning }, segmented), tiles),
+    walkedFlag(tilesFlag(segmentedFlag({ affine, updateRunning }, segmented), tiles), walked),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(POOLED_UNIFORMS, segmented))}
 ${
@@ -937,6 +1023,17 @@ ${
         POOLED_WALK,
         segmented,
         tiles,
+        walked
+          ? {
+            prologue:
+              `let shift = ${first};\n    var partA = vec4f(0.0);\n    var partQ = vec4f(0.0);`,
+            body: `let dTop = x[top] - vec4f(shift);
+    let dBottom = x[bottom] - vec4f(shift);
+    partA = partA + dTop + dBottom;
+    partQ = partQ + dTop * dTop + dBottom * dBottom;`,
+            type: "vec4f",
+          }
+          : null,
       )
     }`,
   );
@@ -995,15 +1092,14 @@ ${
 export function batchNormReluMaxPoolBackwardFusedKernel(
   affine: boolean,
   segmented = false,
+  walked = false,
 ): KernelSource {
-  const bindings = pooledBackwardBindings(affine, [
-    ["partial", "read", "f32"],
-    ["dx", "readWrite", "vec4f"],
-    ["sums", "readWrite", "f32"],
-  ]);
+  const tail: [string, "read" | "readWrite", string][] = walked ? [] : [["partial", "read", "f32"]];
+  tail.push(["dx", "readWrite", "vec4f"], ["sums", "readWrite", "f32"]);
+  const bindings = pooledBackwardBindings(affine, tail);
   return kernel(
     "batchNormReluMaxPoolBackwardFused",
-    segmentedFlag({ affine }, segmented),
+    walkedFlag(segmentedFlag({ affine }, segmented), walked),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(POOLED_UNIFORMS, segmented))}
 ${WINDOW_GRADIENT}
@@ -1016,6 +1112,18 @@ ${
     dx[bottom] = gain * (gBottom - k1 - (xBottom - m) * k2);`,
         POOLED_WALK,
         segmented,
+        false,
+        walked
+          ? {
+            prologue: `let m = mean[c];\n    ${
+              reluMaskPrologue(affine)
+            }\n    var partA = vec4f(0.0);\n    var partQ = vec4f(0.0);`,
+            body: `${pooledGradient()}
+    partA = partA + gTop + gBottom;
+    partQ = partQ + gTop * (xTop - m) + gBottom * (xBottom - m);`,
+            type: "vec4f",
+          }
+          : null,
       )
     }`,
   );

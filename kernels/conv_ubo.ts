@@ -86,9 +86,11 @@ export function uboConv(
     ocBlock,
     9,
   );
+  // A layer narrower than one block computes only its own channels.
+  const live = Math.min(s.outC, ocBlock);
   return dispatchWindowed(
     b,
-    (workgroup, stats) => convUboKernel(bias !== null, ocBlock, tile, workgroup, stats),
+    (workgroup, stats) => convUboKernel(bias !== null, ocBlock, tile, workgroup, stats, live),
     x,
     bias,
     y,
@@ -232,14 +234,15 @@ export function channelBlock(want: number, channels: number, min = 1): number {
  * get 2 x 1 channels and 1 x 1 tiles (18 vec4 accumulators; not measured here). Channel blocks
  * shrink to a layer's channels ({@link channelBlock}); quads must divide the row's quads.
  * On CPU rasterizers, fewer than 8 input channels make one exact block (3 image channels: 3, not
- * 4), and lanes holding 32 channel pairs or fewer walk 4-row tiles, which load each input row
+ * 4), as do fewer than 4 output channels (session 17, the decoder's 8->3 @64 at batch 32: 3.36
+ * against 3.85 ms), and lanes holding 32 channel pairs or fewer walk 4-row tiles, which load each input row
  * once for more of their work (round 12, batch 32: 3->8 @64 5.3 -> 3.7 ms, 8->3 @64 6.4 -> 4.8;
  * with 16 x 8 channels 2- and 4-row tiles were 5-75% slower).
  */
 export function wgradTileFor(b: Backend, s: UboConvShape): WgradTile {
   const software = b.isCpuRasterizer;
   const quadsW = s.W / 4;
-  const oc = channelBlock(software ? 16 : 2, s.outC);
+  const oc = software && s.outC < 4 ? s.outC : channelBlock(software ? 16 : 2, s.outC);
   const ic = software && s.inC < 8 ? s.inC : channelBlock(software ? 8 : 1, s.inC);
   return {
     oc,

@@ -248,7 +248,10 @@ export interface UboTile {
  * Threads: x = tiles (batch * rowGroups * colGroups) in groups of `workgroup` (64; fewer for small
  * maps on CPU rasterizers), folded over z; y = oc block
  * in the window. Uniforms: batch, inC, H, W, outC, quadsW, tiles, icStart, icCount, accumulate,
- * ocBlockBase, segVec4, foldX, rowGroups, colGroups (colGroups * tile.quads == quadsW).
+ * ocBlockBase, segVec4, foldX, rowGroups, colGroups (colGroups * tile.quads == quadsW). With
+ * `live` < J (a layer of fewer channels than one block, such as a decoder's 3 colour channels in a
+ * block of 4) only the first `live` channels of the block are computed: the others would be
+ * thrown away at the store.
  */
 function buildConvUboKernel(
   bias: boolean,
@@ -256,6 +259,7 @@ function buildConvUboKernel(
   tile: UboTile = { rows: 1, quads: 1 },
   workgroup = 64,
   stats = false,
+  live = ocBlock,
 ): KernelSource {
   const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
     ["x", "read", "vec4f"],
@@ -271,9 +275,10 @@ function buildConvUboKernel(
   const vecsPerTap = ocBlock / 4;
   const accs: string[] = [];
   const stores: string[] = [];
+  const J = Math.min(live, ocBlock);
   for (let r = 0; r < R; r++) {
     for (let p = 0; p < P; p++) {
-      for (let j = 0; j < ocBlock; j++) {
+      for (let j = 0; j < J; j++) {
         accs.push(`var acc${r}_${p}_${j} = vec4f(0.0);`);
         const store = `store(n, oc0 + ${j}u, oh0 + ${r}u, ow0 + ${4 * p}u, acc${r}_${p}_${j})`;
         stores.push(
@@ -293,7 +298,7 @@ function buildConvUboKernel(
   }
   for (let r = 0; r < R; r++) {
     for (let p = 0; p < P; p++) {
-      for (let j = 0; j < ocBlock; j++) {
+      for (let j = 0; j < J; j++) {
         const acc = `acc${r}_${p}_${j}`;
         for (let kh = 0; kh < 3; kh++) {
           for (let kw = 0; kw < 3; kw++) {
@@ -318,6 +323,7 @@ function buildConvUboKernel(
       quads: P,
       ...(workgroup === 64 ? {} : { wg: workgroup }),
       ...(stats ? { stats } : {}),
+      ...(J < ocBlock ? { live: J } : {}),
     },
     bindings.map(([, k]) => k),
     `${

@@ -18,7 +18,7 @@ import {
   unaryKernel,
   type UnaryOp,
 } from "./wgsl/elementwise.ts";
-import { intoSplits, kSplits, reduceAxis, reduceMiddle, sumAll } from "./reductions.ts";
+import { intoSplits, kSplits, reduceAxis, reduceMiddle, setSumRuns, sumAll } from "./reductions.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
 import { envVar } from "./env.ts";
 import {
@@ -550,11 +550,13 @@ const BN_MIN_CHUNK = 64;
 let reductionOverride: ReductionChunking | null = null;
 
 /**
- * Tests and benchmarks: chunk the per-channel reductions as on CPU rasterizers ("cpu") or as on
- * GPUs ("gpu") whatever the adapter; null restores the adapter's own.
+ * Tests and benchmarks: chunk the per-channel reductions (and the first stage of full sums,
+ * kernels/reductions.ts sumAll) as on CPU rasterizers ("cpu") or as on GPUs ("gpu") whatever the
+ * adapter; null restores the adapter's own.
  */
 export function setReductionChunking(mode: "cpu" | "gpu" | null): void {
   reductionOverride = mode === null ? null : mode === "cpu" ? CPU_REDUCTION : GPU_REDUCTION;
+  setSumRuns(mode === null ? null : mode === "cpu");
 }
 
 function reductionChunking(b: Backend): ReductionChunking {

@@ -528,14 +528,43 @@ for (const n of [1, 7, 8, 4099, 4100, 70001]) {
   });
 }
 
-// 105 elements: the scalar backward; 144: the vec4 one.
-for (const shape of [[3, 5, 7], [2, 3, 4, 6]]) {
+// Full sums in stages as on GPUs (workgroups of 4096 elements first; on CPU rasterizers serial
+// runs), forced on this adapter: scalar and vec4, a short last chunk.
+Deno.test("sum and squared error of 70001 and 70000 elements, GPU stages", async () => {
+  ops.setReductionChunking("gpu");
+  try {
+    for (const n of [70001, 70000]) {
+      await checkOp(
+        "sum gpu stages",
+        [{ shape: [n] }],
+        ([x]) => F.sum(x),
+        ([x]) => [x.reduce((a, b) => a + b, 0)],
+        { atol: 1e-3, rtol: 1e-4 },
+      );
+      await checkOp(
+        "mseLoss gpu stages",
+        [{ shape: [n] }, { shape: [n] }],
+        ([a, b]) => F.mseLoss(a, b),
+        ([a, b]) => [ref.mse(a, b)],
+        { atol: 1e-7, rtol: 1e-3 },
+      );
+    }
+  } finally {
+    ops.setReductionChunking(null);
+  }
+});
+
+// 105 elements: the scalar backward; 144: the vec4 one; 10578 and 10320: a reduction in stages
+// (on CPU rasterizers serial runs first: kernels/reductions.ts sumAll), scalar and vec4.
+for (const shape of [[3, 5, 7], [2, 3, 4, 6], [2, 3, 41, 43], [2, 3, 40, 43]]) {
   Deno.test(`mseLoss [${shape}] against both arguments`, async () => {
     await checkOp(
       "mseLoss",
       [{ shape }, { shape }],
       ([a, b]) => F.mseLoss(a, b),
       ([a, b]) => [ref.mse(a, b)],
+      // The gradients are ~2 / size: an absolute tolerance would pass anything on the large ones.
+      { atol: 1e-7, rtol: 1e-3 },
     );
   });
 }

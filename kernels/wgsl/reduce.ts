@@ -1,7 +1,7 @@
 /** Reductions: sums over the outer and inner axes of [outer, mid, inner], and over one axis. */
 
 import type { KernelSource } from "../backend.ts";
-import { declareBindings, kernel, WORKGROUP_SIZE, workgroupReduce } from "./common.ts";
+import { declareBindings, kernel, linearMain, WORKGROUP_SIZE, workgroupReduce } from "./common.ts";
 
 /**
  * out[m] = scale * sum over o < outer, k < inner of f(x[(o * mid + m) * inner + k]), one workgroup
@@ -62,6 +62,49 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   partial[lid] = ${vec4 ? "dot(acc, vec4f(1.0))" : "acc"};
 ${workgroupReduce()}
   if (lid == 0u && m < params.mid) { out[m] = partial[0] * params.scale; }
+}`,
+  );
+}
+
+/**
+ * partial[t] = sum of the terms of thread t's run of `runLength` consecutive elements (vec4s with
+ * `vec4`): x, (x - y)^2 with `squaredDiff`, times w with `weighted`; runs past `total` end
+ * early. No workgroup memory and no barrier: CPU rasterizers run a barrier as a switch of every
+ * SIMD group of the workgroup, and a full reduction of 393K floats in workgroups of 4096 (6
+ * barriers each) took twice the time of copying them. Uniforms: runs, runLength, total.
+ */
+export function sumRunsKernel(squaredDiff: boolean, vec4: boolean, weighted = false): KernelSource {
+  if (weighted && !squaredDiff) throw new Error("sumRunsKernel: weighted needs squaredDiff");
+  const type = vec4 ? "vec4f" : "f32";
+  const inputs: [string, "read", string][] = [["x", "read", type]];
+  if (squaredDiff) inputs.push(["y", "read", type]);
+  if (weighted) inputs.push(["w", "read", type]);
+  const term = weighted
+    ? "(x[e] - y[e]) * (x[e] - y[e]) * w[e]"
+    : squaredDiff
+    ? "(x[e] - y[e]) * (x[e] - y[e])"
+    : "x[e]";
+  const flags: Record<string, boolean> = { squaredDiff, vec4 };
+  if (weighted) flags.weighted = true;
+  return kernel(
+    "sumRuns",
+    flags,
+    [...inputs.map(() => "read" as const), "readWrite"],
+    `${
+      declareBindings(
+        [...inputs, ["partial", "readWrite", "f32"]],
+        "runs: u32, runLength: u32, total: u32,",
+      )
+    }
+${linearMain()}
+  if (index >= params.runs) { return; }
+  let first = index * params.runLength;
+  let last = min(first + params.runLength, params.total);
+  var acc = ${vec4 ? "vec4f(0.0)" : "0.0"};
+  for (var e = first; e < last; e = e + 1u) {
+    acc = acc + ${term};
+  }
+  partial[index] = ${vec4 ? "dot(acc, vec4f(1.0))" : "acc"};
 }`,
   );
 }

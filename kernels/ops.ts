@@ -1784,7 +1784,10 @@ export function adamMulti(b: Backend, tensors: readonly AdamTensor[], h: AdamSte
   }
 }
 
-/** out = g[0] * scale * (input - target), times `weights` when given. */
+/**
+ * out = g[0] * scale * (input - target), times `weights` when given; with `sigmoidInput` also times
+ * input * (1 - input) (the gradient carried through the sigmoid whose output `input` is).
+ */
 export function mseBackward(
   b: Backend,
   input: GPUBuffer,
@@ -1794,11 +1797,12 @@ export function mseBackward(
   n: number,
   scale: number,
   weights: GPUBuffer | null = null,
+  sigmoidInput = false,
 ): void {
   const vec4 = n % 4 === 0;
   const count = vec4 ? n / 4 : n;
   b.dispatch(
-    mseBackwardKernel(weights !== null, vec4),
+    mseBackwardKernel(weights !== null, vec4, sigmoidInput),
     weights ? [input, target, weights, g, out] : [input, target, g, out],
     new Uniforms(2).u32(count).f32(scale).bytes,
     grid1d(count),

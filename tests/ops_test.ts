@@ -528,6 +528,44 @@ for (const n of [1, 7, 8, 4099, 4100, 70001]) {
   });
 }
 
+// The error of a sigmoid's output: the backward goes through the sigmoid in the same pass (the
+// loss's node takes the sigmoid's input); with the output also used elsewhere, the sigmoid's own
+// backward adds that use's gradient. Weighted and not, scalar and vec4.
+for (const [shape, weighted] of [[[3, 5, 7], false], [[2, 3, 4, 6], true]] as const) {
+  Deno.test(`mseLoss of a sigmoid [${shape}]${weighted ? " weighted" : ""}`, async () => {
+    const target = device.rand([...shape], 81);
+    const weights = weighted ? device.rand([...shape], 82, 0, 2) : undefined;
+    const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+    const [t, w] = [await target.toArray(), await weights?.toArray()];
+    await checkOp(
+      "mseLoss of a sigmoid",
+      [{ shape: [...shape], low: -3, high: 3 }],
+      ([x]) => {
+        const loss = F.mseLoss(F.sigmoid(x), target, weights);
+        assert.equal(loss.node?.name, "mseLoss+sigmoid");
+        return loss;
+      },
+      ([x]) => [ref.mse(Float64Array.from(x, sigmoid), t, w)],
+      { atol: 1e-7, rtol: 1e-3 },
+    );
+    await checkOp(
+      "mseLoss of a sigmoid used twice",
+      [{ shape: [...shape], low: -3, high: 3 }],
+      ([x]) => {
+        const y = F.sigmoid(x);
+        return F.add(F.mseLoss(y, target, weights), F.mul(F.sum(y), 0.01));
+      },
+      ([x]) => {
+        const y = Float64Array.from(x, sigmoid);
+        return [ref.mse(y, t, w) + 0.01 * y.reduce((a, b) => a + b, 0)];
+      },
+      { atol: 1e-6, rtol: 1e-3 },
+    );
+    target.dispose();
+    weights?.dispose();
+  });
+}
+
 // Full sums in stages as on GPUs (workgroups of 4096 elements first; on CPU rasterizers serial
 // runs), forced on this adapter: scalar and vec4, a short last chunk.
 Deno.test("sum and squared error of 70001 and 70000 elements, GPU stages", async () => {

@@ -101,14 +101,17 @@ ${linearMain()}
 /**
  * d input = g[0] * scale * (input - target): the backward of a mean squared error; times
  * weights[i] with `weighted`. With `vec4` every array is read and written in vec4s (n counts
- * them).
+ * them). With `sigmoid` the input is a sigmoid's output and the result goes on through it: times
+ * input * (1 - input), as the sigmoid's own backward would compute it from that gradient.
  */
-export function mseBackwardKernel(weighted = false, vec4 = false): KernelSource {
+export function mseBackwardKernel(weighted = false, vec4 = false, sigmoid = false): KernelSource {
   const type = vec4 ? "vec4f" : "f32";
   const inputs: [string, "read", string][] = [["input", "read", type], ["expected", "read", type]];
   if (weighted) inputs.push(["weights", "read", type]);
   const flags: Record<string, boolean> = weighted ? { weighted } : {};
   if (vec4) flags.vec4 = true;
+  if (sigmoid) flags.sigmoid = true;
+  const one = vec4 ? "vec4f(1.0)" : "1.0";
   return kernel(
     "mseBackward",
     flags,
@@ -121,9 +124,14 @@ export function mseBackwardKernel(weighted = false, vec4 = false): KernelSource 
     }
 ${linearMain()}
   if (index >= params.n) { return; }
-  out[index] = g[0] * params.scale * (input[index] - expected[index])${
+  ${sigmoid ? "let d" : "out[index]"} = g[0] * params.scale * (input[index] - expected[index])${
       weighted ? " * weights[index]" : ""
-    };
+    };${
+      sigmoid
+        ? `
+  out[index] = d * input[index] * (${one} - input[index]);`
+        : ""
+    }
 }`,
   );
 }

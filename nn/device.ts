@@ -123,6 +123,25 @@ export class Device {
     return this.full(shape, 0, options);
   }
 
+  #zeroStorages = new Map<number, Storage>();
+
+  /**
+   * A tensor of zeros sharing one buffer, filled once, with every other such tensor of its size:
+   * for results known to be zero every time (a conv bias's gradient before a training-mode batch
+   * norm) without a fill per use. It must never be written (no op here writes its inputs).
+   */
+  sharedZeros(shape: readonly number[]): Tensor {
+    const size = shapeSize(shape);
+    let storage = this.#zeroStorages.get(size);
+    if (!storage) {
+      const zeros = this.zeros([size]);
+      storage = zeros.storage.retain();
+      zeros.dispose();
+      this.#zeroStorages.set(size, storage);
+    }
+    return new Tensor(this, storage.retain(), shape);
+  }
+
   /** A tensor of ones. */
   ones(shape: readonly number[], options: TensorOptions = {}): Tensor {
     return this.full(shape, 1, options);

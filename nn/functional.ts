@@ -477,8 +477,9 @@ export interface Conv2dOptions {
   padding?: number | readonly [number, number];
   /**
    * The output goes only into a training-mode batch norm, which subtracts each channel's batch
-   * mean: the bias then has exactly zero gradient, and the backward writes zeros instead of summing
-   * dy over every pixel (those sums come out as rounding noise). The conv also forms the batch
+   * mean: the bias then has exactly zero gradient, and the backward gives zeros (a shared zero
+   * tensor, Device.sharedZeros) instead of summing dy over every pixel (those sums come out as
+   * rounding noise). The conv also forms the batch
    * norm's statistics as it stores the output, where its kernel can (kernels/ops.ts
    * conv2dForward's `statistics`); the batch norm then skips its own pass over the map. Default
    * false.
@@ -580,10 +581,11 @@ function recordConv(
       dw = x.device.empty(weight.shape);
       passes.backwardWeight(backend, g.buffer, savedX.buffer, dw.buffer, geometry);
     }
-    if (bias?.requiresGrad) {
+    if (bias?.requiresGrad && zeroBiasGradient) {
+      db = x.device.sharedZeros(bias.shape);
+    } else if (bias?.requiresGrad) {
       db = x.device.empty(bias.shape);
-      if (zeroBiasGradient) ops.fill(backend, db.buffer, outC, 0);
-      else ops.channelSums(backend, g.buffer, db.buffer, batch, outC, outH * outW);
+      ops.channelSums(backend, g.buffer, db.buffer, batch, outC, outH * outW);
     }
     return [dx, dw, db];
   });

@@ -272,3 +272,18 @@ Deno.test("Sequential: a Conv2d before a training-mode BatchNorm2d gets a zero b
   assert.ok(evalGradient.some((v) => Math.abs(v) > 1e-3), `eval bias gradient ${evalGradient}`);
   model.dispose();
 });
+
+Deno.test("Device.sharedZeros: one zero buffer per size, outliving its handles", async () => {
+  const a = device.sharedZeros([5]);
+  const b = device.sharedZeros([1, 5]);
+  assert.equal(a.buffer, b.buffer);
+  assert.deepEqual(b.shape, [1, 5]);
+  a.dispose();
+  b.dispose();
+  const c = device.sharedZeros([5]);
+  assert.deepEqual(Array.from(await c.toArray()), [0, 0, 0, 0, 0]);
+  const d = device.sharedZeros([6]);
+  assert.notEqual(d.buffer, c.buffer);
+  c.dispose();
+  d.dispose();
+});

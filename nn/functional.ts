@@ -211,28 +211,13 @@ export function mseLoss(input: Tensor, target: Tensor, weights?: Tensor): Tensor
   const [savedInput, savedTarget, savedWeights] = saved;
   // The error of a sigmoid's output (a decoder's image) against a constant target: the gradient
   // goes on through the sigmoid in the same pass, to the sigmoid's input (the sigmoid's node still
-  // takes whatever gradient other uses of its output send).
+  // takes whatever gradient other uses of its output send; dInput below is then the gradient of
+  // the sigmoid's input).
   const logits = input.node?.name === "sigmoid" && !target.requiresGrad
     ? input.node.inputs[0]
     : null;
-  if (logits) {
-    return record(y, "mseLoss+sigmoid", [logits, target], saved, (g) => {
-      const dLogits = input.device.empty(input.shape);
-      ops.mseBackward(
-        backend,
-        savedInput.buffer,
-        savedTarget.buffer,
-        g.buffer,
-        dLogits.buffer,
-        input.size,
-        2 / input.size,
-        savedWeights?.buffer ?? null,
-        true,
-      );
-      return [dLogits, null];
-    });
-  }
-  return record(y, "mseLoss", [input, target], saved, (g) => {
+  const name = logits ? "mseLoss+sigmoid" : "mseLoss";
+  return record(y, name, [logits ?? input, target], saved, (g) => {
     const dInput = input.device.empty(input.shape);
     ops.mseBackward(
       backend,
@@ -243,6 +228,7 @@ export function mseLoss(input: Tensor, target: Tensor, weights?: Tensor): Tensor
       input.size,
       2 / input.size,
       savedWeights?.buffer ?? null,
+      logits !== null,
     );
     if (!target.requiresGrad) return [dInput, null];
     const dTarget = scaled(dInput, -1);

@@ -4,6 +4,24 @@ import type { KernelSource } from "../backend.ts";
 import { declareBindings, kernel, linearMain, WORKGROUP_SIZE, workgroupReduce } from "./common.ts";
 
 /**
+ * The summed term of a reduction at element e and its input bindings: x, (x - y)^2 with
+ * `squaredDiff`, times w with `weighted` (a weighted squared error); vec4s with `vec4`.
+ */
+function summedTerm(family: string, squaredDiff: boolean, vec4: boolean, weighted: boolean) {
+  if (weighted && !squaredDiff) throw new Error(`${family}: weighted needs squaredDiff`);
+  const type = vec4 ? "vec4f" : "f32";
+  const inputs: [string, "read", string][] = [["x", "read", type]];
+  if (squaredDiff) inputs.push(["y", "read", type]);
+  if (weighted) inputs.push(["w", "read", type]);
+  const term = weighted
+    ? "(x[e] - y[e]) * (x[e] - y[e]) * w[e]"
+    : squaredDiff
+    ? "(x[e] - y[e]) * (x[e] - y[e])"
+    : "x[e]";
+  return { inputs, term };
+}
+
+/**
  * out[m] = scale * sum over o < outer, k < inner of f(x[(o * mid + m) * inner + k]), one workgroup
  * per m (grid x * y >= mid). Flat indices >= total are skipped, so a flat array can be cut into
  * fixed-size rows with a short last row. f is x, or (x - y)^2 with `squaredDiff`, times w with
@@ -15,16 +33,7 @@ export function reduceMiddleKernel(
   vec4 = false,
   weighted = false,
 ): KernelSource {
-  if (weighted && !squaredDiff) throw new Error("reduceMiddleKernel: weighted needs squaredDiff");
-  const type = vec4 ? "vec4f" : "f32";
-  const inputs: [string, "read", string][] = [["x", "read", type]];
-  if (squaredDiff) inputs.push(["y", "read", type]);
-  if (weighted) inputs.push(["w", "read", type]);
-  const term = weighted
-    ? "(x[e] - y[e]) * (x[e] - y[e]) * w[e]"
-    : squaredDiff
-    ? "(x[e] - y[e]) * (x[e] - y[e])"
-    : "x[e]";
+  const { inputs, term } = summedTerm("reduceMiddleKernel", squaredDiff, vec4, weighted);
   const flags: Record<string, boolean> = vec4 ? { squaredDiff, vec4 } : { squaredDiff };
   if (weighted) flags.weighted = true;
   return kernel(
@@ -74,16 +83,7 @@ ${workgroupReduce()}
  * barriers each) took twice the time of copying them. Uniforms: runs, runLength, total.
  */
 export function sumRunsKernel(squaredDiff: boolean, vec4: boolean, weighted = false): KernelSource {
-  if (weighted && !squaredDiff) throw new Error("sumRunsKernel: weighted needs squaredDiff");
-  const type = vec4 ? "vec4f" : "f32";
-  const inputs: [string, "read", string][] = [["x", "read", type]];
-  if (squaredDiff) inputs.push(["y", "read", type]);
-  if (weighted) inputs.push(["w", "read", type]);
-  const term = weighted
-    ? "(x[e] - y[e]) * (x[e] - y[e]) * w[e]"
-    : squaredDiff
-    ? "(x[e] - y[e]) * (x[e] - y[e])"
-    : "x[e]";
+  const { inputs, term } = summedTerm("sumRunsKernel", squaredDiff, vec4, weighted);
   const flags: Record<string, boolean> = { squaredDiff, vec4 };
   if (weighted) flags.weighted = true;
   return kernel(

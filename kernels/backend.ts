@@ -240,8 +240,25 @@ export class Backend {
     return entry;
   }
 
+  readonly #writeVersions = new WeakMap<GPUBuffer, number>();
+  #writeClock = 0;
+
+  /**
+   * A number that changes whenever a write to `buffer` is recorded (a dispatch binding it
+   * read-write, an upload, a copy into it): data derived from the buffer stays valid while it is
+   * unchanged. 0 for a buffer never written through this backend.
+   */
+  writeVersion(buffer: GPUBuffer): number {
+    return this.#writeVersions.get(buffer) ?? 0;
+  }
+
+  #noteWrite(buffer: GPUBuffer): void {
+    this.#writeVersions.set(buffer, ++this.#writeClock);
+  }
+
   /** Upload bytes into a buffer (ordered before the next submit). */
   write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    this.#noteWrite(buffer);
     this.device.queue.writeBuffer(
       buffer,
       byteOffset,
@@ -273,6 +290,7 @@ export class Backend {
     let cacheKey = kernel.key;
     const entries: GPUBindGroupEntry[] = buffers.map((b, binding) => {
       const range = "buffer" in b && !(b instanceof GPUBuffer) ? b : { buffer: b as GPUBuffer };
+      if (kernel.bindings[binding] === "readWrite") this.#noteWrite(range.buffer);
       const offset = range.offset ?? 0;
       cacheKey += `|${this.#bufferId(range.buffer)}:${offset}:${range.size ?? ""}`;
       return { binding, resource: { buffer: range.buffer, offset, size: range.size } };
@@ -347,6 +365,7 @@ export class Backend {
   /** Record a buffer-to-buffer copy. */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     if (bytes === 0) return;
+    this.#noteWrite(dst);
     this.#endPass();
     this.#commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
     if (this.flushEveryOp) this.flush();

@@ -64,6 +64,7 @@ import { matmulKernel } from "./wgsl/matmul.ts";
 import { FMA_PROBE_WORKGROUP, fmaProbeKernel } from "./wgsl/probe.ts";
 import {
   type ChannelStatistics,
+  refreshPackedFilters,
   uboApplicable,
   uboConv,
   uboConvBackwardWeight,
@@ -631,6 +632,7 @@ export interface ConvForwardOptions extends ConvOptions {
 }
 
 export type { ChannelStatistics };
+export { refreshPackedFilters };
 
 /**
  * y = conv2d(x, w) + bias; y's batch-norm statistics partials (a pooled buffer the caller

@@ -68,8 +68,15 @@ export class BufferPool {
     return buffer;
   }
 
+  /**
+   * Called with every buffer given back, before it can be handed out again (kernels/conv_ubo.ts
+   * drops the packed filters it keeps for a weight buffer that goes back).
+   */
+  onRelease: ((buffer: GPUBuffer) => void) | null = null;
+
   /** Give a buffer back; it becomes reusable after the next `recycle()`. */
   release(buffer: GPUBuffer): void {
+    this.onRelease?.(buffer);
     this.#bytesInUse -= buffer.size;
     this.#parked.push(buffer);
     this.#parkedBytes += buffer.size;

@@ -103,7 +103,11 @@ export class Adam {
         step: group.step,
       });
     }
-    this.params[0]?.device.flush();
+    const device = this.params[0]?.device;
+    // The updated weights' packed conv filters, packed now and submitted with the update: a conv
+    // that packs its filters in its own submit is slower on llvmpipe (kernels/conv_ubo.ts).
+    if (device) ops.refreshPackedFilters(device.backend);
+    device?.flush();
   }
 
   /** Drop all gradients (torch's zero_grad(set_to_none=True)). */

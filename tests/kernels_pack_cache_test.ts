@@ -21,28 +21,18 @@ const device = await testDevice();
 const backend = device.backend;
 const ubo = { variant: "ubo" as const };
 
-/** conv2d(x, w) of geometry g in float64 (on x upsampled 2x when `upsampled`). */
+/** conv2d(x, w) of geometry g in float64 (on x upsampled 2x, nearest, when `upsampled`). */
 function reference(
   x: Float32Array,
   w: Float32Array,
   g: ops.Conv2dGeometry,
   upsampled: boolean,
 ): Float64Array {
-  const source = upsampled ? upsample(x, g.batch * g.inC, g.inH / 2, g.inW / 2) : x;
+  const source = upsampled
+    ? ref.resize(x, [g.batch, g.inC, g.inH / 2, g.inW / 2], g.inH, g.inW, 0.5, 0.5, "nearest")
+    : x;
   return ref.conv2d(source, [g.batch, g.inC, g.inH, g.inW], w, [g.outC, g.inC, 3, 3], null, 1, 1)
     .out;
-}
-
-function upsample(x: Float32Array, planes: number, h: number, w: number): Float32Array {
-  const out = new Float32Array(planes * 4 * h * w);
-  for (let p = 0; p < planes; p++) {
-    for (let i = 0; i < 2 * h; i++) {
-      for (let j = 0; j < 2 * w; j++) {
-        out[(p * 2 * h + i) * 2 * w + j] = x[(p * h + (i >> 1)) * w + (j >> 1)];
-      }
-    }
-  }
-  return out;
 }
 
 /** w [outC, inC, 3, 3] transposed and flipped: the backward-to-input filter [inC, outC, 3, 3]. */

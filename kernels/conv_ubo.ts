@@ -17,6 +17,7 @@ import {
 import { conv3x3WgradKernel, type WgradTile } from "./wgsl/conv3x3_wgrad.ts";
 import { reduceAxis } from "./reductions.ts";
 import { foldedGrid } from "./conv_ubo_any.ts";
+import { cachedPack } from "./pack_cache.ts";
 
 const F32 = 4;
 const WINDOW_FLOATS = UBO_WINDOW_VEC4 * 4;
@@ -124,45 +125,12 @@ export interface PackedFilters {
   segFloats: number;
 }
 
-/** A weight's packed filters, kept while the weight is unwritten (see {@link packWindows}). */
-interface PackEntry {
-  weight: GPUBuffer;
-  filters: PackedFilters;
-  /** Record the pack again into `filters.packed`. */
-  pack(): void;
-  /** The weight's write version (Backend.writeVersion) when it was last packed. */
-  version: number;
-}
-
-/** Per backend: weight buffer -> pack (kernel key and channels) -> entry. */
-const packCaches = new WeakMap<Backend, Map<GPUBuffer, Map<string, PackEntry>>>();
-
-/** The backend's pack cache; a weight buffer given back to the pool takes its packs with it. */
-function packCache(b: Backend): Map<GPUBuffer, Map<string, PackEntry>> {
-  let cache = packCaches.get(b);
-  if (!cache) {
-    const entries = cache = new Map<GPUBuffer, Map<string, PackEntry>>();
-    packCaches.set(b, cache);
-    const previous = b.pool.onRelease;
-    b.pool.onRelease = (buffer) => {
-      previous?.(buffer);
-      const packs = entries.get(buffer);
-      if (!packs) return;
-      entries.delete(buffer);
-      for (const entry of packs.values()) b.pool.release(entry.filters.packed);
-    };
-  }
-  return cache;
-}
-
 /**
  * Filters packed by a filter-pack kernel (convUboPackKernel, subpixelPackKernel: uniforms total,
  * runInC, runOutC, icChunk, blocksC, segFloats) into segments (chunk, block) of `taps` x `ocBlock`
  * floats per input channel, padded to 256 bytes, input channels chunked so a segment fits one 64
- * KiB window. The packed buffer belongs to a cache (callers must not release it): it is used again
- * while the weight is unwritten (Backend.writeVersion), packed again here when the weight has
- * changed, and {@link refreshPackedFilters} packs every changed weight at once, where an optimizer
- * calls it after its update.
+ * KiB window; cached while the weight is unwritten ({@link cachedPack}: callers must not release
+ * the packed buffer).
  */
 export function packWindows(
   b: Backend,
@@ -173,56 +141,22 @@ export function packWindows(
   ocBlock: number,
   taps: number,
 ): PackedFilters {
-  const cache = packCache(b);
-  const key = `${packKernel.key}|${runInC}|${runOutC}|${ocBlock}|${taps}`;
-  const cached = cache.get(w)?.get(key);
-  if (cached) {
-    if (cached.version !== b.writeVersion(w)) {
-      cached.pack();
-      cached.version = b.writeVersion(w);
-    }
-    return cached.filters;
-  }
-  const blocksC = Math.ceil(runOutC / ocBlock);
-  const maxChunk = Math.floor(WINDOW_FLOATS / (taps * ocBlock));
-  const chunks = Math.ceil(runInC / maxChunk);
-  const icChunk = Math.ceil(runInC / chunks);
-  const segFloats = Math.ceil((icChunk * taps * ocBlock) / 64) * 64;
-  const total = chunks * blocksC * segFloats;
-  // The tail keeps every 64 KiB window inside the buffer.
-  const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
-  const uniforms = new Uniforms(6).u32(total).u32(runInC).u32(runOutC).u32(icChunk).u32(blocksC)
-    .u32(segFloats).bytes;
-  const pack = () => b.dispatch(packKernel, [w, packed], uniforms, grid1d(total));
-  pack();
-  const filters = { packed, blocksC, chunks, icChunk, segFloats };
-  let packs = cache.get(w);
-  if (!packs) cache.set(w, packs = new Map());
-  packs.set(key, { weight: w, filters, pack, version: b.writeVersion(w) });
-  return filters;
-}
-
-/**
- * Pack again, now, every cached filter whose weight was written since it was packed (an optimizer's
- * update), and submit. On llvmpipe a conv that reads, as its uniform window, filters packed in the
- * same submit cost far more than the pack: the demo-size step with its 17 packs recorded here,
- * after the optimizer's update, took 0.923 of the time of the same packs recorded before each conv
- * (round 16). Without the call the convs pack what changed themselves, as before.
- */
-export function refreshPackedFilters(b: Backend): void {
-  const cache = packCaches.get(b);
-  if (!cache) return;
-  let packed = false;
-  for (const packs of cache.values()) {
-    for (const entry of packs.values()) {
-      const version = b.writeVersion(entry.weight);
-      if (entry.version === version) continue;
-      entry.pack();
-      entry.version = version;
-      packed = true;
-    }
-  }
-  if (packed) b.flush();
+  return cachedPack(b, w, `${packKernel.key}|${runInC}|${runOutC}|${ocBlock}|${taps}`, () => {
+    const blocksC = Math.ceil(runOutC / ocBlock);
+    const maxChunk = Math.floor(WINDOW_FLOATS / (taps * ocBlock));
+    const chunks = Math.ceil(runInC / maxChunk);
+    const icChunk = Math.ceil(runInC / chunks);
+    const segFloats = Math.ceil((icChunk * taps * ocBlock) / 64) * 64;
+    const total = chunks * blocksC * segFloats;
+    // The tail keeps every 64 KiB window inside the buffer.
+    const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
+    const uniforms = new Uniforms(6).u32(total).u32(runInC).u32(runOutC).u32(icChunk).u32(blocksC)
+      .u32(segFloats).bytes;
+    return {
+      filters: { packed, blocksC, chunks, icChunk, segFloats },
+      pack: () => b.dispatch(packKernel, [w, packed], uniforms, grid1d(total)),
+    };
+  });
 }
 
 /**

@@ -23,6 +23,7 @@ import {
 } from "./wgsl/conv_ubo_any.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
 import { reduceAxis } from "./reductions.ts";
+import { cachedPack } from "./pack_cache.ts";
 
 const F32 = 4;
 const WINDOW_FLOATS = ANY_WINDOW_VEC4 * 4;
@@ -39,7 +40,10 @@ function geometryUniforms(u: Uniforms, g: Conv2dGeometry): Uniforms {
     .u32(g.kH).u32(g.kW).u32(g.stride).u32(g.pad);
 }
 
-/** Packed filter segments: weights of J "block" channels for a chunk of "loop" channels. */
+/**
+ * Packed filter segments: weights of J "block" channels for a chunk of "loop" channels; cached
+ * while the weight is unwritten (kernels/conv_ubo.ts cachedPack: not to be released).
+ */
 function packWeights(
   b: Backend,
   w: GPUBuffer,
@@ -49,22 +53,23 @@ function packWeights(
   transpose: boolean,
   j: number,
 ) {
-  const blocks = Math.ceil(blockC / j);
-  const maxChunk = Math.floor(WINDOW_FLOATS / (taps * j));
-  const chunks = Math.ceil(loopC / maxChunk);
-  const loopChunk = Math.ceil(loopC / chunks);
-  const segFloats = Math.ceil((loopChunk * taps * j) / 64) * 64;
-  const total = chunks * blocks * segFloats;
-  const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
-  b.dispatch(
-    convAnyPackKernel(transpose, j),
-    [w, packed],
-    new Uniforms(7).u32(total).u32(blockC).u32(loopC).u32(taps).u32(loopChunk).u32(blocks)
-      .u32(segFloats).bytes,
-    grid1d(total),
-  );
-  const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
-  return { packed, blocks, chunks, loopChunk, segFloats, perWindow };
+  const kernel = convAnyPackKernel(transpose, j);
+  return cachedPack(b, w, `${kernel.key}|${blockC}|${loopC}|${taps}`, () => {
+    const blocks = Math.ceil(blockC / j);
+    const maxChunk = Math.floor(WINDOW_FLOATS / (taps * j));
+    const chunks = Math.ceil(loopC / maxChunk);
+    const loopChunk = Math.ceil(loopC / chunks);
+    const segFloats = Math.ceil((loopChunk * taps * j) / 64) * 64;
+    const total = chunks * blocks * segFloats;
+    const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
+    const uniforms = new Uniforms(7).u32(total).u32(blockC).u32(loopC).u32(taps).u32(loopChunk)
+      .u32(blocks).u32(segFloats).bytes;
+    const perWindow = Math.floor(WINDOW_FLOATS / segFloats);
+    return {
+      filters: { packed, blocks, chunks, loopChunk, segFloats, perWindow },
+      pack: () => b.dispatch(kernel, [w, packed], uniforms, grid1d(total)),
+    };
+  });
 }
 
 /** Fewest workgroups a dispatch should have on a CPU rasterizer (a few per core). */
@@ -164,7 +169,6 @@ function windowedForward(
       b.dispatch(kernel, buffers, u.bytes, [foldX, blocks, foldZ]);
     }
   }
-  b.pool.release(p.packed);
 }
 
 /** Taps [start, end) (step stride, start in the phase's residue class) reaching phase r. */
@@ -259,7 +263,6 @@ function windowedBackwardInput(
       }
     }
   }
-  b.pool.release(p.packed);
 }
 
 let oneWindowWgrad = true;

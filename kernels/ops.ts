@@ -64,7 +64,6 @@ import { matmulKernel } from "./wgsl/matmul.ts";
 import { FMA_PROBE_WORKGROUP, fmaProbeKernel } from "./wgsl/probe.ts";
 import {
   type ChannelStatistics,
-  refreshPackedFilters,
   uboApplicable,
   uboConv,
   uboConvBackwardWeight,
@@ -632,7 +631,7 @@ export interface ConvForwardOptions extends ConvOptions {
 }
 
 export type { ChannelStatistics };
-export { refreshPackedFilters };
+export { refreshPackedFilters } from "./pack_cache.ts";
 
 /**
  * y = conv2d(x, w) + bias; y's batch-norm statistics partials (a pooled buffer the caller

@@ -114,3 +114,30 @@ Deno.test("packed filters: reused while the weight is unwritten, packed again af
   assert.ok(backend.stats().bytesInUse < inUse - w.size, "the packs were released with the weight");
   backend.flush();
 });
+
+// The general ubo variant (strides, 1x1 and 7x7 kernels: kernels/conv_ubo_any.ts) keeps its packs
+// the same way.
+Deno.test("packed filters of the ubo-any variant: reused, packed again after a write", async () => {
+  const g = convGeometry(2, 5, 6, 9, 8, 3, 2, 1);
+  const xData = randomArray(g.batch * g.inC * g.inH * g.inW, 11);
+  let wData = randomArray(g.outC * g.inC * 9, 12);
+  const x = uploadBuffer(backend, xData);
+  const w = uploadBuffer(backend, wData);
+  const n = g.batch * g.outC * g.outH * g.outW;
+  const y = backend.pool.acquire(n * 4);
+  const check = async (label: string, dispatches: number) => {
+    const before = backend.stats().dispatches;
+    ops.conv2dForward(backend, x, w, null, y, g, { variant: "ubo-any" });
+    assert.equal(backend.stats().dispatches - before, dispatches, `${label}: dispatches`);
+    const expected = ref.conv2d(xData, [2, 5, 9, 8], wData, [6, 5, 3, 3], null, 2, 1).out;
+    const out = (await downloadBuffer(backend, y, y.size / 4)).subarray(0, n);
+    assertClose(out, expected, label, { atol: 1e-4, rtol: 1e-4 });
+  };
+  await check("first use", 2);
+  await check("the weight unwritten", 1);
+  wData = randomArray(wData.length, 13);
+  backend.write(w, wData);
+  await check("after an upload", 2);
+  for (const buffer of [x, w, y]) backend.pool.release(buffer);
+  backend.flush();
+});

@@ -17,7 +17,7 @@ import {
 import { conv3x3WgradKernel, type WgradTile } from "./wgsl/conv3x3_wgrad.ts";
 import { reduceAxis } from "./reductions.ts";
 import { foldedGrid } from "./conv_ubo_any.ts";
-import { cachedPack } from "./pack_cache.ts";
+import { cachedPack, windowSegments } from "./pack_cache.ts";
 
 const F32 = 4;
 const WINDOW_FLOATS = UBO_WINDOW_VEC4 * 4;
@@ -142,12 +142,8 @@ export function packWindows(
   taps: number,
 ): PackedFilters {
   return cachedPack(b, w, `${packKernel.key}|${runInC}|${runOutC}|${ocBlock}|${taps}`, () => {
-    const blocksC = Math.ceil(runOutC / ocBlock);
-    const maxChunk = Math.floor(WINDOW_FLOATS / (taps * ocBlock));
-    const chunks = Math.ceil(runInC / maxChunk);
-    const icChunk = Math.ceil(runInC / chunks);
-    const segFloats = Math.ceil((icChunk * taps * ocBlock) / 64) * 64;
-    const total = chunks * blocksC * segFloats;
+    const segments = windowSegments(runOutC, runInC, taps, ocBlock, WINDOW_FLOATS);
+    const { blocks: blocksC, chunks, loopChunk: icChunk, segFloats, total } = segments;
     // The tail keeps every 64 KiB window inside the buffer.
     const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
     const uniforms = new Uniforms(6).u32(total).u32(runInC).u32(runOutC).u32(icChunk).u32(blocksC)

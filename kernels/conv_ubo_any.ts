@@ -23,7 +23,7 @@ import {
 } from "./wgsl/conv_ubo_any.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
 import { reduceAxis } from "./reductions.ts";
-import { cachedPack } from "./pack_cache.ts";
+import { cachedPack, windowSegments } from "./pack_cache.ts";
 
 const F32 = 4;
 const WINDOW_FLOATS = ANY_WINDOW_VEC4 * 4;
@@ -55,12 +55,13 @@ function packWeights(
 ) {
   const kernel = convAnyPackKernel(transpose, j);
   return cachedPack(b, w, `${kernel.key}|${blockC}|${loopC}|${taps}`, () => {
-    const blocks = Math.ceil(blockC / j);
-    const maxChunk = Math.floor(WINDOW_FLOATS / (taps * j));
-    const chunks = Math.ceil(loopC / maxChunk);
-    const loopChunk = Math.ceil(loopC / chunks);
-    const segFloats = Math.ceil((loopChunk * taps * j) / 64) * 64;
-    const total = chunks * blocks * segFloats;
+    const { blocks, chunks, loopChunk, segFloats, total } = windowSegments(
+      blockC,
+      loopC,
+      taps,
+      j,
+      WINDOW_FLOATS,
+    );
     const packed = b.pool.acquire(total * F32 + WINDOW_BYTES);
     const uniforms = new Uniforms(7).u32(total).u32(blockC).u32(loopC).u32(taps).u32(loopChunk)
       .u32(blocks).u32(segFloats).bytes;

@@ -90,3 +90,24 @@ export function refreshPackedFilters(b: Backend): void {
   }
   if (packed) b.flush();
 }
+
+/**
+ * How filters pack into uniform windows of `windowFloats` floats: segments of `taps` x `j` floats
+ * per "loop" channel for each block of j "block" channels, the loop channels cut into chunks so
+ * that a segment (padded to 64 floats: 256 bytes, the uniform offset alignment) fits one window.
+ * The packed buffer holds chunks * blocks * segFloats floats.
+ */
+export function windowSegments(
+  blockC: number,
+  loopC: number,
+  taps: number,
+  j: number,
+  windowFloats: number,
+): { blocks: number; chunks: number; loopChunk: number; segFloats: number; total: number } {
+  const blocks = Math.ceil(blockC / j);
+  const maxChunk = Math.floor(windowFloats / (taps * j));
+  const chunks = Math.ceil(loopC / maxChunk);
+  const loopChunk = Math.ceil(loopC / chunks);
+  const segFloats = Math.ceil((loopChunk * taps * j) / 64) * 64;
+  return { blocks, chunks, loopChunk, segFloats, total: chunks * blocks * segFloats };
+}

@@ -234,8 +234,8 @@ export function channelBlock(want: number, channels: number, min = 1): number {
  * shrink to a layer's channels ({@link channelBlock}); quads must divide the row's quads.
  * On CPU rasterizers, fewer than 8 input channels make one exact block (3 image channels: 3, not
  * 4), as do fewer than 4 output channels (session 17, the decoder's 8->3 @64 at batch 32: 3.36
- * against 3.85 ms), and lanes holding 32 channel pairs or fewer walk 4-row tiles, which load each input row
- * once for more of their work (round 12, batch 32: 3->8 @64 5.3 -> 3.7 ms, 8->3 @64 6.4 -> 4.8;
+ * against 3.85 ms), and lanes holding 32 channel pairs or fewer walk 4-row tiles, which load each
+ * input row once for more of their work (round 12, batch 32: 3->8 @64 5.3 -> 3.7 ms, 8->3 @64 6.4 -> 4.8;
  * with 16 x 8 channels 2- and 4-row tiles were 5-75% slower).
  */
 export function wgradTileFor(b: Backend, s: UboConvShape): WgradTile {

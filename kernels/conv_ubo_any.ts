@@ -42,7 +42,7 @@ function geometryUniforms(u: Uniforms, g: Conv2dGeometry): Uniforms {
 
 /**
  * Packed filter segments: weights of J "block" channels for a chunk of "loop" channels; cached
- * while the weight is unwritten (kernels/conv_ubo.ts cachedPack: not to be released).
+ * while the weight is unwritten (kernels/pack_cache.ts cachedPack: not to be released).
  */
 function packWeights(
   b: Backend,

@@ -451,8 +451,8 @@ export interface BatchNormOptions {
   /**
    * Training forward ({@link batchNormForwardTraining}, {@link batchNormReluMaxPoolForwardTraining})
    * of the fused chunked passes: x's statistics partials, written by the conv that produced x
-   * ({@link conv2dForward}'s `statistics`), instead of a partial pass over x. The caller keeps and
-   * releases the buffer.
+   * ({@link conv2dForward}'s `statistics`), instead of a partial pass over x (or the walked form's
+   * own sums). The caller keeps and releases the buffer.
    */
   statistics?: ChannelStatistics | null;
   /**
@@ -1074,7 +1074,6 @@ export function batchNormReluMaxPoolForwardTraining(
   width: number,
   eps: number,
   momentum: number,
-  statistics: ChannelStatistics | null = null,
   options: BatchNormOptions = {},
 ): void {
   if (!batchNormReluMaxPoolApplicable(b, channels, height, width)) {
@@ -1084,6 +1083,7 @@ export function batchNormReluMaxPoolForwardTraining(
   }
   const spatial = height * width;
   const k = bnChunking(b, batch, channels, spatial);
+  const statistics = options.statistics ?? null;
   const p = pooledWalk(b, pooledChunking(b, batch, channels, height, width), channels);
   const walked = !statistics && walkedPass(p, options);
   const partial = statistics

@@ -69,7 +69,7 @@ export class BufferPool {
   }
 
   /**
-   * Called with every buffer given back, before it can be handed out again (kernels/conv_ubo.ts
+   * Called with every buffer given back, before it can be handed out again (kernels/pack_cache.ts
    * drops the packed filters it keeps for a weight buffer that goes back).
    */
   onRelease: ((buffer: GPUBuffer) => void) | null = null;

@@ -465,10 +465,9 @@ export interface Conv2dOptions {
    * The output goes only into a training-mode batch norm, which subtracts each channel's batch
    * mean: the bias then has exactly zero gradient, and the backward gives zeros (a shared zero
    * tensor, Device.sharedZeros) instead of summing dy over every pixel (those sums come out as
-   * rounding noise). The conv also forms the batch
-   * norm's statistics as it stores the output, where its kernel can (kernels/ops.ts
-   * conv2dForward's `statistics`); the batch norm then skips its own pass over the map. Default
-   * false.
+   * rounding noise). The conv also forms the batch norm's statistics as it stores the output,
+   * where its kernel can (kernels/ops.ts conv2dForward's `statistics`); the batch norm then skips
+   * its own pass over the map. Default false.
    */
   outputFeedsBatchNorm?: boolean;
 }
@@ -546,12 +545,7 @@ function recordConv(
     geometry,
     { statistics: zeroBiasGradient },
   );
-  if (statistics) {
-    y.storage.attachStatistics({
-      partials: statistics,
-      release: () => backend.pool.release(statistics.buffer),
-    });
-  }
+  if (statistics) y.storage.attachStatistics(statistics);
   if (!needsGrad(x, weight, bias)) return y;
   const savedX = x.share();
   const savedW = weight.share();
@@ -659,23 +653,23 @@ export function batchNorm2d(
     // Statistics and normalization together (two passes for the chunked kernels).
     const mean = device.empty([channels]);
     const invStd = device.empty([channels]);
-    const partials = x.storage.takeStatistics();
-    ops.batchNormForwardTraining(
-      backend,
-      x.buffer,
-      mean.buffer,
-      invStd.buffer,
-      runningMean ? { mean: runningMean.buffer, var: runningVar!.buffer } : null,
-      affine,
-      y.buffer,
-      batch,
-      channels,
-      spatial,
-      eps,
-      momentum,
-      { relu, statistics: partials?.partials },
+    x.storage.useStatistics((statistics) =>
+      ops.batchNormForwardTraining(
+        backend,
+        x.buffer,
+        mean.buffer,
+        invStd.buffer,
+        runningMean ? { mean: runningMean.buffer, var: runningVar!.buffer } : null,
+        affine,
+        y.buffer,
+        batch,
+        channels,
+        spatial,
+        eps,
+        momentum,
+        { relu, statistics },
+      )
     );
-    partials?.release();
     stats = { mean, stat: invStd, fromVariance: false };
   } else {
     stats = { mean: runningMean!.share(), stat: runningVar!.share(), fromVariance: true };
@@ -871,24 +865,24 @@ export function batchNormReluMaxPool2d(
   const invStd = device.empty([channels]);
   const pooled = device.empty([batch, channels, height / 2, width / 2]);
   const affine = weight ? { weight: weight.buffer, bias: bias!.buffer } : null;
-  const partials = x.storage.takeStatistics();
-  ops.batchNormReluMaxPoolForwardTraining(
-    backend,
-    x.buffer,
-    mean.buffer,
-    invStd.buffer,
-    runningMean ? { mean: runningMean.buffer, var: runningVar!.buffer } : null,
-    affine,
-    pooled.buffer,
-    batch,
-    channels,
-    height,
-    width,
-    eps,
-    momentum,
-    partials?.partials ?? null,
+  x.storage.useStatistics((statistics) =>
+    ops.batchNormReluMaxPoolForwardTraining(
+      backend,
+      x.buffer,
+      mean.buffer,
+      invStd.buffer,
+      runningMean ? { mean: runningMean.buffer, var: runningVar!.buffer } : null,
+      affine,
+      pooled.buffer,
+      batch,
+      channels,
+      height,
+      width,
+      eps,
+      momentum,
+      { statistics },
+    )
   );
-  partials?.release();
   if (!needsGrad(x, weight, bias)) {
     mean.dispose();
     invStd.dispose();

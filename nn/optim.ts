@@ -105,7 +105,7 @@ export class Adam {
     }
     const device = this.params[0]?.device;
     // The updated weights' packed conv filters, packed now and submitted with the update: a conv
-    // that packs its filters in its own submit is slower on llvmpipe (kernels/conv_ubo.ts).
+    // that packs its filters in its own submit is slower on llvmpipe (kernels/pack_cache.ts).
     if (device) ops.refreshPackedFilters(device.backend);
     device?.flush();
   }

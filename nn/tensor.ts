@@ -28,35 +28,43 @@ export class Storage {
   release(): void {
     if (--this.#refs === 0) {
       this.#device.backend.pool.release(this.buffer);
-      this.takeStatistics()?.release();
+      this.#releaseStatistics();
     }
   }
 
-  #statistics: BatchNormStatistics | null = null;
+  #statistics: ops.ChannelStatistics | null = null;
 
   /**
    * Attach the data's batch-norm statistics partials, formed by the op that wrote the data (a conv
-   * whose output feeds a training-mode batch norm), for {@link takeStatistics}; they are released
-   * with the storage if nothing takes them.
+   * whose output feeds a training-mode batch norm: kernels/ops.ts conv2dForward's `statistics`);
+   * they go back to the pool with the storage if nothing takes them.
    */
-  attachStatistics(statistics: BatchNormStatistics): void {
-    this.#statistics?.release();
+  attachStatistics(statistics: ops.ChannelStatistics): void {
+    this.#releaseStatistics();
     this.#statistics = statistics;
   }
 
-  /** The attached statistics partials, detached: the caller releases them. */
-  takeStatistics(): BatchNormStatistics | null {
+  /** The attached statistics partials, detached: the caller gives their buffer back to the pool. */
+  takeStatistics(): ops.ChannelStatistics | null {
     const statistics = this.#statistics;
     this.#statistics = null;
     return statistics;
   }
-}
 
-/** Batch-norm statistics partials of a storage's data (kernels/ops.ts ChannelStatistics). */
-export interface BatchNormStatistics {
-  partials: ops.ChannelStatistics;
-  /** Return the partials' buffer to the pool. */
-  release(): void;
+  /** Run `use` with the attached statistics partials (or null), then give them back to the pool. */
+  useStatistics<T>(use: (statistics: ops.ChannelStatistics | null) => T): T {
+    const statistics = this.takeStatistics();
+    try {
+      return use(statistics);
+    } finally {
+      if (statistics) this.#device.backend.pool.release(statistics.buffer);
+    }
+  }
+
+  #releaseStatistics(): void {
+    const statistics = this.takeStatistics();
+    if (statistics) this.#device.backend.pool.release(statistics.buffer);
+  }
 }
 
 /** The backward function of one recorded op: upstream gradient in, one gradient per input out. */

@@ -218,7 +218,7 @@ for (const walk of ["cpu", "gpu"] as const) {
         c.W,
         1e-5,
         0.1,
-        statistics,
+        { statistics },
       );
       assertClose(await downloadBuffer(backend, mean, c.outC), want.mean, "mean", {
         atol: 1e-6,

@@ -787,7 +787,6 @@ Deno.test("pooled batch norm training passes: walked and two-pass agree", async 
       w,
       1e-5,
       0.1,
-      null,
       options,
     );
     ops.batchNormReluMaxPoolBackwardTraining(

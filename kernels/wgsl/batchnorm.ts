@@ -563,22 +563,17 @@ function fusedChunkKernel(
 }`;
 }
 
-/** A fused kernel's flags, with `segmented: true` added only for the segmented form. */
-function segmentedFlag<T extends Record<string, unknown>>(flags: T, segmented: boolean) {
-  return segmented ? { ...flags, segmented } : flags;
-}
-
 /**
- * A fused forward's flags, with `tiles: true` added only when it reads a conv's tile partials
- * (kernels/wgsl/conv_ubo.ts storeStatistics) instead of the element partials.
+ * A fused kernel's flags: `flags`, then those of the form's `optional` flags that are true
+ * (segmented walk, a conv's tile partials, the walked form), so the other forms keep their keys.
  */
-function tilesFlag<T extends Record<string, unknown>>(flags: T, tiles: boolean) {
-  return tiles ? { ...flags, tiles } : flags;
-}
-
-/** A fused pass's flags, with `walked: true` added only for the walked form ({@link walkedHead}). */
-function walkedFlag<T extends Record<string, unknown>>(flags: T, walked: boolean) {
-  return walked ? { ...flags, walked } : flags;
+function formFlags(
+  flags: Record<string, string | number | boolean>,
+  optional: Record<string, boolean>,
+): Record<string, string | number | boolean> {
+  const out = { ...flags };
+  for (const [name, on] of Object.entries(optional)) if (on) out[name] = true;
+  return out;
 }
 
 /** Which thread of a fused pass writes the channel's statistics or sums: one per channel. */
@@ -767,10 +762,7 @@ export function batchNormForwardFusedKernel(
   const first = tiles ? "reference" : vec4 ? "x[c * params.spatialV].x" : "x[c * params.spatialV]";
   return kernel(
     "batchNormForwardFused",
-    walkedFlag(
-      tilesFlag(segmentedFlag({ vec4, affine, relu, updateRunning }, segmented), tiles),
-      walked,
-    ),
+    formFlags({ vec4, affine, relu, updateRunning }, { segmented, tiles, walked }),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
 ${
@@ -867,12 +859,9 @@ export function batchNormBackwardFusedKernel(
   bindings.push(["dx", "readWrite", l.type], ["sums", "readWrite", "f32"]);
   return kernel(
     "batchNormBackwardFused",
-    walkedFlag(
-      segmentedFlag(
-        { vec4, affine, relu: fromInput ? "input" : relu === true || relu === "output" },
-        segmented,
-      ),
-      walked,
+    formFlags(
+      { vec4, affine, relu: fromInput ? "input" : relu === true || relu === "output" },
+      { segmented, walked },
     ),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
@@ -1010,7 +999,7 @@ export function batchNormReluMaxPoolForwardKernel(
   const first = tiles ? "reference" : "x[c * 2u * params.outH * params.quadsW].x";
   return kernel(
     "batchNormReluMaxPoolForward",
-    walkedFlag(tilesFlag(segmentedFlag({ affine, updateRunning }, segmented), tiles), walked),
+    formFlags({ affine, updateRunning }, { segmented, tiles, walked }),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(POOLED_UNIFORMS, segmented))}
 ${
@@ -1099,7 +1088,7 @@ export function batchNormReluMaxPoolBackwardFusedKernel(
   const bindings = pooledBackwardBindings(affine, tail);
   return kernel(
     "batchNormReluMaxPoolBackwardFused",
-    walkedFlag(segmentedFlag({ affine }, segmented), walked),
+    formFlags({ affine }, { segmented, walked }),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(POOLED_UNIFORMS, segmented))}
 ${WINDOW_GRADIENT}

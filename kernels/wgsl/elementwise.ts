@@ -24,8 +24,16 @@ const UNARY_BACKWARD: Record<UnaryOp, (g: string, y: string) => string> = {
 
 const BINARY: Record<BinaryOp, string> = { add: "+", sub: "-", mul: "*" };
 
+/**
+ * WGSL for the gradient through activation `op` from its output y (expressions g, y of type T:
+ * needs {@link typeAlias} in scope), as unaryBackwardKernel computes it.
+ */
+export function unaryGradient(op: UnaryOp, g: string, y: string): string {
+  return UNARY_BACKWARD[op](g, y);
+}
+
 /** Element type alias: f32 or vec4<f32> (the vec4 flavour needs n % 4 == 0). */
-function typeAlias(vec4: boolean): string {
+export function typeAlias(vec4: boolean): string {
   return vec4 ? "alias T = vec4<f32>;" : "alias T = f32;";
 }
 
@@ -57,7 +65,7 @@ ${linearMain()}
   if (index >= params.n) { return; }
   let gv = g[index];
   let yv = y[index];
-  dx[index] = ${UNARY_BACKWARD[op]("gv", "yv")};
+  dx[index] = ${unaryGradient(op, "gv", "yv")};
 }`,
   );
 }

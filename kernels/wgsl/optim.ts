@@ -2,6 +2,7 @@
 
 import type { KernelSource } from "../backend.ts";
 import { declareBindings, kernel, linearMain } from "./common.ts";
+import { typeAlias, unaryGradient } from "./elementwise.ts";
 
 /**
  * One fused Adam step, in torch.optim.Adam's order of operations (L2 weight decay added to the
@@ -111,12 +112,11 @@ export function mseBackwardKernel(weighted = false, vec4 = false, sigmoid = fals
   const flags: Record<string, boolean> = weighted ? { weighted } : {};
   if (vec4) flags.vec4 = true;
   if (sigmoid) flags.sigmoid = true;
-  const one = vec4 ? "vec4f(1.0)" : "1.0";
   return kernel(
     "mseBackward",
     flags,
     [...inputs.map(() => "read" as const), "read", "readWrite"],
-    `${
+    `${sigmoid ? `${typeAlias(vec4)}\n` : ""}${
       declareBindings(
         [...inputs, ["g", "read", "f32"], ["out", "readWrite", type]],
         "n: u32, scale: f32,",
@@ -126,12 +126,7 @@ ${linearMain()}
   if (index >= params.n) { return; }
   ${sigmoid ? "let d" : "out[index]"} = g[0] * params.scale * (input[index] - expected[index])${
       weighted ? " * weights[index]" : ""
-    };${
-      sigmoid
-        ? `
-  out[index] = d * input[index] * (${one} - input[index]);`
-        : ""
-    }
+    };${sigmoid ? `\n  out[index] = ${unaryGradient("sigmoid", "d", "input[index]")};` : ""}
 }`,
   );
 }

@@ -59,8 +59,9 @@ async function checkMatmul(
   for (const buffer of [a, bMatrix, bias, c]) if (buffer) backend.pool.release(buffer);
 }
 
-// [M, N, K]: odd sizes; long K with few outputs (split K, the splits added up); the demo
-// autoencoder's Linear products (32 x 34 x 512 and its backward's).
+// [M, N, K]: odd sizes; long K with few outputs (split K, the splits added up); M, N or K a
+// multiple of 4 (vec4 loads along it) or not; the demo autoencoder's Linear products (32 x 34 x
+// 512 and its backward's).
 const shapes: [number, number, number][] = [
   [1, 1, 1],
   [5, 3, 7],
@@ -69,6 +70,9 @@ const shapes: [number, number, number][] = [
   [3, 517, 34],
   [7, 9, 2100],
   [6, 2, 4101],
+  // N a multiple of 4 (whole-vec4 stores) with K split: in fours (K = 3000) and not (K = 1030).
+  [3, 8, 3000],
+  [5, 12, 1030],
   [32, 34, 512],
   [32, 512, 34],
   [34, 512, 32],

@@ -8,6 +8,7 @@
 import type { Backend, KernelSource } from "./backend.ts";
 import { grid1d, Uniforms } from "./wgsl/common.ts";
 import {
+  type ConvActivation,
   convUboKernel,
   convUboPackKernel,
   UBO_OC_BLOCK,
@@ -76,6 +77,7 @@ export function uboConv(
   ocBlock = UBO_OC_BLOCK,
   tileOverride?: UboTile,
   statistics = false,
+  activation: ConvActivation | null = null,
 ): ChannelStatistics | null {
   const tile = tileOverride ?? uboTileFor(b, s);
   const filters = packWindows(
@@ -91,7 +93,8 @@ export function uboConv(
   const live = Math.min(s.outC, ocBlock);
   return dispatchWindowed(
     b,
-    (workgroup, stats) => convUboKernel(bias !== null, ocBlock, tile, workgroup, stats, live),
+    (workgroup, stats, last) =>
+      convUboKernel(bias !== null, ocBlock, tile, workgroup, stats, live, last ? activation : null),
     x,
     bias,
     y,
@@ -101,6 +104,8 @@ export function uboConv(
     statistics ? ocBlock : 0,
   );
 }
+
+export type { ConvActivation };
 
 /**
  * Per-channel batch-norm statistics of a map, written by the conv that stored it (kernels/wgsl/
@@ -163,12 +168,14 @@ export function packWindows(
  * batch, inC, H, W, outC, quadsW, tiles, icStart, icCount, accumulate, ocBlockBase, segVec4,
  * foldX, rowGroups, colGroups.
  * With `statisticsBlock` (the kernel's channels per workgroup; 0: none) the last input-channel
- * chunk's dispatches also write y's batch-norm statistics (`kernelFor(workgroup, true)`), which
- * are returned; null when they were not asked for or the workgroup's combine would not fit.
+ * chunk's dispatches also write y's batch-norm statistics (`kernelFor(workgroup, true, ...)`),
+ * which are returned; null when they were not asked for or the workgroup's combine would not fit.
+ * `kernelFor`'s third argument says whether the kernel is for the last chunk (which stores the
+ * finished sums: an activation goes there).
  */
 export function dispatchWindowed(
   b: Backend,
-  kernelFor: (workgroup: number, statistics: boolean) => KernelSource,
+  kernelFor: (workgroup: number, statistics: boolean, lastChunk: boolean) => KernelSource,
   x: GPUBuffer,
   bias: GPUBuffer | null,
   y: GPUBuffer,
@@ -196,7 +203,7 @@ export function dispatchWindowed(
     const icStart = chunk * icChunk;
     const icCount = Math.min(icChunk, s.inC - icStart);
     const last = chunk === chunks - 1 && statistics !== null;
-    const kernel = kernelFor(workgroup, last);
+    const kernel = kernelFor(workgroup, last, chunk === chunks - 1);
     for (let base = 0; base < blocksC; base += perWindow) {
       const blocks = Math.min(perWindow, blocksC - base);
       const offset = (chunk * blocksC + base) * segFloats * F32;

@@ -64,6 +64,7 @@ import { matmulKernel, matmulLoads } from "./wgsl/matmul.ts";
 import { FMA_PROBE_WORKGROUP, fmaProbeKernel } from "./wgsl/probe.ts";
 import {
   type ChannelStatistics,
+  type ConvActivation,
   uboApplicable,
   uboConv,
   uboConvBackwardWeight,
@@ -628,9 +629,14 @@ export interface ConvForwardOptions extends ConvOptions {
    * null where it did not.
    */
   statistics?: boolean;
+  /**
+   * y = activation(conv2d(x, w) + bias). The ubo variant applies it as it stores y; the others
+   * write the conv to a scratch buffer and run the activation pass after it.
+   */
+  activation?: ConvActivation;
 }
 
-export type { ChannelStatistics };
+export type { ChannelStatistics, ConvActivation };
 export { refreshPackedFilters } from "./pack_cache.ts";
 
 /**
@@ -647,6 +653,21 @@ export function conv2dForward(
   options: ConvForwardOptions = {},
 ): ChannelStatistics | null {
   const variant = conv2dVariant(b, "forward", g, options);
+  const activation = options.activation;
+  if (activation && variant !== "ubo") {
+    // The conv into scratch, then the activation into y.
+    const count = g.batch * g.outC * g.outH * g.outW;
+    const scratch = b.pool.acquire(count * F32);
+    const statistics = conv2dForward(b, x, w, bias, scratch, g, {
+      ...options,
+      activation: undefined,
+    });
+    unary(b, activation, scratch, y, count);
+    b.pool.release(scratch);
+    // Statistics of the map before the activation are not y's.
+    if (statistics) b.pool.release(statistics.buffer);
+    return null;
+  }
   if (variant === "gemm" || variant === "gemm-wide") {
     gemmForward(b, x, w, bias, y, g, gemmTile(variant === "gemm-wide"));
     return null;
@@ -654,7 +675,19 @@ export function conv2dForward(
   if (variant === "ubo") {
     const shape = { batch: g.batch, inC: g.inC, outC: g.outC, H: g.inH, W: g.inW };
     const block = uboBlockFor(g.outC);
-    return uboConv(b, x, w, bias, y, shape, false, block, undefined, options.statistics);
+    return uboConv(
+      b,
+      x,
+      w,
+      bias,
+      y,
+      shape,
+      false,
+      block,
+      undefined,
+      options.statistics,
+      activation ?? null,
+    );
   }
   if (variant === "ubo-any") {
     uboAnyForward(b, x, w, bias, y, g);

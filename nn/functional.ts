@@ -470,6 +470,13 @@ export interface Conv2dOptions {
    * its own pass over the map. Default false.
    */
   outputFeedsBatchNorm?: boolean;
+  /**
+   * activation(conv2d(x)) as one op ({@link conv2d} only): the ubo conv variant applies it as it
+   * stores the output (one pass fewer), other variants run it after the conv. Recorded as the conv
+   * and the activation, so a loss that fuses with a sigmoid (mseLoss) still sees one. Not with
+   * outputFeedsBatchNorm.
+   */
+  activation?: "relu" | "sigmoid";
 }
 
 /** 2-D convolution: x [N, C, H, W], weight [O, C, kH, kW], bias [O] or null. */
@@ -507,17 +514,30 @@ export function conv2d(
     );
   }
   const geometry = { batch, inC, inH, inW, outC, outH, outW, kH, kW, stride, pad };
-  return recordConv("conv2d", x, weight, bias, geometry, {
-    forward: ops.conv2dForward,
-    backwardInput: ops.conv2dBackwardInput,
-    backwardWeight: ops.conv2dBackwardWeight,
-  }, options.outputFeedsBatchNorm ?? false);
+  if (options.activation && options.outputFeedsBatchNorm) {
+    throw new Error("conv2d: an activation and outputFeedsBatchNorm exclude each other");
+  }
+  return recordConv(
+    "conv2d",
+    x,
+    weight,
+    bias,
+    geometry,
+    {
+      forward: ops.conv2dForward,
+      backwardInput: ops.conv2dBackwardInput,
+      backwardWeight: ops.conv2dBackwardWeight,
+    },
+    options.outputFeedsBatchNorm ?? false,
+    options.activation,
+  );
 }
 
 /**
  * Run a conv's forward and record its backward: `passes` are the launchers of the three passes for
  * `geometry` (conv2d's, or upsampleConv2d's where x is at half the geometry's input size). With
- * `zeroBiasGradient` the bias's gradient is written as zeros (Conv2dOptions.outputFeedsBatchNorm).
+ * `zeroBiasGradient` the bias's gradient is written as zeros (Conv2dOptions.outputFeedsBatchNorm);
+ * with `activation` the output is activation(conv) (Conv2dOptions.activation).
  */
 function recordConv(
   name: string,
@@ -531,6 +551,7 @@ function recordConv(
     backwardWeight: typeof ops.conv2dBackwardWeight;
   },
   zeroBiasGradient: boolean,
+  activation?: "relu" | "sigmoid",
 ): Tensor {
   const { batch, outC, outH, outW } = geometry;
   const backend = x.device.backend;
@@ -543,13 +564,16 @@ function recordConv(
     bias?.buffer ?? null,
     y.buffer,
     geometry,
-    { statistics: zeroBiasGradient },
+    { statistics: zeroBiasGradient, activation },
   );
   if (statistics) y.storage.attachStatistics(statistics);
   if (!needsGrad(x, weight, bias)) return y;
   const savedX = x.share();
   const savedW = weight.share();
-  return record(y, name, [x, weight, bias], [savedX, savedW], (g) => {
+  // With an activation the conv's own output is never stored: its node's output is a stand-in on
+  // y's storage that nothing reads (the conv's backward reads x and w, the activation's y).
+  const convOutput = activation ? y.share() : y;
+  const convNode = record(convOutput, name, [x, weight, bias], [savedX, savedW], (g) => {
     let dx: Tensor | null = null;
     let dw: Tensor | null = null;
     let db: Tensor | null = null;
@@ -568,6 +592,14 @@ function recordConv(
       ops.channelSums(backend, g.buffer, db.buffer, batch, outC, outH * outW);
     }
     return [dx, dw, db];
+  });
+  if (!activation) return convNode;
+  const savedY = y.share();
+  // The stand-in goes with the activation's node (freed with it), as a saved tensor.
+  return record(y, activation, [convNode], [savedY, convOutput], (g) => {
+    const dPre = y.device.empty(y.shape);
+    ops.unaryBackward(backend, activation, g.buffer, savedY.buffer, dPre.buffer, y.size);
+    return [dPre];
   });
 }
 

@@ -84,12 +84,19 @@ export class Conv2d extends Layer {
    * The convolution. `outputFeedsBatchNorm`: the output goes only into a training-mode batch
    * norm, so the bias's gradient is exactly zero and is written as zeros, not summed
    * (F.Conv2dOptions.outputFeedsBatchNorm; Sequential passes it, see feedsTrainingBatchNorm).
+   * `activation`: a ReLU or sigmoid applied as part of the op (F.Conv2dOptions.activation;
+   * Sequential passes it for a Conv2d followed by ReLU or Sigmoid).
    */
-  forward(x: Tensor, outputFeedsBatchNorm = false): Tensor {
+  forward(
+    x: Tensor,
+    outputFeedsBatchNorm = false,
+    activation?: F.Conv2dOptions["activation"],
+  ): Tensor {
     return F.conv2d(x, this.weight, this.bias, {
       stride: this.stride,
       padding: this.padding,
       outputFeedsBatchNorm,
+      activation,
     });
   }
 
@@ -290,6 +297,12 @@ export class Sequential extends Layer {
    * kernels add up filter taps first). Default true.
    */
   fuseUpsampleConv = true;
+  /**
+   * Run a Conv2d directly followed by a ReLU or a Sigmoid as one op (F.conv2d's `activation`: the
+   * same numbers; where the conv variant can, the activation is applied as the conv stores its
+   * output, one pass fewer). Default true.
+   */
+  fuseConvActivation = true;
   constructor(...layers: Layer[]) {
     super();
     this.layers = layers;
@@ -319,6 +332,12 @@ export class Sequential extends Layer {
         i++;
       } else if (layer instanceof Conv2d && feedsTrainingBatchNorm(next)) {
         h = layer.forward(h, true);
+      } else if (
+        this.fuseConvActivation && layer instanceof Conv2d &&
+        (next instanceof ReLU || next instanceof Sigmoid)
+      ) {
+        h = layer.forward(h, false, next instanceof ReLU ? "relu" : "sigmoid");
+        i++;
       } else {
         h = layer.forward(h);
       }

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { F, keep, noGrad, tidy } from "../mod.ts";
-import { BatchNorm2d, Conv2d, MaxPool2d, ReLU, Rng, Sequential } from "../nn/layers.ts";
+import { BatchNorm2d, Conv2d, MaxPool2d, ReLU, Rng, Sequential, Sigmoid } from "../nn/layers.ts";
 import { assertClose, randomArray, testDevice } from "./helpers.ts";
 
 const device = await testDevice();
@@ -207,6 +207,58 @@ for (const pool of [2, 3, 0]) {
         assertClose(g, plain.grads[i], `parameter ${i} gradient`, { atol: 1e-5, rtol: 1e-5 })
       );
       assertClose(fused.running, plain.running, "running statistics", { atol: 1e-6, rtol: 1e-6 });
+    },
+  );
+}
+
+// A Conv2d followed by a Sigmoid (the decoder's image) or a ReLU runs as one op; an mseLoss of the
+// sigmoid's output still takes its gradient through the sigmoid in its own pass; nothing is left
+// behind in the pool once the graph is gone.
+for (const Activation of [Sigmoid, ReLU]) {
+  Deno.test(
+    `Sequential runs Conv2d + ${Activation.name} as one op with the same numbers and gradients`,
+    async () => {
+      const xData = randomArray(3 * 4 * 6 * 8, 83);
+      const target = device.tensor(randomArray(3 * 3 * 6 * 8, 84, 0, 1), [3, 3, 6, 8]);
+      await device.sync();
+      const before = device.stats().bytesInUse;
+      const run = async (fuse: boolean) => {
+        const model = new Sequential(
+          new Conv2d(device, 4, 3, 3, { padding: 1, rng: new Rng(7) }),
+          new Activation(),
+        );
+        model.fuseConvActivation = fuse;
+        const x = device.tensor(xData, [3, 4, 6, 8], { requiresGrad: true });
+        let y: ArrayLike<number> = [];
+        // As a training step runs it: only the loss leaves the scope (the sigmoid's node, which
+        // the fused loss goes around, is freed with the scope).
+        const loss = await tidy(async () => {
+          const out = model.forward(x);
+          y = await out.toArray();
+          return F.mseLoss(out, target);
+        });
+        if (Activation === Sigmoid) assert.equal(loss.node?.name, "mseLoss+sigmoid");
+        await loss.backward();
+        const out = {
+          y,
+          dx: await x.grad!.toArray(),
+          grads: await Promise.all(model.parameters().map((p) => p.grad!.toArray())),
+        };
+        for (const t of [x, x.grad!, loss]) t.dispose();
+        for (const p of model.parameters()) p.grad?.dispose();
+        model.dispose();
+        return out;
+      };
+      const fused = await run(true);
+      const plain = await run(false);
+      await device.sync();
+      assert.equal(device.stats().bytesInUse, before, "every buffer back in the pool");
+      assertClose(fused.y, plain.y, "output", { atol: 1e-6, rtol: 1e-6 });
+      assertClose(fused.dx, plain.dx, "input gradient", { atol: 1e-6, rtol: 1e-5 });
+      fused.grads.forEach((g, i) =>
+        assertClose(g, plain.grads[i], `parameter ${i} gradient`, { atol: 1e-6, rtol: 1e-5 })
+      );
+      target.dispose();
     },
   );
 }

@@ -81,6 +81,35 @@ for (const c of convCases) {
   }
 }
 
+// A conv with its activation as one op (the ubo variant applies it in its stores): values and
+// gradients against activation(conv) in float64.
+for (const activation of ["sigmoid", "relu"] as const) {
+  Deno.test(`conv2d + ${activation} as one op, 3x3 s1 p1 + bias`, async () => {
+    const xShape = [2, 3, 6, 8];
+    const wShape = [5, 3, 3, 3];
+    const f = activation === "relu"
+      ? (v: number) => Math.max(v, 0)
+      : (v: number) => 1 / (1 + Math.exp(-v));
+    await checkOp(
+      `conv2d + ${activation}`,
+      [{ shape: xShape }, { shape: wShape }, { shape: [5] }],
+      ([x, w, b]) => F.conv2d(x, w, b, { padding: 1, activation }),
+      ([x, w, b]) => Float64Array.from(ref.conv2d(x, xShape, w, wShape, b, 1, 1).out, f),
+    );
+  });
+}
+
+Deno.test("conv2d: an activation with outputFeedsBatchNorm is refused", () => {
+  const x = device.zeros([1, 2, 4, 4]);
+  const w = device.zeros([3, 2, 3, 3]);
+  assert.throws(
+    () => F.conv2d(x, w, null, { padding: 1, activation: "relu", outputFeedsBatchNorm: true }),
+    /activation and outputFeedsBatchNorm exclude each other/,
+  );
+  x.dispose();
+  w.dispose();
+});
+
 Deno.test("conv2d weight gradient split over a larger batch", async () => {
   // A batch large enough for the weight-gradient kernel to split it and sum the partials.
   const xShape = [37, 3, 6, 5];

@@ -146,6 +146,7 @@ export function windowedStore(
   at: string,
   bias: boolean,
   returnsValue: boolean,
+  activation: ConvActivation | null = null,
 ): string {
   const first = `acc${bias ? " + vec4f(b[oc])" : ""}`;
   if (!returnsValue) {
@@ -153,9 +154,9 @@ export function windowedStore(
   if (oc >= params.outC) { return; }
   let at = ${at};
   if (params.accumulate != 0u) {
-    y[at] = y[at] + acc;
+    y[at] = ${activated("y[at] + acc", activation)};
   } else {
-    y[at] = ${first};
+    y[at] = ${activated(first, activation)};
   }
 }`;
   }
@@ -164,9 +165,20 @@ export function windowedStore(
   let at = ${at};
   var value = ${first};
   if (params.accumulate != 0u) { value = y[at] + acc; }
+  value = ${activated("value", activation)};
   y[at] = value;
   return value;
 }`;
+}
+
+/** An activation a windowed conv can apply as it stores its (last input chunk's) outputs. */
+export type ConvActivation = "relu" | "sigmoid";
+
+/** WGSL of `activation` applied to the vec4 expression `value`. */
+function activated(value: string, activation: ConvActivation | null): string {
+  if (activation === "relu") return `max(${value}, vec4f(0.0))`;
+  if (activation === "sigmoid") return `(vec4f(1.0) / (vec4f(1.0) + exp(-(${value}))))`;
+  return value;
 }
 
 /**
@@ -251,7 +263,8 @@ export interface UboTile {
  * ocBlockBase, segVec4, foldX, rowGroups, colGroups (colGroups * tile.quads == quadsW). With
  * `live` < J (a layer of fewer channels than one block, such as a decoder's 3 colour channels in a
  * block of 4) only the first `live` channels of the block are computed: the others would be
- * thrown away at the store.
+ * thrown away at the store. With `activation` the stored values go through it (the launcher uses
+ * such a kernel for the last input-channel chunk only).
  */
 function buildConvUboKernel(
   bias: boolean,
@@ -260,6 +273,7 @@ function buildConvUboKernel(
   workgroup = 64,
   stats = false,
   live = ocBlock,
+  activation: ConvActivation | null = null,
 ): KernelSource {
   const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
     ["x", "read", "vec4f"],
@@ -324,6 +338,7 @@ function buildConvUboKernel(
       ...(workgroup === 64 ? {} : { wg: workgroup }),
       ...(stats ? { stats } : {}),
       ...(J < ocBlock ? { live: J } : {}),
+      ...(activation ? { act: activation } : {}),
     },
     bindings.map(([, k]) => k),
     `${
@@ -340,6 +355,7 @@ ${
         "((n * params.outC + oc) * params.H + oh) * params.quadsW + ow0 / 4u",
         bias,
         stats,
+        activation,
       )
     }
 ${statistics ? `${statistics.workgroupArray}\n` : ""}@compute @workgroup_size(${workgroup})

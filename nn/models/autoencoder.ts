@@ -380,6 +380,10 @@ export class FaceAutoencoder extends Layer {
         i++;
       } else if (layer instanceof Conv2d && feedsTrainingBatchNorm(next)) {
         x = layer.forward(x, true);
+      } else if (layer instanceof Conv2d && next instanceof Sigmoid) {
+        // As in Sequential: the last conv and its sigmoid as one op.
+        x = layer.forward(x, false, "sigmoid");
+        i++;
       } else {
         x = layer.forward(x);
       }

@@ -476,7 +476,7 @@ export interface Conv2dOptions {
    * and the activation, so a loss that fuses with a sigmoid (mseLoss) still sees one. Not with
    * outputFeedsBatchNorm.
    */
-  activation?: "relu" | "sigmoid";
+  activation?: ops.ConvActivation;
 }
 
 /** 2-D convolution: x [N, C, H, W], weight [O, C, kH, kW], bias [O] or null. */
@@ -551,7 +551,7 @@ function recordConv(
     backwardWeight: typeof ops.conv2dBackwardWeight;
   },
   zeroBiasGradient: boolean,
-  activation?: "relu" | "sigmoid",
+  activation?: ops.ConvActivation,
 ): Tensor {
   const { batch, outC, outH, outW } = geometry;
   const backend = x.device.backend;

@@ -655,18 +655,13 @@ export function conv2dForward(
   const variant = conv2dVariant(b, "forward", g, options);
   const activation = options.activation;
   if (activation && variant !== "ubo") {
-    // The conv into scratch, then the activation into y.
-    const count = g.batch * g.outC * g.outH * g.outW;
-    const scratch = b.pool.acquire(count * F32);
-    const statistics = conv2dForward(b, x, w, bias, scratch, g, {
-      ...options,
-      activation: undefined,
-    });
-    unary(b, activation, scratch, y, count);
-    b.pool.release(scratch);
-    // Statistics of the map before the activation are not y's.
-    if (statistics) b.pool.release(statistics.buffer);
-    return null;
+    return convThenActivation(
+      b,
+      g,
+      activation,
+      y,
+      (out, plain) => conv2dForward(b, x, w, bias, out, g, { ...options, ...plain }),
+    );
   }
   if (variant === "gemm" || variant === "gemm-wide") {
     gemmForward(b, x, w, bias, y, g, gemmTile(variant === "gemm-wide"));
@@ -706,6 +701,26 @@ export function conv2dForward(
     convUniforms(g, blocksC, blocksW),
     grid1d(threads),
   );
+  return null;
+}
+
+/**
+ * A conv forward whose variant cannot apply `activation` as it stores: `run` writes the conv into
+ * scratch (its options with `plain`: no activation, no statistics, which would be the map's before
+ * the activation), then the activation pass writes y. Returns null (no statistics).
+ */
+function convThenActivation(
+  b: Backend,
+  g: Conv2dGeometry,
+  activation: ConvActivation,
+  y: GPUBuffer,
+  run: (out: GPUBuffer, plain: ConvForwardOptions) => void,
+): null {
+  const count = g.batch * g.outC * g.outH * g.outW;
+  const scratch = b.pool.acquire(count * F32);
+  run(scratch, { activation: undefined, statistics: false });
+  unary(b, activation, scratch, y, count);
+  b.pool.release(scratch);
   return null;
 }
 
@@ -1595,6 +1610,16 @@ export function upsampleConv2dForward(
   g: Conv2dGeometry,
   options: ConvForwardOptions = {},
 ): ChannelStatistics | null {
+  if (options.activation) {
+    // The sub-pixel stores take no activation.
+    return convThenActivation(
+      b,
+      g,
+      options.activation,
+      y,
+      (out, plain) => upsampleConv2dForward(b, x, w, bias, out, g, { ...options, ...plain }),
+    );
+  }
   if (upsampleConvFused(b, "forward", g, options)) {
     const block = uboBlockFor(g.outC);
     return subpixelConv(b, x, w, bias, y, subpixelShape(g), block, undefined, options.statistics);

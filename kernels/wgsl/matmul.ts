@@ -93,9 +93,9 @@ export function matmulKernel(
     flags,
     bindings.map(([, kind]) => kind),
     `${declareBindings(bindings, "M: u32, N: u32, K: u32, blocksN: u32, kPerSplit: u32,")}
-fn loadA(m: u32, k: u32) -> f32 { return ${loadA === "scalar" ? scalarA : "0.0"}; }
-fn loadB(k: u32, n: u32) -> f32 { return ${loadB === "scalar" ? scalarB : "0.0"}; }
-fn store(split: u32, m: u32, n0: u32, acc: vec4f) {
+${loadA === "scalar" ? `fn loadA(m: u32, k: u32) -> f32 { return ${scalarA}; }\n` : ""}${
+      loadB === "scalar" ? `fn loadB(k: u32, n: u32) -> f32 { return ${scalarB}; }\n` : ""
+    }fn store(split: u32, m: u32, n0: u32, acc: vec4f) {
   if (m >= params.M) { return; }
   let base = split * params.M * params.N + m * params.N;
   ${

@@ -4,7 +4,9 @@
 # Unpacks Deno and the Vulkan loader, checks the adapter, runs the test suite on the GPU (a process
 # per file, 8 at once, TEST_S seconds each), the benchmark with PyTorch CUDA as the peer (BENCH_S),
 # and a profile of the paper-size autoencoder step, untuned then tuned (PROFILE_S). Logs and the
-# autotuner's choices go to $OUT; the summary is printed last.
+# autotuner's choices go to $LOG, packed after each part into $OUT/logs.tgz (the device tool brings
+# back at most 8 files, and only what is under $OUT when a call runs out of time); the summary is
+# printed last.
 # PARTS picks what runs, in this order (default "tests bench profile"):
 # - sweep: bench/gemm_sweep.ts (SWEEP_S), then the fastest tiling in total becomes "gemm-wide" for
 #   the parts after it (VA_GEMM_WIDE_TILE);
@@ -16,7 +18,12 @@ set -u
 PARTS="${PARTS:-tests bench profile}"
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 OUT="${OUT:-runs/device}"
-mkdir -p "$OUT"
+LOG="${LOG:-/tmp/device-logs}"
+mkdir -p "$OUT" "$LOG"
+pack() {
+  cp .cache/autotune-*.json "$LOG/" 2>/dev/null
+  tar -C "$LOG" -czf "$OUT/logs.tgz.tmp" . && mv "$OUT/logs.tgz.tmp" "$OUT/logs.tgz"
+}
 T0=$(date +%s)
 elapsed() { echo "[+$(($(date +%s) - T0))s] $*"; }
 for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -47,14 +54,15 @@ permissions=(--allow-read --allow-write --allow-env --allow-run --allow-ffi)
 if has sweep; then
   elapsed "gemm tiling sweep"
   timeout "${SWEEP_S:-150}" /tmp/deno run --no-check "${permissions[@]}" bench/gemm_sweep.ts \
-    --batch 64 --json "$OUT/sweep.json" >"$OUT/sweep.txt" 2>"$OUT/sweep.err"
+    --batch 64 --json "$LOG/sweep.json" >"$LOG/sweep.txt" 2>"$LOG/sweep.err"
   echo "sweep exit $?"
-  best="$(sed -n 's/^fastest in total: \([^ ]*\).*/\1/p' "$OUT/sweep.txt")"
+  pack
+  best="$(sed -n 's/^fastest in total: \([^ ]*\).*/\1/p' "$LOG/sweep.txt")"
   if [[ -n $best ]]; then
     export VA_GEMM_WIDE_TILE="$best"
     elapsed "gemm-wide is $best from here on"
   fi
-  cat "$OUT/sweep.txt"
+  cat "$LOG/sweep.txt"
 fi
 if has tests; then
   elapsed "tests"
@@ -68,21 +76,24 @@ if has tests; then
     echo "exit $?" >>$log'
   for log in /tmp/test-logs/*.txt; do
     echo "== $log: $(grep -E '(ok|FAILED) \|' "$log" | tail -1) $(tail -1 "$log")"
-  done >"$OUT/tests.txt"
-  cat /tmp/test-logs/*.txt >>"$OUT/tests.txt"
+  done >"$LOG/tests.txt"
+  cat /tmp/test-logs/*.txt >>"$LOG/tests.txt"
+  pack
 fi
 if has bench; then
   elapsed "bench"
   VA_TORCH_DEVICE=cuda VA_TORCH_PYTHON=python3 VA_TFJS=0 timeout "${BENCH_S:-260}" /tmp/deno run \
-    --no-check "${permissions[@]}" bench/kernels.ts --batch 64 --json "$OUT/bench.json" \
-    >"$OUT/bench.txt" 2>"$OUT/bench.err"
+    --no-check "${permissions[@]}" bench/kernels.ts --batch 64 --json "$LOG/bench.json" \
+    >"$LOG/bench.txt" 2>"$LOG/bench.err"
   echo "bench exit $?"
+  pack
 fi
 if has profile; then
   elapsed "profile"
   timeout "${PROFILE_S:-70}" /tmp/deno run --no-check -A bench/profile_step.ts --only ae \
-    --ae-size paper --paper-loss --batch 64 --steps 3 --tune --top 30 >"$OUT/profile.txt" 2>&1
+    --ae-size paper --paper-loss --batch 64 --steps 3 --tune --top 30 >"$LOG/profile.txt" 2>&1
   echo "profile exit $?"
+  pack
 fi
 if has steps; then
   elapsed "steps"
@@ -91,24 +102,26 @@ if has steps; then
 for (const size of ["demo", "paper"]) {
   const r = await faceAutoencoderStepBench(size, false);
   console.log(`face autoencoder ${size} step (batch ${r.batch}): ${r.msPerStep.toFixed(2)} ms`);
-}' >"$OUT/steps.txt" 2>&1
+}' >"$LOG/steps.txt" 2>&1
   echo "steps exit $?"
+  pack
 fi
 if has resnet; then
   elapsed "resnet"
   timeout "${RESNET_S:-150}" /tmp/deno run --no-check -A bench/profile_step.ts --only resnet \
-    --resnet-width 1 --resnet-size 224 --batch 32 --steps 3 --tune --top 25 >"$OUT/resnet.txt" 2>&1
+    --resnet-width 1 --resnet-size 224 --batch 32 --steps 3 --tune --top 25 >"$LOG/resnet.txt" 2>&1
   echo "resnet exit $?"
+  pack
 fi
-cp .cache/autotune-*.json "$OUT/" 2>/dev/null
+pack
 if has tests; then
-  grep "^== " "$OUT/tests.txt"
-  grep -A12 "^ERRORS" "$OUT/tests.txt" | head -60
+  grep "^== " "$LOG/tests.txt"
+  grep -A12 "^ERRORS" "$LOG/tests.txt" | head -60
 fi
 if has bench; then
-  grep -E "conv (fwd|bwd)|upconv|training step|vs PyTorch|resnet34" "$OUT/bench.txt" | cut -c1-150
+  grep -E "conv (fwd|bwd)|upconv|training step|vs PyTorch|resnet34" "$LOG/bench.txt" | cut -c1-150
 fi
-if has profile; then tail -40 "$OUT/profile.txt" | cut -c1-150; fi
-if has steps; then cat "$OUT/steps.txt"; fi
-if has resnet; then tail -30 "$OUT/resnet.txt" | cut -c1-150; fi
+if has profile; then tail -40 "$LOG/profile.txt" | cut -c1-150; fi
+if has steps; then cat "$LOG/steps.txt"; fi
+if has resnet; then tail -30 "$LOG/resnet.txt" | cut -c1-150; fi
 elapsed "done"

@@ -319,9 +319,9 @@ export function conv2dVariant(
  * backward-to-input use "ubo-cols" before those where it applies (1.3-3.8x faster than ubo-any,
  * 1.5-4x faster than direct on the ResNet shapes, also with a part-filled channel block), and
  * backward-to-weight uses it instead of "ubo-any" for kernels at least 3 wide (1-1.6x faster;
- * 1x1 kernels share no input values between taps). On real GPUs untuned layers of the ubo family
- * take "gemm" or "gemm-wide" where {@link gemmPreferredOnGpu} and {@link gemmWidePreferredOnGpu}
- * say so.
+ * 1x1 kernels share no input values between taps). On real GPUs untuned layers take "gemm" or
+ * "gemm-wide" where {@link gemmPreferredOnGpu} (the ubo family), {@link gemmPreferredOnGpuOutsideUbo}
+ * (the others) and {@link gemmWidePreferredOnGpu} say so.
  */
 function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvVariant {
   const forced = forcedConvVariant();
@@ -329,9 +329,8 @@ function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvV
   const tuned = tunedConvVariant(b, pass, g);
   if (tuned) return tuned;
   const ubo = uboApplicable(b, g);
-  if (
-    !b.isCpuRasterizer && ubo && gemmPreferredOnGpu(pass, g) && gemmApplicable(b, pass, g)
-  ) {
+  const gemm = ubo ? gemmPreferredOnGpu(pass, g) : gemmPreferredOnGpuOutsideUbo(pass, g);
+  if (!b.isCpuRasterizer && gemm && gemmApplicable(b, pass, g)) {
     const wide = gemmWidePreferredOnGpu(pass, g) && gemmApplicable(b, pass, g, gemmTile(true));
     return wide ? "gemm-wide" : "gemm";
   }
@@ -360,6 +359,19 @@ export function gemmPreferredOnGpu(pass: ConvPass, g: Conv2dGeometry): boolean {
   }
   const area = g.inH * g.inW;
   return (area <= 256 && pairs >= 4096) || (area <= 1024 && pairs >= 8192);
+}
+
+/**
+ * Whether an untuned layer outside the ubo family (strided, 1x1, 7x7, maps whose width is not a
+ * multiple of 4) takes a gemm variant on a real GPU. Fitted to the autotuner's timings of ResNet34
+ * at full width on 224x224 faces, batch 32, on an NVIDIA H200 (bench/README.md, round 18;
+ * bench/results/nvidia-h200-2026-11-28/fit_gpu_rule_run5.ts): there gemm was 2-100x faster than
+ * ubo-cols, ubo-any and direct (the previous defaults made the step 1109 ms against 51 tuned),
+ * except forward and backward to the input of the stem (3 input channels: a 147-long reduction, a
+ * 3-row product), where ubo-cols won by 1.4x and 29x. The weight gradient always takes gemm.
+ */
+export function gemmPreferredOnGpuOutsideUbo(pass: ConvPass, g: Conv2dGeometry): boolean {
+  return pass === "backwardWeight" || g.inC >= 16;
 }
 
 /**

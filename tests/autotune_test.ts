@@ -145,7 +145,7 @@ Deno.test("tuneAtFirstUse: VA_AUTOTUNE=1 forces it, =0 stops it, default only on
   }
 });
 
-Deno.test("untuned defaults: gemm only on real GPUs, for deep small maps and long reductions, wide for large products", () => {
+Deno.test("untuned defaults: gemm only on real GPUs, for deep small maps and long reductions and most layers outside the ubo family, wide for large products", () => {
   const layer = (batch: number, inC: number, outC: number, side: number) => ({
     batch,
     inC,
@@ -159,6 +159,24 @@ Deno.test("untuned defaults: gemm only on real GPUs, for deep small maps and lon
     stride: 1,
     pad: 1,
   });
+  // A ResNet34 layer at batch 32 ("same" padding for odd kernels).
+  const resnetLayer = (inC: number, outC: number, side: number, kernel: number, stride: number) => {
+    const pad = (kernel - 1) >> 1;
+    const out = Math.floor((side + 2 * pad - kernel) / stride) + 1;
+    return {
+      batch: 32,
+      inC,
+      outC,
+      inH: side,
+      inW: side,
+      outH: out,
+      outW: out,
+      kH: kernel,
+      kW: kernel,
+      stride,
+      pad,
+    };
+  };
   type Rule = (pass: ops.ConvPass, g: ops.Conv2dGeometry) => boolean;
   const cases: [Rule, ops.ConvPass, ops.Conv2dGeometry, boolean][] = [
     // gemm: the paper autoencoder's 256->512 @8 and 64->128 @32 layers, the output layer 64->3
@@ -178,6 +196,14 @@ Deno.test("untuned defaults: gemm only on real GPUs, for deep small maps and lon
     [ops.gemmWidePreferredOnGpu, "forward", layer(64, 64, 128, 32), true],
     [ops.gemmWidePreferredOnGpu, "backwardWeight", layer(64, 256, 128, 32), true],
     [ops.gemmWidePreferredOnGpu, "backwardWeight", layer(64, 64, 128, 32), false],
+    // Outside the ubo family (ResNet34 at 224, batch 32): gemm but for the stem's forward and
+    // backward to the input (3 input channels).
+    [ops.gemmPreferredOnGpuOutsideUbo, "forward", resnetLayer(3, 64, 224, 7, 2), false],
+    [ops.gemmPreferredOnGpuOutsideUbo, "backwardInput", resnetLayer(3, 64, 224, 7, 2), false],
+    [ops.gemmPreferredOnGpuOutsideUbo, "backwardWeight", resnetLayer(3, 64, 224, 7, 2), true],
+    [ops.gemmPreferredOnGpuOutsideUbo, "forward", resnetLayer(64, 128, 56, 3, 2), true],
+    [ops.gemmPreferredOnGpuOutsideUbo, "backwardInput", resnetLayer(512, 512, 7, 3, 1), true],
+    [ops.gemmPreferredOnGpuOutsideUbo, "forward", resnetLayer(128, 256, 28, 1, 2), true],
   ];
   for (const [rule, pass, g, expected] of cases) {
     assert.equal(rule(pass, g), expected, `${rule.name} ${pass} ${g.inC}->${g.outC} @${g.inH}`);

@@ -18,9 +18,9 @@ import { envVar } from "./env.ts";
 
 /** The variants each pass can choose from. */
 const CANDIDATES: Record<ops.ConvPass, ops.ConvVariant[]> = {
-  forward: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide"],
-  backwardInput: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide"],
-  backwardWeight: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide"],
+  forward: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide", "gemm-flat"],
+  backwardInput: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide", "gemm-flat"],
+  backwardWeight: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide", "gemm-flat"],
 };
 
 /**
@@ -64,9 +64,9 @@ export const CPU_KERNELS_REVISION = 15;
 /**
  * See {@link CPU_KERNELS_REVISION}: real GPUs' (revision 15: the "gemm-wide" candidate; 16: the
  * gemm kernels' loads unrolled, gemm-wide's quads strided; 17, and CPU 15: the ubo and sub-pixel
- * kernels' multiply-adds grouped by accumulator).
+ * kernels' multiply-adds grouped by accumulator; 18: the "gemm-flat" candidate).
  */
-export const GPU_KERNELS_REVISION = 17;
+export const GPU_KERNELS_REVISION = 18;
 
 /** The kernel revision of `b`'s kind (CPU rasterizer or GPU). */
 export function kernelsRevision(b: Backend): number {

@@ -1,6 +1,7 @@
 /**
- * Launchers of the "gemm" and "gemm-wide" conv variants (kernels/wgsl/conv_gemm.ts): implicit GEMM
- * with workgroup tiles (64 x 64 or 128 x 128 of the product per workgroup), any kernel size, stride
+ * Launchers of the "gemm", "gemm-wide" and "gemm-flat" conv variants (kernels/wgsl/conv_gemm.ts):
+ * implicit GEMM with workgroup tiles (64 x 64, 128 x 128 or 64 x 128 of the product per
+ * workgroup), any kernel size, stride
  * and padding; forward, backward to the input and backward to the weight (K split over workgroups,
  * partial products summed by reduceAxis).
  */
@@ -11,6 +12,7 @@ import { Uniforms } from "./wgsl/common.ts";
 import {
   convGemmKernel,
   GEMM_TILE,
+  GEMM_TILE_FLAT,
   GEMM_TILE_WIDE,
   type GemmConvPass,
   gemmThreads,
@@ -29,9 +31,13 @@ const GEMM_TARGET_WORKGROUPS = 1024;
 /** Shortest K range of one split (512: 32 or 64 staged steps), so partial products stay few. */
 const GEMM_MIN_SPLIT_K = 512;
 
-/** The tiling of a gemm variant: "wide" for "gemm-wide" (VA_GEMM_WIDE_TILE overrides it). */
-export function gemmTile(wide: boolean): GemmTile {
-  return wide ? wideTileOverride() ?? GEMM_TILE_WIDE : GEMM_TILE;
+/** The gemm conv variants (kernels/ops.ts ConvVariant). */
+export type GemmVariant = "gemm" | "gemm-wide" | "gemm-flat";
+
+/** The tiling of a gemm variant (VA_GEMM_WIDE_TILE overrides gemm-wide's). */
+export function gemmTile(variant: GemmVariant): GemmTile {
+  if (variant === "gemm-wide") return wideTileOverride() ?? GEMM_TILE_WIDE;
+  return variant === "gemm-flat" ? GEMM_TILE_FLAT : GEMM_TILE;
 }
 
 /**
@@ -70,24 +76,16 @@ function wideTileOverride(): GemmTile | null {
 
 /**
  * Tilings worth timing on a real GPU (bench/gemm_sweep.ts), by name (`gemmTileName`). Round
- * 14 (bench/README.md) swept ten on an NVIDIA H200; the six slowest in total are left out here, and
- * double-buffered and 128-thread ones (unmeasured on a GPU) added.
+ * 14 (bench/README.md) swept ten on an NVIDIA H200 and kept the four fastest in total; round 18
+ * swept those with double-buffered and 128-thread ones, and left out the two double-buffered ones
+ * that were slower than their single-buffered twins (64x64x16/4x4d 36.6 ms in total against 26.2,
+ * 128x64x16/8x8sd 65.7 against 31.3; 128x128x8/8x8sd stays, as fast as gemm-wide's tiling).
  */
 export const GEMM_SWEEP_TILES: Record<string, GemmTile> = {
   "64x64x16/4x4 (gemm)": GEMM_TILE,
-  "64x64x16/4x4d": { ...GEMM_TILE, doubleBuffer: true },
   "64x64x16/8x8s": { m: 64, n: 64, k: 16, threadM: 8, threadN: 8, strided: true },
-  "64x128x16/8x8s": { m: 64, n: 128, k: 16, threadM: 8, threadN: 8, strided: true },
+  "64x128x16/8x8s (gemm-flat)": GEMM_TILE_FLAT,
   "128x64x16/8x8s": { m: 128, n: 64, k: 16, threadM: 8, threadN: 8, strided: true },
-  "128x64x16/8x8sd": {
-    m: 128,
-    n: 64,
-    k: 16,
-    threadM: 8,
-    threadN: 8,
-    strided: true,
-    doubleBuffer: true,
-  },
   "128x128x8/8x8": { m: 128, n: 128, k: 8, threadM: 8, threadN: 8 },
   "128x128x8/8x8s (gemm-wide)": GEMM_TILE_WIDE,
   "128x128x8/8x8sd": { ...GEMM_TILE_WIDE, doubleBuffer: true },

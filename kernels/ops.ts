@@ -94,6 +94,7 @@ import {
   gemmDimensions,
   gemmForward,
   gemmTile,
+  type GemmVariant,
 } from "./conv_gemm.ts";
 import { ADAM_MULTI_MAX, adamKernel, adamMultiKernel, mseBackwardKernel } from "./wgsl/optim.ts";
 
@@ -274,10 +275,23 @@ function convUniforms(
  * with the kernel width and stride compiled in, kW <= 7, stride <= 2: several output / input
  * columns per lane for forward and backward-to-input, lanes owning whole kernel rows for
  * backward-to-weight; where it does not apply it falls back to ubo-any) and "gemm" (implicit GEMM
- * with workgroup-memory tiles, any shape: the structure real GPUs want; kernels/conv_gemm.ts) and
- * "gemm-wide" (the same with 128 x 128 tiles of the product, 8 x 8 per thread, for large layers).
+ * with workgroup-memory tiles, any shape: the structure real GPUs want; kernels/conv_gemm.ts),
+ * "gemm-wide" (the same with 128 x 128 tiles of the product, 8 x 8 per thread, for large layers)
+ * and "gemm-flat" (64 x 128 tiles, 8 x 8 per thread: 64 rows of output channels over many pixels).
  */
-export type ConvVariant = "direct" | "ubo" | "ubo-any" | "ubo-cols" | "gemm" | "gemm-wide";
+export type ConvVariant =
+  | "direct"
+  | "ubo"
+  | "ubo-any"
+  | "ubo-cols"
+  | "gemm"
+  | "gemm-wide"
+  | "gemm-flat";
+
+/** Whether a conv variant is one of the implicit-GEMM ones (kernels/conv_gemm.ts). */
+export function isGemmVariant(variant: ConvVariant): variant is GemmVariant {
+  return variant === "gemm" || variant === "gemm-wide" || variant === "gemm-flat";
+}
 
 /** Which conv pass a variant query is about. */
 export type ConvPass = "forward" | "backwardInput" | "backwardWeight";
@@ -296,12 +310,7 @@ export function conv2dVariant(
   options: ConvOptions = {},
 ): ConvVariant {
   const wanted = options.variant ?? chooseConvVariant(b, pass, g);
-  if (
-    (wanted === "gemm" || wanted === "gemm-wide") &&
-    gemmApplicable(b, pass, g, gemmTile(wanted === "gemm-wide"))
-  ) {
-    return wanted;
-  }
+  if (isGemmVariant(wanted) && gemmApplicable(b, pass, g, gemmTile(wanted))) return wanted;
   if (wanted === "ubo" && uboApplicable(b, g)) return "ubo";
   if (wanted === "ubo-cols" && uboColsApplicable(b, pass, g)) {
     return "ubo-cols";
@@ -331,7 +340,8 @@ function chooseConvVariant(b: Backend, pass: ConvPass, g: Conv2dGeometry): ConvV
   const ubo = uboApplicable(b, g);
   const gemm = ubo ? gemmPreferredOnGpu(pass, g) : gemmPreferredOnGpuOutsideUbo(pass, g);
   if (!b.isCpuRasterizer && gemm && gemmApplicable(b, pass, g)) {
-    const wide = gemmWidePreferredOnGpu(pass, g) && gemmApplicable(b, pass, g, gemmTile(true));
+    const wide = gemmWidePreferredOnGpu(pass, g) &&
+      gemmApplicable(b, pass, g, gemmTile("gemm-wide"));
     return wide ? "gemm-wide" : "gemm";
   }
   if (ubo && (pass !== "backwardWeight" || g.inW >= 8)) return "ubo";
@@ -417,7 +427,7 @@ export function setRound3Defaults(enabled: boolean): void {
 let forcedVariant: ConvVariant | null | undefined;
 
 /**
- * `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols|gemm|gemm-wide` forces a variant everywhere
+ * `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols|gemm|gemm-wide|gemm-flat` forces a variant everywhere
  * (debugging, A/B runs).
  */
 function forcedConvVariant(): ConvVariant | null {
@@ -425,7 +435,7 @@ function forcedConvVariant(): ConvVariant | null {
     const value = envVar("VA_CONV_VARIANT");
     forcedVariant =
       value === "direct" || value === "ubo" || value === "ubo-any" || value === "ubo-cols" ||
-        value === "gemm" || value === "gemm-wide"
+        value === "gemm" || value === "gemm-wide" || value === "gemm-flat"
         ? value
         : null;
   }
@@ -675,8 +685,8 @@ export function conv2dForward(
       (out, plain) => conv2dForward(b, x, w, bias, out, g, { ...options, ...plain }),
     );
   }
-  if (variant === "gemm" || variant === "gemm-wide") {
-    gemmForward(b, x, w, bias, y, g, gemmTile(variant === "gemm-wide"));
+  if (isGemmVariant(variant)) {
+    gemmForward(b, x, w, bias, y, g, gemmTile(variant));
     return null;
   }
   if (variant === "ubo") {
@@ -746,8 +756,8 @@ export function conv2dBackwardInput(
   options: ConvOptions = {},
 ): void {
   const variant = conv2dVariant(b, "backwardInput", g, options);
-  if (variant === "gemm" || variant === "gemm-wide") {
-    gemmBackwardInput(b, dy, w, dx, g, gemmTile(variant === "gemm-wide"));
+  if (isGemmVariant(variant)) {
+    gemmBackwardInput(b, dy, w, dx, g, gemmTile(variant));
     return;
   }
   if (variant === "ubo") {
@@ -787,8 +797,8 @@ export function conv2dBackwardWeight(
   options: ConvOptions = {},
 ): void {
   const variant = conv2dVariant(b, "backwardWeight", g, options);
-  if (variant === "gemm" || variant === "gemm-wide") {
-    gemmBackwardWeight(b, dy, x, dw, g, gemmTile(variant === "gemm-wide"));
+  if (isGemmVariant(variant)) {
+    gemmBackwardWeight(b, dy, x, dw, g, gemmTile(variant));
     return;
   }
   if (variant === "ubo") {

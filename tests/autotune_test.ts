@@ -19,7 +19,7 @@ import { randomArray, testDevice } from "./helpers.ts";
 
 const device = await testDevice();
 const backend = device.backend;
-const VARIANTS = ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide"];
+const VARIANTS = ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide", "gemm-flat"];
 
 /** One conv forward + backward: [2, 5, 9, 9] -> 6 channels, 3x3, stride `stride`, padding 1. */
 async function convStep(stride: number): Promise<void> {

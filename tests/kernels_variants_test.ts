@@ -52,7 +52,7 @@ const cases: { name: string; g: ops.Conv2dGeometry }[] = [
   { name: "3->5 7x7 s2 11x13", g: geometry(2, 3, 5, 11, 13, 7, 2, 3) },
 ];
 
-const variants: ops.ConvVariant[] = ["direct", "ubo", "gemm", "gemm-wide"];
+const variants: ops.ConvVariant[] = ["direct", "ubo", "gemm", "gemm-wide", "gemm-flat"];
 
 for (const variant of variants) {
   for (const { name, g } of cases) {

@@ -66,6 +66,23 @@ export const GEMM_TILE_WIDE: GemmTile = {
   strided: true,
 };
 
+/**
+ * 64 x 128 per workgroup (64 rows of M, 128 columns of N), 8 x 8 per thread (quads strided), K 16
+ * per step, 128 threads: the "gemm-flat" variant, for layers of 64 output channels (input channels
+ * backward to the input) over many pixels, where "gemm-wide" leaves half its rows idle. The
+ * fastest in total of the sweep of round 18 on an NVIDIA H200 (bench/README.md: 22.0 ms against
+ * 23.6 for gemm-wide's tiling), and with "gemm" and "gemm-wide" beside it the per-shape best came
+ * to 19.5 ms against 21.3 for those two alone.
+ */
+export const GEMM_TILE_FLAT: GemmTile = {
+  m: 64,
+  n: 128,
+  k: 16,
+  threadM: 8,
+  threadN: 8,
+  strided: true,
+};
+
 /** Threads of a workgroup of `tile`. */
 export function gemmThreads(tile: GemmTile): number {
   return (tile.m / tile.threadM) * (tile.n / tile.threadN);

@@ -30,6 +30,8 @@ import {
   faceStepSession,
   memoryOverSteps,
   type MemoryResult,
+  regressorStepBench,
+  type RegressorStepResult,
   type StepResult,
   trainStepBench,
 } from "./step.ts";
@@ -461,6 +463,7 @@ await timeCopyKernel(true);
 // ---- training step and peers ----------------------------------------------------------------------
 let step: StepResult | null = null;
 const faceSteps: FaceStepResult[] = [];
+let regressor: RegressorStepResult | null = null;
 if (!args["no-step"] && !only) {
   step = await trainStepBench(batch, quick);
   // The paper's face autoencoder at the demo preset's size and (not with --quick) the paper's.
@@ -468,6 +471,8 @@ if (!args["no-step"] && !only) {
     console.error(`training step: face autoencoder, ${size} size ...`);
     faceSteps.push(await faceAutoencoderStepBench(size, quick));
   }
+  console.error("training step: the V/A regressor (ResNet34 w1/8 @64) ...");
+  regressor = await regressorStepBench(quick);
 }
 let memory: MemoryResult | null = null;
 const memorySteps = Number(args["memory-steps"] ?? (quick ? 20 : 1000));
@@ -566,6 +571,16 @@ for (const f of faceSteps) {
       `in use ${f.bytesInUseFirst} -> ${f.bytesInUseLast} over ${f.steps} steps`,
   );
 }
+if (regressor) {
+  console.log(
+    `training step (V/A regressor, ResNet34 w1/8 @${regressor.side}, batch ${regressor.batch}): ` +
+      `${fmt(regressor.msPerStep)} ms/step, ${
+        fmt(regressor.imagesPerSecond)
+      } images/s; GPU bytes ` +
+      `in use ${regressor.bytesInUseFirst} -> ${regressor.bytesInUseLast} over ${regressor.steps} ` +
+      `steps`,
+  );
+}
 if (memory) {
   console.log(
     `GPU memory over ${memory.steps} steps of the demo-size face autoencoder (batch ${memory.batch}` +
@@ -590,7 +605,7 @@ if (peers.length) {
     ),
   );
 }
-const ratios = summarize(rows, step, faceSteps, peers, memory);
+const ratios = summarize(rows, step, faceSteps, regressor, peers, memory);
 if (afterPeers) {
   for (const p of peers) {
     if (p.what === "conv fwd 32->32 @64" && p.ms) {
@@ -637,6 +652,7 @@ if (args.json) {
         rows,
         step,
         faceSteps,
+        regressor,
         memory,
         peers,
         afterPeers,
@@ -654,6 +670,7 @@ function summarize(
   rows: BenchRow[],
   step: StepResult | null,
   faceSteps: FaceStepResult[],
+  regressor: RegressorStepResult | null,
   peers: PeerResult[],
   memory: MemoryResult | null,
 ): string[] {
@@ -704,6 +721,16 @@ function summarize(
     }
     if (p.what.startsWith("train step (batch") && p.imagesPerSecond && step) {
       out.push(`vs ${p.peer} training step: ${fmt(step.imagesPerSecond / p.imagesPerSecond)}x`);
+    }
+    if (
+      regressor && p.what === `train step resnet34 w1/8 @64 (batch ${regressor.batch})` &&
+      p.imagesPerSecond
+    ) {
+      out.push(
+        `vs ${p.peer} V/A regressor step (ResNet34 w1/8 @64): ` +
+          `${fmt(regressor.imagesPerSecond / p.imagesPerSecond)}x (no target: issue 6 names the ` +
+          `autoencoder steps)`,
+      );
     }
     for (const f of faceSteps) {
       if (p.what === `train step face AE ${f.size} (batch ${f.batch})` && p.imagesPerSecond) {

@@ -11,6 +11,7 @@ import * as optim from "../nn/optim.ts";
 import { type Tensor, tidy } from "../nn/tensor.ts";
 import { DECODER, ENCODER } from "./shapes.ts";
 import { AUTOENCODER_SIZES, FaceAutoencoder } from "../nn/models/autoencoder.ts";
+import { ResNet34 } from "../nn/models/resnet.ts";
 import { FirstStepTuner } from "../pipelines/training.ts";
 
 /** Result of {@link trainStepBench}. */
@@ -149,6 +150,44 @@ function faceTrainer(device: Device, widths: readonly number[], batch: number, s
       for (const t of [imageI, imageJ, valence, arousal]) t.dispose();
     },
   };
+}
+
+/** Result of {@link regressorStepBench}. */
+export interface RegressorStepResult extends StepResult {
+  /** The ResNet34 width multiplier and input side. */
+  width: number;
+  side: number;
+}
+
+/**
+ * The V/A regressor as the demo preset trains it (pipelines/config.ts: ResNet34 at width 1/8 on
+ * 64x64 faces, batch 32), an Adam step on the MSE of its two outputs against random targets. It
+ * is the step the demo experiment runs most (each regressor 300 steps, several per strategy and
+ * seed). The same model and loss are built in bench/peers/torch_bench.py ("train step resnet34
+ * w1/8 @64 (batch 32)"). `quick`: batch 8, 2 steps.
+ */
+export async function regressorStepBench(quick: boolean): Promise<RegressorStepResult> {
+  const device = await Device.create();
+  const batch = quick ? 8 : 32;
+  const width = 1 / 8;
+  const side = 64;
+  const x = device.rand([batch, 3, side, side], 7);
+  const y = device.rand([batch, 2], 8);
+  const model = new ResNet34(device, { width, inputSize: side, seed: 1 });
+  model.train();
+  const opt = new optim.Adam(model.parameters(), { lr: 1e-3 });
+  const step = async () => {
+    const loss = tidy(() => F.mseLoss(model.forward(x), y));
+    opt.zeroGrad();
+    await loss.backward();
+    opt.step();
+    loss.dispose();
+  };
+  const steps = quick ? 2 : 10;
+  const timed = await timeSteps(device, step, 2, steps);
+  for (const t of [x, y]) t.dispose();
+  device.destroy();
+  return { batch, steps, width, side, ...timed, imagesPerSecond: (batch * 1000) / timed.msPerStep };
 }
 
 /**

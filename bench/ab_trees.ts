@@ -5,7 +5,7 @@
  * a worktree of the commit before it:
  *
  *   git worktree add -f /tmp/base HEAD
- *   deno run -A bench/ab_trees.ts --base /tmp/base [--what conv|upconv|step] [--pass forward]
+ *   deno run -A bench/ab_trees.ts --base /tmp/base [--what conv|upconv|step|regressor] [--pass forward]
  *     [--shapes '[[batch, inC, outC, side], ...]'] [--rounds 5]
  *   git worktree remove --force /tmp/base
  *
@@ -14,7 +14,8 @@
  * `--variant`). `upconv`: the decoder's upsample x2 + conv (side = the source's). `step`: the
  * demo-size face autoencoder's training step (bench/step.ts faceStepSession: 10 steps per round,
  * batch 32; both trees need it), with the losses after the last round printed for both (equal
- * when a change keeps the arithmetic).
+ * when a change keeps the arithmetic). `regressor`: the same for the V/A regressor's step
+ * (bench/step.ts regressorStepSession: ResNet34 w1/8 @64, batch 32).
  */
 
 import { parseArgs } from "node:util";
@@ -61,6 +62,20 @@ interface Case {
 }
 
 async function casesOf(root: string): Promise<Case[]> {
+  if (what === "regressor") {
+    const { regressorStepSession } = await import(`${root}bench/step.ts`);
+    if (!regressorStepSession) {
+      throw new Error(
+        `${root}: bench/step.ts has no regressorStepSession (--what regressor needs trees from round 19 on)`,
+      );
+    }
+    const session = await regressorStepSession(false);
+    return [{
+      label: "V/A regressor step (ResNet34 w1/8 @64, batch 32)",
+      time: () => session.time(1),
+      loss: () => session.loss(),
+    }];
+  }
   if (what === "step") {
     // The benchmark's own session (bench/step.ts), so both trees train exactly what it times.
     const { faceStepSession } = await import(`${root}bench/step.ts`);
@@ -138,7 +153,7 @@ for (const c of cases.get("head")!) {
     } (median of ${rounds})`,
   );
 }
-if (what === "step") {
+if (what === "step" || what === "regressor") {
   const losses = [];
   for (const [name] of trees) losses.push(`${name} ${await cases.get(name)![0].loss!()}`);
   console.log(`losses after the last round: ${losses.join(", ")}`);

@@ -167,6 +167,29 @@ export interface RegressorStepResult extends StepResult {
  * w1/8 @64 (batch 32)"). `quick`: batch 8, 2 steps.
  */
 export async function regressorStepBench(quick: boolean): Promise<RegressorStepResult> {
+  const session = await regressorStepSession(quick);
+  const bytesInUseFirst = session.device.stats().bytesInUse;
+  const msPerStep = await session.time(1);
+  const result = {
+    batch: session.batch,
+    steps: session.steps,
+    width: session.width,
+    side: session.side,
+    msPerStep,
+    bytesInUseFirst,
+    bytesInUseLast: session.device.stats().bytesInUse,
+    imagesPerSecond: (session.batch * 1000) / msPerStep,
+  };
+  session.dispose();
+  return result;
+}
+
+/**
+ * The regressor of {@link regressorStepBench} on a device of its own, warmed up (2 steps), as
+ * {@link faceStepSession} gives the face autoencoder (bench/ab_trees.ts --what regressor,
+ * bench/skip_family.ts --model regressor).
+ */
+export async function regressorStepSession(quick: boolean) {
   const device = await Device.create();
   const batch = quick ? 8 : 32;
   const width = 1 / 8;
@@ -176,18 +199,34 @@ export async function regressorStepBench(quick: boolean): Promise<RegressorStepR
   const model = new ResNet34(device, { width, inputSize: side, seed: 1 });
   model.train();
   const opt = new optim.Adam(model.parameters(), { lr: 1e-3 });
-  const step = async () => {
+  const train = async (read: boolean) => {
     const loss = tidy(() => F.mseLoss(model.forward(x), y));
     opt.zeroGrad();
     await loss.backward();
     opt.step();
+    const value = read ? await loss.item() : null;
     loss.dispose();
+    return value;
   };
+  const step = async () => void await train(false);
   const steps = quick ? 2 : 10;
-  const timed = await timeSteps(device, step, 2, steps);
-  for (const t of [x, y]) t.dispose();
-  device.destroy();
-  return { batch, steps, width, side, ...timed, imagesPerSecond: (batch * 1000) / timed.msPerStep };
+  await warmUp(device, step, 2);
+  return {
+    device,
+    batch,
+    width,
+    side,
+    steps,
+    time: (blocks: number) => fastestBlock(device, step, steps, blocks),
+    /** One training step, recorded and submitted (nothing read back). */
+    step,
+    /** One more step, its loss read back. */
+    loss: async () => (await train(true))!,
+    dispose(): void {
+      for (const t of [x, y]) t.dispose();
+      device.destroy();
+    },
+  };
 }
 
 /**
@@ -316,6 +355,8 @@ export async function faceStepSession(size: "demo" | "paper", quick: boolean) {
     batch,
     steps,
     time: (blocks: number) => fastestBlock(device, step, steps, blocks),
+    /** One training step, recorded and submitted (nothing read back). */
+    step,
     /** One more step, its loss read back (two trees' sessions compared in bench/ab_trees.ts). */
     loss: async () => (await trainer.step(true))!,
     dispose(): void {

@@ -168,13 +168,22 @@ export interface RegressorStepResult extends StepResult {
  */
 export async function regressorStepBench(quick: boolean): Promise<RegressorStepResult> {
   const session = await regressorStepSession(quick);
+  return { width: session.width, side: session.side, ...await timeSession(session) };
+}
+
+/** A warmed-up step session's time (the fastest block of its steps); the session is disposed of. */
+async function timeSession(session: {
+  device: Device;
+  batch: number;
+  steps: number;
+  time(blocks: number): Promise<number>;
+  dispose(): void;
+}): Promise<StepResult> {
   const bytesInUseFirst = session.device.stats().bytesInUse;
   const msPerStep = await session.time(1);
   const result = {
     batch: session.batch,
     steps: session.steps,
-    width: session.width,
-    side: session.side,
     msPerStep,
     bytesInUseFirst,
     bytesInUseLast: session.device.stats().bytesInUse,
@@ -319,20 +328,7 @@ export async function faceAutoencoderStepBench(
   quick: boolean,
 ): Promise<FaceStepResult> {
   const session = await faceStepSession(size, quick);
-  const bytesInUseFirst = session.device.stats().bytesInUse;
-  const msPerStep = await session.time(1);
-  const result = {
-    size,
-    widths: session.widths,
-    batch: session.batch,
-    steps: session.steps,
-    msPerStep,
-    bytesInUseFirst,
-    bytesInUseLast: session.device.stats().bytesInUse,
-    imagesPerSecond: (session.batch * 1000) / msPerStep,
-  };
-  session.dispose();
-  return result;
+  return { size, widths: session.widths, ...await timeSession(session) };
 }
 
 /**

@@ -1,9 +1,10 @@
 /**
  * Multi-tensor Adam (kernels/ops.ts adamMulti, several parameters per dispatch) against the
  * float64 torch-order reference: tensors of odd and vec4 sizes, more tensors than one dispatch
- * takes, and, through optim.Adam, parameters at different step counts (updated in separate groups).
+ * takes, large ones that update alone on CPU rasterizers, and, through optim.Adam, parameters at different step counts (updated in separate groups).
  */
 
+import assert from "node:assert/strict";
 import { optim } from "../mod.ts";
 import * as ops from "../kernels/ops.ts";
 import * as ref from "./reference.ts";
@@ -12,8 +13,11 @@ import { assertClose, downloadBuffer, randomArray, testDevice, uploadBuffer } fr
 const device = await testDevice();
 const backend = device.backend;
 
-Deno.test("adamMulti: 13 tensors (odd and vec4 sizes, several dispatches) match the reference", async () => {
-  const sizes = [1, 3, 4, 8, 1000, 1028, 7, 12, 300, 2, 260, 4, 513];
+Deno.test("adamMulti: 15 tensors (odd and vec4 sizes, several dispatches, some alone) match the reference", async () => {
+  // 4100 and 2049: at least ops.ADAM_ALONE_FROM_CPU, so on CPU rasterizers they update alone.
+  const sizes = [1, 3, 4, 8, 1000, 4100, 1028, 7, 12, 300, 2049, 2, 260, 4, 513];
+  assert.ok(sizes.some((n) => n >= ops.ADAM_ALONE_FROM_CPU && n % 4 === 0));
+  assert.ok(sizes.some((n) => n >= ops.ADAM_ALONE_FROM_CPU && n % 4 !== 0));
   const h = { lr: 0.05, beta1: 0.8, beta2: 0.95, eps: 1e-6, weightDecay: 0.1 };
   const state = sizes.map((n, k) => ({
     p: Float64Array.from(randomArray(n, 100 + k)),

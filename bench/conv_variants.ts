@@ -66,7 +66,7 @@ const shapes = set === "ae"
   ? autoencoderShapes(AUTOENCODER_SIZES.paper, 0)
   : resnetShapes;
 const variants = (flag("variants")?.split(",") ??
-  ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide", "gemm-flat"]) as ops.ConvVariant[];
+  ops.CONV_VARIANTS) as ops.ConvVariant[];
 const only = flag("only");
 for (const [name, g] of shapes) {
   if (only && !name.includes(only)) continue;

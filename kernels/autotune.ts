@@ -16,20 +16,13 @@ import type { Backend } from "./backend.ts";
 import * as ops from "./ops.ts";
 import { envVar } from "./env.ts";
 
-/** The variants each pass can choose from. */
-const CANDIDATES: Record<ops.ConvPass, ops.ConvVariant[]> = {
-  forward: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide", "gemm-flat"],
-  backwardInput: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide", "gemm-flat"],
-  backwardWeight: ["direct", "ubo", "ubo-any", "ubo-cols", "gemm", "gemm-wide", "gemm-flat"],
-};
-
 /**
  * The candidates of a pass and shape on `b`: those that apply, less the gemm ones on CPU rasterizers
  * (workgroup-memory tiles run as per-lane scalar loops there: not worth the timing).
  */
 function candidatesFor(b: Backend, pass: ops.ConvPass, g: ops.Conv2dGeometry): ops.ConvVariant[] {
-  return CANDIDATES[pass].filter((variant) =>
-    (!variant.startsWith("gemm") || !b.isCpuRasterizer) &&
+  return ops.CONV_VARIANTS.filter((variant) =>
+    (!ops.isGemmVariant(variant) || !b.isCpuRasterizer) &&
     ops.conv2dVariant(b, pass, g, { variant }) === variant
   );
 }
@@ -113,7 +106,7 @@ function state(b: Backend): TunerState {
         if (json.revision !== kernelsRevision(b)) throw new Error("stale cache");
         for (const [key, value] of Object.entries(json.choices ?? {})) {
           const entry = value as { variant: ops.ConvVariant; ms: Record<string, number> };
-          if (CANDIDATES.forward.includes(entry.variant)) s.choices.set(key, entry);
+          if (ops.CONV_VARIANTS.includes(entry.variant)) s.choices.set(key, entry);
         }
       }
     } catch { /* no cache yet, or no read permission */ }

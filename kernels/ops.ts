@@ -279,14 +279,18 @@ function convUniforms(
  * "gemm-wide" (the same with 128 x 128 tiles of the product, 8 x 8 per thread, for large layers)
  * and "gemm-flat" (64 x 128 tiles, 8 x 8 per thread: 64 rows of output channels over many pixels).
  */
-export type ConvVariant =
-  | "direct"
-  | "ubo"
-  | "ubo-any"
-  | "ubo-cols"
-  | "gemm"
-  | "gemm-wide"
-  | "gemm-flat";
+export type ConvVariant = typeof CONV_VARIANTS[number];
+
+/** Every conv variant, in the autotuner's order (the names `VA_CONV_VARIANT` takes). */
+export const CONV_VARIANTS = [
+  "direct",
+  "ubo",
+  "ubo-any",
+  "ubo-cols",
+  "gemm",
+  "gemm-wide",
+  "gemm-flat",
+] as const;
 
 /** Whether a conv variant is one of the implicit-GEMM ones (kernels/conv_gemm.ts). */
 export function isGemmVariant(variant: ConvVariant): variant is GemmVariant {
@@ -433,11 +437,7 @@ let forcedVariant: ConvVariant | null | undefined;
 function forcedConvVariant(): ConvVariant | null {
   if (forcedVariant === undefined) {
     const value = envVar("VA_CONV_VARIANT");
-    forcedVariant =
-      value === "direct" || value === "ubo" || value === "ubo-any" || value === "ubo-cols" ||
-        value === "gemm" || value === "gemm-wide" || value === "gemm-flat"
-        ? value
-        : null;
+    forcedVariant = CONV_VARIANTS.find((variant) => variant === value) ?? null;
   }
   return forcedVariant;
 }

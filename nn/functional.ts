@@ -655,6 +655,16 @@ export interface BatchNormOptions {
   relu?: boolean;
 }
 
+/** A batch norm's weight and bias as the kernels take them (null without an affine part). */
+function affineBuffers(weight: Tensor | null, bias: Tensor | null) {
+  return weight ? { weight: weight.buffer, bias: bias!.buffer } : null;
+}
+
+/** A batch norm's running statistics as the training kernels update them (null: none kept). */
+function runningBuffers(runningMean: Tensor | null, runningVar: Tensor | null) {
+  return runningMean ? { mean: runningMean.buffer, var: runningVar!.buffer } : null;
+}
+
 /**
  * Batch normalization of x [N, C, H, W] (or [N, C]). Training mode normalizes with the batch
  * statistics (biased variance) and updates runningMean/runningVar in place (unbiased variance);
@@ -680,7 +690,7 @@ export function batchNorm2d(
   const backend = device.backend;
   let stats: { mean: Tensor; stat: Tensor; fromVariance: boolean };
   const y = device.empty(x.shape);
-  const affine = weight ? { weight: weight.buffer, bias: bias!.buffer } : null;
+  const affine = affineBuffers(weight, bias);
   if (training) {
     // Statistics and normalization together (two passes for the chunked kernels).
     const mean = device.empty([channels]);
@@ -691,7 +701,7 @@ export function batchNorm2d(
         x.buffer,
         mean.buffer,
         invStd.buffer,
-        runningMean ? { mean: runningMean.buffer, var: runningVar!.buffer } : null,
+        runningBuffers(runningMean, runningVar),
         affine,
         y.buffer,
         batch,
@@ -896,14 +906,14 @@ export function batchNormReluMaxPool2d(
   const mean = device.empty([channels]);
   const invStd = device.empty([channels]);
   const pooled = device.empty([batch, channels, height / 2, width / 2]);
-  const affine = weight ? { weight: weight.buffer, bias: bias!.buffer } : null;
+  const affine = affineBuffers(weight, bias);
   x.storage.useStatistics((statistics) =>
     ops.batchNormReluMaxPoolForwardTraining(
       backend,
       x.buffer,
       mean.buffer,
       invStd.buffer,
-      runningMean ? { mean: runningMean.buffer, var: runningVar!.buffer } : null,
+      runningBuffers(runningMean, runningVar),
       affine,
       pooled.buffer,
       batch,

@@ -1,7 +1,8 @@
 /**
  * Multi-tensor Adam (kernels/ops.ts adamMulti, several parameters per dispatch) against the
  * float64 torch-order reference: tensors of odd and vec4 sizes, more tensors than one dispatch
- * takes, large ones that update alone on CPU rasterizers, and, through optim.Adam, parameters at different step counts (updated in separate groups).
+ * takes, large ones that update alone on CPU rasterizers, and, through optim.Adam, parameters at
+ * different step counts (updated in separate groups).
  */
 
 import assert from "node:assert/strict";

@@ -10,7 +10,9 @@
  *    milliseconds is being compiled again (bench/README.md round 17: lavapipe inlines uniforms that
  *    decide branches and recompiles; llvmpipe evicts compiled variants over its budget).
  *
- *   deno run -A bench/dispatch_cpu.ts [--size demo|paper] [--steps 30] [--replay] [--top 20]
+ *   deno run -A bench/dispatch_cpu.ts [--size demo|paper|regressor] [--steps 30] [--replay] [--top 20]
+ *
+ * `--size regressor` takes the V/A regressor's step (ResNet34 w1/8 @64, batch 32) instead.
  *
  * Thread names are not reliable (Deno's runtime threads all show as "deno" or "tokio-runtime-w"),
  * so threads are listed by id with their share; the replay names the thread with the third-largest
@@ -19,7 +21,7 @@
 
 import { parseArgs } from "node:util";
 import type { KernelSource } from "../kernels/backend.ts";
-import { faceStepSession } from "./step.ts";
+import { faceStepSession, regressorStepSession } from "./step.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -29,7 +31,7 @@ const { values: args } = parseArgs({
     top: { type: "string", default: "20" },
   },
 });
-const size = args.size === "paper" ? "paper" : "demo";
+const size = args.size === "paper" ? "paper" : args.size === "regressor" ? "regressor" : "demo";
 const steps = Number(args.steps);
 const top = Number(args.top);
 
@@ -55,7 +57,9 @@ function busy(before: Map<string, number>, after: Map<string, number>): [string,
     .filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]);
 }
 
-const session = await faceStepSession(size, false);
+const session = size === "regressor"
+  ? await regressorStepSession(false)
+  : await faceStepSession(size, false);
 const backend = session.device.backend;
 const main = String(Deno.pid);
 await session.time(1);
@@ -69,7 +73,9 @@ const after = threadTimes();
 const blocks = Math.max(1, Math.round(steps / session.steps));
 const timed = blocks * session.steps;
 console.log(
-  `${size}-size step, batch ${session.batch}: ${msPerStep.toFixed(1)} ms (fastest block); ` +
+  `${size === "regressor" ? "V/A regressor" : `${size}-size`} step, batch ${session.batch}: ${
+    msPerStep.toFixed(1)
+  } ms (fastest block); ` +
     `${timed} steps in ${wall.toFixed(0)} ms, ${(wall / timed).toFixed(1)} ms each`,
 );
 let total = 0;

@@ -20,6 +20,7 @@ import {
   convColsBackwardInputKernel,
   convColsBackwardWeightKernel,
   convColsForwardKernel,
+  convRowsForwardKernel,
 } from "./wgsl/conv_ubo_any.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
 import { reduceAxis } from "./reductions.ts";
@@ -140,12 +141,14 @@ function windowedForward(
   y: GPUBuffer,
   g: Conv2dGeometry,
   cols: number | null,
+  rows = 1,
 ): void {
   const taps = g.kH * g.kW;
   const j = anyBlockFor(g.outC);
   const p = packWeights(b, w, g.outC, g.inC, taps, false, j);
   const colGroups = cols === null ? g.outW : Math.ceil(g.outW / cols);
-  const lanes = g.batch * g.outH * colGroups;
+  const rowGroups = Math.ceil(g.outH / rows);
+  const lanes = g.batch * rowGroups * colGroups;
   const { foldX, foldZ, workgroup } = foldedGrid(b, lanes, Math.min(p.perWindow, p.blocks));
   const [khStart, khEnd] = forwardTaps(g.kH, g.stride, g.pad, g.inH, g.outH);
   const [kwStart, kwEnd] = cols === null
@@ -153,6 +156,19 @@ function windowedForward(
     : [0, g.kW];
   const kernel = cols === null
     ? convAnyForwardKernel(bias !== null, j, workgroup)
+    : rows > 1
+    ? convRowsForwardKernel(
+      bias !== null,
+      j,
+      g.kH,
+      g.kW,
+      g.stride,
+      cols,
+      rows,
+      g.pad,
+      cols % 4 === 0 && (cols * g.stride) % 4 === 0 && g.inW % 4 === 0 && g.outW % 4 === 0,
+      workgroup,
+    )
     : convColsForwardKernel(bias !== null, j, g.kW, g.stride, cols, workgroup);
   for (let chunk = 0; chunk < p.chunks; chunk++) {
     const icStart = chunk * p.loopChunk;
@@ -160,10 +176,11 @@ function windowedForward(
     for (let base = 0; base < p.blocks; base += p.perWindow) {
       const blocks = Math.min(p.perWindow, p.blocks - base);
       const offset = (chunk * p.blocks + base) * p.segFloats * F32;
-      const u = geometryUniforms(new Uniforms(23), g).u32(icStart).u32(icCount)
+      const u = geometryUniforms(new Uniforms(24), g).u32(icStart).u32(icCount)
         .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(lanes)
         .u32(khStart).u32(khEnd).u32(kwStart).u32(kwEnd);
       if (cols !== null) u.u32(colGroups);
+      if (rows > 1) u.u32(rowGroups);
       const buffers = [x, { buffer: p.packed, offset, size: WINDOW_BYTES }];
       if (bias) buffers.push(bias);
       buffers.push(y);
@@ -361,6 +378,20 @@ export function colsFor(g: Conv2dGeometry): number {
 }
 
 /**
+ * Output rows per lane of the "ubo-cols" forward (convRowsForwardKernel when more than 1): on CPU
+ * rasterizers 4 for kernels of 3 rows or more on maps at least 8 rows high (each input row then
+ * feeds several output rows; smaller maps have little work to save and would add specializations
+ * to compile), else 1, as on real GPUs (not measured there). On llvmpipe, ResNet's
+ * 7x7 stride-2 stem 3->64 @224 at batch 8 took 175 ms with 1, 109 with 4 and 90 with 8 rows; 3->8
+ * @64 at batch 32 5.4-5.7, 2.9-4.2 and 3.6-3.8 ms; the 3x3 stride-2 64->128 @56, batch 8, 117 ->
+ * 65 ms with 4 (round 20). Not 8: the stem's kernel then takes a second to compile (0.37 s with 4),
+ * and one height keeps the specializations few.
+ */
+export function rowsFor(b: Backend, g: Conv2dGeometry): number {
+  return b.isCpuRasterizer && g.kH >= 3 && g.outH >= 8 ? 4 : 1;
+}
+
+/**
  * Whether the "ubo-cols" kernels (kernel width and stride compiled in) run this pass and geometry:
  * forward with outW >= 2, backward to the input with inW >= 2 * stride, backward to the weight.
  */
@@ -377,7 +408,10 @@ export function uboColsApplicable(
   return uboAnyApplicable(b, g) && g.kW <= COLS_MAX_KW && g.stride <= COLS_MAX_STRIDE && wide;
 }
 
-/** y = conv(x, w) + bias with several output columns per lane (see convColsForwardKernel). */
+/**
+ * y = conv(x, w) + bias with several output columns per lane (see convColsForwardKernel), and
+ * `rows` output rows per lane (convRowsForwardKernel when more than 1; default {@link rowsFor}).
+ */
 export function uboColsForward(
   b: Backend,
   x: GPUBuffer,
@@ -385,8 +419,9 @@ export function uboColsForward(
   bias: GPUBuffer | null,
   y: GPUBuffer,
   g: Conv2dGeometry,
+  rows = rowsFor(b, g),
 ): void {
-  windowedForward(b, x, w, bias, y, g, colsFor(g));
+  windowedForward(b, x, w, bias, y, g, colsFor(g), rows);
 }
 
 /** Input columns per lane of the "ubo-cols" backward to the input (P * J <= 32, P <= phase). */

@@ -8,6 +8,7 @@
 
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
+import { uboColsForward } from "../kernels/conv_ubo_any.ts";
 import * as ref from "./reference.ts";
 import {
   assertClose,
@@ -95,6 +96,10 @@ const colsCases: { name: string; g: ops.Conv2dGeometry }[] = [
   { name: "b2 7->5 3x3 s2 p1 17x19 (back J 8, P 4)", g: geometry(2, 7, 5, 17, 19, 3, 2, 1) },
   { name: "b2 6->5 5x5 s2 p2 13x14 (back, 3 taps)", g: geometry(2, 6, 5, 13, 14, 5, 2, 2) },
   { name: "b3 5->4 3x3 s2 p0 9x10 (back, unreached)", g: geometry(3, 5, 4, 9, 10, 3, 2, 0) },
+  // vec4 loads and stores of the several-row forward (widths multiples of 4, 4 columns per lane).
+  { name: "b2 3->8 7x7 s2 p3 18x24 (rows: vec4)", g: geometry(2, 3, 8, 18, 24, 7, 2, 3) },
+  { name: "b2 5->8 3x3 s2 p1 12x16 (rows: vec4)", g: geometry(2, 5, 8, 12, 16, 3, 2, 1) },
+  { name: "b2 4->7 5x5 s1 p2 7x8 (rows: vec4)", g: geometry(2, 4, 7, 7, 8, 5, 1, 2) },
 ];
 for (const { name, g } of colsCases) {
   const options = { variant: "ubo-cols" as const };
@@ -137,6 +142,33 @@ for (const { name, g } of colsCases) {
       const dwOut = await download(dw, wSize);
       const dwTolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC), rtol: 1e-3 };
       assertClose(dwOut, grads.dw, `${name} backward weight`, dwTolerance);
+    }
+    run.release();
+  });
+}
+
+// The "ubo-cols" forward with 1, 3 and 4 output rows per lane (convRowsForwardKernel past 1; 4 is
+// the CPU rasterizers' default for kernels of 3 rows or more, 1 what real GPUs run), whatever the
+// adapter: partial row groups, scalar and vec4 rows.
+for (const { name, g } of colsCases) {
+  if (ops.conv2dVariant(backend, "forward", g, { variant: "ubo-cols" }) !== "ubo-cols") continue;
+  Deno.test(`conv variant ubo-cols forward, rows per lane 1, 3, 4, ${name}`, async () => {
+    const run = convPassBuffers(backend, g, 73);
+    const { x, w, bias, y } = run;
+    const { x: xData, w: wData, bias: bData } = run.data;
+    const wShape = [g.outC, g.inC, g.kH, g.kW];
+    const xShape = [g.batch, g.inC, g.inH, g.inW];
+    const expected = ref.conv2d(xData, xShape, wData, wShape, bData, g.stride, g.pad).out;
+    const tolerance = { atol: 1e-4 * Math.sqrt(g.inC * g.kH * g.kW), rtol: 1e-3 };
+    for (const rows of [1, 3, 4]) {
+      ops.fill(backend, y, run.sizes.y, 99);
+      uboColsForward(backend, x, w, bias, y, g, rows);
+      assertClose(
+        await download(y, run.sizes.y),
+        expected,
+        `${name} forward, ${rows} rows`,
+        tolerance,
+      );
     }
     run.release();
   });

@@ -500,6 +500,179 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }
 
 /**
+ * The "ubo-cols" forward with R output rows per lane as well (R > 1; the kernel height is compiled
+ * in too): the (R - 1) * S + K input rows the lane's rows read are each loaded once and feed every
+ * output row they reach, unrolled, so the ResNet stem (7x7 stride 2) loads 13 rows for 4 output
+ * rows instead of 28. Rows and columns outside the map are zeros (selects); the khStart .. kwEnd
+ * uniforms are not read. Threads: x = (n, row group, column group) lanes, y = block in the window.
+ * Uniforms: those of {@link buildConvColsForwardKernel} plus rowGroups (ceil(outH / R)).
+ */
+function buildConvRowsForwardKernel(
+  bias: boolean,
+  jBlock: number,
+  kH: number,
+  kW: number,
+  stride: number,
+  cols: number,
+  rows: number,
+  pad: number,
+  vec4: boolean,
+  workgroup = ANY_WORKGROUP,
+): KernelSource {
+  const JV = jBlock / 4;
+  const span = (cols - 1) * stride + kW;
+  const inputRows = (rows - 1) * stride + kH;
+  // vec4: x and y as vec4s (inW, outW and cols * stride multiples of 4, cols of 4): a lane's row
+  // segment starts `lead` columns into an aligned quad, the same for every lane.
+  const lead = ((-pad % 4) + 4) % 4;
+  const quads = Math.ceil((lead + span) / 4);
+  const element = vec4 ? "vec4f" : "f32";
+  const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
+    ["x", "read", element],
+    ["w", "uniform", `array<vec4f, ${ANY_WINDOW_VEC4}>`],
+  ];
+  if (bias) bindings.push(["b", "read", "f32"]);
+  bindings.push(["y", "readWrite", element]);
+  const decl: string[] = [];
+  for (let r = 0; r < rows; r++) {
+    for (let p = 0; p < cols; p++) {
+      for (let i = 0; i < JV; i++) decl.push(`var acc${r}_${p}_${i} = vec4f(0.0);`);
+    }
+  }
+  // Input row t of the lane's window meets output row r through kernel row t - r * S: each row is
+  // loaded once, feeds the output rows it reaches, and is dead before the next row's loads.
+  const body: string[] = [];
+  for (let t = 0; t < inputRows; t++) {
+    body.push(`{`);
+    body.push(`  let ih = ihBase + ${t};`);
+    body.push(`  let rowOk = ih >= 0 && ih < i32(params.inH);`);
+    body.push(`  let row = (plane + u32(clamp(ih, 0, i32(params.inH) - 1))) * params.inW;`);
+    if (vec4) {
+      for (let k = 0; k < quads; k++) {
+        body.push(
+          `  let quad${k} = select(vec4f(0.0), x[row / 4u + u32(clamp(quadBase + ${k}, 0, quadsW - 1))], ` +
+            `rowOk && quadBase + ${k} >= 0 && quadBase + ${k} < quadsW);`,
+        );
+      }
+      for (let c = 0; c < span; c++) {
+        body.push(`  let v${c} = vec4f(quad${(lead + c) >> 2}.${"xyzw"[(lead + c) & 3]});`);
+      }
+    } else {
+      for (let c = 0; c < span; c++) {
+        body.push(
+          `  let v${c} = vec4f(select(0.0, x[row + u32(clamp(iwBase + ${c}, 0, inW - 1))], ` +
+            `rowOk && iwBase + ${c} >= 0 && iwBase + ${c} < inW));`,
+        );
+      }
+    }
+    for (let r = 0; r < rows; r++) {
+      const kh = t - r * stride;
+      if (kh < 0 || kh >= kH) continue;
+      for (let kw = 0; kw < kW; kw++) {
+        for (let i = 0; i < JV; i++) {
+          const weight = `w[wPlane + ${(kh * kW + kw) * JV + i}u]`;
+          for (let p = 0; p < cols; p++) {
+            const acc = `acc${r}_${p}_${i}`;
+            body.push(`  ${acc} = fma(${weight}, v${p * stride + kw}, ${acc});`);
+          }
+        }
+      }
+    }
+    body.push(`}`);
+  }
+  const storeLines: string[] = [];
+  for (let r = 0; r < rows; r++) {
+    if (vec4) {
+      const lines: string[] = [];
+      for (let q = 0; q < cols / 4; q++) {
+        for (let i = 0; i < JV; i++) {
+          for (let c = 0; c < 4; c++) {
+            const value = `vec4f(${
+              [0, 1, 2, 3].map((k) => `acc${r}_${4 * q + k}_${i}[${c}]`).join(", ")
+            })`;
+            lines.push(
+              `store(base + ${i * 4 + c}u * chanStride + ${q}u, oc0 + ${i * 4 + c}u, ${value});`,
+            );
+          }
+        }
+      }
+      storeLines.push(`if (oh0 + ${r}u < params.outH) {
+    let base = (outBase + ${r}u * params.outW) / 4u;
+    ${lines.join("\n    ")}
+  }`);
+      continue;
+    }
+    for (let p = 0; p < cols; p++) {
+      const pixel: string[] = [];
+      for (let i = 0; i < JV; i++) {
+        for (let c = 0; c < 4; c++) {
+          pixel.push(
+            `store(base + ${i * 4 + c}u * chanStride, oc0 + ${
+              i * 4 + c
+            }u, acc${r}_${p}_${i}[${c}]);`,
+          );
+        }
+      }
+      storeLines.push(`if (oh0 + ${r}u < params.outH && ow0 + ${p}u < params.outW) {
+    let base = outBase + ${r}u * params.outW + ${p}u;
+    ${pixel.join("\n    ")}
+  }`);
+    }
+  }
+  const chanStride = vec4 ? "params.outH * params.outW / 4u" : "params.outH * params.outW";
+  return kernel(
+    "convRowsForward",
+    withWorkgroup(
+      { bias, j: jBlock, kh: kH, kw: kW, s: stride, p: cols, r: rows, pad, vec4 },
+      workgroup,
+    ),
+    bindings.map(([, k]) => k),
+    `${
+      declareBindings(
+        bindings,
+        GEOMETRY + " icStart: u32, icCount: u32, accumulate: u32, blockBase: u32, segVec4: u32, " +
+          "foldX: u32, pixels: u32, khStart: u32, khEnd: u32, kwStart: u32, kwEnd: u32, " +
+          "colGroups: u32, rowGroups: u32,",
+      )
+    }
+fn store(at: u32, oc: u32, acc: ${element}) {
+  if (oc >= params.outC) { return; }
+  if (params.accumulate != 0u) {
+    y[at] = y[at] + acc;
+  } else {
+    y[at] = acc${bias ? ` + ${element}(b[oc])` : ""};
+  }
+}
+@compute @workgroup_size(${workgroup})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let p = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
+  if (p >= params.pixels) { return; }
+  let group = p % params.colGroups;
+  let t = p / params.colGroups;
+  let oh0 = (t % params.rowGroups) * ${rows}u;
+  let n = t / params.rowGroups;
+  let ow0 = group * ${cols}u;
+  let oc0 = (params.blockBase + wid.y) * ${jBlock}u;
+  let seg = wid.y * params.segVec4;
+  let ihBase = i32(oh0 * params.stride) - i32(params.pad);
+  let iwBase = i32(ow0 * ${stride}u) - i32(params.pad);
+  let inW = i32(params.inW);
+  let quadsW = inW / 4;
+  let quadBase = (iwBase - ${lead}) / 4;
+  ${decl.join("\n  ")}
+  for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
+    let plane = (n * params.inC + params.icStart + icLocal) * params.inH;
+    let wPlane = seg + icLocal * ${kH * kW * JV}u;
+    ${body.join("\n    ")}
+  }
+  let chanStride = ${chanStride};
+  let outBase = ((n * params.outC + oc0) * params.outH + oh0) * params.outW + ow0;
+  ${storeLines.join("\n  ")}
+}`,
+  );
+}
+
+/**
  * The "ubo-cols" backward to the input: {@link convAnyBackwardInputKernel} with P input columns
  * of the stride phase per lane and the kernel width K and stride S compiled in. In a phase the
  * column taps are kw = kwStart + S * t (t < ceil(K / S); taps at or past kwEnd get zero weights),
@@ -742,6 +915,8 @@ export const convAnyDyPackKernel = memoizedTemplate(buildConvAnyDyPackKernel);
 export const convAnyBackwardWeightKernel = memoizedTemplate(buildConvAnyBackwardWeightKernel);
 /** {@link buildConvColsForwardKernel}, each specialization built once. */
 export const convColsForwardKernel = memoizedTemplate(buildConvColsForwardKernel);
+/** {@link buildConvRowsForwardKernel}, each specialization built once. */
+export const convRowsForwardKernel = memoizedTemplate(buildConvRowsForwardKernel);
 /** {@link buildConvColsBackwardInputKernel}, each specialization built once. */
 export const convColsBackwardInputKernel = memoizedTemplate(buildConvColsBackwardInputKernel);
 /** {@link buildConvColsBackwardWeightKernel}, each specialization built once. */

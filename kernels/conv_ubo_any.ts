@@ -20,6 +20,7 @@ import {
   convColsBackwardInputKernel,
   convColsBackwardWeightKernel,
   convColsForwardKernel,
+  convRowsBackwardWeightKernel,
   convRowsForwardKernel,
 } from "./wgsl/conv_ubo_any.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
@@ -389,6 +390,70 @@ export function colsFor(g: Conv2dGeometry): number {
  */
 export function rowsFor(b: Backend, g: Conv2dGeometry): number {
   return b.isCpuRasterizer && g.kH >= 3 && g.outH >= 8 ? 4 : 1;
+}
+
+/**
+ * Whether the "ubo-cols" weight gradient reads dy from storage (convRowsBackwardWeightKernel): on CPU
+ * rasterizers, for kernels of 3 rows or more where inW and outW are multiples of 4. Otherwise dy
+ * is packed into 64 KiB uniform windows, one dispatch per window: the ResNet stem's dy at batch 32
+ * on 64x64 faces is 16 windows (bench/README.md round 20).
+ */
+export function storedDyWgradFor(b: Backend, g: Conv2dGeometry): boolean {
+  return b.isCpuRasterizer && g.kH >= 3 && g.kW <= COLS_MAX_KW && g.stride <= COLS_MAX_STRIDE &&
+    g.inW % 4 === 0 && g.outW % 4 === 0;
+}
+
+/** Output channels per lane of the stored-dy weight gradient (two vec4s of sums per tap). */
+const STORED_DY_BLOCK = 8;
+/** Lanes the stored-dy weight gradient aims for (32 SIMD groups of llvmpipe's 8 lanes). */
+const STORED_DY_TARGET_LANES = 256;
+/** Fewest row segments a lane of it walks (fewer: its slot costs more than its sums). */
+const STORED_DY_MIN_SEGMENTS = 16;
+
+/**
+ * dw = conv backward to the weight, "ubo-cols": with `storedDy` (default {@link storedDyWgradFor})
+ * by convRowsBackwardWeightKernel (the lanes' sums then added up by reduceAxis), else by the
+ * windowed kernel (convColsBackwardWeightKernel).
+ */
+export function uboColsBackwardWeight(
+  b: Backend,
+  dy: GPUBuffer,
+  x: GPUBuffer,
+  dw: GPUBuffer,
+  g: Conv2dGeometry,
+  storedDy = storedDyWgradFor(b, g),
+): void {
+  if (!storedDy) {
+    uboAnyBackwardWeight(b, dy, x, dw, g, true);
+    return;
+  }
+  const ocBlocks = Math.ceil(g.outC / STORED_DY_BLOCK);
+  const segments = g.batch * g.outH * (g.outW / 4);
+  const blockLanes = g.inC * ocBlocks;
+  const wanted = Math.max(
+    1,
+    Math.min(
+      Math.ceil(STORED_DY_TARGET_LANES / blockLanes),
+      Math.floor(segments / STORED_DY_MIN_SEGMENTS),
+    ),
+  );
+  const perSplit = Math.ceil(segments / wanted);
+  const splits = Math.ceil(segments / perSplit);
+  const slot = g.outC * g.inC * g.kH * g.kW;
+  const target = splits === 1 ? dw : b.pool.acquire(splits * slot * F32);
+  const lanes = blockLanes * splits;
+  const workgroup = lanes >= 64 * 4 ? 64 : 8;
+  b.dispatch(
+    convRowsBackwardWeightKernel(STORED_DY_BLOCK, g.kH, g.kW, g.stride, g.pad, workgroup),
+    [x, dy, target],
+    new Uniforms(11).u32(g.batch).u32(g.inC).u32(g.inH).u32(g.inW).u32(g.outC).u32(g.outH)
+      .u32(g.outW).u32(ocBlocks).u32(splits).u32(segments).u32(perSplit).bytes,
+    grid1d(lanes, workgroup),
+  );
+  if (splits > 1) {
+    reduceAxis(b, target, dw, 1, splits, slot);
+    b.pool.release(target);
+  }
 }
 
 /**

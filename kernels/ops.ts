@@ -84,6 +84,7 @@ import {
   uboAnyForward,
   uboColsApplicable,
   uboColsBackwardInput,
+  uboColsBackwardWeight,
   uboColsForward,
 } from "./conv_ubo_any.ts";
 import { planeApplicable, planeConv, planeConvBackwardWeight } from "./conv_plane.ts";
@@ -825,8 +826,12 @@ export function conv2dBackwardWeight(
     uboConvBackwardWeight(b, dy, x, dw, shape);
     return;
   }
-  if (variant === "ubo-any" || variant === "ubo-cols") {
-    uboAnyBackwardWeight(b, dy, x, dw, g, variant === "ubo-cols");
+  if (variant === "ubo-cols") {
+    uboColsBackwardWeight(b, dy, x, dw, g);
+    return;
+  }
+  if (variant === "ubo-any") {
+    uboAnyBackwardWeight(b, dy, x, dw, g);
     return;
   }
   if (variant === "plane") {

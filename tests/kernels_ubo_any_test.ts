@@ -8,7 +8,7 @@
 
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
-import { uboColsForward } from "../kernels/conv_ubo_any.ts";
+import { uboColsBackwardWeight, uboColsForward } from "../kernels/conv_ubo_any.ts";
 import * as ref from "./reference.ts";
 import {
   assertClose,
@@ -169,6 +169,34 @@ for (const { name, g } of colsCases) {
         `${name} forward, ${rows} rows`,
         tolerance,
       );
+    }
+    run.release();
+  });
+}
+
+// The "ubo-cols" weight gradient both ways, whatever the adapter: dy packed into uniform windows
+// (what real GPUs run) and dy read from storage (convRowsBackwardWeightKernel, the CPU
+// rasterizers' default where widths are multiples of 4): the ResNet stem's 7x7 stride 2, 3x3 and
+// 5x5 at strides 1 and 2, channel counts that leave part of an 8-channel block, lanes split over
+// the row segments (batch 9).
+const storedDyCases: { name: string; g: ops.Conv2dGeometry }[] = [
+  { name: "b2 3->8 7x7 s2 p3 16x24", g: geometry(2, 3, 8, 16, 24, 7, 2, 3) },
+  { name: "b3 5->9 3x3 s2 p1 8x16", g: geometry(3, 5, 9, 8, 16, 3, 2, 1) },
+  { name: "b2 4->7 5x5 s1 p2 6x8", g: geometry(2, 4, 7, 6, 8, 5, 1, 2) },
+  { name: "b9 6->17 3x3 s1 p1 5x4 (lanes split)", g: geometry(9, 6, 17, 5, 4, 3, 1, 1) },
+];
+for (const { name, g } of storedDyCases) {
+  Deno.test(`conv variant ubo-cols weight, dy stored and windowed, ${name}`, async () => {
+    const run = convPassBuffers(backend, g, 79);
+    const { x, dy, dw } = run;
+    const { x: xData, w: wData, dy: dyData } = run.data;
+    const expected = ref.convBackward(xData, wData, dyData, g).dw;
+    const tolerance = { atol: 1e-4 * Math.sqrt(run.sizes.y / g.outC), rtol: 1e-3 };
+    for (const storedDy of [true, false]) {
+      ops.fill(backend, dw, run.sizes.w, 99);
+      uboColsBackwardWeight(backend, dy, x, dw, g, storedDy);
+      const label = `${name} weight, dy ${storedDy ? "stored" : "windowed"}`;
+      assertClose(await download(dw, run.sizes.w), expected, label, tolerance);
     }
     run.release();
   });

@@ -790,6 +790,131 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }
 
 /**
+ * The "ubo-cols" backward to the weight on CPU rasterizers where widths allow vec4s (inW and outW
+ * multiples of 4): dy read from storage as it is (no pack into uniform windows, one dispatch
+ * whatever dy's size), each lane owning one input channel, a block of J output channels and every
+ * tap (kH x kW x J / 4 vec4 sums; kernel, stride and padding compiled in), walking a range of
+ * output row segments of 4 columns: per segment it loads J dy vec4s and, for each kernel row, the
+ * input row's quads once, and every input value then feeds J / 4 vec4 multiply-adds per tap and
+ * column. Thread t: split t % splits, output block (t / splits) % ocBlocks, input channel
+ * t / (splits * ocBlocks); it writes its sums to sums[split * slot + ((oc * inC + ic) * kH + kh)
+ * * kW + kw] (slot = outC * inC * kH * kW). Uniforms: batch, inC, inH, inW, outC, outH, outW,
+ * ocBlocks, splits, segments, perSplit.
+ */
+function buildConvRowsBackwardWeightKernel(
+  jBlock: number,
+  kH: number,
+  kW: number,
+  stride: number,
+  pad: number,
+  workgroup: number,
+): KernelSource {
+  const JV = jBlock / 4;
+  const span = 3 * stride + kW;
+  const lead = ((-pad % 4) + 4) % 4;
+  const quads = Math.ceil((lead + span) / 4);
+  const decl: string[] = [];
+  for (let kh = 0; kh < kH; kh++) {
+    for (let kw = 0; kw < kW; kw++) {
+      for (let i = 0; i < JV; i++) decl.push(`var acc${kh}_${kw}_${i} = vec4f(0.0);`);
+    }
+  }
+  const body: string[] = [];
+  for (let j = 0; j < jBlock; j++) {
+    body.push(
+      `let d${j} = select(vec4f(0.0), dy[min(dyBase + ${j}u * dyPlane, dyLast)], o0 + ${j}u < params.outC);`,
+    );
+  }
+  // dy of the segment's column col for the output channels 4i .. 4i + 3.
+  for (let col = 0; col < 4; col++) {
+    for (let i = 0; i < JV; i++) {
+      const parts = [0, 1, 2, 3].map((k) => `d${4 * i + k}.${"xyzw"[col]}`);
+      body.push(`let g${col}_${i} = vec4f(${parts.join(", ")});`);
+    }
+  }
+  for (let kh = 0; kh < kH; kh++) {
+    body.push(`{`);
+    body.push(`  let ih = ihBase + ${kh};`);
+    body.push(`  let rowOk = ih >= 0 && ih < i32(params.inH);`);
+    body.push(`  let row = (xPlane + u32(clamp(ih, 0, i32(params.inH) - 1))) * quadsW;`);
+    for (let k = 0; k < quads; k++) {
+      body.push(
+        `  let quad${k} = select(vec4f(0.0), x[row + u32(clamp(quadBase + ${k}, 0, i32(quadsW) - 1))], ` +
+          `rowOk && quadBase + ${k} >= 0 && quadBase + ${k} < i32(quadsW));`,
+      );
+    }
+    for (let c = 0; c < span; c++) {
+      body.push(`  let v${c} = vec4f(quad${(lead + c) >> 2}.${"xyzw"[(lead + c) & 3]});`);
+    }
+    for (let kw = 0; kw < kW; kw++) {
+      for (let i = 0; i < JV; i++) {
+        const acc = `acc${kh}_${kw}_${i}`;
+        for (let col = 0; col < 4; col++) {
+          body.push(`  ${acc} = fma(g${col}_${i}, v${col * stride + kw}, ${acc});`);
+        }
+      }
+    }
+    body.push(`}`);
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < JV; i++) {
+    for (let c = 0; c < 4; c++) {
+      const lines: string[] = [];
+      for (let kh = 0; kh < kH; kh++) {
+        for (let kw = 0; kw < kW; kw++) {
+          lines.push(`sums[at + ${kh * kW + kw}u] = acc${kh}_${kw}_${i}.${"xyzw"[c]};`);
+        }
+      }
+      stores.push(`if (o0 + ${4 * i + c}u < params.outC) {
+    let at = slotBase + ((o0 + ${4 * i + c}u) * params.inC + ic) * ${kH * kW}u;
+    ${lines.join("\n    ")}
+  }`);
+    }
+  }
+  return kernel(
+    "convRowsBackwardWeight",
+    withWorkgroup({ j: jBlock, kh: kH, kw: kW, s: stride, pad }, workgroup),
+    ["read", "read", "readWrite"],
+    `${
+      declareBindings(
+        [["x", "read", "vec4f"], ["dy", "read", "vec4f"], ["sums", "readWrite"]],
+        "batch: u32, inC: u32, inH: u32, inW: u32, outC: u32, outH: u32, outW: u32, " +
+          "ocBlocks: u32, splits: u32, segments: u32, perSplit: u32,",
+      )
+    }
+@compute @workgroup_size(${workgroup})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.y * nwg.x + wid.x) * ${workgroup}u + lid;
+  let split = t % params.splits;
+  let rest = t / params.splits;
+  let o0 = (rest % params.ocBlocks) * ${jBlock}u;
+  let ic = rest / params.ocBlocks;
+  if (ic >= params.inC) { return; }
+  let quadsW = params.inW / 4u;
+  let quadsOut = params.outW / 4u;
+  let dyPlane = params.outH * quadsOut;
+  let dyLast = params.batch * params.outC * dyPlane - 1u;
+  ${decl.join("\n  ")}
+  let segEnd = min(params.segments, (split + 1u) * params.perSplit);
+  for (var segment = split * params.perSplit; segment < segEnd; segment = segment + 1u) {
+    let q = segment % quadsOut;
+    let rest2 = segment / quadsOut;
+    let oh = rest2 % params.outH;
+    let n = rest2 / params.outH;
+    let dyBase = ((n * params.outC + o0) * params.outH + oh) * quadsOut + q;
+    let xPlane = (n * params.inC + ic) * params.inH;
+    let ihBase = i32(oh * ${stride}u) - ${pad};
+    let quadBase = (i32(q * ${4 * stride}u) - ${pad} - ${lead}) / 4;
+    ${body.join("\n    ")}
+  }
+  let slotBase = split * params.outC * params.inC * ${kH * kW}u;
+  ${stores.join("\n  ")}
+}`,
+  );
+}
+
+/**
  * The "ubo-cols" backward to the weight: {@link convAnyBackwardWeightKernel} with lanes = (ic, kh)
  * rows that own all K column taps, the kernel width K and stride S compiled in. A lane walks the
  * window's pixels keeping the K input values of its row segment in registers: moving one pixel
@@ -915,6 +1040,8 @@ export const convAnyDyPackKernel = memoizedTemplate(buildConvAnyDyPackKernel);
 export const convAnyBackwardWeightKernel = memoizedTemplate(buildConvAnyBackwardWeightKernel);
 /** {@link buildConvColsForwardKernel}, each specialization built once. */
 export const convColsForwardKernel = memoizedTemplate(buildConvColsForwardKernel);
+/** {@link buildConvRowsBackwardWeightKernel}, each specialization built once. */
+export const convRowsBackwardWeightKernel = memoizedTemplate(buildConvRowsBackwardWeightKernel);
 /** {@link buildConvRowsForwardKernel}, each specialization built once. */
 export const convRowsForwardKernel = memoizedTemplate(buildConvRowsForwardKernel);
 /** {@link buildConvColsBackwardInputKernel}, each specialization built once. */

@@ -500,6 +500,31 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }
 
 /**
+ * WGSL lines (for a block of their own) loading `span` consecutive values of one input row as
+ * splatted vec4s v0 .. v{span - 1}: row `ih` (an i32 expression) of the plane starting at row
+ * `plane` (u32) of x (vec4s), from the quad `quadBase` (an i32 in scope, aligned: the values start
+ * `lead` components into it) on; quads outside the row or rows outside the map read zeros. Needs
+ * `quadsW` (i32: quads per row) and `params.inH` in scope.
+ */
+function quadRowLoads(ih: string, plane: string, lead: number, span: number): string[] {
+  const lines = [
+    `  let ih = ${ih};`,
+    `  let rowOk = ih >= 0 && ih < i32(params.inH);`,
+    `  let rowQuad = (${plane} + u32(clamp(ih, 0, i32(params.inH) - 1))) * u32(quadsW);`,
+  ];
+  for (let k = 0; k < Math.ceil((lead + span) / 4); k++) {
+    lines.push(
+      `  let quad${k} = select(vec4f(0.0), x[rowQuad + u32(clamp(quadBase + ${k}, 0, quadsW - 1))], ` +
+        `rowOk && quadBase + ${k} >= 0 && quadBase + ${k} < quadsW);`,
+    );
+  }
+  for (let c = 0; c < span; c++) {
+    lines.push(`  let v${c} = vec4f(quad${(lead + c) >> 2}.${"xyzw"[(lead + c) & 3]});`);
+  }
+  return lines;
+}
+
+/**
  * The "ubo-cols" forward with R output rows per lane as well (R > 1; the kernel height is compiled
  * in too): the (R - 1) * S + K input rows the lane's rows read are each loaded once and feed every
  * output row they reach, unrolled, so the ResNet stem (7x7 stride 2) loads 13 rows for 4 output
@@ -525,7 +550,6 @@ function buildConvRowsForwardKernel(
   // vec4: x and y as vec4s (inW, outW and cols * stride multiples of 4, cols of 4): a lane's row
   // segment starts `lead` columns into an aligned quad, the same for every lane.
   const lead = ((-pad % 4) + 4) % 4;
-  const quads = Math.ceil((lead + span) / 4);
   const element = vec4 ? "vec4f" : "f32";
   const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
     ["x", "read", element],
@@ -544,20 +568,12 @@ function buildConvRowsForwardKernel(
   const body: string[] = [];
   for (let t = 0; t < inputRows; t++) {
     body.push(`{`);
-    body.push(`  let ih = ihBase + ${t};`);
-    body.push(`  let rowOk = ih >= 0 && ih < i32(params.inH);`);
-    body.push(`  let row = (plane + u32(clamp(ih, 0, i32(params.inH) - 1))) * params.inW;`);
     if (vec4) {
-      for (let k = 0; k < quads; k++) {
-        body.push(
-          `  let quad${k} = select(vec4f(0.0), x[row / 4u + u32(clamp(quadBase + ${k}, 0, quadsW - 1))], ` +
-            `rowOk && quadBase + ${k} >= 0 && quadBase + ${k} < quadsW);`,
-        );
-      }
-      for (let c = 0; c < span; c++) {
-        body.push(`  let v${c} = vec4f(quad${(lead + c) >> 2}.${"xyzw"[(lead + c) & 3]});`);
-      }
+      body.push(...quadRowLoads(`ihBase + ${t}`, "plane", lead, span));
     } else {
+      body.push(`  let ih = ihBase + ${t};`);
+      body.push(`  let rowOk = ih >= 0 && ih < i32(params.inH);`);
+      body.push(`  let row = (plane + u32(clamp(ih, 0, i32(params.inH) - 1))) * params.inW;`);
       for (let c = 0; c < span; c++) {
         body.push(
           `  let v${c} = vec4f(select(0.0, x[row + u32(clamp(iwBase + ${c}, 0, inW - 1))], ` +
@@ -812,7 +828,6 @@ function buildConvRowsBackwardWeightKernel(
   const JV = jBlock / 4;
   const span = 3 * stride + kW;
   const lead = ((-pad % 4) + 4) % 4;
-  const quads = Math.ceil((lead + span) / 4);
   const decl: string[] = [];
   for (let kh = 0; kh < kH; kh++) {
     for (let kw = 0; kw < kW; kw++) {
@@ -834,18 +849,7 @@ function buildConvRowsBackwardWeightKernel(
   }
   for (let kh = 0; kh < kH; kh++) {
     body.push(`{`);
-    body.push(`  let ih = ihBase + ${kh};`);
-    body.push(`  let rowOk = ih >= 0 && ih < i32(params.inH);`);
-    body.push(`  let row = (xPlane + u32(clamp(ih, 0, i32(params.inH) - 1))) * quadsW;`);
-    for (let k = 0; k < quads; k++) {
-      body.push(
-        `  let quad${k} = select(vec4f(0.0), x[row + u32(clamp(quadBase + ${k}, 0, i32(quadsW) - 1))], ` +
-          `rowOk && quadBase + ${k} >= 0 && quadBase + ${k} < i32(quadsW));`,
-      );
-    }
-    for (let c = 0; c < span; c++) {
-      body.push(`  let v${c} = vec4f(quad${(lead + c) >> 2}.${"xyzw"[(lead + c) & 3]});`);
-    }
+    body.push(...quadRowLoads(`ihBase + ${kh}`, "xPlane", lead, span));
     for (let kw = 0; kw < kW; kw++) {
       for (let i = 0; i < JV; i++) {
         const acc = `acc${kh}_${kw}_${i}`;
@@ -891,7 +895,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let o0 = (rest % params.ocBlocks) * ${jBlock}u;
   let ic = rest / params.ocBlocks;
   if (ic >= params.inC) { return; }
-  let quadsW = params.inW / 4u;
+  let quadsW = i32(params.inW / 4u);
   let quadsOut = params.outW / 4u;
   let dyPlane = params.outH * quadsOut;
   let dyLast = params.batch * params.outC * dyPlane - 1u;

@@ -43,6 +43,7 @@ import {
   batchNormStatsKernel,
   batchNormStatsPartialKernel,
   BN_FUSED_WORKGROUP,
+  BN_NARROW_WORKGROUP,
   channelSumPartialKernel,
 } from "./wgsl/batchnorm.ts";
 import {
@@ -495,6 +496,12 @@ export interface BatchNormOptions {
    * runs the two passes (tests, benchmarks).
    */
   walked?: boolean;
+  /**
+   * Fused passes with one workgroup per channel: force (true) or refuse (false) the narrow
+   * workgroup of one SIMD group (kernels/wgsl/batchnorm.ts BN_NARROW_WORKGROUP); default: for
+   * channels of at most BN_NARROW_MOST vectors (tests, benchmarks).
+   */
+  narrow?: boolean;
 }
 
 function bnVariant(_b: Backend, _channels: number, options: BatchNormOptions): BatchNormVariant {
@@ -961,7 +968,17 @@ interface FusedWalk {
   chunks: number;
   chunkLength: number;
   segments: number | null;
+  /** One SIMD group per channel (BN_NARROW_WORKGROUP threads; unsegmented walks only). */
+  narrow: boolean;
 }
+
+/**
+ * Most vectors (or pooled items) per channel that an unsegmented fused pass walks with
+ * BN_NARROW_WORKGROUP threads: the demo-size autoencoder's and the V/A regressor's maps at batch 32
+ * (131072 elements per channel and fewer) ran faster so, the paper size's 64x64 maps at batch 64
+ * (262144) slower (kernels/wgsl/batchnorm.ts).
+ */
+const BN_NARROW_MOST = 32768;
 
 /**
  * The walk of a fused pass on `b` ({@link ReductionChunking.fusedThreads}). One workgroup per
@@ -970,14 +987,22 @@ interface FusedWalk {
  * and a fused pass that walked those chunks kept 2 of its 64 threads busy). Segmented (GPUs): runs
  * of one, over enough workgroups per channel for the threads aimed for, 4 runs per thread or more.
  */
-function fusedWalk(b: Backend, total: number, minLength: number, channels: number): FusedWalk {
+function fusedWalk(
+  b: Backend,
+  total: number,
+  minLength: number,
+  channels: number,
+  options: BatchNormOptions,
+): FusedWalk {
   const threads = reductionChunking(b).fusedThreads;
   if (threads === null) {
-    return { ...splitRuns(total, BN_FUSED_WORKGROUP, minLength), segments: null };
+    const narrow = options.narrow ?? total <= BN_NARROW_MOST;
+    const workgroup = narrow ? BN_NARROW_WORKGROUP : BN_FUSED_WORKGROUP;
+    return { ...splitRuns(total, workgroup, minLength), segments: null, narrow };
   }
   const perChannel = Math.min(Math.ceil(total / 4), Math.ceil(threads / channels));
   const segments = Math.max(1, Math.ceil(perChannel / BN_FUSED_WORKGROUP));
-  return { chunks: total, chunkLength: 1, segments };
+  return { chunks: total, chunkLength: 1, segments, narrow: false };
 }
 
 /** The grid of a fused pass: a workgroup per channel and segment. */
@@ -1015,7 +1040,7 @@ export function batchNormForwardTraining(
   }
   const k = bnChunking(b, batch, channels, spatial);
   const tiles = options.statistics ?? null;
-  const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels);
+  const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels, options);
   const walked = !tiles && walkedPass(walk, options);
   const partial = tiles ? tiles.buffer : walked ? null : bnStatsPartials(b, x, batch, channels, k);
   b.dispatch(
@@ -1027,6 +1052,7 @@ export function batchNormForwardTraining(
       walk.segments !== null,
       tiles !== null,
       walked,
+      walk.narrow,
     ),
     fusedForwardBuffers(x, partial, affineParams, y, mean, invStd, running),
     fusedUniforms(
@@ -1127,8 +1153,13 @@ function pooledChunking(
  * A fused pooled pass's walk over each channel's items ({@link fusedWalk}, 8 items or more), with
  * the item geometry of the partial pass's chunking `k`.
  */
-function pooledWalk(b: Backend, k: ReturnType<typeof pooledChunking>, channels: number) {
-  return { ...k, ...fusedWalk(b, k.total, BN_MIN_CHUNK / 8, channels) };
+function pooledWalk(
+  b: Backend,
+  k: ReturnType<typeof pooledChunking>,
+  channels: number,
+  options: BatchNormOptions,
+) {
+  return { ...k, ...fusedWalk(b, k.total, BN_MIN_CHUNK / 8, channels, options) };
 }
 
 /**
@@ -1182,7 +1213,7 @@ export function batchNormReluMaxPoolForwardTraining(
   const spatial = height * width;
   const k = bnChunking(b, batch, channels, spatial);
   const statistics = options.statistics ?? null;
-  const p = pooledWalk(b, pooledChunking(b, batch, channels, height, width), channels);
+  const p = pooledWalk(b, pooledChunking(b, batch, channels, height, width), channels, options);
   const walked = !statistics && walkedPass(p, options);
   const partial = statistics
     ? statistics.buffer
@@ -1196,6 +1227,7 @@ export function batchNormReluMaxPoolForwardTraining(
       p.segments !== null,
       statistics !== null,
       walked,
+      p.narrow,
     ),
     fusedForwardBuffers(x, partial, affineParams, pooled, mean, invStd, running),
     pooledUniforms(
@@ -1237,7 +1269,7 @@ export function batchNormReluMaxPoolBackwardTraining(
   const p = pooledChunking(b, batch, channels, height, width);
   const params = affineParams ? [affineParams.weight, affineParams.bias] : [];
   const count = batch * height * width;
-  const walk = pooledWalk(b, p, channels);
+  const walk = pooledWalk(b, p, channels, options);
   const walked = walkedPass(walk, options);
   const partial = walked ? null : b.pool.acquire(channels * p.chunks * 2 * F32);
   if (partial) {
@@ -1249,7 +1281,12 @@ export function batchNormReluMaxPoolBackwardTraining(
     );
   }
   b.dispatch(
-    batchNormReluMaxPoolBackwardFusedKernel(affineParams !== null, walk.segments !== null, walked),
+    batchNormReluMaxPoolBackwardFusedKernel(
+      affineParams !== null,
+      walk.segments !== null,
+      walked,
+      walk.narrow,
+    ),
     [dPooled, x, mean, invStd, ...params, ...(partial ? [partial] : []), dx, sums],
     pooledUniforms(batch, channels, walk, p.chunks, count, eps, 0),
     fusedGrid(channels, walk),
@@ -1311,7 +1348,7 @@ export function batchNormBackwardTraining(
   }
   const affineParams = fromInput && weight ? [weight, fromInput.bias!] : [];
   const mask = fromInput ? "input" : relu !== null;
-  const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels);
+  const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels, options);
   const walked = walkedPass(walk, options);
   const partial = walked ? null : b.pool.acquire(channels * k.chunks * 2 * F32);
   if (partial) {
@@ -1332,7 +1369,14 @@ export function batchNormBackwardTraining(
   if (partial) buffers.push(partial);
   buffers.push(dx, sums);
   b.dispatch(
-    batchNormBackwardFusedKernel(k.vec4, weight !== null, mask, walk.segments !== null, walked),
+    batchNormBackwardFusedKernel(
+      k.vec4,
+      weight !== null,
+      mask,
+      walk.segments !== null,
+      walked,
+      walk.narrow,
+    ),
     buffers,
     fusedUniforms(batch, channels, k, walk, batch * spatial, eps, 0),
     fusedGrid(channels, walk),

@@ -588,8 +588,9 @@ for (const variant of ["3x3s2", "generic"] as const) {
 }
 
 // Fused training passes (the per-channel finalize folded into the element pass, one workgroup per
-// channel: "walked", finding the channel's sums in the same pass, as CPU rasterizers run them, or
-// after a partial pass, "two-pass") against the float64 reference, and unfused: vec4 and scalar,
+// channel: "walked", finding the channel's sums in the same pass, as CPU rasterizers run them, with
+// the workgroup size the channel's length picks or 64 threads forced ("fused-wide"), or after a
+// partial pass, "two-pass") against the float64 reference, and unfused: vec4 and scalar,
 // several chunks per thread (3 channels: more chunks than threads), a short last chunk, with and
 // without affine parameters, running statistics and a fused ReLU.
 const fusedShapes: [number, number, number, number][] = [
@@ -601,10 +602,13 @@ const fusedShapes: [number, number, number, number][] = [
 ];
 // "gpu": the chunking real GPUs use (many short chunks, at most 256 per channel), forced here.
 for (const chunking of ["adapter", "gpu"] as const) {
-  const forms = chunking === "gpu" ? ["fused"] as const : ["fused", "two-pass", "unfused"] as const;
+  const forms = chunking === "gpu"
+    ? ["fused"] as const
+    : ["fused", "fused-wide", "two-pass", "unfused"] as const;
   for (const form of forms) {
     const fused = form !== "unfused";
     const walked = form !== "two-pass";
+    const narrow = form === "fused-wide" ? false : undefined;
     for (const shape of fusedShapes) {
       // relu "input": the backward recomputes the ReLU mask from x (fused passes only).
       for (const mode of fused ? [false, true, "input"] as const : [false, true] as const) {
@@ -622,7 +626,7 @@ for (const chunking of ["adapter", "gpu"] as const) {
             const { x, dy, weight, bias, rm, rv, mean, invStd, sums } = f;
             const [y, dx, y2] = [size, size, size].map((k) => backend.pool.acquire(k * 4));
             ops.fill(backend, dx, size, 99);
-            const options = { fused, relu, walked };
+            const options = { fused, relu, walked, narrow };
             const running = { mean: rm, var: rv };
             ops.batchNormForwardTraining(
               backend,
@@ -669,8 +673,8 @@ for (const chunking of ["adapter", "gpu"] as const) {
               spatial,
               eps,
               mode === "input"
-                ? { fused, walked, reluFromInput: { bias } }
-                : { fused, walked, reluOutput: relu ? y : undefined },
+                ? { fused, walked, narrow, reluFromInput: { bias } }
+                : { fused, walked, narrow, reluOutput: relu ? y : undefined },
             );
             const [meanOut, invOut, rmOut, rvOut, yOut, y2Out, sumsOut, dxOut] = await Promise.all([
               download(mean, c),
@@ -731,7 +735,7 @@ for (const chunking of ["adapter", "gpu"] as const) {
                   c,
                   spatial,
                   eps,
-                  { fused, walked, ...back },
+                  { fused, walked, narrow, ...back },
                 );
               run(weight, dx2, { reluOutput: y });
               assert.deepEqual(await download(dx2, size), dxOut, "dx, mask read from y");
@@ -759,20 +763,21 @@ for (const chunking of ["adapter", "gpu"] as const) {
 
 // The pooled training passes (batch norm, ReLU, 2x2 max-pool) walked (the channel's sums found in
 // the same pass, as on CPU rasterizers; checked against the float64 reference through
-// F.batchNormReluMaxPool2d in tests/ops_test.ts) and in two passes (a partial pass first): the same
-// statistics, pooled map, sums and dx up to rounding.
+// F.batchNormReluMaxPool2d in tests/ops_test.ts) with one SIMD group or 64 threads per channel,
+// and in two passes (a partial pass first): the same statistics, pooled map, sums and dx up to
+// rounding.
 Deno.test("pooled batch norm training passes: walked and two-pass agree", async () => {
   const [n, c, h, w] = [5, 3, 10, 16];
   const size = n * c * h * w;
   const x = upload(randomArray(size, 71, -2, 3));
   const dPooled = upload(randomArray(size / 4, 72));
   const affine = { weight: upload(randomArray(c, 73, 0.5, 1.5)), bias: upload(randomArray(c, 74)) };
-  const run = async (walked: boolean) => {
+  const run = async (walked: boolean, narrow?: boolean) => {
     const [mean, invStd] = [backend.pool.acquire(c * 4), backend.pool.acquire(c * 4)];
     const running = { mean: upload(randomArray(c, 75)), var: upload(randomArray(c, 76, 0.5, 1)) };
     const pooled = backend.pool.acquire(size);
     const [sums, dx] = [backend.pool.acquire(2 * c * 4), backend.pool.acquire(size * 4)];
-    const options = { walked };
+    const options = { walked, narrow };
     ops.batchNormReluMaxPoolForwardTraining(
       backend,
       x,
@@ -817,14 +822,17 @@ Deno.test("pooled batch norm training passes: walked and two-pass agree", async 
     }
     return out;
   };
-  const walked = await run(true);
   const twoPass = await run(false);
   const tol = { atol: 1e-5, rtol: 1e-5 };
-  assertClose(walked.statistics, twoPass.statistics, "mean and invStd", tol);
-  assertClose(walked.running, twoPass.running, "running statistics", tol);
-  assertClose(walked.pooled, twoPass.pooled, "pooled map", tol);
-  assertClose(walked.sums, twoPass.sums, "sums", { atol: 1e-4, rtol: 1e-5 });
-  assertClose(walked.dx, twoPass.dx, "dx", tol);
+  for (const narrow of [true, false]) {
+    const walked = await run(true, narrow);
+    const form = narrow ? "walked, one SIMD group" : "walked, 64 threads";
+    assertClose(walked.statistics, twoPass.statistics, `${form}: mean and invStd`, tol);
+    assertClose(walked.running, twoPass.running, `${form}: running statistics`, tol);
+    assertClose(walked.pooled, twoPass.pooled, `${form}: pooled map`, tol);
+    assertClose(walked.sums, twoPass.sums, `${form}: sums`, { atol: 1e-4, rtol: 1e-5 });
+    assertClose(walked.dx, twoPass.dx, `${form}: dx`, tol);
+  }
   for (const buffer of [x, dPooled, affine.weight, affine.bias]) backend.pool.release(buffer);
   backend.flush();
 });

@@ -530,6 +530,16 @@ ${linearMain()}
 export const BN_FUSED_WORKGROUP = 64;
 
 /**
+ * Threads per workgroup of the "narrow" fused passes (one workgroup per channel on CPU rasterizers,
+ * for channels of at most BN_NARROW_MOST elements: kernels/ops.ts): one SIMD group of llvmpipe's 8
+ * lanes, whose barriers then switch no coroutines. Against 64 threads at batch 32 on llvmpipe: a
+ * walked forward / backward pass on 32x32x4x4 took 160-220 us against 235-280, on 32x64x2x2 160
+ * against 270-305, on 32x8x64x64 2.0-2.8 / 3.9 ms against 3.1-3.2 / 4.4-4.8; at batch 64 the
+ * paper size's 64x64x64x64 took 1.4x longer (round 20).
+ */
+export const BN_NARROW_WORKGROUP = 8;
+
+/**
  * One workgroup per channel c ({@link fusedHead}: every thread sums c's chunk partials), then
  * `prologue`, then each thread walks runs k = lid, lid + 64, ... of c with `body` (which sees the
  * channel's sums a and q). The default walk: the elements e, in `params.walkChunks` runs of
@@ -546,15 +556,17 @@ function fusedChunkKernel(
   segmented = false,
   tiles = false,
   walked: WalkedSums | null = null,
+  narrow = false,
 ): string {
+  const workgroup = narrow && !segmented ? BN_NARROW_WORKGROUP : BN_FUSED_WORKGROUP;
   const [start, step] = segmented
     ? [`seg * ${BN_FUSED_WORKGROUP}u + lid`, `params.segments * ${BN_FUSED_WORKGROUP}u`]
-    : ["lid", `${BN_FUSED_WORKGROUP}u`];
+    : ["lid", `${workgroup}u`];
   const head = walked
-    ? walkedHead(walk, walked)
+    ? walkedHead(walk, walked, workgroup)
     : segmented
     ? segmentedHead(walk.partials, tiles)
-    : fusedHead(walk.partials, tiles);
+    : fusedHead(walk.partials, tiles, workgroup);
   return `${head}
   ${prologue}
   for (var k = ${start}; k < ${walk.runs}; k = k + ${step}) {
@@ -606,8 +618,8 @@ const ELEMENT_WALK: FusedWalk = {
  * coroutine switches of every SIMD group: with 256 channels of 8x8 at batch 64 the channel's few
  * partials cost less to read than the barriers.
  */
-function fusedHead(chunks: string, tiles = false): string {
-  return `@compute @workgroup_size(${BN_FUSED_WORKGROUP})
+function fusedHead(chunks: string, tiles = false, workgroup = BN_FUSED_WORKGROUP): string {
+  return `@compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   if (wid.y * nwg.x + wid.x >= params.channels) { return; }
@@ -638,18 +650,18 @@ interface WalkedSums {
  * dispatch in a training step costs about 60 us besides its work, and the partial pass's threads
  * read the whole map, which the body then read again from memory.
  */
-function walkedHead(walk: FusedWalk, sums: WalkedSums): string {
+function walkedHead(walk: FusedWalk, sums: WalkedSums, workgroup = BN_FUSED_WORKGROUP): string {
   const sum = (v: string) => (sums.type === "vec4f" ? `dot(${v}, vec4f(1.0))` : v);
-  return `var<workgroup> headA: array<f32, ${BN_FUSED_WORKGROUP}>;
-var<workgroup> headQ: array<f32, ${BN_FUSED_WORKGROUP}>;
-@compute @workgroup_size(${BN_FUSED_WORKGROUP})
+  return `var<workgroup> headA: array<f32, ${workgroup}>;
+var<workgroup> headQ: array<f32, ${workgroup}>;
+@compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   if (wid.y * nwg.x + wid.x >= params.channels) { return; }
   let c = wid.y * nwg.x + wid.x;
   {
     ${sums.prologue}
-    for (var k = lid; k < ${walk.runs}; k = k + ${BN_FUSED_WORKGROUP}u) {
+    for (var k = lid; k < ${walk.runs}; k = k + ${workgroup}u) {
       ${walk.run(sums.body)}
     }
     headA[lid] = ${sum("partA")};
@@ -659,7 +671,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (lid == 0u) {
     var totalA = 0.0;
     var totalQ = 0.0;
-    for (var i = 0u; i < ${BN_FUSED_WORKGROUP}u; i = i + 1u) {
+    for (var i = 0u; i < ${workgroup}u; i = i + 1u) {
       totalA = totalA + headA[i];
       totalQ = totalQ + headQ[i];
     }
@@ -746,6 +758,7 @@ export function batchNormForwardFusedKernel(
   segmented = false,
   tiles = false,
   walked = false,
+  narrow = false,
 ): KernelSource {
   const l = lane(vec4);
   const bindings: [string, "read" | "readWrite", string][] = [["x", "read", l.type]];
@@ -762,7 +775,7 @@ export function batchNormForwardFusedKernel(
   const first = tiles ? "reference" : vec4 ? "x[c * params.spatialV].x" : "x[c * params.spatialV]";
   return kernel(
     "batchNormForwardFused",
-    formFlags({ vec4, affine, relu, updateRunning }, { segmented, tiles, walked }),
+    formFlags({ vec4, affine, relu, updateRunning }, { segmented, tiles, walked, narrow }),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
 ${
@@ -780,6 +793,7 @@ ${
             type: l.type,
           }
           : null,
+        narrow,
       )
     }`,
   );
@@ -844,6 +858,7 @@ export function batchNormBackwardFusedKernel(
   relu: boolean | ReluMask,
   segmented = false,
   walked = false,
+  narrow = false,
 ): KernelSource {
   const l = lane(vec4);
   const fromInput = relu === "input";
@@ -861,7 +876,7 @@ export function batchNormBackwardFusedKernel(
     "batchNormBackwardFused",
     formFlags(
       { vec4, affine, relu: fromInput ? "input" : relu === true || relu === "output" },
-      { segmented, walked },
+      { segmented, walked, narrow },
     ),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
@@ -883,6 +898,7 @@ ${
             type: l.type,
           }
           : null,
+        narrow,
       )
     }`,
   );
@@ -982,6 +998,7 @@ export function batchNormReluMaxPoolForwardKernel(
   segmented = false,
   tiles = false,
   walked = false,
+  narrow = false,
 ): KernelSource {
   const bindings: [string, "read" | "readWrite", string][] = [["x", "read", "vec4f"]];
   if (!walked) bindings.push(["partial", "read", tiles ? "vec4f" : "f32"]);
@@ -999,7 +1016,7 @@ export function batchNormReluMaxPoolForwardKernel(
   const first = tiles ? "reference" : "x[c * 2u * params.outH * params.quadsW].x";
   return kernel(
     "batchNormReluMaxPoolForward",
-    formFlags({ affine, updateRunning }, { segmented, tiles, walked }),
+    formFlags({ affine, updateRunning }, { segmented, tiles, walked, narrow }),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(POOLED_UNIFORMS, segmented))}
 ${
@@ -1023,6 +1040,7 @@ ${
             type: "vec4f",
           }
           : null,
+        narrow,
       )
     }`,
   );
@@ -1082,13 +1100,14 @@ export function batchNormReluMaxPoolBackwardFusedKernel(
   affine: boolean,
   segmented = false,
   walked = false,
+  narrow = false,
 ): KernelSource {
   const tail: [string, "read" | "readWrite", string][] = walked ? [] : [["partial", "read", "f32"]];
   tail.push(["dx", "readWrite", "vec4f"], ["sums", "readWrite", "f32"]);
   const bindings = pooledBackwardBindings(affine, tail);
   return kernel(
     "batchNormReluMaxPoolBackwardFused",
-    formFlags({ affine }, { segmented, walked }),
+    formFlags({ affine }, { segmented, walked, narrow }),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(POOLED_UNIFORMS, segmented))}
 ${WINDOW_GRADIENT}
@@ -1113,6 +1132,7 @@ ${
             type: "vec4f",
           }
           : null,
+        narrow,
       )
     }`,
   );

@@ -71,13 +71,7 @@ export async function trainStepBench(batch: number, quick: boolean): Promise<Ste
     }
     return h;
   };
-  const step = async () => {
-    const loss = tidy(() => F.mseLoss(forward(images), images));
-    opt.zeroGrad();
-    await loss.backward();
-    opt.step();
-    loss.dispose();
-  };
+  const step = async () => void await optimizerStep(opt, () => F.mseLoss(forward(images), images));
   const steps = quick ? 2 : 5;
   const timing = await timeSteps(device, step, 1, steps);
   opt.dispose();
@@ -135,15 +129,12 @@ function faceTrainer(device: Device, widths: readonly number[], batch: number, s
   const arousal = tidy(() => F.sub(F.mul(device.rand([batch], 10 * seed + 4), 2), 1));
   return {
     /** One step; with `readLoss` its loss is read back and returned. */
-    async step(readLoss = false): Promise<number | null> {
-      const loss = tidy(() => model.loss(imageI, valence, arousal, imageJ, arousal, valence).total);
-      opt.zeroGrad();
-      await loss.backward();
-      opt.step();
-      const value = readLoss ? await loss.item() : null;
-      loss.dispose();
-      return value;
-    },
+    step: (readLoss = false): Promise<number | null> =>
+      optimizerStep(
+        opt,
+        () => model.loss(imageI, valence, arousal, imageJ, arousal, valence).total,
+        readLoss,
+      ),
     dispose(): void {
       opt.dispose();
       model.dispose();
@@ -208,15 +199,7 @@ export async function regressorStepSession(quick: boolean) {
   const model = new ResNet34(device, { width, inputSize: side, seed: 1 });
   model.train();
   const opt = new optim.Adam(model.parameters(), { lr: 1e-3 });
-  const train = async (read: boolean) => {
-    const loss = tidy(() => F.mseLoss(model.forward(x), y));
-    opt.zeroGrad();
-    await loss.backward();
-    opt.step();
-    const value = read ? await loss.item() : null;
-    loss.dispose();
-    return value;
-  };
+  const train = (read: boolean) => optimizerStep(opt, () => F.mseLoss(model.forward(x), y), read);
   const step = async () => void await train(false);
   const steps = quick ? 2 : 10;
   await warmUp(device, step, 2);
@@ -236,6 +219,24 @@ export async function regressorStepSession(quick: boolean) {
       device.destroy();
     },
   };
+}
+
+/**
+ * One optimizer step on the loss `lossOf` builds (in a tidy scope, so its intermediates go): the
+ * gradients zeroed, backward, the update; with `read` the loss is read back and returned.
+ */
+async function optimizerStep(
+  opt: optim.Adam,
+  lossOf: () => Tensor,
+  read = false,
+): Promise<number | null> {
+  const loss = tidy(lossOf);
+  opt.zeroGrad();
+  await loss.backward();
+  opt.step();
+  const value = read ? await loss.item() : null;
+  loss.dispose();
+  return value;
 }
 
 /**

@@ -21,7 +21,6 @@ import {
   convColsBackwardWeightKernel,
   convColsForwardKernel,
   convRowsBackwardWeightKernel,
-  convRowsForwardKernel,
 } from "./wgsl/conv_ubo_any.ts";
 import type { Conv2dGeometry } from "./conv_geometry.ts";
 import { reduceAxis } from "./reductions.ts";
@@ -157,20 +156,23 @@ function windowedForward(
     : [0, g.kW];
   const kernel = cols === null
     ? convAnyForwardKernel(bias !== null, j, workgroup)
-    : rows > 1
-    ? convRowsForwardKernel(
+    : convColsForwardKernel(
       bias !== null,
       j,
-      g.kH,
       g.kW,
       g.stride,
       cols,
-      rows,
-      g.pad,
-      cols % 4 === 0 && (cols * g.stride) % 4 === 0 && g.inW % 4 === 0 && g.outW % 4 === 0,
       workgroup,
-    )
-    : convColsForwardKernel(bias !== null, j, g.kW, g.stride, cols, workgroup);
+      rows > 1
+        ? {
+          rows,
+          kH: g.kH,
+          pad: g.pad,
+          vec4: cols % 4 === 0 && (cols * g.stride) % 4 === 0 && g.inW % 4 === 0 &&
+            g.outW % 4 === 0,
+        }
+        : null,
+    );
   for (let chunk = 0; chunk < p.chunks; chunk++) {
     const icStart = chunk * p.loopChunk;
     const icCount = Math.min(p.loopChunk, g.inC - icStart);
@@ -379,7 +381,7 @@ export function colsFor(g: Conv2dGeometry): number {
 }
 
 /**
- * Output rows per lane of the "ubo-cols" forward (convRowsForwardKernel when more than 1): on CPU
+ * Output rows per lane of the "ubo-cols" forward (convColsForwardKernel's several-row form when more than 1): on CPU
  * rasterizers 4 for kernels of 3 rows or more on maps at least 8 rows high (each input row then
  * feeds several output rows; smaller maps have little work to save and would add specializations
  * to compile), else 1, as on real GPUs (not measured there). On llvmpipe, ResNet's
@@ -475,7 +477,7 @@ export function uboColsApplicable(
 
 /**
  * y = conv(x, w) + bias with several output columns per lane (see convColsForwardKernel), and
- * `rows` output rows per lane (convRowsForwardKernel when more than 1; default {@link rowsFor}).
+ * `rows` output rows per lane (convColsForwardKernel's several-row form when more than 1; default {@link rowsFor}).
  */
 export function uboColsForward(
   b: Backend,

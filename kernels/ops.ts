@@ -442,8 +442,8 @@ export function setRound3Defaults(enabled: boolean): void {
 let forcedVariant: ConvVariant | null | undefined;
 
 /**
- * `VA_CONV_VARIANT=direct|ubo|ubo-any|ubo-cols|gemm|gemm-wide|gemm-flat` forces a variant everywhere
- * (debugging, A/B runs).
+ * `VA_CONV_VARIANT=` one of {@link CONV_VARIANTS} forces a variant everywhere (debugging, A/B
+ * runs).
  */
 function forcedConvVariant(): ConvVariant | null {
   if (forcedVariant === undefined) {

@@ -4,6 +4,7 @@ import { Device } from "../mod.ts";
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
 import type { Conv2dGeometry } from "../kernels/ops.ts";
+import * as ref from "./reference.ts";
 
 let shared: Promise<Device> | null = null;
 
@@ -209,4 +210,44 @@ export function convPassBuffers(
       backend.flush();
     },
   };
+}
+
+/**
+ * A conv variant's passes on random operands of `g` ({@link convPassBuffers} with `seed`), run with
+ * the launchers' `options` (a forced variant): forward with and without bias, backward to the
+ * input and to the weight, each against the float64 reference; `name` labels the failures.
+ */
+export async function checkConvPasses(
+  backend: Backend,
+  g: Conv2dGeometry,
+  options: ops.ConvOptions,
+  seed: number,
+  name: string,
+): Promise<void> {
+  const run = convPassBuffers(backend, g, seed);
+  const { x, w, bias, dy, y, y2, dx, dw } = run;
+  const { x: xSize, w: wSize, y: ySize } = run.sizes;
+  const { x: xData, w: wData, bias: bData, dy: dyData } = run.data;
+  ops.conv2dForward(backend, x, w, bias, y, g, options);
+  ops.conv2dForward(backend, x, w, null, y2, g, options);
+  ops.conv2dBackwardInput(backend, dy, w, dx, g, options);
+  ops.conv2dBackwardWeight(backend, dy, x, dw, g, options);
+  const [yOut, y2Out, dxOut, dwOut] = await Promise.all(
+    [[y, ySize], [y2, ySize], [dx, xSize], [dw, wSize]].map(([buffer, n]) =>
+      downloadBuffer(backend, buffer as GPUBuffer, n as number)
+    ),
+  );
+  const wShape = [g.outC, g.inC, g.kH, g.kW];
+  const xShape = [g.batch, g.inC, g.inH, g.inW];
+  const tolerance = { atol: 1e-4 * Math.sqrt(g.inC * g.kH * g.kW), rtol: 1e-3 };
+  const expected = ref.conv2d(xData, xShape, wData, wShape, bData, g.stride, g.pad).out;
+  assertClose(yOut, expected, `${name} forward`, tolerance);
+  const noBias = ref.conv2d(xData, xShape, wData, wShape, null, g.stride, g.pad).out;
+  assertClose(y2Out, noBias, `${name} forward without bias`, tolerance);
+  const grads = ref.convBackward(xData, wData, dyData, g);
+  const dxTolerance = { atol: 1e-4 * Math.sqrt(g.outC * g.kH * g.kW), rtol: 1e-3 };
+  assertClose(dxOut, grads.dx, `${name} backward input`, dxTolerance);
+  const dwTolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC), rtol: 1e-3 };
+  assertClose(dwOut, grads.dw, `${name} backward weight`, dwTolerance);
+  run.release();
 }

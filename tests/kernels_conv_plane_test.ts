@@ -9,18 +9,10 @@
 
 import type { Backend } from "../kernels/backend.ts";
 import * as ops from "../kernels/ops.ts";
-import * as ref from "./reference.ts";
-import {
-  assertClose,
-  convGeometry,
-  convPassBuffers,
-  downloadBuffer,
-  testDevice,
-} from "./helpers.ts";
+import { checkConvPasses, convGeometry, testDevice } from "./helpers.ts";
 import { strictEqual as assertEquals } from "node:assert/strict";
 
 const backend: Backend = (await testDevice()).backend;
-const download = (buffer: GPUBuffer, n: number) => downloadBuffer(backend, buffer, n);
 
 const cases: { name: string; g: ops.Conv2dGeometry }[] = [
   { name: "b3 9->7 2x2", g: convGeometry(3, 9, 7, 2, 2) },
@@ -42,45 +34,7 @@ for (const { name, g } of cases) {
     for (const pass of ["forward", "backwardInput", "backwardWeight"] as const) {
       assertEquals(ops.conv2dVariant(backend, pass, g, options), "plane", pass);
     }
-    const run = convPassBuffers(backend, g, 83);
-    const { x, w, bias, dy, y, y2, dx, dw } = run;
-    const { x: xSize, w: wSize, y: ySize } = run.sizes;
-    const { x: xData, w: wData, bias: bData, dy: dyData } = run.data;
-    ops.conv2dForward(backend, x, w, bias, y, g, options);
-    ops.conv2dForward(backend, x, w, null, y2, g, options);
-    ops.conv2dBackwardInput(backend, dy, w, dx, g, options);
-    ops.conv2dBackwardWeight(backend, dy, x, dw, g, options);
-    const [yOut, y2Out, dxOut, dwOut] = await Promise.all([
-      download(y, ySize),
-      download(y2, ySize),
-      download(dx, xSize),
-      download(dw, wSize),
-    ]);
-    const wShape = [g.outC, g.inC, 3, 3];
-    const xShape = [g.batch, g.inC, g.inH, g.inW];
-    const tolerance = { atol: 1e-4 * Math.sqrt(g.inC * 9), rtol: 1e-3 };
-    assertClose(
-      yOut,
-      ref.conv2d(xData, xShape, wData, wShape, bData, 1, 1).out,
-      `${name} forward`,
-      tolerance,
-    );
-    assertClose(
-      y2Out,
-      ref.conv2d(xData, xShape, wData, wShape, null, 1, 1).out,
-      `${name} forward without bias`,
-      tolerance,
-    );
-    const grads = ref.convBackward(xData, wData, dyData, g);
-    assertClose(dxOut, grads.dx, `${name} backward input`, {
-      atol: 1e-4 * Math.sqrt(g.outC * 9),
-      rtol: 1e-3,
-    });
-    assertClose(dwOut, grads.dw, `${name} backward weight`, {
-      atol: 1e-4 * Math.sqrt(ySize / g.outC),
-      rtol: 1e-3,
-    });
-    run.release();
+    await checkConvPasses(backend, g, options, 83, name);
   });
 }
 

@@ -12,6 +12,7 @@ import { uboColsBackwardWeight, uboColsForward } from "../kernels/conv_ubo_any.t
 import * as ref from "./reference.ts";
 import {
   assertClose,
+  checkConvPasses,
   convGeometry,
   convPassBuffers,
   downloadBuffer,
@@ -50,34 +51,7 @@ for (const { name, g } of cases) {
       const used = ops.conv2dVariant(backend, pass, g, options);
       if (used !== "ubo-any") throw new Error(`${pass} ran ${used}`);
     }
-    const run = convPassBuffers(backend, g, 61);
-    const { x, w, bias, dy, y, y2, dx, dw } = run;
-    const { x: xSize, w: wSize, y: ySize } = run.sizes;
-    const { x: xData, w: wData, bias: bData, dy: dyData } = run.data;
-    ops.conv2dForward(backend, x, w, bias, y, g, options);
-    ops.conv2dForward(backend, x, w, null, y2, g, options);
-    ops.conv2dBackwardInput(backend, dy, w, dx, g, options);
-    ops.conv2dBackwardWeight(backend, dy, x, dw, g, options);
-    const [yOut, y2Out, dxOut, dwOut] = await Promise.all([
-      download(y, ySize),
-      download(y2, ySize),
-      download(dx, xSize),
-      download(dw, wSize),
-    ]);
-    const wShape = [g.outC, g.inC, g.kH, g.kW];
-    const xShape = [g.batch, g.inC, g.inH, g.inW];
-    const expected = ref.conv2d(xData, xShape, wData, wShape, bData, g.stride, g.pad).out;
-    const noBias = ref.conv2d(xData, xShape, wData, wShape, null, g.stride, g.pad).out;
-    const taps = g.inC * g.kH * g.kW;
-    const tolerance = { atol: 1e-4 * Math.sqrt(taps), rtol: 1e-3 };
-    assertClose(yOut, expected, `${name} forward`, tolerance);
-    assertClose(y2Out, noBias, `${name} forward without bias`, tolerance);
-    const grads = ref.convBackward(xData, wData, dyData, g);
-    const dxTolerance = { atol: 1e-4 * Math.sqrt(g.outC * g.kH * g.kW), rtol: 1e-3 };
-    assertClose(dxOut, grads.dx, `${name} backward input`, dxTolerance);
-    const dwTolerance = { atol: 1e-4 * Math.sqrt(ySize / g.outC), rtol: 1e-3 };
-    assertClose(dwOut, grads.dw, `${name} backward weight`, dwTolerance);
-    run.release();
+    await checkConvPasses(backend, g, options, 61, name);
   });
 }
 
@@ -147,7 +121,7 @@ for (const { name, g } of colsCases) {
   });
 }
 
-// The "ubo-cols" forward with 1, 3 and 4 output rows per lane (convRowsForwardKernel past 1; 4 is
+// The "ubo-cols" forward with 1, 3 and 4 output rows per lane (convColsForwardKernel's several-row form past 1; 4 is
 // the CPU rasterizers' default for kernels of 3 rows or more, 1 what real GPUs run), whatever the
 // adapter: partial row groups, scalar and vec4 rows.
 for (const { name, g } of colsCases) {

@@ -387,119 +387,6 @@ export const COLS_MAX_KW = 7;
 export const COLS_MAX_STRIDE = 2;
 
 /**
- * The "ubo-cols" forward: the ubo-any forward with P output columns per lane and the kernel width
- * K and stride S compiled in, so that the (P - 1) * S + K input values of one input row that the
- * lane's P pixels read are loaded once (the ResNet stem, 7x7 stride 2, loads 13 values per row
- * for 4 pixels instead of 28) and every uniform weight vector feeds P pixels. Threads: x = (n, oh,
- * column group) lanes in groups of `workgroup`, folded over z; y = block in the window. Uniforms: those of
- * {@link convAnyForwardKernel} plus colGroups (ceil(outW / P)).
- */
-function buildConvColsForwardKernel(
-  bias: boolean,
-  jBlock: number,
-  kW: number,
-  stride: number,
-  cols: number,
-  workgroup = ANY_WORKGROUP,
-): KernelSource {
-  const JV = jBlock / 4;
-  const span = (cols - 1) * stride + kW;
-  const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
-    ["x", "read", "f32"],
-    ["w", "uniform", `array<vec4f, ${ANY_WINDOW_VEC4}>`],
-  ];
-  if (bias) bindings.push(["b", "read", "f32"]);
-  bindings.push(["y", "readWrite", "f32"]);
-  const decl: string[] = [];
-  for (let p = 0; p < cols; p++) {
-    for (let i = 0; i < JV; i++) decl.push(`var acc${p}_${i} = vec4f(0.0);`);
-  }
-  const loads: string[] = [];
-  for (let t = 0; t < span; t++) {
-    loads.push(
-      `let v${t} = select(0.0, x[row + u32(clamp(iwBase + ${t}, 0, inW - 1))], ` +
-        `rowOk && iwBase + ${t} >= 0 && iwBase + ${t} < inW);`,
-    );
-  }
-  const fmas: string[] = [];
-  for (let kw = 0; kw < kW; kw++) {
-    for (let i = 0; i < JV; i++) {
-      fmas.push(`let w${kw}_${i} = w[wRow + ${kw * JV + i}u];`);
-      for (let p = 0; p < cols; p++) {
-        fmas.push(`acc${p}_${i} = acc${p}_${i} + w${kw}_${i} * v${p * stride + kw};`);
-      }
-    }
-  }
-  const storeLines: string[] = [];
-  for (let p = 0; p < cols; p++) {
-    const pixel: string[] = [];
-    for (let i = 0; i < JV; i++) {
-      for (let c = 0; c < 4; c++) {
-        pixel.push(
-          `store(base + ${i * 4 + c}u * chanStride, oc0 + ${i * 4 + c}u, acc${p}_${i}[${c}]);`,
-        );
-      }
-    }
-    storeLines.push(`if (ow0 + ${p}u < params.outW) {
-    let base = outBase + ${p}u;
-    ${pixel.join("\n    ")}
-  }`);
-  }
-  return kernel(
-    "convColsForward",
-    withWorkgroup({ bias, j: jBlock, kw: kW, s: stride, p: cols }, workgroup),
-    bindings.map(([, k]) => k),
-    `${
-      declareBindings(
-        bindings,
-        GEOMETRY + " icStart: u32, icCount: u32, accumulate: u32, blockBase: u32, segVec4: u32, " +
-          "foldX: u32, pixels: u32, khStart: u32, khEnd: u32, kwStart: u32, kwEnd: u32, " +
-          "colGroups: u32,",
-      )
-    }
-fn store(at: u32, oc: u32, acc: f32) {
-  if (oc >= params.outC) { return; }
-  if (params.accumulate != 0u) {
-    y[at] = y[at] + acc;
-  } else {
-    y[at] = acc${bias ? " + b[oc]" : ""};
-  }
-}
-@compute @workgroup_size(${workgroup})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let p = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
-  // No barriers: lanes past the end leave at once (whole idle SIMD groups then skip the loops).
-  if (p >= params.pixels) { return; }
-  let group = p % params.colGroups;
-  let t = p / params.colGroups;
-  let oh = t % params.outH;
-  let n = t / params.outH;
-  let ow0 = group * ${cols}u;
-  let oc0 = (params.blockBase + wid.y) * ${jBlock}u;
-  let seg = wid.y * params.segVec4;
-  let ihBase = i32(oh * params.stride) - i32(params.pad);
-  let iwBase = i32(ow0 * ${stride}u) - i32(params.pad);
-  let inW = i32(params.inW);
-  ${decl.join("\n  ")}
-  for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
-    let plane = (n * params.inC + params.icStart + icLocal) * params.inH;
-    for (var kh = params.khStart; kh < params.khEnd; kh = kh + 1u) {
-      let ih = ihBase + i32(kh);
-      let rowOk = ih >= 0 && ih < i32(params.inH);
-      let row = (plane + u32(max(ih, 0))) * params.inW;
-      let wRow = seg + (icLocal * params.kH + kh) * ${kW * JV}u;
-      ${loads.join("\n      ")}
-      ${fmas.join("\n      ")}
-    }
-  }
-  let chanStride = params.outH * params.outW;
-  let outBase = ((n * params.outC + oc0) * params.outH + oh) * params.outW + ow0;
-  ${storeLines.join("\n  ")}
-}`,
-  );
-}
-
-/**
  * WGSL lines (for a block of their own) loading `span` consecutive values of one input row as
  * splatted vec4s v0 .. v{span - 1}: row `ih` (an i32 expression) of the plane starting at row
  * `plane` (u32) of x (vec4s), from the quad `quadBase` (an i32 in scope, aligned: the values start
@@ -525,31 +412,44 @@ function quadRowLoads(ih: string, plane: string, lead: number, span: number): st
 }
 
 /**
- * The "ubo-cols" forward with R output rows per lane as well (R > 1; the kernel height is compiled
- * in too): the (R - 1) * S + K input rows the lane's rows read are each loaded once and feed every
- * output row they reach, unrolled, so the ResNet stem (7x7 stride 2) loads 13 rows for 4 output
- * rows instead of 28. Rows and columns outside the map are zeros (selects); the khStart .. kwEnd
- * uniforms are not read. Threads: x = (n, row group, column group) lanes, y = block in the window.
- * Uniforms: those of {@link buildConvColsForwardKernel} plus rowGroups (ceil(outH / R)).
+ * Output rows per lane of the "ubo-cols" forward past one (kernels/conv_ubo_any.ts rowsFor): the
+ * kernel height and padding compiled in too, and with `vec4` x and y read and written as vec4s
+ * (inW, outW and cols * stride multiples of 4, 4 columns per lane).
  */
-function buildConvRowsForwardKernel(
+export interface ColsForwardRows {
+  rows: number;
+  kH: number;
+  pad: number;
+  vec4: boolean;
+}
+
+/**
+ * The "ubo-cols" forward: the ubo-any forward with P output columns per lane and the kernel width
+ * K and stride S compiled in, so that the (P - 1) * S + K input values of one input row that the
+ * lane's P pixels read are loaded once (the ResNet stem, 7x7 stride 2, loads 13 values per row
+ * for 4 pixels instead of 28) and every uniform weight vector feeds P pixels. Threads: x = (n, oh,
+ * column group) lanes in groups of `workgroup`, folded over z; y = block in the window. Uniforms:
+ * those of {@link convAnyForwardKernel} plus colGroups (ceil(outW / P)).
+ *
+ * With `several` (R > 1 rows per lane, "convRowsForward"): the (R - 1) * S + K input rows the
+ * lane's rows read are each loaded once and feed every output row they reach, unrolled, so the
+ * stem loads 13 rows for 4 output rows instead of 28. Rows and columns outside the map are zeros
+ * (selects); the khStart .. kwEnd uniforms are not read; x = (n, row group, column group) lanes;
+ * one more uniform, rowGroups (ceil(outH / R)).
+ */
+function buildConvColsForwardKernel(
   bias: boolean,
   jBlock: number,
-  kH: number,
   kW: number,
   stride: number,
   cols: number,
-  rows: number,
-  pad: number,
-  vec4: boolean,
   workgroup = ANY_WORKGROUP,
+  several: ColsForwardRows | null = null,
 ): KernelSource {
   const JV = jBlock / 4;
   const span = (cols - 1) * stride + kW;
-  const inputRows = (rows - 1) * stride + kH;
-  // vec4: x and y as vec4s (inW, outW and cols * stride multiples of 4, cols of 4): a lane's row
-  // segment starts `lead` columns into an aligned quad, the same for every lane.
-  const lead = ((-pad % 4) + 4) % 4;
+  const rows = several?.rows ?? 1;
+  const vec4 = several?.vec4 ?? false;
   const element = vec4 ? "vec4f" : "f32";
   const bindings: [string, "read" | "readWrite" | "uniform", string][] = [
     ["x", "read", element],
@@ -563,38 +463,70 @@ function buildConvRowsForwardKernel(
       for (let i = 0; i < JV; i++) decl.push(`var acc${r}_${p}_${i} = vec4f(0.0);`);
     }
   }
-  // Input row t of the lane's window meets output row r through kernel row t - r * S: each row is
-  // loaded once, feeds the output rows it reaches, and is dead before the next row's loads.
-  const body: string[] = [];
-  for (let t = 0; t < inputRows; t++) {
-    body.push(`{`);
-    if (vec4) {
-      body.push(...quadRowLoads(`ihBase + ${t}`, "plane", lead, span));
-    } else {
-      body.push(`  let ih = ihBase + ${t};`);
-      body.push(`  let rowOk = ih >= 0 && ih < i32(params.inH);`);
-      body.push(`  let row = (plane + u32(clamp(ih, 0, i32(params.inH) - 1))) * params.inW;`);
-      for (let c = 0; c < span; c++) {
-        body.push(
-          `  let v${c} = vec4f(select(0.0, x[row + u32(clamp(iwBase + ${c}, 0, inW - 1))], ` +
-            `rowOk && iwBase + ${c} >= 0 && iwBase + ${c} < inW));`,
-        );
-      }
-    }
-    for (let r = 0; r < rows; r++) {
-      const kh = t - r * stride;
-      if (kh < 0 || kh >= kH) continue;
-      for (let kw = 0; kw < kW; kw++) {
-        for (let i = 0; i < JV; i++) {
-          const weight = `w[wPlane + ${(kh * kW + kw) * JV + i}u]`;
-          for (let p = 0; p < cols; p++) {
-            const acc = `acc${r}_${p}_${i}`;
-            body.push(`  ${acc} = fma(${weight}, v${p * stride + kw}, ${acc});`);
-          }
+  const scalarLoads = (indent: string) =>
+    Array.from(
+      { length: span },
+      (_, t) =>
+        `${indent}let v${t} = select(0.0, x[row + u32(clamp(iwBase + ${t}, 0, inW - 1))], ` +
+        `rowOk && iwBase + ${t} >= 0 && iwBase + ${t} < inW);`,
+    );
+  // One row per lane: the kernel rows a loop over [khStart, khEnd), one input row each.
+  let body = "";
+  if (!several) {
+    const fmas: string[] = [];
+    for (let kw = 0; kw < kW; kw++) {
+      for (let i = 0; i < JV; i++) {
+        fmas.push(`let w${kw}_${i} = w[wRow + ${kw * JV + i}u];`);
+        for (let p = 0; p < cols; p++) {
+          fmas.push(`acc0_${p}_${i} = acc0_${p}_${i} + w${kw}_${i} * v${p * stride + kw};`);
         }
       }
     }
-    body.push(`}`);
+    body = `for (var kh = params.khStart; kh < params.khEnd; kh = kh + 1u) {
+      let ih = ihBase + i32(kh);
+      let rowOk = ih >= 0 && ih < i32(params.inH);
+      let row = (plane + u32(max(ih, 0))) * params.inW;
+      let wRow = seg + (icLocal * params.kH + kh) * ${kW * JV}u;
+      ${scalarLoads("").join("\n      ")}
+      ${fmas.join("\n      ")}
+    }`;
+  } else {
+    // Input row t of the lane's window meets output row r through kernel row t - r * S: each row
+    // is loaded once, feeds the output rows it reaches, and is dead before the next row's loads.
+    // vec4: a lane's row segment starts `lead` columns into an aligned quad, for every lane.
+    const { kH, pad } = several;
+    const lead = ((-pad % 4) + 4) % 4;
+    const lines: string[] = [`let wPlane = seg + icLocal * ${kH * kW * JV}u;`];
+    for (let t = 0; t < (rows - 1) * stride + kH; t++) {
+      lines.push(`{`);
+      if (vec4) {
+        lines.push(...quadRowLoads(`ihBase + ${t}`, "plane", lead, span));
+      } else {
+        lines.push(`  let ih = ihBase + ${t};`);
+        lines.push(`  let rowOk = ih >= 0 && ih < i32(params.inH);`);
+        lines.push(`  let row = (plane + u32(clamp(ih, 0, i32(params.inH) - 1))) * params.inW;`);
+        lines.push(
+          ...scalarLoads("  ").map((line) =>
+            line.replace(/select\((.*)\);$/, "vec4f(select($1));")
+          ),
+        );
+      }
+      for (let r = 0; r < rows; r++) {
+        const kh = t - r * stride;
+        if (kh < 0 || kh >= kH) continue;
+        for (let kw = 0; kw < kW; kw++) {
+          for (let i = 0; i < JV; i++) {
+            const weight = `w[wPlane + ${(kh * kW + kw) * JV + i}u]`;
+            for (let p = 0; p < cols; p++) {
+              const acc = `acc${r}_${p}_${i}`;
+              lines.push(`  ${acc} = fma(${weight}, v${p * stride + kw}, ${acc});`);
+            }
+          }
+        }
+      }
+      lines.push(`}`);
+    }
+    body = lines.join("\n    ");
   }
   const storeLines: string[] = [];
   for (let r = 0; r < rows; r++) {
@@ -629,26 +561,37 @@ function buildConvRowsForwardKernel(
           );
         }
       }
-      storeLines.push(`if (oh0 + ${r}u < params.outH && ow0 + ${p}u < params.outW) {
-    let base = outBase + ${r}u * params.outW + ${p}u;
+      const rowOk = several ? `oh0 + ${r}u < params.outH && ` : "";
+      const rowOffset = several ? ` + ${r}u * params.outW` : "";
+      storeLines.push(`if (${rowOk}ow0 + ${p}u < params.outW) {
+    let base = outBase${rowOffset} + ${p}u;
     ${pixel.join("\n    ")}
   }`);
     }
   }
-  const chanStride = vec4 ? "params.outH * params.outW / 4u" : "params.outH * params.outW";
+  const flags: Record<string, number | boolean> = several
+    ? {
+      bias,
+      j: jBlock,
+      kh: several.kH,
+      kw: kW,
+      s: stride,
+      p: cols,
+      r: rows,
+      pad: several.pad,
+      vec4,
+    }
+    : { bias, j: jBlock, kw: kW, s: stride, p: cols };
   return kernel(
-    "convRowsForward",
-    withWorkgroup(
-      { bias, j: jBlock, kh: kH, kw: kW, s: stride, p: cols, r: rows, pad, vec4 },
-      workgroup,
-    ),
+    several ? "convRowsForward" : "convColsForward",
+    withWorkgroup(flags, workgroup),
     bindings.map(([, k]) => k),
     `${
       declareBindings(
         bindings,
         GEOMETRY + " icStart: u32, icCount: u32, accumulate: u32, blockBase: u32, segVec4: u32, " +
           "foldX: u32, pixels: u32, khStart: u32, khEnd: u32, kwStart: u32, kwEnd: u32, " +
-          "colGroups: u32, rowGroups: u32,",
+          `colGroups: u32,${several ? " rowGroups: u32," : ""}`,
       )
     }
 fn store(at: u32, oc: u32, acc: ${element}) {
@@ -662,26 +605,31 @@ fn store(at: u32, oc: u32, acc: ${element}) {
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let p = (wid.z * params.foldX + wid.x) * ${workgroup}u + lid;
+  // No barriers: lanes past the end leave at once (whole idle SIMD groups then skip the loops).
   if (p >= params.pixels) { return; }
   let group = p % params.colGroups;
   let t = p / params.colGroups;
-  let oh0 = (t % params.rowGroups) * ${rows}u;
-  let n = t / params.rowGroups;
+  let rowGroups = ${several ? "params.rowGroups" : "params.outH"};
+  let oh0 = (t % rowGroups) * ${rows}u;
+  let n = t / rowGroups;
   let ow0 = group * ${cols}u;
   let oc0 = (params.blockBase + wid.y) * ${jBlock}u;
   let seg = wid.y * params.segVec4;
   let ihBase = i32(oh0 * params.stride) - i32(params.pad);
   let iwBase = i32(ow0 * ${stride}u) - i32(params.pad);
-  let inW = i32(params.inW);
-  let quadsW = inW / 4;
-  let quadBase = (iwBase - ${lead}) / 4;
+  let inW = i32(params.inW);${
+      vec4
+        ? `\n  let quadsW = inW / 4;\n  let quadBase = (iwBase - ${
+          ((-several!.pad % 4) + 4) % 4
+        }) / 4;`
+        : ""
+    }
   ${decl.join("\n  ")}
   for (var icLocal = 0u; icLocal < params.icCount; icLocal = icLocal + 1u) {
     let plane = (n * params.inC + params.icStart + icLocal) * params.inH;
-    let wPlane = seg + icLocal * ${kH * kW * JV}u;
-    ${body.join("\n    ")}
+    ${body}
   }
-  let chanStride = ${chanStride};
+  let chanStride = ${vec4 ? "params.outH * params.outW / 4u" : "params.outH * params.outW"};
   let outBase = ((n * params.outC + oc0) * params.outH + oh0) * params.outW + ow0;
   ${storeLines.join("\n  ")}
 }`,
@@ -1046,8 +994,6 @@ export const convAnyBackwardWeightKernel = memoizedTemplate(buildConvAnyBackward
 export const convColsForwardKernel = memoizedTemplate(buildConvColsForwardKernel);
 /** {@link buildConvRowsBackwardWeightKernel}, each specialization built once. */
 export const convRowsBackwardWeightKernel = memoizedTemplate(buildConvRowsBackwardWeightKernel);
-/** {@link buildConvRowsForwardKernel}, each specialization built once. */
-export const convRowsForwardKernel = memoizedTemplate(buildConvRowsForwardKernel);
 /** {@link buildConvColsBackwardInputKernel}, each specialization built once. */
 export const convColsBackwardInputKernel = memoizedTemplate(buildConvColsBackwardInputKernel);
 /** {@link buildConvColsBackwardWeightKernel}, each specialization built once. */

@@ -16,6 +16,7 @@
  * choices go to the on-disk cache) and profiles again.
  *
  *   deno run -A bench/profile_step.ts [--batch 32] [--steps 3] [--only ae|resnet] [--top 25] [--detail]
+ *     (--detail: also every dispatch in recording order, with its grid)
  *     [--ae-size tiny|demo|paper] [--conditioning maps|input] [--paper-loss]
  *     [--resnet-width 0.125] [--resnet-size 64]   (the paper's regressor: --resnet-width 1 --resnet-size 224)
  *     [--compare [--ab-steps 8] | --tune]
@@ -52,6 +53,7 @@ const args = {
 const batch = Number(args.batch ?? 32);
 const steps = Number(args.steps ?? 3);
 const top = Number(args.top ?? 25);
+const detailed = Deno.args.includes("--detail");
 const device = await Device.create();
 const backend = device.backend;
 
@@ -130,7 +132,7 @@ async function profileOnce(name: string, step: () => Promise<void>): Promise<voi
   const ms = (performance.now() - t0) / steps;
   console.log(`\n${name}: ${ms.toFixed(0)} ms/step (wall, mean of ${steps})`);
   if (!backend.canProfile) return;
-  backend.startProfile(4096, Deno.args.includes("--detail"));
+  backend.startProfile(4096, detailed);
   await step();
   const rows = await backend.stopProfile();
   const families = new Map<string, { ms: number; n: number }>();
@@ -143,6 +145,10 @@ async function profileOnce(name: string, step: () => Promise<void>): Promise<voi
     total += ms;
   }
   console.log(`GPU time of one step: ${total.toFixed(1)} ms over ${rows.length} dispatches`);
+  if (detailed) {
+    // In recording order, each with its grid: which layer a family's time belongs to.
+    for (const { key, ms } of rows) console.log(`${ms.toFixed(2).padStart(8)} ms  ${key}`);
+  }
   const sorted = [...families].sort((a, b) => b[1].ms - a[1].ms).slice(0, top);
   for (const [key, f] of sorted) {
     console.log(

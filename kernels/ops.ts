@@ -497,6 +497,17 @@ export interface BatchNormOptions {
    */
   walked?: boolean;
   /**
+   * Training forward of the fused passes ({@link batchNormResidualApplicable}): a map of x's shape
+   * added to the normalized x before the ReLU, y = relu(batchnorm(x) + residual) (a ResNet block's
+   * tail; without `relu`, batchnorm(x) + residual).
+   */
+  residual?: GPUBuffer;
+  /**
+   * Training backward of the fused passes: also write the upstream gradient, masked by
+   * `reluOutput` > 0 when given, here (the gradient of the forward's `residual`).
+   */
+  residualGradient?: GPUBuffer;
+  /**
    * Fused passes with one workgroup per channel: force (true) or refuse (false) the narrow
    * workgroup of one SIMD group (kernels/wgsl/batchnorm.ts BN_NARROW_WORKGROUP); default: for
    * channels of at most BN_NARROW_MOST vectors (tests, benchmarks).
@@ -514,6 +525,18 @@ function bnVariant(_b: Backend, _channels: number, options: BatchNormOptions): B
  * (`reluOutput`), so that a caller need not keep the output for the backward.
  */
 export function batchNormReluMaskFromInput(
+  b: Backend,
+  channels: number,
+  options: BatchNormOptions = {},
+): boolean {
+  return bnFused(b, channels, options);
+}
+
+/**
+ * Whether the training passes take `residual` and `residualGradient` ({@link BatchNormOptions}):
+ * the fused chunked passes.
+ */
+export function batchNormResidualApplicable(
   b: Backend,
   channels: number,
   options: BatchNormOptions = {},
@@ -1012,9 +1035,10 @@ function fusedGrid(channels: number, walk: FusedWalk): [number, number] {
 
 /**
  * Training-mode batch norm forward: batch statistics (mean, invStd, running stats updated when
- * given) and y = batchnorm(x) (relu'd with `options.relu`). The chunked variant runs two passes
- * (chunk partials, then statistics and normalize fused, one workgroup per channel, or several on
- * GPUs); otherwise {@link batchNormStats} then {@link batchNormApply}.
+ * given) and y = batchnorm(x) (plus `options.residual`, then relu'd with `options.relu`). The
+ * chunked variant runs two passes (chunk partials, then statistics and normalize fused, one
+ * workgroup per channel, or several on GPUs); otherwise {@link batchNormStats} then
+ * {@link batchNormApply}.
  */
 export function batchNormForwardTraining(
   b: Backend,
@@ -1032,6 +1056,9 @@ export function batchNormForwardTraining(
   options: BatchNormOptions = {},
 ): void {
   if (!bnFused(b, channels, options)) {
+    if (options.residual) {
+      throw new Error("batchNormForwardTraining: a residual needs the fused passes");
+    }
     batchNormStats(b, x, mean, invStd, running, batch, channels, spatial, eps, momentum, options);
     const stats = { mean, stat: invStd, fromVariance: false };
     const n = batch * channels * spatial;
@@ -1053,8 +1080,9 @@ export function batchNormForwardTraining(
       tiles !== null,
       walked,
       walk.narrow,
+      !!options.residual,
     ),
-    fusedForwardBuffers(x, partial, affineParams, y, mean, invStd, running),
+    fusedForwardBuffers(x, partial, affineParams, y, mean, invStd, running, options.residual),
     fusedUniforms(
       batch,
       channels,
@@ -1089,8 +1117,10 @@ function fusedForwardBuffers(
   mean: GPUBuffer,
   invStd: GPUBuffer,
   running: { mean: GPUBuffer; var: GPUBuffer } | null,
+  residual?: GPUBuffer,
 ): GPUBuffer[] {
-  const buffers = partial ? [x, partial] : [x];
+  const buffers = residual ? [x, residual] : [x];
+  if (partial) buffers.push(partial);
   if (affineParams) buffers.push(affineParams.weight, affineParams.bias);
   buffers.push(out, mean, invStd);
   if (running) buffers.push(running.mean, running.var);
@@ -1210,6 +1240,7 @@ export function batchNormReluMaxPoolForwardTraining(
       `batchNormReluMaxPoolForwardTraining: not applicable to ${channels} channels of ${height}x${width}`,
     );
   }
+  if (options.residual) throw new Error("batchNormReluMaxPoolForwardTraining: no residual here");
   const spatial = height * width;
   const k = bnChunking(b, batch, channels, spatial);
   const statistics = options.statistics ?? null;
@@ -1318,6 +1349,9 @@ export function batchNormBackwardTraining(
 ): void {
   const stats = { mean, stat: invStd, fromVariance: false };
   if (!bnFused(b, channels, options)) {
+    if (options.residualGradient) {
+      throw new Error("batchNormBackwardTraining: a residual's gradient needs the fused passes");
+    }
     if (options.reluFromInput && !options.reluOutput) {
       throw new Error(
         "batchNormBackwardTraining: the unfused passes read the ReLU mask from reluOutput",
@@ -1346,6 +1380,10 @@ export function batchNormBackwardTraining(
   if (fromInput && weight && !fromInput.bias) {
     throw new Error("batchNormBackwardTraining: reluFromInput of an affine batch norm needs bias");
   }
+  if (fromInput && options.residualGradient) {
+    // The ReLU's input held the residual too: its mask must be read from the output.
+    throw new Error("batchNormBackwardTraining: a residual's gradient needs reluOutput");
+  }
   const affineParams = fromInput && weight ? [weight, fromInput.bias!] : [];
   const mask = fromInput ? "input" : relu !== null;
   const walk = fusedWalk(b, k.total, BN_MIN_CHUNK / 4, channels, options);
@@ -1368,6 +1406,7 @@ export function batchNormBackwardTraining(
   if (fromInput && weight) buffers.push(fromInput.bias!);
   if (partial) buffers.push(partial);
   buffers.push(dx, sums);
+  if (options.residualGradient) buffers.push(options.residualGradient);
   b.dispatch(
     batchNormBackwardFusedKernel(
       k.vec4,
@@ -1376,6 +1415,7 @@ export function batchNormBackwardTraining(
       walk.segments !== null,
       walked,
       walk.narrow,
+      !!options.residualGradient,
     ),
     buffers,
     fusedUniforms(batch, channels, k, walk, batch * spatial, eps, 0),

@@ -679,13 +679,62 @@ export function batchNorm2d(
   options: BatchNormOptions = {},
 ): Tensor {
   assertRank("batchNorm2d", "input", x, [2, 4]);
+  checkBatchNormArguments(
+    "batchNorm2d",
+    x,
+    runningMean,
+    runningVar,
+    weight,
+    bias,
+    !!options.training,
+  );
+  return normalize(x, null, runningMean, runningVar, weight, bias, options);
+}
+
+/**
+ * relu(batchNorm2d(x) + residual): a ResNet block's second batch norm, residual add and ReLU. In
+ * training mode on the fused passes (kernels/ops.ts batchNormResidualApplicable) it is one pass
+ * forward and one backward (the ReLU's mask read from the output, the residual's gradient written
+ * by the batch norm's backward); otherwise batchNorm2d then {@link addRelu}. Same values either way.
+ */
+export function batchNormAddRelu(
+  x: Tensor,
+  residual: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null = null,
+  bias: Tensor | null = null,
+  options: Omit<BatchNormOptions, "relu"> = {},
+): Tensor {
+  assertRank("batchNormAddRelu", "input", x, [2, 4]);
+  assertSameShape("batchNormAddRelu", x, residual);
+  const training = options.training ?? false;
+  checkBatchNormArguments("batchNormAddRelu", x, runningMean, runningVar, weight, bias, training);
+  if (!training || !ops.batchNormResidualApplicable(x.device.backend, x.shape[1])) {
+    return addRelu(batchNorm2d(x, runningMean, runningVar, weight, bias, options), residual);
+  }
+  return normalize(x, residual, runningMean, runningVar, weight, bias, { ...options, relu: true });
+}
+
+/**
+ * {@link batchNorm2d}'s work, with `residual` (training mode on the fused passes only) added before
+ * the ReLU; the arguments are checked.
+ */
+function normalize(
+  x: Tensor,
+  residual: Tensor | null,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  options: BatchNormOptions,
+): Tensor {
   const training = options.training ?? false;
   const momentum = options.momentum ?? 0.1;
   const eps = options.eps ?? 1e-5;
   const relu = options.relu ?? false;
   const [batch, channels] = x.shape;
   const spatial = x.rank === 4 ? x.shape[2] * x.shape[3] : 1;
-  checkBatchNormArguments("batchNorm2d", x, runningMean, runningVar, weight, bias, training);
   const device = x.device;
   const backend = device.backend;
   let stats: { mean: Tensor; stat: Tensor; fromVariance: boolean };
@@ -709,7 +758,7 @@ export function batchNorm2d(
         spatial,
         eps,
         momentum,
-        { relu, statistics },
+        { relu, statistics, residual: residual?.buffer },
       )
     );
     stats = { mean, stat: invStd, fromVariance: false };
@@ -733,7 +782,7 @@ export function batchNorm2d(
     stat: stats.stat.buffer,
     fromVariance: stats.fromVariance,
   });
-  if (!needsGrad(x, weight, bias)) {
+  if (!needsGrad(x, weight, bias, residual)) {
     stats.mean.dispose();
     stats.stat.dispose();
     return y;
@@ -741,8 +790,8 @@ export function batchNorm2d(
   const savedX = x.share();
   const savedWeight = weight?.share() ?? null;
   // A fused ReLU's mask: recomputed from x in the fused training backward (the output need not be
-  // kept nor read again), else read from the output.
-  const maskFromInput = relu && training && x.requiresGrad &&
+  // kept nor read again), else read from the output (always with a residual: it was in the sum).
+  const maskFromInput = relu && training && x.requiresGrad && !residual &&
     ops.batchNormReluMaskFromInput(backend, channels);
   const savedY = relu && !maskFromInput ? y.share() : null;
   const savedBias = maskFromInput && bias ? bias.share() : null;
@@ -755,10 +804,14 @@ export function batchNorm2d(
     : savedY
     ? { reluOutput: savedY.buffer }
     : {};
-  return record(y, relu ? "batchNorm2d+relu" : "batchNorm2d", [x, weight, bias], saved, (g) => {
+  const name = residual ? "batchNorm2d+add+relu" : relu ? "batchNorm2d+relu" : "batchNorm2d";
+  const inputs = residual ? [x, weight, bias, residual] : [x, weight, bias];
+  return record(y, name, inputs, saved, (g) => {
     const sums = device.empty([2 * channels]);
     let dx: Tensor | null = null;
-    if (training && x.requiresGrad) {
+    // The residual's gradient: the upstream gradient through the ReLU, from the fused backward.
+    const dResidual = residual?.requiresGrad ? device.empty(x.shape) : null;
+    if (training && (x.requiresGrad || residual)) {
       // Sums and dx together (two passes for the chunked kernels).
       dx = device.empty(x.shape);
       ops.batchNormBackwardTraining(
@@ -774,8 +827,12 @@ export function batchNorm2d(
         channels,
         spatial,
         eps,
-        backwardOptions,
+        dResidual ? { ...backwardOptions, residualGradient: dResidual.buffer } : backwardOptions,
       );
+      if (!x.requiresGrad) {
+        dx.dispose();
+        dx = null;
+      }
     } else {
       ops.batchNormBackwardSums(
         backend,
@@ -809,7 +866,7 @@ export function batchNorm2d(
     }
     const [dWeight, dBias] = affineGradients(sums, weight, bias, channels);
     sums.dispose();
-    return [dx, dWeight, dBias];
+    return residual ? [dx, dWeight, dBias, dResidual] : [dx, dWeight, dBias];
   });
 }
 

@@ -184,6 +184,23 @@ export class BatchNorm2d extends Layer {
     return this.#run(x, true);
   }
 
+  /**
+   * relu(forward(x) + residual), fused into the batch-norm passes in training mode
+   * (F.batchNormAddRelu: a ResNet block's tail).
+   */
+  forwardAddRelu(x: Tensor, residual: Tensor): Tensor {
+    if (this.training) this.numBatchesTracked++;
+    return F.batchNormAddRelu(
+      x,
+      residual,
+      this.runningMean,
+      this.runningVar,
+      this.weight,
+      this.bias,
+      { training: this.training, momentum: this.momentum, eps: this.eps },
+    );
+  }
+
   /** 2x2 max-pool of relu(forward(x)), as one op (F.batchNormReluMaxPool2d). */
   forwardReluMaxPool(x: Tensor): Tensor {
     if (this.training) this.numBatchesTracked++;

@@ -610,8 +610,10 @@ for (const chunking of ["adapter", "gpu"] as const) {
     const walked = form !== "two-pass";
     const narrow = form === "fused-wide" ? false : undefined;
     for (const shape of fusedShapes) {
-      // relu "input": the backward recomputes the ReLU mask from x (fused passes only).
-      for (const mode of fused ? [false, true, "input"] as const : [false, true] as const) {
+      // relu "input": the backward recomputes the ReLU mask from x; "residual": a map added before
+      // the ReLU (a ResNet block's tail), its gradient written by the backward (fused passes only).
+      const modes = fused ? [false, true, "input", "residual"] as const : [false, true] as const;
+      for (const mode of modes) {
         const relu = mode !== false;
         const label = chunking === "gpu" ? " gpu chunking" : "";
         Deno.test(`batch norm training passes ${form} relu=${mode}${label} [${shape}]`, async () => {
@@ -626,7 +628,10 @@ for (const chunking of ["adapter", "gpu"] as const) {
             const { x, dy, weight, bias, rm, rv, mean, invStd, sums } = f;
             const [y, dx, y2] = [size, size, size].map((k) => backend.pool.acquire(k * 4));
             ops.fill(backend, dx, size, 99);
-            const options = { fused, relu, walked, narrow };
+            const residualData = mode === "residual" ? randomArray(size, 67, -1, 1) : null;
+            const residual = residualData ? upload(residualData) : undefined;
+            const dResidual = residual ? backend.pool.acquire(size * 4) : undefined;
+            const options = { fused, relu, walked, narrow, residual };
             const running = { mean: rm, var: rv };
             ops.batchNormForwardTraining(
               backend,
@@ -672,9 +677,13 @@ for (const chunking of ["adapter", "gpu"] as const) {
               c,
               spatial,
               eps,
-              mode === "input"
-                ? { fused, walked, narrow, reluFromInput: { bias } }
-                : { fused, walked, narrow, reluOutput: relu ? y : undefined },
+              mode === "input" ? { fused, walked, narrow, reluFromInput: { bias } } : {
+                fused,
+                walked,
+                narrow,
+                reluOutput: relu ? y : undefined,
+                residualGradient: dResidual,
+              },
             );
             const [meanOut, invOut, rmOut, rvOut, yOut, y2Out, sumsOut, dxOut] = await Promise.all([
               download(mean, c),
@@ -687,7 +696,9 @@ for (const chunking of ["adapter", "gpu"] as const) {
               download(dx, size),
             ]);
             const plain = bnReference(xData, dyData, wData, bData, shape, eps);
-            const masked = relu ? dyData.map((g, e) => plain.y[e] > 0 ? g : 0) : dyData;
+            // The ReLU's input: the normalized x, plus the residual in that mode.
+            const summed = residualData ? plain.y.map((v, e) => v + residualData[e]) : plain.y;
+            const masked = relu ? dyData.map((g, e) => summed[e] > 0 ? g : 0) : dyData;
             const r = bnReference(xData, masked, wData, bData, shape, eps);
             const count = n * spatial;
             const tol = { atol: 2e-4, rtol: 1e-3 };
@@ -707,16 +718,25 @@ for (const chunking of ["adapter", "gpu"] as const) {
               Array.from(rvData, (v, i) => 0.9 * v + 0.1 * unbiased[i]),
               "running var",
             );
-            const yRef = relu ? plain.y.map((v) => Math.max(v, 0)) : plain.y;
+            const yRef = relu ? summed.map((v) => Math.max(v, 0)) : plain.y;
             assertClose(yOut, yRef, "y", { atol: 1e-3, rtol: 2e-3 });
             const y2Ref = xData.map((v, e) => {
               const ch = Math.floor(e / spatial) % c;
-              const z = (v - r.mean[ch]) / Math.sqrt(r.variance[ch] + eps);
+              const z = (v - r.mean[ch]) / Math.sqrt(r.variance[ch] + eps) +
+                (residualData ? residualData[e] : 0);
               return relu ? Math.max(z, 0) : z;
             });
             assertClose(y2Out, y2Ref, "y without affine", { atol: 1e-3, rtol: 2e-3 });
             assertClose(sumsOut, r.sums, "sums", { atol: 1e-4 * Math.sqrt(count), rtol: 1e-3 });
             assertClose(dxOut, r.dx, "dx", { atol: 1e-3, rtol: 2e-3 });
+            if (dResidual) {
+              // Exactly the upstream gradient where the block's output is positive, else zero.
+              assert.deepEqual(
+                await download(dResidual, size),
+                Float32Array.from(masked),
+                "the residual's gradient",
+              );
+            }
             if (mode === "input") {
               // The recomputed mask is the forward's exactly: the same dx as reading it from y, with
               // and without affine parameters (y2's statistics are the same batch's).
@@ -751,6 +771,8 @@ for (const chunking of ["adapter", "gpu"] as const) {
             for (const buffer of [x, dy, weight, bias, rm, rv, mean, invStd, sums, y, dx, y2]) {
               backend.pool.release(buffer);
             }
+            if (residual) backend.pool.release(residual);
+            if (dResidual) backend.pool.release(dResidual);
             backend.flush();
           } finally {
             ops.setReductionChunking(null);

@@ -276,6 +276,45 @@ Deno.test("a few Adam steps lower a small ResNet34's regression loss", async () 
   y.dispose();
 });
 
+// The fused blocks (bn1 + ReLU; bn2 + residual add + ReLU as one op, F.batchNormAddRelu) against
+// the plain ops, in training mode: the same outputs, parameter gradients and running statistics.
+Deno.test("ResNet34 fused and unfused blocks agree in training", async () => {
+  const x = device.rand([3, 3, 32, 32], 30);
+  const y = device.tensor(randomArray(6, 31, -0.8, 0.8), [3, 2]);
+  const run = async (fused: boolean) => {
+    const model = new nn.ResNet34(device, { width: 1 / 16, seed: 3, fused });
+    model.train();
+    const out = model.forward(x);
+    const loss = F.mseLoss(out, y);
+    await loss.backward();
+    const named = model.namedParameters();
+    const grads = await Promise.all(named.map(([, p]) => p.grad!.toArray()));
+    const running = [...model.stateDict()].filter(([name]) => name.includes(".running_"));
+    const buffers = await Promise.all(
+      running.map(([, value]) => (value as { toArray(): Promise<Float32Array> }).toArray()),
+    );
+    const result = { out: await out.toArray(), names: named.map(([n]) => n), grads, buffers };
+    loss.dispose();
+    out.dispose();
+    model.dispose();
+    return result;
+  };
+  const plain = await run(false);
+  const fused = await run(true);
+  const close = (a: ArrayLike<number>, b: ArrayLike<number>, what: string) => {
+    for (let i = 0; i < a.length; i++) {
+      const tol = 1e-4 + 1e-3 * Math.abs(b[i]);
+      assert.ok(Math.abs(a[i] - b[i]) <= tol, `${what}[${i}]: ${a[i]} vs ${b[i]}`);
+    }
+  };
+  close(fused.out, plain.out, "output");
+  plain.grads.forEach((g, i) => close(fused.grads[i], g, `grad of ${plain.names[i]}`));
+  assert.ok(plain.buffers.length > 0);
+  plain.buffers.forEach((b, i) => close(fused.buffers[i], b, `running statistics ${i}`));
+  x.dispose();
+  y.dispose();
+});
+
 Deno.test("normalizeImagenet applies (x - mean) / std per channel", async () => {
   const x = device.tensor([0, 1, 0.5, 0.25, 1, 0], [1, 3, 1, 2]);
   const y = await nn.normalizeImagenet(x).toArray();

@@ -228,6 +228,71 @@ for (const training of [true, false]) {
   }
 }
 
+// A ResNet block's tail, relu(batchNorm2d(x) + residual), one op: fused in training (vec4 and
+// scalar maps, rank 2, the GPU chunking forced), batchNorm2d then addRelu in eval mode; gradients
+// of x, the affine parameters and the residual by finite differences.
+for (
+  const [training, shape, chunking] of [
+    [true, [3, 5, 7, 9], null],
+    [true, [2, 3, 4, 6], null],
+    [true, [6, 7], null],
+    [true, [3, 5, 7, 9], "gpu"],
+    [false, [3, 5, 7, 9], null],
+  ] as const
+) {
+  const label = `${training ? "training" : "eval"} [${shape}]${chunking ? " gpu chunking" : ""}`;
+  Deno.test(`batchNormAddRelu ${label}`, async () => {
+    const c = shape[1];
+    assert.equal(ops.batchNormResidualApplicable(device.backend, c), true);
+    const runningMean = randomArray(c, 37, -0.5, 0.5);
+    const runningVar = randomArray(c, 38, 0.5, 1.5);
+    const m = device.tensor(runningMean, [c]);
+    const v = device.tensor(runningVar, [c]);
+    ops.setReductionChunking(chunking);
+    try {
+      await checkOp(
+        "batchNormAddRelu",
+        [{ shape: [...shape], low: -2, high: 3 }, { shape: [c], low: 0.5, high: 1.5 }, {
+          shape: [c],
+        }, { shape: [...shape] }],
+        ([x, w, b, r]) => F.batchNormAddRelu(x, r, m, v, w, b, { training }),
+        ([x, w, b, r]) => {
+          const normalized =
+            ref.batchNorm(x, [...shape], w, b, training, runningMean, runningVar, 0.1, 1e-5).out;
+          return ref.activation("relu", normalized.map((value, e) => value + r[e]));
+        },
+        { atol: 5e-4, rtol: 2e-3 },
+      );
+    } finally {
+      ops.setReductionChunking(null);
+    }
+    m.dispose();
+    v.dispose();
+  });
+}
+
+// The fused backward when only some inputs want gradients: x alone, or the residual alone.
+for (const wanted of ["x", "residual"] as const) {
+  Deno.test(`batchNormAddRelu training, gradient of ${wanted} only`, async () => {
+    const shape = [2, 3, 4, 6];
+    await checkOp(
+      "batchNormAddRelu partial gradients",
+      [{ shape, low: -2, high: 3, grad: wanted === "x" }, {
+        shape,
+        grad: wanted === "residual",
+      }],
+      ([x, r]) => F.batchNormAddRelu(x, r, null, null, null, null, { training: true }),
+      ([x, r]) => {
+        const normalized =
+          ref.batchNorm(x, shape, null, null, true, [0, 0, 0], [1, 1, 1], 0.1, 1e-5)
+            .out;
+        return ref.activation("relu", normalized.map((value, e) => value + r[e]));
+      },
+      { atol: 5e-4, rtol: 2e-3 },
+    );
+  });
+}
+
 // The encoder block's tail as one op: fused on even heights with width % 4 == 0 (one chunk per
 // channel, and several: [4, 3, 16, 32]), the three ops on other shapes and in eval mode.
 for (

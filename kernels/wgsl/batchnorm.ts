@@ -748,7 +748,9 @@ const FUSED_UNIFORMS = CHUNK_UNIFORMS +
  * and y = x * scale + shift (relu'd with `relu`) over the channel, in one pass. Threads: one
  * workgroup of 64 per channel. Uniforms: the chunking of the partial pass, count, eps, momentum.
  * With `tiles` the partials are the tile partials of the conv that wrote x (kernels/wgsl/
- * conv_ubo.ts storeStatistics; `chunks` of them per channel) and no partial pass ran.
+ * conv_ubo.ts storeStatistics; `chunks` of them per channel) and no partial pass ran. With
+ * `residual` (bound after x) y = x * scale + shift + residual, then the ReLU: a ResNet block's
+ * second batch norm, residual add and ReLU in one pass.
  */
 export function batchNormForwardFusedKernel(
   vec4: boolean,
@@ -759,9 +761,11 @@ export function batchNormForwardFusedKernel(
   tiles = false,
   walked = false,
   narrow = false,
+  residual = false,
 ): KernelSource {
   const l = lane(vec4);
   const bindings: [string, "read" | "readWrite", string][] = [["x", "read", l.type]];
+  if (residual) bindings.push(["residual", "read", l.type]);
   if (!walked) bindings.push(["partial", "read", tiles ? "vec4f" : "f32"]);
   if (affine) bindings.push(["weight", "read", "f32"], ["bias", "read", "f32"]);
   bindings.push(["y", "readWrite", l.type], ["mean", "readWrite", "f32"], [
@@ -775,13 +779,21 @@ export function batchNormForwardFusedKernel(
   const first = tiles ? "reference" : vec4 ? "x[c * params.spatialV].x" : "x[c * params.spatialV]";
   return kernel(
     "batchNormForwardFused",
-    formFlags({ vec4, affine, relu, updateRunning }, { segmented, tiles, walked, narrow }),
+    formFlags({ vec4, affine, relu, updateRunning }, {
+      segmented,
+      tiles,
+      walked,
+      narrow,
+      residual,
+    }),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
 ${
       fusedChunkKernel(
         statisticsPrologue(first, affine, updateRunning, segmented),
-        `y[e] = ${reluOf("x[e] * scale + shift", relu, l.zero)};`,
+        `y[e] = ${
+          reluOf(`x[e] * scale + shift${residual ? " + residual[e]" : ""}`, relu, l.zero)
+        };`,
         ELEMENT_WALK,
         segmented,
         tiles,
@@ -851,6 +863,8 @@ function backwardSumsPrologue(affine: boolean, segmented: boolean): string {
  * and bias gradients) and dx = w * invStd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M) over the
  * channel, in one pass. With `relu`, dy is masked by y > 0 (y bound after x). Threads: one
  * workgroup of 64 per channel. Uniforms: the chunking of the partial pass, count, eps, momentum.
+ * With `residualGradient` the masked dy is also written to dresidual (bound last): the gradient
+ * of the residual that {@link batchNormForwardFusedKernel}'s `residual` added before the ReLU.
  */
 export function batchNormBackwardFusedKernel(
   vec4: boolean,
@@ -859,6 +873,7 @@ export function batchNormBackwardFusedKernel(
   segmented = false,
   walked = false,
   narrow = false,
+  residualGradient = false,
 ): KernelSource {
   const l = lane(vec4);
   const fromInput = relu === "input";
@@ -872,11 +887,12 @@ export function batchNormBackwardFusedKernel(
   if (affine && fromInput) bindings.push(["bias", "read", "f32"]);
   if (!walked) bindings.push(["partial", "read", "f32"]);
   bindings.push(["dx", "readWrite", l.type], ["sums", "readWrite", "f32"]);
+  if (residualGradient) bindings.push(["dresidual", "readWrite", l.type]);
   return kernel(
     "batchNormBackwardFused",
     formFlags(
       { vec4, affine, relu: fromInput ? "input" : relu === true || relu === "output" },
-      { segmented, walked, narrow },
+      { segmented, walked, narrow, residual: residualGradient },
     ),
     bindings.map(([, k]) => k),
     `${declareBindings(bindings, fusedUniformFields(FUSED_UNIFORMS, segmented))}
@@ -884,7 +900,7 @@ ${
       fusedChunkKernel(
         backwardSumsPrologue(affine, segmented) +
           (fromInput ? `\n  ${reluMaskPrologue(affine)}` : ""),
-        `let g = ${gradient(relu, l.zero)};
+        `let g = ${gradient(relu, l.zero)};${residualGradient ? "\n      dresidual[e] = g;" : ""}
       dx[e] = gain * (g - k1 - (x[e] - m) * k2);`,
         ELEMENT_WALK,
         segmented,

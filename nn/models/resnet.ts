@@ -50,7 +50,10 @@ export class BasicBlock extends Layer {
   readonly conv2: Conv2d;
   readonly bn2: BatchNorm2d;
   readonly downsample: Sequential | null;
-  /** Whether the ReLUs run fused into bn1 and the residual add (same numbers, fewer passes). */
+  /**
+   * Whether the ReLUs run fused into bn1, and into bn2 with the residual add (same numbers, fewer
+   * passes).
+   */
   readonly fused: boolean;
 
   constructor(
@@ -95,9 +98,10 @@ export class BasicBlock extends Layer {
       );
       return F.relu(F.add(out, identity()));
     }
-    // relu(bn1(.)) and relu(out + identity) fused (F.batchNorm2d's relu, F.addRelu).
-    const out = this.bn2.forward(this.conv2.forward(this.bn1.forwardRelu(this.conv1.forward(x))));
-    return F.addRelu(out, identity());
+    // relu(bn1(.)) fused (F.batchNorm2d's relu); bn2, the residual add and the ReLU one op
+    // (F.batchNormAddRelu).
+    const out = this.conv2.forward(this.bn1.forwardRelu(this.conv1.forward(x)));
+    return this.bn2.forwardAddRelu(out, identity());
   }
 }
 

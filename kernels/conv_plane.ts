@@ -38,6 +38,7 @@ export function planeConv(
   s: { batch: number; inC: number; outC: number; H: number; W: number },
   transposeFlip: boolean,
   ocBlock: number,
+  accumulate = false,
 ): void {
   const { packed, blocksC, chunks, icChunk, segFloats } = packWindows(
     b,
@@ -66,7 +67,7 @@ export function planeConv(
       const blocks = Math.min(perWindow, blocksC - base);
       const offset = (chunk * blocksC + base) * segFloats * F32;
       const u = new Uniforms(9).u32(s.batch).u32(s.inC).u32(s.outC).u32(icStart).u32(icCount)
-        .u32(chunk > 0 ? 1 : 0).u32(base).u32(segFloats / 4).u32(foldX);
+        .u32(chunk > 0 || accumulate ? 1 : 0).u32(base).u32(segFloats / 4).u32(foldX);
       const buffers = [x, { buffer: packed, offset, size: WINDOW_BYTES }];
       if (bias) buffers.push(bias);
       buffers.push(y);

@@ -64,7 +64,7 @@ export function uboTileFor(b: Backend, s: { H: number; W: number }): UboTile {
  * y = conv3x3(x, w') + bias where w' is w ([outC, inC, 3, 3]), or with `transposeFlip` the
  * transposed, flipped w ([inC, outC, 3, 3] as stored: the backward-to-input filter). With
  * `statistics` it also returns y's batch-norm statistics partials ({@link ChannelStatistics}),
- * when they fit (else null).
+ * when they fit (else null). With `accumulate` the result is added to y (no bias, no activation).
  */
 export function uboConv(
   b: Backend,
@@ -78,6 +78,7 @@ export function uboConv(
   tileOverride?: UboTile,
   statistics = false,
   activation: ConvActivation | null = null,
+  accumulate = false,
 ): ChannelStatistics | null {
   const tile = tileOverride ?? uboTileFor(b, s);
   const filters = packWindows(
@@ -102,6 +103,7 @@ export function uboConv(
     tile,
     filters,
     statistics ? ocBlock : 0,
+    accumulate,
   );
 }
 
@@ -171,7 +173,7 @@ export function packWindows(
  * chunk's dispatches also write y's batch-norm statistics (`kernelFor(workgroup, true, ...)`),
  * which are returned; null when they were not asked for or the workgroup's combine would not fit.
  * `kernelFor`'s third argument says whether the kernel is for the last chunk (which stores the
- * finished sums: an activation goes there).
+ * finished sums: an activation goes there). With `accumulate` the first chunk adds to y too.
  */
 export function dispatchWindowed(
   b: Backend,
@@ -183,6 +185,7 @@ export function dispatchWindowed(
   tile: UboTile,
   filters: PackedFilters,
   statisticsBlock = 0,
+  accumulate = false,
 ): ChannelStatistics | null {
   const { packed, blocksC, chunks, icChunk, segFloats } = filters;
   const quadsW = s.W / 4;
@@ -208,7 +211,8 @@ export function dispatchWindowed(
       const blocks = Math.min(perWindow, blocksC - base);
       const offset = (chunk * blocksC + base) * segFloats * F32;
       const u = new Uniforms(15).u32(s.batch).u32(s.inC).u32(s.H).u32(s.W).u32(s.outC)
-        .u32(quadsW).u32(tiles).u32(icStart).u32(icCount).u32(chunk > 0 ? 1 : 0).u32(base)
+        .u32(quadsW).u32(tiles).u32(icStart).u32(icCount).u32(chunk > 0 || accumulate ? 1 : 0)
+        .u32(base)
         .u32(segFloats / 4).u32(foldX).u32(rowGroups).u32(colGroups);
       const buffers = [x, { buffer: packed, offset, size: WINDOW_BYTES }];
       if (bias) buffers.push(bias);

@@ -218,21 +218,23 @@ function phaseTaps(
   return start < 0 ? [0, 0] : [start, end];
 }
 
-/** dx = conv backward to the input, any geometry (dx fully written). */
+/** dx = conv backward to the input, any geometry (dx fully written; added to with `accumulate`). */
 export function uboAnyBackwardInput(
   b: Backend,
   dy: GPUBuffer,
   w: GPUBuffer,
   dx: GPUBuffer,
   g: Conv2dGeometry,
+  accumulate = false,
 ): void {
-  windowedBackwardInput(b, dy, w, dx, g, null);
+  windowedBackwardInput(b, dy, w, dx, g, null, accumulate);
 }
 
 /**
  * The backward-to-input launcher both variants share: one pass per stride phase (rh, rw) of dx,
  * with the taps that reach it, per (output-channel chunk, weight window). `cols` null: "ubo-any",
- * one dx pixel per lane; a number: "ubo-cols", that many dx columns of the phase per lane.
+ * one dx pixel per lane; a number: "ubo-cols", that many dx columns of the phase per lane. With
+ * `accumulate` every pass adds to dx (its first chunk too).
  */
 function windowedBackwardInput(
   b: Backend,
@@ -241,6 +243,7 @@ function windowedBackwardInput(
   dx: GPUBuffer,
   g: Conv2dGeometry,
   cols: number | null,
+  accumulate = false,
 ): void {
   const taps = g.kH * g.kW;
   const j = anyBlockFor(g.inC);
@@ -270,8 +273,8 @@ function windowedBackwardInput(
           const blocks = Math.min(p.perWindow, p.blocks - base);
           const offset = (chunk * p.blocks + base) * p.segFloats * F32;
           const u = geometryUniforms(new Uniforms(29), g).u32(ocStart).u32(ocCount)
-            .u32(chunk > 0 ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX).u32(lanes)
-            .u32(rh).u32(rw).u32(phaseH).u32(phaseW).u32(khStart).u32(khEnd).u32(kwStart)
+            .u32(chunk > 0 || accumulate ? 1 : 0).u32(base).u32(p.segFloats / 4).u32(foldX)
+            .u32(lanes).u32(rh).u32(rw).u32(phaseH).u32(phaseW).u32(khStart).u32(khEnd).u32(kwStart)
             .u32(kwEnd);
           if (cols !== null) u.u32(colGroups);
           b.dispatch(
@@ -500,13 +503,17 @@ export function colsBackwardInputFor(g: Conv2dGeometry): number {
   return cols;
 }
 
-/** dx = conv backward to the input with several columns per lane (convColsBackwardInputKernel). */
+/**
+ * dx = conv backward to the input with several columns per lane (convColsBackwardInputKernel);
+ * added to dx with `accumulate`.
+ */
 export function uboColsBackwardInput(
   b: Backend,
   dy: GPUBuffer,
   w: GPUBuffer,
   dx: GPUBuffer,
   g: Conv2dGeometry,
+  accumulate = false,
 ): void {
-  windowedBackwardInput(b, dy, w, dx, g, colsBackwardInputFor(g));
+  windowedBackwardInput(b, dy, w, dx, g, colsBackwardInputFor(g), accumulate);
 }

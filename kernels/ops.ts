@@ -310,6 +310,23 @@ export type ConvPass = "forward" | "backwardInput" | "backwardWeight";
 export interface ConvOptions {
   /** Force an implementation instead of the default / autotuned choice. */
   variant?: ConvVariant;
+  /**
+   * {@link conv2dBackwardInput} only: add the gradient to dx's contents instead of overwriting
+   * them (a tensor's other gradient summed in the same pass), where
+   * {@link conv2dBackwardInputAccumulates} holds.
+   */
+  accumulate?: boolean;
+}
+
+/** Whether {@link conv2dBackwardInput} can add to dx (`ConvOptions.accumulate`) for this shape. */
+export function conv2dBackwardInputAccumulates(
+  b: Backend,
+  g: Conv2dGeometry,
+  options: ConvOptions = {},
+): boolean {
+  const variant = conv2dVariant(b, "backwardInput", g, options);
+  return variant === "ubo" || variant === "plane" || variant === "ubo-any" ||
+    variant === "ubo-cols";
 }
 
 /** The variant a conv launcher uses for this pass and geometry. */
@@ -801,26 +818,43 @@ export function conv2dBackwardInput(
   options: ConvOptions = {},
 ): void {
   const variant = conv2dVariant(b, "backwardInput", g, options);
+  const accumulate = options.accumulate ?? false;
+  if (accumulate && !conv2dBackwardInputAccumulates(b, g, options)) {
+    throw new Error(`conv2dBackwardInput: the ${variant} variant cannot add to dx`);
+  }
   if (isGemmVariant(variant)) {
     gemmBackwardInput(b, dy, w, dx, g, gemmTile(variant));
     return;
   }
   if (variant === "ubo") {
     const shape = { batch: g.batch, inC: g.outC, outC: g.inC, H: g.inH, W: g.inW };
-    uboConv(b, dy, w, null, dx, shape, true, uboBlockFor(g.inC));
+    uboConv(
+      b,
+      dy,
+      w,
+      null,
+      dx,
+      shape,
+      true,
+      uboBlockFor(g.inC),
+      undefined,
+      false,
+      null,
+      accumulate,
+    );
     return;
   }
   if (variant === "ubo-any") {
-    uboAnyBackwardInput(b, dy, w, dx, g);
+    uboAnyBackwardInput(b, dy, w, dx, g, accumulate);
     return;
   }
   if (variant === "plane") {
     const shape = { batch: g.batch, inC: g.outC, outC: g.inC, H: g.inH, W: g.inW };
-    planeConv(b, dy, w, null, dx, shape, true, uboBlockFor(g.inC));
+    planeConv(b, dy, w, null, dx, shape, true, uboBlockFor(g.inC), accumulate);
     return;
   }
   if (variant === "ubo-cols") {
-    uboColsBackwardInput(b, dy, w, dx, g);
+    uboColsBackwardInput(b, dy, w, dx, g, accumulate);
     return;
   }
   const blocksC = Math.ceil(g.inC / 4);

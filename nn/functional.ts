@@ -527,6 +527,7 @@ export function conv2d(
       forward: ops.conv2dForward,
       backwardInput: ops.conv2dBackwardInput,
       backwardWeight: ops.conv2dBackwardWeight,
+      backwardInputAccumulates: ops.conv2dBackwardInputAccumulates,
     },
     options.outputFeedsBatchNorm ?? false,
     options.activation,
@@ -549,6 +550,8 @@ function recordConv(
     forward: typeof ops.conv2dForward;
     backwardInput: typeof ops.conv2dBackwardInput;
     backwardWeight: typeof ops.conv2dBackwardWeight;
+    /** Whether backwardInput can add to dx (ConvOptions.accumulate) for the geometry. */
+    backwardInputAccumulates?: typeof ops.conv2dBackwardInputAccumulates;
   },
   zeroBiasGradient: boolean,
   activation?: ops.ConvActivation,
@@ -573,13 +576,17 @@ function recordConv(
   // With an activation the conv's own output is never stored: its node's output is a stand-in on
   // y's storage that nothing reads (the conv's backward reads x and w, the activation's y).
   const convOutput = activation ? y.share() : y;
-  const convNode = record(convOutput, name, [x, weight, bias], [savedX, savedW], (g) => {
+  const convNode = record(convOutput, name, [x, weight, bias], [savedX, savedW], (g, pending) => {
     let dx: Tensor | null = null;
     let dw: Tensor | null = null;
     let db: Tensor | null = null;
     if (x.requiresGrad) {
-      dx = x.device.empty(x.shape);
-      passes.backwardInput(backend, g.buffer, savedW.buffer, dx.buffer, geometry);
+      // x's gradient from its other consumers (a residual's), when the pass can add to it.
+      const sum = passes.backwardInputAccumulates?.(backend, geometry) ? pending.claim(0) : null;
+      dx = sum ?? x.device.empty(x.shape);
+      passes.backwardInput(backend, g.buffer, savedW.buffer, dx.buffer, geometry, {
+        accumulate: sum !== null,
+      });
     }
     if (weight.requiresGrad) {
       dw = x.device.empty(weight.shape);

@@ -24,6 +24,11 @@ export class Storage {
     return this;
   }
 
+  /** Whether more than one tensor holds this storage (writing it in place would change them all). */
+  get shared(): boolean {
+    return this.#refs > 1;
+  }
+
   /** Drop a reference; the buffer returns to the pool at zero. */
   release(): void {
     if (--this.#refs === 0) {
@@ -67,8 +72,35 @@ export class Storage {
   }
 }
 
-/** The backward function of one recorded op: upstream gradient in, one gradient per input out. */
-export type BackwardFn = (grad: Tensor) => (Tensor | null)[];
+/**
+ * The backward function of one recorded op: upstream gradient in, one gradient per input out. It
+ * may take an input's gradient summed so far from `pending` and return it with its own added in
+ * place (one pass instead of a second tensor and an add).
+ */
+export type BackwardFn = (grad: Tensor, pending: PendingGradients) => (Tensor | null)[];
+
+/** The gradients already summed for a node's inputs, as its backward runs. */
+export interface PendingGradients {
+  /**
+   * Input k's gradient so far, taken from the engine: null when there is none, when input k is a
+   * leaf, or when its memory is shared with another tensor. A backward that takes one must add its
+   * own gradient of input k into it and return it as input k's.
+   */
+  claim(k: number): Tensor | null;
+}
+
+/** No pending gradients (a node run outside the engine's loop, or claims turned off). */
+const NO_PENDING: PendingGradients = { claim: () => null };
+
+let pendingClaims = true;
+
+/**
+ * Tests and benchmarks: let backward functions take pending gradients (true, the default) or not
+ * (every gradient then gets its own tensor and the engine adds them), to compare the two.
+ */
+export function setPendingGradientClaims(enabled: boolean): void {
+  pendingClaims = enabled;
+}
 
 /** One recorded op on the tape. */
 export class Node {
@@ -97,13 +129,13 @@ export class Node {
   }
 
   /** Run the backward closure once, then drop what it saved. */
-  runBackward(grad: Tensor): (Tensor | null)[] {
+  runBackward(grad: Tensor, pending: PendingGradients = NO_PENDING): (Tensor | null)[] {
     if (!this.#backward) {
       throw new Error(
         `backward through "${this.name}" a second time: its saved tensors were already freed`,
       );
     }
-    const grads = this.#backward(grad);
+    const grads = this.#backward(grad, pending);
     this.release();
     return grads;
   }
@@ -430,10 +462,30 @@ function runBackward(root: Tensor, seed?: Tensor): void {
         continue;
       }
       grads.delete(node);
-      const inputGrads = node.runBackward(grad);
+      // Inputs whose summed gradient the backward took, to add its own into (PendingGradients).
+      const claimed = new Set<number>();
+      const pending: PendingGradients = {
+        claim(k) {
+          const input = node.inputs[k];
+          const previous = input?.node && input.requiresGrad ? grads.get(input.node) : undefined;
+          if (!previous || previous.storage.shared) return null;
+          grads.delete(input!.node!);
+          claimed.add(k);
+          return previous;
+        },
+      };
+      const inputGrads = node.runBackward(grad, pendingClaims ? pending : NO_PENDING);
       grad.dispose();
       node.inputs.forEach((input, k) => {
         const g = inputGrads[k];
+        if (claimed.has(k)) {
+          // The pending gradient, with this node's added: it replaces, nothing is added.
+          if (!g) {
+            throw new Error(`backward of "${node.name}" took input ${k}'s gradient and lost it`);
+          }
+          grads.set(input!.node!, keep(g));
+          return;
+        }
         if (!g) return;
         keep(g);
         if (!input || !input.requiresGrad) {

@@ -32,6 +32,38 @@ Deno.test("a diamond graph walks the shared node once", async () => {
   for (const t of [x, h, y]) t.dispose();
 });
 
+// A conv's backward to the input may take its input's gradient summed so far and add its own in
+// the same pass (PendingGradients.claim): a ResNet block's residual. Both graphs below compute the
+// same function of h; with h a leaf nothing can be claimed, with h = x * 1 the conv's backward
+// takes the residual's gradient from the fused batch norm (fresh memory) but not the one from
+// F.add (whose backward hands the same memory to both inputs).
+for (const tail of ["batchNormAddRelu", "add"] as const) {
+  Deno.test(`a conv's backward adds to a pending gradient it may take (${tail})`, async () => {
+    const shape = [2, 5, 4, 8];
+    const hData = randomArray(2 * 5 * 4 * 8, 41);
+    const wData = randomArray(5 * 5 * 9, 42);
+    const upstream = device.tensor(randomArray(2 * 5 * 4 * 8, 43), shape);
+    const run = async (leaf: boolean) => {
+      const x = device.tensor(hData, shape, { requiresGrad: true });
+      const w = device.tensor(wData, [5, 5, 3, 3], { requiresGrad: true });
+      const h = leaf ? x : F.mul(x, 1);
+      const c = F.conv2d(h, w, null, { padding: 1 });
+      const z = tail === "add"
+        ? F.add(c, h)
+        : F.batchNormAddRelu(c, h, null, null, null, null, { training: true });
+      await F.sum(F.mul(z, upstream)).backward();
+      const grads = [await x.grad!.toArray(), await w.grad!.toArray()];
+      for (const t of [x, w, h, c, z]) t.dispose();
+      return grads;
+    };
+    const [dxLeaf, dwLeaf] = await run(true);
+    const [dxNode, dwNode] = await run(false);
+    assertClose(dxNode, dxLeaf, "dh", { atol: 1e-5, rtol: 1e-5 });
+    assertClose(dwNode, dwLeaf, "dw", { atol: 1e-5, rtol: 1e-5 });
+    upstream.dispose();
+  });
+}
+
 Deno.test("leaf gradients accumulate across backward calls until zeroed", async () => {
   const x = device.tensor([1, 2, 3], [3], { requiresGrad: true });
   for (let i = 0; i < 2; i++) {

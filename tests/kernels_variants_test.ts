@@ -24,7 +24,9 @@ import {
   convGeometry,
   convPassBuffers,
   downloadBuffer,
+  randomArray,
   testDevice,
+  uploadBuffer,
 } from "./helpers.ts";
 
 const backend: Backend = (await testDevice()).backend;
@@ -184,4 +186,46 @@ Deno.test("parseGemmTile reads the sweep's names and refuses invalid tilings", (
   assert.equal(parseGemmTile("128x128x8/8x8x"), null);
   assert.equal(parseGemmTile("64x64x16/6x4"), null, "thread blocks must be vec4 multiples");
   assert.equal(parseGemmTile("64x64x3/4x4"), null, "loads must split evenly over the threads");
+});
+
+// The backward to the input adding to dx (ConvOptions.accumulate: a tensor's other gradient summed
+// in the same pass), for each variant that can, on the shapes it takes: dx holds random values
+// first, and must end as those plus the exact sum. Plane's small maps and the strided, 1x1 and
+// 7x7 shapes of ubo-any and ubo-cols (several stride phases, one with no tap) are added here.
+const accumulateCases = [
+  ...cases,
+  { name: "5->6 2x2", g: geometry(3, 5, 6, 2, 2) },
+  { name: "9->7 4x4", g: geometry(2, 9, 7, 4, 4) },
+  { name: "6->5 1x1 s2 9x7", g: geometry(2, 6, 5, 9, 7, 1, 2, 0) },
+];
+for (const variant of ["ubo", "plane", "ubo-any", "ubo-cols"] as const) {
+  for (const { name, g } of accumulateCases) {
+    const options = { variant, accumulate: true };
+    if (ops.conv2dVariant(backend, "backwardInput", g, options) !== variant) continue;
+    Deno.test(`conv variant ${variant} ${name}: backward to the input adds to dx`, async () => {
+      assert.ok(ops.conv2dBackwardInputAccumulates(backend, g, options));
+      const run = convPassBuffers(backend, g, 13);
+      const before = randomArray(run.sizes.x, 17);
+      const dx = uploadBuffer(backend, before);
+      ops.conv2dBackwardInput(backend, run.dy, run.w, dx, g, options);
+      const grads = ref.convBackward(run.data.x, run.data.w, run.data.dy, g);
+      const expected = grads.dx.map((v, i) => v + before[i]);
+      const tolerance = { atol: 1e-4 * Math.sqrt(g.inC * 9), rtol: 1e-3 };
+      assertClose(await download(dx, run.sizes.x), expected, `${variant} ${name}`, tolerance);
+      backend.pool.release(dx);
+      run.release();
+    });
+  }
+}
+
+Deno.test("conv backward to the input refuses to add to dx where the variant cannot", () => {
+  const g = geometry(2, 3, 5, 7, 12);
+  const options = { variant: "direct" as const, accumulate: true };
+  assert.equal(ops.conv2dBackwardInputAccumulates(backend, g, options), false);
+  const run = convPassBuffers(backend, g, 19);
+  assert.throws(
+    () => ops.conv2dBackwardInput(backend, run.dy, run.w, run.dx, g, options),
+    /cannot add to dx/,
+  );
+  run.release();
 });

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { F, io, nn, noGrad, optim, tidy } from "../mod.ts";
 import { randomArray, testDevice } from "./helpers.ts";
+import { setPendingGradientClaims } from "../nn/tensor.ts";
 
 const device = await testDevice();
 
@@ -276,8 +277,9 @@ Deno.test("a few Adam steps lower a small ResNet34's regression loss", async () 
   y.dispose();
 });
 
-// The fused blocks (bn1 + ReLU; bn2 + residual add + ReLU as one op, F.batchNormAddRelu) against
-// the plain ops, in training mode: the same outputs, parameter gradients and running statistics.
+// The fused blocks (bn1 + ReLU; bn2 + residual add + ReLU as one op, F.batchNormAddRelu; the convs'
+// backward adding to the residual's gradient) against the plain ops with every gradient summed by
+// the engine, in training mode: the same outputs, parameter gradients and running statistics.
 Deno.test("ResNet34 fused and unfused blocks agree in training", async () => {
   const x = device.rand([3, 3, 32, 32], 30);
   const y = device.tensor(randomArray(6, 31, -0.8, 0.8), [3, 2]);
@@ -286,7 +288,12 @@ Deno.test("ResNet34 fused and unfused blocks agree in training", async () => {
     model.train();
     const out = model.forward(x);
     const loss = F.mseLoss(out, y);
-    await loss.backward();
+    setPendingGradientClaims(fused);
+    try {
+      await loss.backward();
+    } finally {
+      setPendingGradientClaims(true);
+    }
     const named = model.namedParameters();
     const grads = await Promise.all(named.map(([, p]) => p.grad!.toArray()));
     const running = [...model.stateDict()].filter(([name]) => name.includes(".running_"));
@@ -301,10 +308,13 @@ Deno.test("ResNet34 fused and unfused blocks agree in training", async () => {
   };
   const plain = await run(false);
   const fused = await run(true);
+  // Relative to each tensor's largest value: the deep layers' gradients are small.
   const close = (a: ArrayLike<number>, b: ArrayLike<number>, what: string) => {
+    let scale = 0;
+    for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]));
     for (let i = 0; i < a.length; i++) {
-      const tol = 1e-4 + 1e-3 * Math.abs(b[i]);
-      assert.ok(Math.abs(a[i] - b[i]) <= tol, `${what}[${i}]: ${a[i]} vs ${b[i]}`);
+      const tol = 1e-3 * scale + 1e-9;
+      assert.ok(Math.abs(a[i] - b[i]) <= tol, `${what}[${i}]: ${a[i]} vs ${b[i]} (scale ${scale})`);
     }
   };
   close(fused.out, plain.out, "output");

@@ -1576,6 +1576,11 @@ export function maxPool2dVariant(g: Pool2dGeometry, options: SpatialOptions = {}
   return fits3 && wanted === "3x3s2" ? "3x3s2" : "generic";
 }
 
+/** Whether the 2x2 max-pool kernels take two column quads a thread (whole pairs in each row). */
+function pool2x2Pairs(g: Pool2dGeometry): boolean {
+  return g.inW % 8 === 0;
+}
+
 function quadUniforms(total: number, inH: number, outH: number, inW: number): Uint8Array {
   return new Uniforms(5).u32(total).u32(inH).u32(outH).u32(inW / 4).u32(inW).bytes;
 }
@@ -1590,9 +1595,10 @@ export function maxPool2dForward(
   options: SpatialOptions = {},
 ): void {
   if (maxPool2dVariant(g, options) === "2x2") {
-    const total = g.planes * g.outH * (g.inW / 4);
+    const pairs = pool2x2Pairs(g);
+    const total = g.planes * g.outH * (g.inW / (pairs ? 8 : 4));
     b.dispatch(
-      maxPool2x2ForwardKernel(),
+      maxPool2x2ForwardKernel(pairs),
       [x, y, argmax],
       quadUniforms(total, g.inH, g.outH, g.inW),
       grid1d(total),
@@ -1617,9 +1623,10 @@ export function maxPool2dBackward(
   options: SpatialOptions = {},
 ): void {
   if (maxPool2dVariant(g, options) === "2x2") {
-    const total = g.planes * Math.ceil(g.inH / 2) * (g.inW / 4);
+    const pairs = pool2x2Pairs(g);
+    const total = g.planes * Math.ceil(g.inH / 2) * (g.inW / (pairs ? 8 : 4));
     b.dispatch(
-      maxPool2x2BackwardKernel(),
+      maxPool2x2BackwardKernel(pairs),
       [dy, argmax, dx],
       quadUniforms(total, g.inH, g.outH, g.inW),
       grid1d(total),

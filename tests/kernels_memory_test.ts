@@ -280,11 +280,14 @@ for (const variant of ["chunked", "per-channel"] as const) {
   }
 }
 
+// Widths of 1 and 3 column quads (one quad a thread) and of 2, 4 and 6 (two a thread), odd heights.
 const poolShapes: [number, number, number, number][] = [
   [1, 1, 2, 4],
   [1, 3, 8, 12],
   [37, 2, 9, 8],
   [2, 5, 4, 4],
+  [2, 3, 6, 16],
+  [3, 2, 7, 24],
 ];
 
 for (const variant of ["2x2", "generic"] as const) {

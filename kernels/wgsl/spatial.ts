@@ -255,28 +255,59 @@ ${linearMain()}
 
 const QUAD_UNIFORMS = "total: u32, inH: u32, outH: u32, quadsW: u32, inW: u32,";
 
-/** Decompose a quad index (over planes * rows * quadsW) into plane, row, quad. */
-function quadIndex(rows: string): string {
+/**
+ * Decompose a thread index (over planes * rows * quadsW / per: `per` column quads a thread) into
+ * plane, row and the thread's first quad q.
+ */
+function quadIndex(rows: string, per = 1): string {
+  const groups = per === 1 ? "params.quadsW" : `(params.quadsW / ${per}u)`;
+  const first = per === 1 ? `index % ${groups}` : `(index % ${groups}) * ${per}u`;
   return `if (index >= params.total) { return; }
-  let q = index % params.quadsW;
-  let t = index / params.quadsW;
+  let q = ${first};
+  let t = index / ${groups};
   let row = t % ${rows};
   let plane = t / ${rows};`;
 }
 
 /**
  * Max-pool 2x2, stride 2, no padding, inW % 4 == 0. Threads: one per pair of outputs (planes *
- * outH * inW / 4); same first-max rule as {@link maxPool2dForwardKernel} (scan order kh, kw; a
- * later value wins only if strictly greater). Uniforms: total, inH, outH, quadsW (inW / 4), inW.
+ * outH * inW / 4), or with `pairs` (inW % 8 == 0) one per two pairs, whose outputs and arg-maxes
+ * then go out as one vec4 each (llvmpipe pays per store instruction: on 64x32x64x64 the pairs
+ * halve the stores); same first-max rule as {@link maxPool2dForwardKernel} (scan order kh, kw; a
+ * later value wins only if strictly greater). Uniforms: total (threads), inH, outH, quadsW
+ * (inW / 4), inW.
  */
-export function maxPool2x2ForwardKernel(): KernelSource {
+export function maxPool2x2ForwardKernel(pairs = false): KernelSource {
+  const per = pairs ? 2 : 1;
+  const windows: string[] = [];
+  const values: string[] = [];
+  const positions: string[] = [];
+  for (let p = 0; p < per; p++) {
+    windows.push(
+      `let top${p} = x[(plane * params.inH + 2u * oh) * params.quadsW + q + ${p}u];`,
+      `let bottom${p} = x[(plane * params.inH + 2u * oh + 1u) * params.quadsW + q + ${p}u];`,
+      `let at${p} = 2u * oh * params.inW + 4u * (q + ${p}u);`,
+      `let below${p} = at${p} + params.inW;`,
+      `let left${p} = best4(top${p}.x, top${p}.y, bottom${p}.x, bottom${p}.y, at${p}, ` +
+        `at${p} + 1u, below${p}, below${p} + 1u);`,
+      `let right${p} = best4(top${p}.z, top${p}.w, bottom${p}.z, bottom${p}.w, at${p} + 2u, ` +
+        `at${p} + 3u, below${p} + 2u, below${p} + 3u);`,
+    );
+    values.push(`left${p}.v`, `right${p}.v`);
+    positions.push(`left${p}.i`, `right${p}.i`);
+  }
+  const width = 2 * per;
   return kernel(
     "maxPool2x2Forward",
-    {},
+    pairs ? { pairs } : {},
     ["read", "readWrite", "readWrite"],
     `${
       declareBindings(
-        [["x", "read", "vec4f"], ["y", "readWrite", "vec2f"], ["argmax", "readWrite", "vec2u"]],
+        [["x", "read", "vec4f"], ["y", "readWrite", `vec${width}f`], [
+          "argmax",
+          "readWrite",
+          `vec${width}u`,
+        ]],
         QUAD_UNIFORMS,
       )
     }
@@ -289,16 +320,11 @@ fn best4(a: f32, b: f32, c: f32, d: f32, ia: u32, ib: u32, ic: u32, id: u32) -> 
   return r;
 }
 ${linearMain()}
-  ${quadIndex("params.outH")}
+  ${quadIndex("params.outH", per)}
   let oh = row;
-  let top = x[(plane * params.inH + 2u * oh) * params.quadsW + q];
-  let bottom = x[(plane * params.inH + 2u * oh + 1u) * params.quadsW + q];
-  let at = 2u * oh * params.inW + 4u * q;
-  let below = at + params.inW;
-  let left = best4(top.x, top.y, bottom.x, bottom.y, at, at + 1u, below, below + 1u);
-  let right = best4(top.z, top.w, bottom.z, bottom.w, at + 2u, at + 3u, below + 2u, below + 3u);
-  y[index] = vec2f(left.v, right.v);
-  argmax[index] = vec2u(left.i, right.i);
+  ${windows.join("\n  ")}
+  y[index] = vec${width}f(${values.join(", ")});
+  argmax[index] = vec${width}u(${positions.join(", ")});
 }`,
   );
 }
@@ -306,16 +332,34 @@ ${linearMain()}
 /**
  * dx of max-pool 2x2 stride 2 (no padding, inW % 4 == 0): windows do not overlap, so each input
  * gets its window's dy or 0. Threads: one per pair of input rows and column quad (planes *
- * ceil(inH / 2) * inW / 4); with an odd inH the last row (in no window) gets 0.
+ * ceil(inH / 2) * inW / 4), or with `pairs` (inW % 8 == 0) two column quads, reading dy and the
+ * arg-maxes as one vec4 each; with an odd inH the last row (in no window) gets 0.
  */
-export function maxPool2x2BackwardKernel(): KernelSource {
+export function maxPool2x2BackwardKernel(pairs = false): KernelSource {
+  const per = pairs ? 2 : 1;
+  const width = 2 * per;
+  const zeros: string[] = [];
+  const writes: string[] = [];
+  for (let p = 0; p < per; p++) {
+    zeros.push(`dx[top + ${p}u] = vec4f(0.0);`);
+    const g = pairs ? `g.${p === 0 ? "xy" : "zw"}` : "g";
+    const a = pairs ? `a.${p === 0 ? "xy" : "zw"}` : "a";
+    writes.push(
+      `dx[top + ${p}u] = pick(${g}, ${a}, at + ${4 * p}u);`,
+      `dx[top + params.quadsW + ${p}u] = pick(${g}, ${a}, at + params.inW + ${4 * p}u);`,
+    );
+  }
   return kernel(
     "maxPool2x2Backward",
-    {},
+    pairs ? { pairs } : {},
     ["read", "read", "readWrite"],
     `${
       declareBindings(
-        [["dy", "read", "vec2f"], ["argmax", "read", "vec2u"], ["dx", "readWrite", "vec4f"]],
+        [["dy", "read", `vec${width}f`], ["argmax", "read", `vec${width}u`], [
+          "dx",
+          "readWrite",
+          "vec4f",
+        ]],
         QUAD_UNIFORMS,
       )
     }
@@ -324,19 +368,18 @@ fn pick(g: vec2f, a: vec2u, at: u32) -> vec4f {
                 select(0.0, g.y, a.y == at + 2u), select(0.0, g.y, a.y == at + 3u));
 }
 ${linearMain()}
-  ${quadIndex("((params.inH + 1u) / 2u)")}
+  ${quadIndex("((params.inH + 1u) / 2u)", per)}
   let oh = row;
   let top = (plane * params.inH + 2u * oh) * params.quadsW + q;
   if (oh >= params.outH) {
-    dx[top] = vec4f(0.0);
+    ${zeros.join("\n    ")}
     return;
   }
-  let o = (plane * params.outH + oh) * params.quadsW + q;
+  let o = (plane * params.outH + oh) * (params.quadsW / ${per}u) + q / ${per}u;
   let g = dy[o];
   let a = argmax[o];
   let at = 2u * oh * params.inW + 4u * q;
-  dx[top] = pick(g, a, at);
-  dx[top + params.quadsW] = pick(g, a, at + params.inW);
+  ${writes.join("\n  ")}
 }`,
   );
 }

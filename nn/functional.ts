@@ -718,7 +718,9 @@ export function batchNormAddRelu(
   const training = options.training ?? false;
   checkBatchNormArguments("batchNormAddRelu", x, runningMean, runningVar, weight, bias, training);
   if (!training || !ops.batchNormResidualApplicable(x.device.backend, x.shape[1])) {
-    return addRelu(batchNorm2d(x, runningMean, runningVar, weight, bias, options), residual);
+    // The arguments are checked: batchNorm2d's work without its checks, then the add and ReLU.
+    const normalized = normalize(x, null, runningMean, runningVar, weight, bias, options);
+    return addRelu(normalized, residual);
   }
   return normalize(x, residual, runningMean, runningVar, weight, bias, { ...options, relu: true });
 }
